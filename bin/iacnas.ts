@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// The `iacnas` command. Subcommands are dispatched to the part of the project that owns
+// them; each module is imported lazily so that `iacnas trainer ...` never loads the
+// operator and `iacnas operator` never loads TensorFlow.js.
+const usage = `usage: iacnas <command> [options]
+
+commands:
+  run <IACSearch.yaml> [--out runs/]   run a whole search (search, prune, retrain, evaluate) on this machine
+  trainer <phase> ...                  one trainer phase: search | prune | derive | retrain | evaluate
+  dataset <check|phantom> ...          validate a dataset, or write the synthetic phantom dataset
+  operator [options]                   run the Kubernetes operator
+
+Run 'iacnas <command> --help' for the options of a command.`;
+
+const [command, ...rest] = process.argv.slice(2);
+
+async function main(): Promise<number> {
+  switch (command) {
+    case 'run':
+      return (await import('../operator/src/local/cli.ts')).main(rest);
+    case 'operator':
+      return (await import('../operator/src/main.ts')).main(rest);
+    case 'trainer':
+      return (await import('../trainer/src/cli.ts')).trainerMain(rest);
+    case 'dataset':
+      return (await import('../trainer/src/data/cli.ts')).datasetMain(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(usage);
+      return command === undefined ? 2 : 0;
+    default:
+      console.error(`iacnas: unknown command '${command}'\n\n${usage}`);
+      return 2;
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(`iacnas: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exitCode = 1;
+  },
+);
