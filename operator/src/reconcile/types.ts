@@ -43,6 +43,12 @@ export interface ReconcileInput {
   /** Latest progress event accepted for this search, if any (advisory). */
   progress?: ProgressEvent;
   now: Date;
+  /**
+   * A fresh random token (the caller generates one per call, e.g. 32 random bytes
+   * base64url). Used only when the search's progress Secret must be created, so
+   * reconcile stays a pure function of its input.
+   */
+  newToken: string;
   /** Operator settings that the state machine needs (progress URL, default image). */
   settings: OperatorSettings;
 }
