@@ -46,6 +46,8 @@ export const PhaseResult = z.object({
   /** Wall seconds of this phase's own work (search: cell search only, backbone training excluded). */
   seconds: z.number().min(0).optional(),
   backboneSeconds: z.number().min(0).optional(),
+  /** CPU seconds (user + system) the phase process used, from process.cpuUsage(). */
+  cpuSeconds: z.number().min(0).optional(),
   meanEpochSeconds: z.number().min(0).optional(),
   stoppedBy: z.enum(['stable', 'genotype-unchanged', 'max-epochs']).optional(),
   activeOperations: z.int().min(0).optional(),
