@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import type { Genotype } from '../model/api.ts';
+import type { Operation } from '../config/index.ts';
+import { softmaxAt } from './jsd.ts';
+import { type ArchSnapshot, type EpochDecision, type StabilityOptions, StabilityTracker, edgeCount, edgeIndex, keptEdges } from './stability.ts';
+
+const OPS: Operation[] = ['none', 'skip_connect', 'conv_3x3', 'avg_pool_3x3', 'max_pool_3x3'];
+
+/** DARTS-style derivation: per node the two edges with the strongest non-none operation. */
+function derive(nodes: number) {
+  return (a: ArchSnapshot): Genotype => ({
+    cells: a.alphas.map((cell, c) => ({
+      nodes: Array.from({ length: nodes }, (_, node) => {
+        const scored = Array.from({ length: node + 2 }, (_, input) => {
+          const e = edgeIndex(node, input);
+          const cand = a.active[c][e].filter((i) => i !== 0);
+          const p = softmaxAt(cell[e], cand);
+          const best = p.indexOf(Math.max(...p));
+          return { input, op: OPS[cand[best]], w: p[best] };
+        });
+        scored.sort((x, y) => y.w - x.w || x.input - y.input);
+        return scored.slice(0, 2).map(({ input, op }) => ({ input, op }));
+      }),
+    })),
+  });
+}
+
+const base: StabilityOptions = {
+  enabled: true,
+  threshold: 1e-3,
+  window: 2,
+  pruneTo: [3, 1],
+  patience: 100,
+  warmupEpochs: 2,
+  maxEpochs: 30,
+  noneIndex: 0,
+};
+
+/** Runs a scripted alpha trajectory through the tracker, applying its prunes as the search loop does. */
+function run(
+  opts: StabilityOptions,
+  nodes: number,
+  alphasAt: (t: number) => number[][],
+  from?: { tracker: StabilityTracker; active: number[][]; epoch: number },
+  until = opts.maxEpochs,
+): { decisions: EpochDecision[]; tracker: StabilityTracker; active: number[][] } {
+  const edges = edgeCount(nodes);
+  const tracker = from?.tracker ?? new StabilityTracker(opts, { edgesPerCell: [edges] });
+  let active = from?.active ?? Array.from({ length: edges }, () => OPS.map((_, i) => i));
+  const snap = (t: number): ArchSnapshot => ({ alphas: [alphasAt(t)], betas: [[]], active: [active] });
+  if (!from) tracker.start(snap(0), derive(nodes));
+  const decisions: EpochDecision[] = [];
+  for (let t = (from?.epoch ?? 0) + 1; t <= until; t++) {
+    const d = tracker.observe(t, snap(t), derive(nodes));
+    active = d.active[0];
+    decisions.push(d);
+    if (d.stop) break;
+  }
+  return { decisions, tracker, active };
+}
+
+// Edge 0 never moves; edge 1 moves until epoch 6 and is constant afterwards.
+const twoEdges = (t: number) => [
+  [0, 1, 0.5, 0.2, 0.1],
+  [0, Math.min(t, 6), 0, 0.1, 0],
+];
+
+describe('StabilityTracker', () => {
+  it('prunes stable edges to top-3, then top-1, and stops when the cell is settled', () => {
+    const { decisions } = run(base, 1, twoEdges);
+    const prunes = decisions.flatMap((d) => d.prunes.map((p) => ({ epoch: d.epoch, ...p })));
+    // Warm-up 2, window 2: the first window is full at epoch 4.
+    expect(prunes).toEqual([
+      { epoch: 4, cell: 0, edge: 0, keep: [1, 2, 3] },
+      { epoch: 6, cell: 0, edge: 0, keep: [1] },
+      { epoch: 8, cell: 0, edge: 1, keep: [1, 3, 2] },
+      { epoch: 10, cell: 0, edge: 1, keep: [1] },
+    ]);
+    const last = decisions.at(-1)!;
+    expect(last.epoch).toBe(10);
+    expect(last.stop).toBe('stable');
+    expect(last.active[0]).toEqual([[1], [1]]);
+    expect(decisions.slice(0, -1).every((d) => d.stop === null)).toBe(true);
+    // Divergence of edge 1 while it moves, none once it stops.
+    expect(decisions[4].jsd[0][1]).toBeGreaterThan(1e-3);
+    expect(decisions[7].jsd[0][1]).toBe(0);
+  });
+
+  it('waits only for the edges the derived genotype keeps', () => {
+    // Node 1 (edges 2-4) keeps two of three edges; edge 4 keeps oscillating but is weak.
+    const alphas = (t: number) => [
+      [0, 1, 0.5, 0.2, 0.1],
+      [0, 2, 0, 0.1, 0],
+      [0, 5, 0, 0, 0],
+      [0, 0, 5, 0, 0],
+      t % 2 ? [0, 1, 0, 0, 0] : [0, 0, 1, 0, 0],
+    ];
+    const { decisions } = run(base, 2, alphas);
+    const last = decisions.at(-1)!;
+    expect(last.epoch).toBe(6);
+    expect(last.stop).toBe('stable');
+    expect(last.kept[0]).toEqual([true, true, true, true, false]);
+    expect(last.active[0][4]).toEqual([0, 1, 2, 3, 4]); // never stable, never pruned
+    expect(last.settled[0][4]).toBe(false);
+    expect(keptEdges(last.genotype, [5])).toEqual(last.kept);
+  });
+
+  it('stops when the genotype has not changed for `patience` epochs', () => {
+    // The best operation never changes but the rest keeps moving, so no edge is stable.
+    const alphas = (t: number) => [
+      [0, 3, t % 2, 0, 0],
+      [0, 0, 3, t % 2, 0],
+    ];
+    const { decisions } = run({ ...base, patience: 3 }, 1, alphas);
+    const last = decisions.at(-1)!;
+    expect(last.stop).toBe('genotype-unchanged');
+    expect(last.epoch).toBe(5); // unchanged at epochs 3, 4, 5 (counted after the warm-up)
+    expect(decisions.every((d) => d.prunes.length === 0)).toBe(true);
+  });
+
+  it('with stability disabled, records divergences but never prunes or stops early', () => {
+    const { decisions } = run({ ...base, enabled: false, maxEpochs: 12 }, 1, twoEdges);
+    expect(decisions).toHaveLength(12);
+    expect(decisions.every((d) => d.prunes.length === 0)).toBe(true);
+    expect(decisions.at(-1)!.stop).toBe('max-epochs');
+    expect(decisions[3].stable[0][0]).toBe(true); // it still reports what it sees
+    expect(decisions[4].jsd[0][1]).toBeGreaterThan(1e-3);
+  });
+
+  it('resumes from its serialised state with the same decisions', () => {
+    const whole = run(base, 1, twoEdges).decisions;
+    const first = run(base, 1, twoEdges, undefined, 5);
+    const state = JSON.parse(JSON.stringify(first.tracker.state()));
+    const tracker = new StabilityTracker(base, { edgesPerCell: [2] }, state);
+    const rest = run(base, 1, twoEdges, { tracker, active: first.active, epoch: 5 }).decisions;
+    expect([...first.decisions, ...rest].map((d) => [d.epoch, d.prunes, d.stop])).toEqual(
+      whole.map((d) => [d.epoch, d.prunes, d.stop]),
+    );
+  });
+
+  it('refuses pruneTo that is not decreasing and epochs out of order', () => {
+    expect(() => new StabilityTracker({ ...base, pruneTo: [1, 3] }, { edgesPerCell: [2] })).toThrow(/pruneTo/);
+    const t = new StabilityTracker(base, { edgesPerCell: [2] });
+    const snap = { alphas: [twoEdges(0)], betas: [[]], active: [[OPS.map((_, i) => i), OPS.map((_, i) => i)]] };
+    expect(() => t.observe(2, snap, derive(1))).toThrow(/expected epoch 1/);
+  });
+});

@@ -1,0 +1,220 @@
+// The IAC-LTH stability tracker: per edge, a window of recent Jensen-Shannon
+// divergences; a stable edge is pruned to its top-k operations; the search stops
+// when the cell is settled, when the derived genotype stops changing, or at the
+// epoch budget. Pure: the search loop feeds it snapshots and applies its decisions.
+import type { Genotype } from '../model/api.ts';
+import { candidateOps, edgeDivergence } from './jsd.ts';
+
+export interface StabilityOptions {
+  /** false: divergences are still recorded, but nothing is pruned and the search runs to maxEpochs. */
+  enabled: boolean;
+  threshold: number;
+  window: number;
+  pruneTo: readonly number[];
+  patience: number;
+  warmupEpochs: number;
+  maxEpochs: number;
+  /** Index of `none` in the operation list, or -1 when `none` is not a candidate. */
+  noneIndex: number;
+}
+
+/** The architecture as the tracker sees it (ArchitectureParams.snapshot()). */
+export interface ArchSnapshot {
+  alphas: number[][][];
+  betas: number[][];
+  active: number[][][];
+}
+
+export type StopReason = 'stable' | 'genotype-unchanged' | 'max-epochs';
+
+export interface EdgeState {
+  /** Divergences of the epochs since the last pruning step (at most `window`, newest last). */
+  window: number[];
+  /** How many pruning steps this edge has had (index into pruneTo of the next one). */
+  steps: number;
+  /** Stable by the criterion at the last observed epoch. */
+  stable: boolean;
+}
+
+/** Everything the tracker remembers; JSON-serialisable for checkpoints. */
+export interface TrackerState {
+  epoch: number;
+  edges: EdgeState[][];
+  previousAlphas: number[][][] | null;
+  genotypeKey: string | null;
+  unchangedEpochs: number;
+}
+
+export interface PruneDecision {
+  cell: number;
+  edge: number;
+  /** Operation indices to keep, best first. */
+  keep: number[];
+}
+
+export interface EpochDecision {
+  epoch: number;
+  /** Divergence of every edge between this epoch and the previous one. */
+  jsd: number[][];
+  prunes: PruneDecision[];
+  /** Active operations after this epoch's pruning. */
+  active: number[][][];
+  stable: boolean[][];
+  /** Edges that the derived genotype keeps (the ones the stop rule waits for). */
+  kept: boolean[][];
+  /** An edge is settled when it has one candidate left, or is stable and cannot be pruned further. */
+  settled: boolean[][];
+  genotype: Genotype;
+  genotypeChanged: boolean;
+  unchangedEpochs: number;
+  stop: StopReason | null;
+}
+
+/** Edge index of input `input` of intermediate node `node` (node i has inputs 0 .. i+1). */
+export function edgeIndex(node: number, input: number): number {
+  return (node * (node + 3)) / 2 + input;
+}
+
+/** Number of edges of a cell with `nodes` intermediate nodes. */
+export function edgeCount(nodes: number): number {
+  return (nodes * (nodes + 3)) / 2;
+}
+
+/** kept[cell][edge]: whether the genotype keeps that edge. */
+export function keptEdges(genotype: Genotype, edgesPerCell: readonly number[]): boolean[][] {
+  const kept = edgesPerCell.map((n) => new Array<boolean>(n).fill(false));
+  genotype.cells.forEach((cell, c) =>
+    cell.nodes.forEach((edges, node) => {
+      for (const e of edges) kept[c][edgeIndex(node, e.input)] = true;
+    }),
+  );
+  return kept;
+}
+
+/** A canonical string of a genotype: the order of a node's two edges does not matter. */
+export function genotypeKey(genotype: Genotype): string {
+  return JSON.stringify(
+    genotype.cells.map((c) => c.nodes.map((n) => n.map((e) => `${e.input}:${e.op}`).sort())),
+  );
+}
+
+export class StabilityTracker {
+  readonly options: StabilityOptions;
+  private s: TrackerState;
+
+  constructor(options: StabilityOptions, shape: { edgesPerCell: readonly number[] }, state?: TrackerState) {
+    if (options.pruneTo.some((k, i) => i > 0 && k >= options.pruneTo[i - 1])) {
+      throw new Error(`search.stability.pruneTo: must be decreasing, got [${options.pruneTo.join(', ')}]`);
+    }
+    this.options = options;
+    this.s = state
+      ? structuredClone(state)
+      : {
+          epoch: 0,
+          edges: shape.edgesPerCell.map((n) => Array.from({ length: n }, () => ({ window: [], steps: 0, stable: false }))),
+          previousAlphas: null,
+          genotypeKey: null,
+          unchangedEpochs: 0,
+        };
+  }
+
+  state(): TrackerState {
+    return structuredClone(this.s);
+  }
+
+  /**
+   * Records the architecture at the start of the search (epoch 0), so that the
+   * first epoch has a divergence.
+   */
+  start(initial: ArchSnapshot, derive: (a: ArchSnapshot) => Genotype): void {
+    if (this.s.previousAlphas) return;
+    this.s.previousAlphas = structuredClone(initial.alphas);
+    this.s.genotypeKey = genotypeKey(derive(initial));
+  }
+
+  /**
+   * Observes the architecture at the end of `epoch` (1-based) and decides which
+   * edges to prune and whether the search is over. `derive` turns a snapshot
+   * (with this epoch's pruning applied) into the genotype it stands for.
+   */
+  observe(epoch: number, snap: ArchSnapshot, derive: (a: ArchSnapshot) => Genotype): EpochDecision {
+    const o = this.options;
+    if (epoch !== this.s.epoch + 1) throw new Error(`stability tracker: expected epoch ${this.s.epoch + 1}, got ${epoch}`);
+    const prev = this.s.previousAlphas ?? snap.alphas;
+    const archLearns = epoch > o.warmupEpochs;
+    const active = structuredClone(snap.active);
+    const jsd: number[][] = [];
+    const stable: boolean[][] = [];
+    const prunes: PruneDecision[] = [];
+
+    snap.alphas.forEach((cellAlphas, c) => {
+      jsd.push([]);
+      stable.push([]);
+      cellAlphas.forEach((alphas, e) => {
+        const st = this.s.edges[c][e];
+        const js = edgeDivergence(prev[c][e], alphas, active[c][e], o.noneIndex);
+        jsd[c].push(js);
+        if (archLearns) {
+          st.window.push(js);
+          if (st.window.length > o.window) st.window.shift();
+        }
+        st.stable = st.window.length >= o.window && Math.max(...st.window) < o.threshold;
+        stable[c].push(st.stable);
+        if (!o.enabled || !st.stable) return;
+        const candidates = candidateOps(active[c][e], o.noneIndex);
+        // The next pruning step that actually removes operations from this edge.
+        let step = st.steps;
+        while (step < o.pruneTo.length && o.pruneTo[step] >= candidates.length) step++;
+        if (step >= o.pruneTo.length) {
+          st.steps = step;
+          return;
+        }
+        const keep = [...candidates].sort((a, b) => alphas[b] - alphas[a] || a - b).slice(0, o.pruneTo[step]);
+        prunes.push({ cell: c, edge: e, keep });
+        active[c][e] = [...keep].sort((a, b) => a - b);
+        st.steps = step + 1;
+        st.window = [];
+        st.stable = false;
+        stable[c][e] = false;
+      });
+    });
+
+    const after: ArchSnapshot = { alphas: snap.alphas, betas: snap.betas, active };
+    const genotype = derive(after);
+    const key = genotypeKey(genotype);
+    const changed = key !== this.s.genotypeKey;
+    if (archLearns) this.s.unchangedEpochs = changed ? 0 : this.s.unchangedEpochs + 1;
+    this.s.genotypeKey = key;
+
+    const kept = keptEdges(genotype, snap.alphas.map((a) => a.length));
+    const settled = active.map((cell, c) =>
+      cell.map((ops, e) => {
+        const n = candidateOps(ops, o.noneIndex).length;
+        if (n <= 1) return true;
+        const st = this.s.edges[c][e];
+        return st.stable && !o.pruneTo.slice(st.steps).some((k) => k < n);
+      }),
+    );
+
+    let stop: StopReason | null = null;
+    if (o.enabled && kept.every((cell, c) => cell.every((k, e) => !k || settled[c][e]))) stop = 'stable';
+    else if (o.enabled && this.s.unchangedEpochs >= o.patience) stop = 'genotype-unchanged';
+    else if (epoch >= o.maxEpochs) stop = 'max-epochs';
+
+    this.s.epoch = epoch;
+    this.s.previousAlphas = structuredClone(snap.alphas);
+    return {
+      epoch,
+      jsd,
+      prunes,
+      active,
+      stable,
+      kept,
+      settled,
+      genotype,
+      genotypeChanged: changed,
+      unchangedEpochs: this.s.unchangedEpochs,
+      stop,
+    };
+  }
+}
