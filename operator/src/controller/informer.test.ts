@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { FakeKubeApi } from '../k8s/fake.ts';
+import { PodType } from '../k8s/resources.ts';
+import type { KubeObject } from '../k8s/types.ts';
+import { Informer } from './informer.ts';
+
+const pod = (ns: string, name: string, labels: Record<string, string> = { 'iac.dev/search': 's' }): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: ns, labels },
+});
+
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('Informer', () => {
+  it('lists, syncs and follows watch events with the label selector', async () => {
+    const api = new FakeKubeApi();
+    api.seed(pod('a', 'p1'));
+    api.seed(pod('a', 'other', { app: 'x' }));
+    const inf = new Informer(api, PodType, { labelSelector: 'iac.dev/search' });
+    const events: string[] = [];
+    inf.on((e, o) => events.push(`${e}:${o.metadata.name}`));
+    inf.start();
+    await until(() => inf.hasSynced());
+    expect(inf.list().map((p) => p.metadata.name)).toEqual(['p1']);
+    await until(() => api.openWatches() === 1);
+    await api.create(pod('a', 'p2'));
+    await until(() => inf.get('a', 'p2') !== undefined);
+    await api.delete(PodType, 'a', 'p1');
+    await until(() => inf.get('a', 'p1') === undefined);
+    expect(events).toEqual(['add:p1', 'add:p2', 'delete:p1']);
+    inf.stop();
+  });
+
+  it('freezes cached objects so that nobody mutates the shared cache', async () => {
+    const api = new FakeKubeApi();
+    api.seed(pod('a', 'p1'));
+    const inf = new Informer(api, PodType);
+    inf.start();
+    await until(() => inf.hasSynced());
+    const cached = inf.get('a', 'p1')!;
+    expect(() => {
+      (cached.metadata as { name: string }).name = 'changed';
+    }).toThrow(TypeError);
+    inf.stop();
+  });
+
+  it('restarts with backoff after a watch error and catches up on what it missed', async () => {
+    const api = new FakeKubeApi();
+    const restarts: string[] = [];
+    const inf = new Informer(api, PodType, { initialBackoffMs: 10, onRestart: (r) => restarts.push(r) });
+    inf.start();
+    await until(() => inf.hasSynced() && api.openWatches() === 1);
+    api.failNext('list', new Error('apiserver down'), { times: 2 });
+    api.breakWatches(new Error('connection reset'));
+    await api.create(pod('a', 'missed'));
+    await until(() => inf.get('a', 'missed') !== undefined);
+    expect(restarts.length).toBe(3); // the broken watch and two failed lists
+    inf.stop();
+  });
+
+  it('resumes a normally ended watch without relisting, and relists on 410 Gone', async () => {
+    const api = new FakeKubeApi();
+    const inf = new Informer(api, PodType, { initialBackoffMs: 10 });
+    const restarts: unknown[] = [];
+    inf.on(() => {});
+    inf.start();
+    await until(() => inf.hasSynced() && api.openWatches() === 1);
+    api.endWatches();
+    await api.create(pod('a', 'after-timeout'));
+    await until(() => inf.get('a', 'after-timeout') !== undefined);
+    await until(() => api.openWatches() === 1);
+    // the history is compacted while the watch is down: the next watch gets 410 and relists
+    api.endWatches();
+    await api.create(pod('a', 'after-compaction'));
+    api.compact();
+    await until(() => inf.get('a', 'after-compaction') !== undefined);
+    expect(restarts).toEqual([]);
+    inf.stop();
+  });
+
+  it('watches only the given namespaces', async () => {
+    const api = new FakeKubeApi();
+    api.seed(pod('a', 'p'));
+    api.seed(pod('b', 'p'));
+    api.seed(pod('c', 'p'));
+    const inf = new Informer(api, PodType, { namespaces: ['a', 'c'] });
+    inf.start();
+    await until(() => inf.hasSynced());
+    expect(inf.list().map((p) => p.metadata.namespace).sort()).toEqual(['a', 'c']);
+    inf.stop();
+  });
+});
