@@ -1,0 +1,92 @@
+// The IACSearch API (nas.iac.dev/v1alpha1): schemas, names, and the one validation
+// every reader of an IACSearch goes through (operator, `iacnas run`, the CRD generator).
+import { z } from 'zod';
+import { formatIssues, parseTrainerConfig, type TrainerConfig } from '../../../trainer/src/config/index.ts';
+import { IACSearchSpec } from './spec.ts';
+import { IACSearchStatus } from './status.ts';
+
+export * from './spec.ts';
+export * from './status.ts';
+
+export const GROUP = 'nas.iac.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'IACSearch';
+export const LIST_KIND = 'IACSearchList';
+export const PLURAL = 'iacsearches';
+export const SINGULAR = 'iacsearch';
+export const SHORT_NAMES = ['iacs'];
+export const CATEGORIES = ['nas'];
+
+/** Labels on every object the operator creates for a search. */
+export const LABEL_SEARCH = 'iac.dev/search';
+export const LABEL_PHASE = 'iac.dev/phase';
+export const LABEL_ATTEMPT = 'iac.dev/attempt';
+
+export const IACSearchMetadata = z.object({
+  name: z.string().min(1),
+  namespace: z.string().optional(),
+  uid: z.string().optional(),
+  generation: z.int().optional(),
+  creationTimestamp: z.string().optional(),
+  deletionTimestamp: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+export const IACSearch = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(KIND),
+  metadata: IACSearchMetadata.loose(),
+  spec: IACSearchSpec.prefault({}),
+  status: IACSearchStatus.optional(),
+});
+export type IACSearch = z.infer<typeof IACSearch>;
+export type IACSearchInput = z.input<typeof IACSearch>;
+
+export type ParseResult =
+  | { ok: true; search: IACSearch; trainerConfig: TrainerConfig }
+  | { ok: false; message: string; fields: string[] };
+
+/**
+ * Validates an IACSearch as read (from the API server or a YAML file) with the same
+ * schemas the CRD is generated from, plus the trainer's own cross-field checks.
+ * Never throws: a bad object yields a message naming every bad field and its fix.
+ */
+export function parseIACSearch(obj: unknown): ParseResult {
+  const result = IACSearch.safeParse(obj);
+  if (!result.success) {
+    return {
+      ok: false,
+      message: formatIssues(result.error),
+      fields: result.error.issues.map((i) => i.path.map(String).join('.') || '(root)'),
+    };
+  }
+  const search = result.data;
+  try {
+    const trainerConfig = parseTrainerConfig(trainerConfigInput(search));
+    return { ok: true, search, trainerConfig };
+  } catch (e) {
+    // The trainer names fields relative to its configuration; the user edits spec.
+    const lines = (e as Error).message
+      .split('\n')
+      .slice(1)
+      .map((l) => `spec.${l}`);
+    return { ok: false, message: lines.join('\n') || (e as Error).message, fields: lines.map((l) => l.split(':')[0]) };
+  }
+}
+
+/** The trainer configuration of a search: what every phase pod gets as --config-json. */
+export function trainerConfigInput(search: IACSearch, datasetPath?: string): Record<string, unknown> {
+  const { spec } = search;
+  const { pvc: _pvc, ...dataset } = spec.dataset;
+  return {
+    name: search.metadata.name,
+    seed: spec.seed,
+    dataset: datasetPath === undefined ? dataset : { ...dataset, path: datasetPath },
+    backbone: spec.backbone,
+    search: spec.search,
+    retrain: spec.retrain,
+    evaluate: spec.evaluate,
+  };
+}

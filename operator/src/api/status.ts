@@ -1,0 +1,123 @@
+// IACSearch.status: written only by the operator. The pods' phases and termination
+// messages are the authority for it; progress events only fill in `progress`.
+import { z } from 'zod';
+
+export const SEARCH_PHASES = ['Pending', 'Searching', 'Pruning', 'Retraining', 'Evaluating', 'Succeeded', 'Failed', 'Suspended'] as const;
+export const SearchPhase = z.enum(SEARCH_PHASES).describe('Where the search is: Pending, Searching, Pruning, Retraining, Evaluating, Succeeded, Failed or Suspended.');
+export type SearchPhase = z.infer<typeof SearchPhase>;
+
+/** Trainer phases in the order they run; each is one pod per attempt. */
+export const STAGES = ['search', 'prune', 'retrain', 'evaluate'] as const;
+export type Stage = (typeof STAGES)[number];
+export const STAGE_PHASE: Record<Stage, SearchPhase> = {
+  search: 'Searching',
+  prune: 'Pruning',
+  retrain: 'Retraining',
+  evaluate: 'Evaluating',
+};
+
+export const Condition = z
+  .object({
+    type: z.string().max(316).describe('Ready, Reconciling, Stalled or BudgetExceeded.'),
+    status: z.enum(['True', 'False', 'Unknown']).describe('True, False or Unknown.'),
+    reason: z.string().max(1024).describe('CamelCase reason of the last transition.'),
+    message: z.string().max(32768).describe('Human-readable detail.'),
+    lastTransitionTime: z.string().describe('When status last changed (RFC 3339).'),
+    observedGeneration: z.int().min(0).optional().describe('metadata.generation the condition was computed from.'),
+  })
+  .describe('A metav1.Condition.');
+export type Condition = z.infer<typeof Condition>;
+
+export const AttemptOutcome = z.enum(['Succeeded', 'Failed', 'Disrupted', 'Stopped']);
+export type AttemptOutcome = z.infer<typeof AttemptOutcome>;
+
+export const AttemptRecord = z
+  .object({
+    pod: z.string().describe('Pod of the attempt.'),
+    outcome: AttemptOutcome.describe('Succeeded; Failed (counts against backoffLimit); Disrupted (preemption, eviction, node loss: does not count); Stopped (suspend, budget or deadline).'),
+    gpuSeconds: z.number().min(0).describe('GPU-seconds the attempt used (container run time times GPUs requested).'),
+    startTime: z.string().optional().describe('When the trainer container started.'),
+    endTime: z.string().optional().describe('When the attempt ended.'),
+    exitCode: z.int().optional().describe('Exit status of the trainer container.'),
+    reason: z.string().optional().describe('Why it ended (pod or container reason).'),
+  })
+  .describe('One finished attempt, recorded once (keyed by pod) so its GPU-seconds are never counted twice.');
+export type AttemptRecord = z.infer<typeof AttemptRecord>;
+
+export const PhaseRecord = z
+  .object({
+    startTime: z.string().optional().describe('When the first attempt of this phase was created.'),
+    endTime: z.string().optional().describe('When the phase succeeded or failed for good.'),
+    attempts: z.int().min(0).default(0).describe('Pods created for this phase.'),
+    failures: z.int().min(0).default(0).describe('Failed attempts (count against backoffLimit).'),
+    preemptions: z.int().min(0).default(0).describe('Attempts ended by a disruption (do not count against backoffLimit).'),
+    gpuSeconds: z.number().min(0).default(0).describe('GPU-seconds of all attempts, the running one up to now.'),
+    pod: z.string().optional().describe('Pod of the latest attempt.'),
+    succeeded: z.boolean().optional().describe('The phase finished successfully.'),
+    message: z.string().optional().describe('Latest news of this phase.'),
+    history: z.array(AttemptRecord).optional().describe('Finished attempts.'),
+  })
+  .describe('Record of one phase.');
+export type PhaseRecord = z.infer<typeof PhaseRecord>;
+
+export const Progress = z
+  .object({
+    phase: z.string().optional().describe('Trainer phase the progress is from.'),
+    epoch: z.int().min(0).optional().describe('Epoch just finished.'),
+    maxEpochs: z.int().min(0).optional().describe('Epoch budget of the phase.'),
+    activeOperations: z.int().min(0).optional().describe('Candidate operations still computed, over all cell edges.'),
+    totalOperations: z.int().min(0).optional().describe('Candidate operations at the start of the search.'),
+    stableEdges: z.int().min(0).optional().describe('Cell edges whose operation distribution is stable.'),
+    totalEdges: z.int().min(0).optional().describe('Cell edges in all cells.'),
+    stable: z.string().optional().describe('stableEdges/totalEdges, for kubectl get.'),
+    bestValDice: z.number().optional().describe('Best validation Dice so far.'),
+    etaSeconds: z.number().min(0).optional().describe('Estimated seconds until the phase ends.'),
+    updateTime: z.string().optional().describe('When the progress was reported.'),
+  })
+  .describe('Latest progress of the running phase (advisory: from the trainer\'s progress events and the phase results).');
+
+export const Results = z
+  .object({
+    meanDice: z.number().optional().describe('Mean foreground Dice over test patients and classes (0-1).'),
+    dicePerClass: z.record(z.string(), z.number()).optional().describe('Mean Dice per foreground class.'),
+    hd95: z.number().optional().describe('Mean 95th-percentile Hausdorff distance in mm.'),
+    bestValDice: z.number().optional().describe('Best validation Dice of the retrained network.'),
+  })
+  .describe('Test-set results of the evaluate phase.');
+
+export const CostStatus = z
+  .object({
+    gpuSeconds: z.number().min(0).default(0).describe('GPU-seconds used by all phases and attempts.'),
+    gpuHours: z.number().min(0).default(0).describe('gpuSeconds in hours (rounded), for kubectl get.'),
+    estimatedUSD: z.number().min(0).default(0).describe('gpuHours times spec.cost.gpuHourlyUSD.'),
+    projectedFullSearchGPUSeconds: z.number().min(0).optional().describe('GPU-seconds the search phase would have used running all search.maxEpochs epochs.'),
+    savedGPUSeconds: z.number().min(0).optional().describe('GPU-seconds saved by ending the search early on stability.'),
+    speedup: z.number().min(0).optional().describe('Full-length cell search time divided by the actual cell search time.'),
+  })
+  .describe('What the search costs.');
+
+export const IACSearchStatus = z
+  .object({
+    phase: SearchPhase.optional(),
+    observedGeneration: z.int().min(0).optional().describe('metadata.generation the status was computed from.'),
+    conditions: z.array(Condition).optional().describe('Ready, Reconciling, Stalled (kstatus) and BudgetExceeded.'),
+    startTime: z.string().optional().describe('When the search started running (reset on resume, for activeDeadlineSeconds).'),
+    activeSeconds: z.number().min(0).optional().describe('Running time before the latest resume (suspended time excluded).'),
+    completionTime: z.string().optional().describe('When the search succeeded or failed.'),
+    phases: z
+      .object({
+        search: PhaseRecord.optional(),
+        prune: PhaseRecord.optional(),
+        retrain: PhaseRecord.optional(),
+        evaluate: PhaseRecord.optional(),
+      })
+      .optional()
+      .describe('Per-phase records.'),
+    progress: Progress.optional(),
+    searchResult: z.record(z.string(), z.unknown()).optional().describe('Result of the search phase (epochs, stoppedBy, mean epoch seconds).'),
+    genotype: z.record(z.string(), z.unknown()).optional().describe('The discrete cells found (from the prune phase): per cell, per node, two [input, operation] pairs.'),
+    results: Results.optional(),
+    cost: CostStatus.optional(),
+  })
+  .describe('What the operator observed.');
+export type IACSearchStatus = z.infer<typeof IACSearchStatus>;
