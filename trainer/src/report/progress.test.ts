@@ -1,0 +1,105 @@
+import { createServer, type IncomingMessage } from 'node:http';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PhaseResult, ProgressEvent } from './events.ts';
+import { ProgressReporter, RESULT_LIMIT_BYTES, encodeResult, humanLine, resultFilePath } from './progress.ts';
+
+function sink() {
+  const lines: string[] = [];
+  return { lines, write: (t: string) => lines.push(...t.split('\n').filter(Boolean)) };
+}
+
+const servers: { close(): void }[] = [];
+afterEach(() => servers.splice(0).forEach((s) => s.close()));
+
+async function server(handler: (req: IncomingMessage, body: string) => number | 'hang') {
+  const seen: { headers: IncomingMessage['headers']; body: string }[] = [];
+  const s = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      seen.push({ headers: req.headers, body });
+      const code = handler(req, body);
+      if (code !== 'hang') res.writeHead(code).end();
+    });
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  servers.push({ close: () => s.closeAllConnections() || s.close() });
+  const { port } = s.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}/v1/progress`, seen };
+}
+
+describe('ProgressReporter', () => {
+  it('prints a ProgressEvent JSON line on stdout and a human line on stderr', () => {
+    const out = sink();
+    const err = sink();
+    const r = new ProgressReporter({ phase: 'search', stdout: out, stderr: err, env: {} });
+    r.progress({ epoch: 3, maxEpochs: 20, trainLoss: 0.51234, valDice: 0.8, activeOperations: 40, totalOperations: 126, stableEdges: 5, totalEdges: 14, etaSeconds: 125 });
+    expect(out.lines).toHaveLength(1);
+    const ev = ProgressEvent.parse(JSON.parse(out.lines[0]));
+    expect(ev).toMatchObject({ type: 'progress', phase: 'search', epoch: 3, stableEdges: 5 });
+    expect(err.lines[0]).toBe('search epoch 3/20 | loss 0.5123 | val Dice 0.8000 | ops 40/126 | stable 5/14 | ETA 2m');
+  });
+
+  it('POSTs events with the bearer token and the search name', async () => {
+    const srv = await server(() => 204);
+    const r = new ProgressReporter({
+      phase: 'retrain',
+      stdout: sink(),
+      stderr: sink(),
+      env: { IACNAS_PROGRESS_URL: srv.url, IACNAS_PROGRESS_TOKEN: 's3cret', IACNAS_SEARCH: 'ns/demo' },
+    });
+    r.progress({ epoch: 1, maxEpochs: 2 });
+    await r.flush();
+    expect(srv.seen).toHaveLength(1);
+    expect(srv.seen[0].headers.authorization).toBe('Bearer s3cret');
+    expect(srv.seen[0].headers['x-iacsearch']).toBe('ns/demo');
+    expect(JSON.parse(srv.seen[0].body)).toMatchObject({ type: 'progress', phase: 'retrain', epoch: 1 });
+    expect(r.failedPosts).toBe(0);
+  });
+
+  it('never waits on a slow or failing operator', async () => {
+    const srv = await server(() => 'hang');
+    const r = new ProgressReporter({
+      phase: 'search',
+      stdout: sink(),
+      stderr: sink(),
+      env: { IACNAS_PROGRESS_URL: srv.url, IACNAS_PROGRESS_TOKEN: 't' },
+      postTimeoutMs: 200,
+    });
+    const t0 = performance.now();
+    for (let i = 1; i <= 6; i++) r.progress({ epoch: i, maxEpochs: 6 });
+    expect(performance.now() - t0).toBeLessThan(100);
+    await r.flush();
+    expect(r.failedPosts).toBe(6); // 4 timed out, 2 dropped while 4 were pending
+    const bad = new ProgressReporter({ phase: 'search', stdout: sink(), stderr: sink(), env: { IACNAS_PROGRESS_URL: 'http://127.0.0.1:1/x', IACNAS_PROGRESS_TOKEN: 't' } });
+    bad.progress({ epoch: 1, maxEpochs: 1 });
+    await bad.flush();
+    expect(bad.failedPosts).toBe(1);
+  });
+
+  it('writes the result to stdout and the result file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'progress-'));
+    const file = join(dir, 'result.json');
+    const out = sink();
+    const r = new ProgressReporter({ phase: 'prune', stdout: out, stderr: sink(), env: {}, resultFile: file });
+    await r.result({ ok: true, epochs: 0 });
+    const written = PhaseResult.parse(JSON.parse(readFileSync(file, 'utf8')));
+    expect(written).toEqual({ type: 'result', phase: 'prune', ok: true, epochs: 0 });
+    expect(JSON.parse(out.lines.at(-1)!)).toEqual(written);
+  });
+
+  it('keeps the result under the termination-message limit', () => {
+    const huge = encodeResult({ type: 'result', phase: 'search', ok: false, message: 'x'.repeat(10_000) });
+    expect(Buffer.byteLength(huge)).toBeLessThanOrEqual(RESULT_LIMIT_BYTES);
+    expect(JSON.parse(huge).ok).toBe(false);
+  });
+
+  it('chooses the result file: flag, then environment, then nothing here', () => {
+    expect(resultFilePath('/a', { IACNAS_RESULT_FILE: '/b' })).toBe('/a');
+    expect(resultFilePath(undefined, { IACNAS_RESULT_FILE: '/b' })).toBe('/b');
+    expect(humanLine('search', { epoch: 1, maxEpochs: 2, etaSeconds: 7200 })).toContain('ETA 2.0h');
+  });
+});
