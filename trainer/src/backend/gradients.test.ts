@@ -1,0 +1,115 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from './index.ts';
+
+// The loss sum(f(x, w) * r) is linear in each argument separately, so a central
+// difference is exact up to float32 rounding and a large step keeps rounding small.
+const EPS = 0.5;
+
+function seeded(shape: number[], seed: number): tf.Tensor {
+  return tf.randomUniform(shape, -1, 1, 'float32', seed);
+}
+
+function numericGrad(f: (args: tf.Tensor[]) => tf.Scalar, args: tf.Tensor[], which: number): Float32Array {
+  const base = args[which].dataSync().slice();
+  const out = new Float32Array(base.length);
+  for (let i = 0; i < base.length; i++) {
+    const probe = (delta: number) =>
+      tf.tidy(() => {
+        const v = base.slice();
+        v[i] += delta;
+        const moved = args.map((a, k) => (k === which ? tf.tensor(v, a.shape) : a));
+        return f(moved).dataSync()[0];
+      });
+    out[i] = (probe(EPS) - probe(-EPS)) / (2 * EPS);
+  }
+  return out;
+}
+
+function expectClose(actual: Float32Array, expected: Float32Array, what: string) {
+  expect(actual.length, what).toBe(expected.length);
+  let scale = 1e-6;
+  for (const v of expected) scale = Math.max(scale, Math.abs(v));
+  for (let i = 0; i < actual.length; i++) {
+    if (Math.abs(actual[i] - expected[i]) > 2e-3 * scale + 1e-4) {
+      throw new Error(`${what}[${i}]: analytic ${actual[i]} vs numeric ${expected[i]} (scale ${scale})`);
+    }
+  }
+}
+
+function checkGradients(f: (args: tf.Tensor[]) => tf.Tensor, args: tf.Tensor[], label: string, seed: number) {
+  const outShape = tf.tidy(() => f(args).shape);
+  const r = seeded(outShape, seed);
+  const loss = (a: tf.Tensor[]) => tf.sum(tf.mul(f(a), r)) as tf.Scalar;
+  const analytic = tf.grads((...a: tf.Tensor[]) => loss(a))(args);
+  analytic.forEach((g, i) => {
+    expect(g.shape, `${label} grad ${i} shape`).toEqual(args[i].shape);
+    expectClose(g.dataSync() as Float32Array, numericGrad(loss, args, i), `${label} grad of argument ${i}`);
+  });
+  tf.dispose([...analytic, r]);
+}
+
+const conv2dCases = [
+  { k: 3, d: 1, pad: 'same' as const },
+  { k: 3, d: 2, pad: 'same' as const },
+  { k: 5, d: 2, pad: 'same' as const },
+  { k: 2, d: 1, pad: 'same' as const }, // asymmetric 'same' padding
+  { k: 3, d: 2, pad: 'valid' as const },
+  { k: 1, d: 1, pad: 'same' as const },
+];
+
+const depthwiseCases = [
+  { k: 3, d: 1, m: 1 },
+  { k: 3, d: 2, m: 1 },
+  { k: 5, d: 2, m: 1 },
+  { k: 3, d: 1, m: 2 },
+  { k: 2, d: 1, m: 1 },
+];
+
+for (const backend of ['cpu', 'wasm'] as const) {
+  describe(`convolution gradients on ${backend}`, () => {
+    beforeAll(async () => {
+      await initBackend({ backend, quiet: true });
+      expect(tf.getBackend()).toBe(backend);
+    });
+
+    for (const c of conv2dCases) {
+      it(`conv2d ${c.k}x${c.k} dilation ${c.d} ${c.pad} matches finite differences`, () => {
+        const x = seeded([2, 7, 6, 3], 1);
+        const w = seeded([c.k, c.k, 3, 2], 2);
+        checkGradients(([a, b]) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, c.pad, 'NHWC', c.d), [x, w], `conv2d k${c.k} d${c.d}`, 3);
+        tf.dispose([x, w]);
+      });
+    }
+
+    for (const c of depthwiseCases) {
+      it(`depthwise ${c.k}x${c.k} dilation ${c.d} multiplier ${c.m} matches finite differences`, () => {
+        const x = seeded([2, 6, 7, 3], 4);
+        const w = seeded([c.k, c.k, 3, c.m], 5);
+        checkGradients(([a, b]) => tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same', 'NHWC', c.d), [x, w], `depthwise k${c.k} d${c.d} m${c.m}`, 6);
+        tf.dispose([x, w]);
+      });
+    }
+
+    it('depthwise separable conv (dilated depthwise then pointwise) matches finite differences', () => {
+      const x = seeded([2, 6, 6, 3], 7);
+      const dw = seeded([3, 3, 3, 1], 8);
+      const pw = seeded([1, 1, 3, 4], 9);
+      const sep = ([a, b, c]: tf.Tensor[]) =>
+        tf.conv2d(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same', 'NHWC', 2), c as tf.Tensor4D, 1, 'same');
+      // Bilinear in (dw, pw) jointly, so check each argument with the others fixed.
+      checkGradients(sep, [x, dw, pw], 'separable', 10);
+      tf.dispose([x, dw, pw]);
+    });
+
+    it('undilated conv2d gradient agrees with the cpu backend reference kernels', async () => {
+      const x = seeded([2, 5, 5, 3], 11);
+      const w = seeded([3, 3, 3, 4], 12);
+      const dy = seeded([2, 5, 5, 4], 13);
+      const ours = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same'), dy)))([x, w]);
+      const refX = tf.conv2dTranspose(dy as tf.Tensor4D, w as tf.Tensor4D, [2, 5, 5, 3], 1, 'same');
+      expectClose(ours[0].dataSync() as Float32Array, refX.dataSync() as Float32Array, 'dx vs conv2dTranspose');
+      tf.dispose([x, w, dy, refX, ...ours]);
+    });
+  });
+}
