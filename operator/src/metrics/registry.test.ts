@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import type { KubeObject } from '../k8s/types.ts';
+import { OperatorMetrics, type MetricsSource } from './registry.ts';
+
+function search(status: Record<string, unknown>, spec: Record<string, unknown> = {}): KubeObject {
+  return {
+    apiVersion: 'nas.iac.dev/v1alpha1',
+    kind: 'IACSearch',
+    metadata: { name: 'acdc', namespace: 'lab', uid: 'u-1' },
+    spec: { dataset: { format: 'nnunet', path: 'raw/Dataset027_ACDC/' }, search: { stability: { enabled: true } }, ...spec },
+    status,
+  };
+}
+
+const status = {
+  phase: 'Retraining',
+  phases: {
+    search: {
+      startTime: '2026-01-01T00:00:00Z',
+      endTime: '2026-01-01T01:00:00Z',
+      succeeded: true,
+      gpuSeconds: 3000,
+      pod: 'acdc-search-2',
+      history: [
+        { pod: 'acdc-search-1', outcome: 'Disrupted', gpuSeconds: 1000 },
+        { pod: 'acdc-search-2', outcome: 'Succeeded', gpuSeconds: 2000 },
+      ],
+    },
+    prune: { startTime: '2026-01-01T01:00:00Z', endTime: '2026-01-01T01:01:00Z', succeeded: true, gpuSeconds: 0, history: [{ pod: 'acdc-prune-1', outcome: 'Succeeded', gpuSeconds: 0 }] },
+    retrain: { startTime: '2026-01-01T01:01:00Z', gpuSeconds: 500, pod: 'acdc-retrain-1', history: [] },
+  },
+  progress: { phase: 'retrain', epoch: 3, activeOperations: 12, stableEdges: 5 },
+  searchResult: { epochs: 40 },
+  cost: { gpuSeconds: 3500, estimatedUSD: 2.5, savedGPUSeconds: 12000 },
+};
+
+function source(objs: () => KubeObject[], leader = () => true): MetricsSource {
+  return { searches: objs, exportsSearchMetrics: leader, queueDepth: () => 3 };
+}
+
+/** The sample lines of a metric (name and labels) -> value. */
+async function samples(m: OperatorMetrics): Promise<Map<string, number>> {
+  const text = await m.metrics();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+describe('OperatorMetrics', () => {
+  it('derives the iacsearch_* series from the status', async () => {
+    const m = new OperatorMetrics(source(() => [search(status)]));
+    const s = await samples(m);
+    expect(s.get('iacsearch_info{namespace="lab",name="acdc",dataset="Dataset027_ACDC",stability="jsd"}')).toBe(1);
+    expect(s.get('iacsearch_phase{namespace="lab",name="acdc",phase="Retraining"}')).toBe(1);
+    expect(s.get('iacsearch_phase{namespace="lab",name="acdc",phase="Searching"}')).toBe(0);
+    expect(s.get('iacsearch_gpu_seconds_total{namespace="lab",name="acdc",phase="search",outcome="Disrupted"}')).toBe(1000);
+    expect(s.get('iacsearch_gpu_seconds_total{namespace="lab",name="acdc",phase="search",outcome="Succeeded"}')).toBe(2000);
+    expect(s.get('iacsearch_running_gpu_seconds{namespace="lab",name="acdc",phase="retrain"}')).toBe(500);
+    expect(s.get('iacsearch_estimated_cost_usd_total{namespace="lab",name="acdc"}')).toBe(2.5);
+    expect(s.get('iacsearch_saved_gpu_seconds_total{namespace="lab",name="acdc"}')).toBe(12000);
+    expect(s.get('iacsearch_search_epochs_total{namespace="lab",name="acdc"}')).toBe(40);
+    expect(s.get('iacsearch_active_operations{namespace="lab",name="acdc"}')).toBe(12);
+    expect(s.get('iacsearch_stable_edges{namespace="lab",name="acdc"}')).toBe(5);
+    expect(s.get('iacsearch_phase_duration_seconds_count{phase="search"}')).toBe(1);
+    expect(s.get('iacsearch_phase_duration_seconds_sum{phase="search"}')).toBe(3600);
+    expect(s.get('iacsearch_phase_duration_seconds_sum{phase="prune"}')).toBe(60);
+    expect(s.get('iac_operator_workqueue_depth')).toBe(3);
+  });
+
+  it('reports the same totals after a restart and counts nothing twice', async () => {
+    const objs = [search(status)];
+    const before = await samples(new OperatorMetrics(source(() => objs)));
+    const first = new OperatorMetrics(source(() => objs));
+    await samples(first);
+    const again = await samples(first); // a second scrape observes no phase twice
+    const restarted = await samples(new OperatorMetrics(source(() => objs)));
+    for (const s of [again, restarted]) {
+      for (const [k, v] of before) if (k.startsWith('iacsearch_')) expect(s.get(k), k).toBe(v);
+    }
+  });
+
+  it('never lets a counter go back within a process', async () => {
+    let current = search(status);
+    const m = new OperatorMetrics(source(() => [current]));
+    await samples(m);
+    current = search({ ...status, cost: { estimatedUSD: 1, savedGPUSeconds: 10 }, searchResult: { epochs: 2 } });
+    const s = await samples(m);
+    expect(s.get('iacsearch_estimated_cost_usd_total{namespace="lab",name="acdc"}')).toBe(2.5);
+    expect(s.get('iacsearch_search_epochs_total{namespace="lab",name="acdc"}')).toBe(40);
+  });
+
+  it('counts search epochs from live progress while the search runs and labels a full-length search', async () => {
+    const running = search(
+      { phase: 'Searching', progress: { phase: 'search', epoch: 17, stableEdges: 2 } },
+      { dataset: { format: 'phantom' }, search: { stability: { enabled: false } } },
+    );
+    const s = await samples(new OperatorMetrics(source(() => [running])));
+    expect(s.get('iacsearch_search_epochs_total{namespace="lab",name="acdc"}')).toBe(17);
+    expect(s.get('iacsearch_info{namespace="lab",name="acdc",dataset="phantom",stability="off"}')).toBe(1);
+  });
+
+  it('a standby exports only its own iac_operator_* series', async () => {
+    const m = new OperatorMetrics(source(() => [search(status)], () => false));
+    m.setLeader(false);
+    const s = await samples(m);
+    expect([...s.keys()].some((k) => k.startsWith('iacsearch_') && !k.includes('phase_duration'))).toBe(false);
+    expect(s.get('iac_operator_leader')).toBe(0);
+  });
+
+  it('drops the series of a deleted search', async () => {
+    let objs = [search(status)];
+    const m = new OperatorMetrics(source(() => objs));
+    expect((await samples(m)).has('iacsearch_info{namespace="lab",name="acdc",dataset="Dataset027_ACDC",stability="jsd"}')).toBe(true);
+    objs = [];
+    const s = await samples(m);
+    expect([...s.keys()].filter((k) => k.includes('name="acdc"'))).toEqual([]);
+  });
+});
