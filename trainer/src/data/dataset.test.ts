@@ -1,0 +1,111 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseTrainerConfig } from '../config/index.ts';
+import { writePhantomDataset } from './check.ts';
+import { loadDataset } from './index.ts';
+import type { SliceDataset } from './types.ts';
+
+const phantomConfig = (over: Record<string, unknown> = {}) => parseTrainerConfig({ dataset: { cases: 10, ...over } }).dataset;
+
+function all(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+describe('loadDataset on the built-in phantom', () => {
+  it('splits at patient level: no patient on two sides, every slice accounted for', async () => {
+    const ds = await loadDataset(phantomConfig());
+    expect(ds.numClasses).toBe(4);
+    expect(ds.classNames).toEqual(['background', 'LV', 'MYO', 'RV']);
+    expect(ds.channels).toBe(1);
+    const sides = [ds.train, ds.val, ds.test];
+    const ids = sides.map((s) => new Set(s.patients.map((p) => p.id)));
+    expect(ids[0].size + ids[1].size + ids[2].size).toBe(10);
+    for (let a = 0; a < 3; a++) for (let b = a + 1; b < 3; b++) for (const id of ids[a]) expect(ids[b].has(id)).toBe(false);
+    for (const s of sides) {
+      // ref() agrees with patients[].slices, and slices are in slicing-axis order.
+      for (const p of s.patients) {
+        p.slices.forEach((si, k) => expect(s.ref(si)).toEqual({ patient: p.id, index: k }));
+        expect(p.slices.length).toBe(p.shape[2]); // the phantom's largest spacing is along k
+        expect(p.spacing[2]).toBeGreaterThan(5);
+      }
+      expect(s.patients.reduce((t, p) => t + p.slices.length, 0)).toBe(s.length);
+    }
+  });
+
+  it('gives normalised slices of the configured size with all classes present', async () => {
+    const ds = await loadDataset(phantomConfig({ sliceSize: 24 }));
+    const b = await ds.train.batch(all(ds.train.length));
+    expect(b.images.length).toBe(b.n * 24 * 24);
+    expect(b.labels.length).toBe(b.n * 24 * 24);
+    const counts = [0, 0, 0, 0];
+    for (const l of b.labels) counts[l]++;
+    for (const c of counts) expect(c).toBeGreaterThan(0);
+    let sum = 0;
+    for (const v of b.images) sum += v;
+    expect(Math.abs(sum / b.images.length)).toBeLessThan(0.2); // z-scored per volume
+  });
+
+  it('is deterministic by seed and differs between seeds', async () => {
+    const a = await loadDataset(phantomConfig({ seed: 3 }));
+    const b = await loadDataset(phantomConfig({ seed: 3 }));
+    const c = await loadDataset(phantomConfig({ seed: 4 }));
+    expect(a.test.patients.map((p) => p.id)).toEqual(b.test.patients.map((p) => p.id));
+    const ba = await a.train.batch([0, 5, 9]);
+    const bb = await b.train.batch([0, 5, 9]);
+    expect(ba.images).toEqual(bb.images);
+    const bc = await c.train.batch([0, 5, 9]);
+    expect(bc.images).not.toEqual(ba.images);
+  });
+
+  it('augments image and label with the same geometric transform', async () => {
+    const ds = await loadDataset(phantomConfig({ augment: { flip: true, rotate90: true, intensityScale: 0 } }));
+    const i = ds.train.patients[0].slices[4];
+    const plain = await ds.train.batch([i]);
+    let seed = 1;
+    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const size = ds.sliceSize;
+    let changed = 0;
+    for (let t = 0; t < 8; t++) {
+      const aug = await ds.train.batch([i], { augment: true, random });
+      // Every output pixel's (image, label) pair exists in the source at the mapped position:
+      // checking the multiset of pairs catches a transform applied to only one of them.
+      const key = (img: Float32Array, lbl: Int32Array) =>
+        Array.from(img, (v, k) => `${v.toFixed(5)}:${lbl[k]}`).sort().join(',');
+      expect(key(aug.images, aug.labels)).toBe(key(plain.images, plain.labels));
+      if (aug.labels.some((l, k) => l !== plain.labels[k])) changed++;
+      expect(aug.images.length).toBe(size * size);
+    }
+    expect(changed).toBeGreaterThan(0);
+  });
+
+  it('reads the same data from the phantom written to disk in nnU-Net layout', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'phantom-'));
+    writePhantomDataset(dir, 6, 2);
+    const mem: SliceDataset = await loadDataset(phantomConfig({ cases: 6, seed: 2 }));
+    const disk: SliceDataset = await loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir, seed: 2 } }).dataset);
+    expect(disk.classNames).toEqual(mem.classNames);
+    expect(disk.test.patients).toEqual(mem.test.patients);
+    const a = await mem.val.batch(all(mem.val.length));
+    const b = await disk.val.batch(all(disk.val.length));
+    expect(b.labels).toEqual(a.labels);
+    for (let k = 0; k < a.images.length; k += 97) expect(b.images[k]).toBeCloseTo(a.images[k], 4);
+  });
+});
+
+describe('loadDataset on real MRI (MSD hippocampus, 5 cases)', () => {
+  it('loads the first cases, including a float32 label file, sliced along the last axis', async () => {
+    const config = parseTrainerConfig({ dataset: { format: 'msd', path: '../shared/data/msd-hippocampus', cases: 5, sliceSize: 32 } }).dataset;
+    const ds = await loadDataset(config);
+    expect(ds.name).toBe('Hippocampus');
+    expect(ds.numClasses).toBe(3);
+    const ids = [ds.train, ds.val, ds.test].flatMap((s) => s.patients.map((p) => p.id)).sort();
+    expect(ids).toEqual(['hippocampus_003', 'hippocampus_004', 'hippocampus_006', 'hippocampus_008', 'hippocampus_011']);
+    const p003 = [ds.train, ds.val, ds.test].flatMap((s) => s.patients).find((p) => p.id === 'hippocampus_003')!;
+    expect(p003.slices.length).toBe(p003.shape[2]); // 1 mm isotropic: a tie, so the last axis
+    const b = await ds.train.batch(all(ds.train.length));
+    const seen = new Set(b.labels);
+    expect([...seen].sort()).toEqual([0, 1, 2]);
+  });
+});

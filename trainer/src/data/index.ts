@@ -1,0 +1,117 @@
+// loadDataset: the data layer's entry point for the training loops. It finds the
+// cases (phantom generator, or an MSD / nnU-Net raw directory), checks every case's
+// header before returning, splits patients, and hands out SliceSources that decode
+// and slice volumes on demand through one bounded cache.
+import type { DatasetConfig } from '../config/index.ts';
+import type { SliceDataset } from './types.ts';
+import { DataError, readNifti, readNiftiLabels } from './nifti.ts';
+import { checkHeaders, readLayout } from './layout.ts';
+import { PHANTOM_CLASSES, PHANTOM_DEFAULT_CASES, phantomCase, phantomVolume } from './phantom.ts';
+import { type Axis, type Modality, chooseAxis, slicedSpacing } from './slicing.ts';
+import { splitPatients } from './split.ts';
+import { type CaseInfo, type CaseReader, type CaseVolume, PatientSliceSource, type SourcePatient, SliceStackCache, stackLoader } from './source.ts';
+
+export type { SliceDataset, SliceSource, SliceBatch, SliceRef, PatientInfo } from './types.ts';
+export { DataError } from './nifti.ts';
+
+class PhantomReader implements CaseReader {
+  readonly cases: CaseInfo[];
+  readonly modality: Modality = 'MRI';
+  #seed: number;
+  #index = new Map<string, number>();
+  constructor(seed: number, count: number) {
+    this.#seed = seed;
+    this.cases = [];
+    for (let i = 0; i < count; i++) {
+      const c = phantomCase(seed, i);
+      this.cases.push(c);
+      this.#index.set(c.id, i);
+    }
+  }
+  async read(id: string): Promise<CaseVolume> {
+    const v = phantomVolume(this.#seed, this.#index.get(id)!);
+    return { image: v.image, labels: v.labels };
+  }
+}
+
+class FileReader implements CaseReader {
+  readonly cases: CaseInfo[];
+  readonly modality: Modality;
+  #files: Map<string, { image: string; label: string }>;
+  #numClasses: number;
+  constructor(cases: CaseInfo[], files: Map<string, { image: string; label: string }>, modality: Modality, numClasses: number) {
+    this.cases = cases;
+    this.#files = files;
+    this.modality = modality;
+    this.#numClasses = numClasses;
+  }
+  async read(id: string): Promise<CaseVolume> {
+    const f = this.#files.get(id)!;
+    const image = readNifti(f.image).data;
+    const { labels } = readNiftiLabels(f.label);
+    for (let i = 0; i < labels.length; i++) {
+      if (labels[i] >= this.#numClasses) {
+        throw new DataError(
+          `${f.label}: label value ${labels[i]} but dataset.json names only ${this.#numClasses} classes (0..${this.#numClasses - 1}); add it to 'labels' or fix the label file`,
+          f.label,
+        );
+      }
+    }
+    return { image, labels };
+  }
+}
+
+/** Case reader and class names for a dataset configuration; throws DataError naming every bad case. */
+export function openCases(config: DatasetConfig): { name: string; classNames: string[]; reader: CaseReader } {
+  if (config.format === 'phantom') {
+    const count = config.cases ?? PHANTOM_DEFAULT_CASES;
+    return { name: 'phantom', classNames: [...PHANTOM_CLASSES], reader: new PhantomReader(config.seed, count) };
+  }
+  if (!config.path) throw new DataError(`dataset.path: required for format '${config.format}' (the directory holding dataset.json)`);
+  const layout = readLayout(config.path, config.format);
+  const chosen = config.cases !== undefined ? layout.cases.slice(0, config.cases) : layout.cases;
+  const { ok, problems } = checkHeaders(chosen);
+  if (problems.length > 0) {
+    throw new DataError(
+      `dataset ${layout.root}: ${problems.length} problem(s) found before loading; fix or remove these cases (run 'iacnas dataset check ${layout.root}' for a full report):\n  ${problems.join('\n  ')}`,
+    );
+  }
+  const modality: Modality = config.modality === 'auto' ? layout.modality : config.modality;
+  const cases = ok.map((h) => ({ id: h.files.id, shape: h.image.shape, spacing: h.image.spacing }));
+  const files = new Map(ok.map((h) => [h.files.id, { image: h.files.image, label: h.files.label }]));
+  return { name: layout.name, classNames: layout.classNames, reader: new FileReader(cases, files, modality, layout.classNames.length) };
+}
+
+/**
+ * Loads a dataset as 2-D slices split at patient level. Nothing but headers is read
+ * here: volumes are decoded when their slices are first asked for, and at most
+ * dataset.cacheMB of decoded slices are kept.
+ */
+export async function loadDataset(config: DatasetConfig): Promise<SliceDataset> {
+  const { name, classNames, reader } = openCases(config);
+  if (reader.cases.length < 3) {
+    throw new DataError(`dataset ${name}: ${reader.cases.length} case(s); a train/val/test split needs at least 3 patients`);
+  }
+  const size = config.sliceSize;
+  const axes = new Map<string, Axis>();
+  const patients = new Map<string, SourcePatient>();
+  for (const c of reader.cases) {
+    const axis = chooseAxis(config.axis, c.spacing);
+    axes.set(c.id, axis);
+    patients.set(c.id, { id: c.id, shape: c.shape, spacing: slicedSpacing(c.shape, c.spacing, axis, size), count: c.shape[axis] });
+  }
+  const split = splitPatients([...patients.keys()], config.split, config.seed);
+  const cache = new SliceStackCache(config.cacheMB * 1024 * 1024, stackLoader(reader, axes, size));
+  const source = (ids: string[], seed: number) =>
+    new PatientSliceSource({ patients: ids.map((id) => patients.get(id)!), cache, sliceSize: size, augment: config.augment, seed });
+  return {
+    name,
+    numClasses: classNames.length,
+    classNames,
+    sliceSize: size,
+    channels: 1,
+    train: source(split.train, config.seed),
+    val: source(split.val, config.seed + 1),
+    test: source(split.test, config.seed + 2),
+  };
+}

@@ -1,0 +1,205 @@
+// Raw dataset layouts: the Medical Segmentation Decathlon (dataset.json with
+// `training: [{image, label}]`) and nnU-Net v2 (dataset.json with `channel_names`,
+// `labels`, `file_ending`; imagesTr/<case>_0000<ending>, labelsTr/<case><ending>).
+// This file only finds the cases and reads their headers; decoding is in files.ts.
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { DataError, type NiftiHeader, readNiftiHeader } from './nifti.ts';
+import type { Modality } from './slicing.ts';
+
+export interface CaseFiles {
+  id: string;
+  image: string;
+  label: string;
+}
+
+export interface DatasetLayout {
+  format: 'msd' | 'nnunet';
+  root: string;
+  name: string;
+  /** Class names by label value (0 = background). */
+  classNames: string[];
+  /** From dataset.json; MRI unless it says CT. */
+  modality: Modality;
+  cases: CaseFiles[];
+}
+
+function stripNifti(name: string): string {
+  return name.replace(/\.nii(\.gz)?$/, '');
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DataError(
+      code === 'ENOENT'
+        ? `${file}: missing; a dataset directory needs a dataset.json (MSD or nnU-Net v2 layout) — check dataset.path`
+        : `${file}: cannot read (${code ?? (e as Error).message})`,
+      file,
+    );
+  }
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+    return v as Record<string, unknown>;
+  } catch (e) {
+    throw new DataError(`${file}: not valid JSON (${(e as Error).message})`, file);
+  }
+}
+
+function modalityOf(value: unknown): Modality {
+  // MSD: modality {"0": "CT"}; nnU-Net v2: channel_names {"0": "CT"}.
+  if (value && typeof value === 'object') {
+    const first = Object.values(value as Record<string, unknown>)[0];
+    if (typeof first === 'string' && first.trim().toUpperCase() === 'CT') return 'CT';
+  }
+  return 'MRI';
+}
+
+function channelCount(value: unknown): number {
+  return value && typeof value === 'object' ? Object.keys(value).length : 1;
+}
+
+/** Which layout a directory holds, from its dataset.json. */
+export function detectFormat(root: string): 'msd' | 'nnunet' {
+  const json = readJson(join(root, 'dataset.json'));
+  if (Array.isArray(json.training)) return 'msd';
+  if (json.channel_names && json.file_ending) return 'nnunet';
+  throw new DataError(
+    `${join(root, 'dataset.json')}: neither MSD (a 'training' list) nor nnU-Net v2 (channel_names, labels, file_ending) layout`,
+    join(root, 'dataset.json'),
+  );
+}
+
+/** Reads dataset.json and lists the cases, sorted by case id. */
+export function readLayout(rootDir: string, format: 'msd' | 'nnunet'): DatasetLayout {
+  const root = resolve(rootDir);
+  const jsonFile = join(root, 'dataset.json');
+  const json = readJson(jsonFile);
+  const name = typeof json.name === 'string' ? json.name : basename(root);
+  const classNames: string[] = [];
+  const labels = json.labels;
+  if (!labels || typeof labels !== 'object') {
+    throw new DataError(`${jsonFile}: 'labels' is missing; it maps label values to class names`, jsonFile);
+  }
+  let cases: CaseFiles[];
+  let modality: Modality;
+  if (format === 'msd') {
+    if (!Array.isArray(json.training)) {
+      throw new DataError(
+        `${jsonFile}: no 'training' list, so this is not the MSD layout${json.channel_names ? " (it looks like nnU-Net v2: set dataset.format to 'nnunet')" : ''}`,
+        jsonFile,
+      );
+    }
+    if (channelCount(json.modality) > 1) {
+      throw new DataError(`${jsonFile}: ${channelCount(json.modality)} modalities; only single-channel datasets are supported`, jsonFile);
+    }
+    modality = modalityOf(json.modality);
+    // MSD: {"0": "background", "1": "Anterior", ...}
+    for (const [value, cls] of Object.entries(labels as Record<string, unknown>)) {
+      const v = Number(value);
+      if (!Number.isInteger(v) || v < 0 || v > 255) throw new DataError(`${jsonFile}: labels key '${value}' is not a label value 0..255`, jsonFile);
+      classNames[v] = String(cls);
+    }
+    cases = (json.training as unknown[]).map((entry, i) => {
+      const e = entry as { image?: unknown; label?: unknown };
+      if (typeof e?.image !== 'string' || typeof e?.label !== 'string') {
+        throw new DataError(`${jsonFile}: training[${i}] needs string 'image' and 'label' paths`, jsonFile);
+      }
+      return { id: stripNifti(basename(e.image)), image: resolve(root, e.image), label: resolve(root, e.label) };
+    });
+  } else {
+    if (!json.channel_names || typeof json.file_ending !== 'string') {
+      throw new DataError(
+        `${jsonFile}: nnU-Net v2 layout needs 'channel_names' and 'file_ending'${Array.isArray(json.training) ? " (it looks like MSD: set dataset.format to 'msd')" : ''}`,
+        jsonFile,
+      );
+    }
+    if (channelCount(json.channel_names) > 1) {
+      throw new DataError(`${jsonFile}: ${channelCount(json.channel_names)} channels; only single-channel datasets are supported`, jsonFile);
+    }
+    modality = modalityOf(json.channel_names);
+    // nnU-Net v2: {"background": 0, "LV": 1, ...}; region-based labels (lists) are not supported.
+    for (const [cls, value] of Object.entries(labels as Record<string, unknown>)) {
+      if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 255) {
+        throw new DataError(`${jsonFile}: labels.${cls} must be one label value 0..255 (region-based training is not supported)`, jsonFile);
+      }
+      classNames[value as number] = cls;
+    }
+    const ending = json.file_ending;
+    const labelsDir = join(root, 'labelsTr');
+    let files: string[];
+    try {
+      files = readdirSync(labelsDir);
+    } catch {
+      throw new DataError(`${labelsDir}: missing; nnU-Net v2 layout keeps labels in labelsTr/<case>${ending}`, labelsDir);
+    }
+    const labelIds = new Set(files.filter((f) => f.endsWith(ending) && !f.startsWith('.')).map((f) => f.slice(0, -ending.length)));
+    // Images without a label are listed too, so the check reports the missing label.
+    let imageIds: string[] = [];
+    try {
+      imageIds = readdirSync(join(root, 'imagesTr'))
+        .filter((f) => f.endsWith(`_0000${ending}`) && !f.startsWith('.'))
+        .map((f) => f.slice(0, -`_0000${ending}`.length));
+    } catch {
+      // reported per case below as a missing image
+    }
+    const ids = [...new Set([...labelIds, ...imageIds])];
+    cases = ids.map((id) => ({
+      id,
+      image: join(root, 'imagesTr', `${id}_0000${ending}`),
+      label: join(labelsDir, `${id}${ending}`),
+    }));
+  }
+  for (let v = 0; v < classNames.length; v++) classNames[v] ??= `class_${v}`;
+  if (classNames.length < 2) throw new DataError(`${jsonFile}: 'labels' must name background (0) and at least one class`, jsonFile);
+  cases.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return { format, root, name, classNames, modality, cases };
+}
+
+export interface CaseHeaders {
+  files: CaseFiles;
+  image: NiftiHeader;
+  label: NiftiHeader;
+}
+
+/**
+ * Reads every case's image and label header and checks that they belong together.
+ * Returns the headers and the problems (one line each, naming the file); never stops
+ * at the first bad case so all of them are reported at once.
+ */
+export function checkHeaders(cases: readonly CaseFiles[]): { ok: CaseHeaders[]; problems: string[] } {
+  const ok: CaseHeaders[] = [];
+  const problems: string[] = [];
+  for (const c of cases) {
+    let image: NiftiHeader | undefined;
+    let label: NiftiHeader | undefined;
+    if (!existsSync(c.image)) problems.push(`${c.image}: image file missing for case ${c.id}`);
+    else {
+      try {
+        image = readNiftiHeader(c.image);
+      } catch (e) {
+        problems.push((e as Error).message);
+      }
+    }
+    if (!existsSync(c.label)) problems.push(`${c.label}: label file missing for case ${c.id}`);
+    else {
+      try {
+        label = readNiftiHeader(c.label);
+      } catch (e) {
+        problems.push((e as Error).message);
+      }
+    }
+    if (!image || !label) continue;
+    if (image.shape.some((s, i) => s !== label.shape[i])) {
+      problems.push(`${c.label}: shape ${label.shape.join('x')} does not match its image ${c.image} (${image.shape.join('x')})`);
+      continue;
+    }
+    ok.push({ files: c, image, label });
+  }
+  if (cases.length === 0) problems.push('the dataset has no cases');
+  return { ok, problems };
+}
