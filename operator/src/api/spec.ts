@@ -107,7 +107,7 @@ export const IACSearchSpec = z
     cost: Cost.prefault({}),
     budget: Budget.prefault({}),
     suspend: z.boolean().default(false).describe('Stop the running phase (its pod is deleted) and resume it from its checkpoint when set back to false.'),
-    backoffLimit: z.int().min(0).max(100).default(3).describe('Failed attempts allowed per phase before the search fails. Disruptions (preemption, eviction, node loss) do not count.'),
+    backoffLimit: z.int().min(0).max(100).default(3).describe('Retries of a failed phase attempt (exponential backoff from 10 s to 6 min between them) before the search fails. Disruptions (preemption, eviction, node loss) do not count; exit status 2 (bad configuration or data) fails at once.'),
     activeDeadlineSeconds: z.int().min(1).max(31536000).optional().describe('Fail the search when it has been running this long (suspended time excluded).'),
     ttlSecondsAfterFinished: z.int().min(0).max(31536000).optional().describe('Delete the IACSearch (and everything it owns) this many seconds after it succeeded or failed.'),
   })

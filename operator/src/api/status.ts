@@ -53,6 +53,7 @@ export const PhaseRecord = z
     preemptions: z.int().min(0).default(0).describe('Attempts ended by a disruption (do not count against backoffLimit).'),
     gpuSeconds: z.number().min(0).default(0).describe('GPU-seconds of all attempts, the running one up to now.'),
     pod: z.string().optional().describe('Pod of the latest attempt.'),
+    lastAttemptTime: z.string().optional().describe('When the latest attempt\'s pod was created.'),
     succeeded: z.boolean().optional().describe('The phase finished successfully.'),
     message: z.string().optional().describe('Latest news of this phase.'),
     history: z.array(AttemptRecord).optional().describe('Finished attempts.'),

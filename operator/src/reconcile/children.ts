@@ -1,0 +1,161 @@
+// The objects a search owns: one pod per phase attempt, the progress-token Secret and
+// (unless an existing claim is named) the artifacts volume claim. Pure builders.
+import { API_VERSION, KIND, LABEL_ATTEMPT, LABEL_PHASE, LABEL_SEARCH, trainerConfigInput, type IACSearch, type Stage } from '../api/index.ts';
+import type { KubeObject, OperatorSettings } from './types.ts';
+
+export const GPU_RESOURCE = 'nvidia.com/gpu';
+export const TRAINER_CONTAINER = 'trainer';
+export const ARTIFACTS_MOUNT = '/artifacts';
+export const DATASET_MOUNT = '/data';
+export const TERMINATION_MESSAGE_PATH = '/dev/termination-log';
+/**
+ * The trainer image's entrypoint: the `iacnas` command on PATH (the image links
+ * /app/bin/iacnas.ts to /usr/local/bin/iacnas). `iacnas run` maps it to
+ * `node bin/iacnas.ts` of this checkout.
+ */
+export const TRAINER_COMMAND = ['iacnas'];
+
+export const podName = (search: string, stage: Stage, attempt: number) => `${search}-${stage}-${attempt}`;
+export const progressSecretName = (search: string) => `${search}-progress`;
+export const artifactsClaimName = (search: IACSearch) => search.spec.artifacts.claimName ?? `${search.metadata.name}-artifacts`;
+
+function ownerReference(search: IACSearch) {
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    name: search.metadata.name,
+    uid: search.metadata.uid ?? '',
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+function childMeta(search: IACSearch, name: string, labels: Record<string, string> = {}) {
+  return {
+    name,
+    namespace: search.metadata.namespace,
+    labels: {
+      'app.kubernetes.io/name': 'iacnas-trainer',
+      'app.kubernetes.io/managed-by': 'iac-operator',
+      [LABEL_SEARCH]: search.metadata.name,
+      ...labels,
+    },
+    ownerReferences: [ownerReference(search)],
+  };
+}
+
+/** GPUs a phase pod requests: the per-phase override, else the search-wide value; prune needs none. */
+export function stageGPUs(search: IACSearch, stage: Stage): number {
+  if (stage === 'prune') return 0;
+  return search.spec.resources.phases?.[stage]?.gpus ?? search.spec.resources.gpus;
+}
+
+/** Where the trainer finds the dataset inside the pod. */
+export function podDatasetPath(search: IACSearch): string | undefined {
+  const { path, pvc } = search.spec.dataset;
+  if (!pvc) return path;
+  const relative = (path ?? '').replace(/^\/+/, '');
+  return relative ? `${DATASET_MOUNT}/${relative}` : DATASET_MOUNT;
+}
+
+/** The trainer's arguments of a phase: `iacnas trainer <phase> --workdir /artifacts --config-json <definition>`. */
+export function trainerArgs(search: IACSearch, stage: Stage): string[] {
+  const config = trainerConfigInput(search, podDatasetPath(search));
+  return ['trainer', stage, '--workdir', ARTIFACTS_MOUNT, '--config-json', JSON.stringify(config)];
+}
+
+export function buildPod(search: IACSearch, stage: Stage, attempt: number, settings: OperatorSettings): KubeObject {
+  const { spec, metadata } = search;
+  const override = spec.resources.phases?.[stage];
+  const gpus = stageGPUs(search, stage);
+  const cpu = override?.cpu ?? spec.resources.cpu;
+  const memory = override?.memory ?? spec.resources.memory;
+  const quantities: Record<string, string> = { cpu, memory };
+  if (gpus > 0) quantities[GPU_RESOURCE] = String(gpus);
+
+  const env: Array<Record<string, unknown>> = [{ name: 'IACNAS_SEARCH', value: `${metadata.namespace ?? 'default'}/${metadata.name}` }];
+  if (settings.progressURL) {
+    env.push(
+      { name: 'IACNAS_PROGRESS_URL', value: settings.progressURL },
+      { name: 'IACNAS_PROGRESS_TOKEN', valueFrom: { secretKeyRef: { name: progressSecretName(metadata.name), key: 'token' } } },
+    );
+  }
+
+  const volumeMounts: Array<Record<string, unknown>> = [
+    { name: 'artifacts', mountPath: ARTIFACTS_MOUNT },
+    { name: 'tmp', mountPath: '/tmp' },
+  ];
+  const volumes: Array<Record<string, unknown>> = [
+    { name: 'artifacts', persistentVolumeClaim: { claimName: artifactsClaimName(search) } },
+    { name: 'tmp', emptyDir: {} },
+  ];
+  if (spec.dataset.pvc) {
+    volumeMounts.push({ name: 'dataset', mountPath: DATASET_MOUNT, readOnly: spec.dataset.pvc.readOnly });
+    volumes.push({ name: 'dataset', persistentVolumeClaim: { claimName: spec.dataset.pvc.claimName, readOnly: spec.dataset.pvc.readOnly } });
+  }
+
+  const podSpec: Record<string, unknown> = {
+    restartPolicy: 'Never',
+    enableServiceLinks: false,
+    automountServiceAccountToken: false,
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: 1000,
+      runAsGroup: 1000,
+      fsGroup: 1000,
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    containers: [
+      {
+        name: TRAINER_CONTAINER,
+        image: spec.image ?? settings.defaultImage,
+        command: TRAINER_COMMAND,
+        args: trainerArgs(search, stage),
+        env,
+        resources: { requests: quantities, limits: quantities },
+        volumeMounts,
+        securityContext: {
+          allowPrivilegeEscalation: false,
+          privileged: false,
+          runAsNonRoot: true,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ['ALL'] },
+          seccompProfile: { type: 'RuntimeDefault' },
+        },
+        terminationMessagePath: TERMINATION_MESSAGE_PATH,
+        terminationMessagePolicy: 'FallbackToLogsOnError',
+      },
+    ],
+    volumes,
+  };
+  if (spec.resources.nodeSelector) podSpec.nodeSelector = spec.resources.nodeSelector;
+  if (spec.resources.tolerations) podSpec.tolerations = spec.resources.tolerations;
+  if (spec.resources.priorityClassName) podSpec.priorityClassName = spec.resources.priorityClassName;
+
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: childMeta(search, podName(metadata.name, stage, attempt), { [LABEL_PHASE]: stage, [LABEL_ATTEMPT]: String(attempt) }),
+    spec: podSpec,
+  };
+}
+
+export function buildProgressSecret(search: IACSearch, token: string): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: childMeta(search, progressSecretName(search.metadata.name)),
+    type: 'Opaque',
+    data: { token: Buffer.from(token, 'utf8').toString('base64') },
+  };
+}
+
+export function buildArtifactsClaim(search: IACSearch): KubeObject {
+  const { artifacts } = search.spec;
+  const spec: Record<string, unknown> = {
+    accessModes: ['ReadWriteOnce'],
+    resources: { requests: { storage: artifacts.size } },
+  };
+  if (artifacts.storageClassName) spec.storageClassName = artifacts.storageClassName;
+  return { apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: childMeta(search, artifactsClaimName(search)), spec };
+}

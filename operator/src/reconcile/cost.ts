@@ -1,0 +1,64 @@
+// What a search costs, from the attempt records in the status (each finished attempt
+// counted once) plus the running attempt up to now; and what stability pruning saved
+// compared with running the search for its whole epoch budget.
+import { STAGES, type PhaseRecord, type Stage } from '../api/index.ts';
+
+export interface CostStatus {
+  gpuSeconds: number;
+  gpuHours: number;
+  estimatedUSD: number;
+  projectedFullSearchGPUSeconds?: number;
+  savedGPUSeconds?: number;
+  speedup?: number;
+}
+
+export interface CostInput {
+  phases: Partial<Record<Stage, PhaseRecord>>;
+  /** GPU-seconds of attempts still running (not yet in the records), by stage. */
+  running: Partial<Record<Stage, number>>;
+  gpuHourlyUSD: number;
+  /** search.maxEpochs: the full-length search budget. */
+  maxEpochs: number;
+  searchGPUs: number;
+  searchSucceeded: boolean;
+  /** The search phase's result (epochs run, cell-search seconds, mean epoch seconds). */
+  searchResult?: { epochs?: number; seconds?: number; meanEpochSeconds?: number };
+  /** Latest search progress while the search runs. */
+  progress?: { epoch: number; epochSeconds?: number };
+}
+
+const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Updates each phase record's gpuSeconds and returns the search's cost. */
+export function computeCost(input: CostInput): CostStatus {
+  let total = 0;
+  for (const stage of STAGES) {
+    const r = input.phases[stage];
+    const finished = (r?.history ?? []).reduce((s, h) => s + h.gpuSeconds, 0);
+    const seconds = finished + (input.running[stage] ?? 0);
+    if (r) r.gpuSeconds = round(seconds, 3);
+    total += seconds;
+  }
+  const hours = total / 3600;
+  const cost: CostStatus = {
+    gpuSeconds: round(total, 3),
+    gpuHours: round(hours, 4),
+    estimatedUSD: round(hours * input.gpuHourlyUSD, 4),
+  };
+
+  const searchSeconds = input.phases.search?.gpuSeconds ?? 0;
+  const res = input.searchResult;
+  if (input.searchSucceeded && res?.epochs && res.meanEpochSeconds) {
+    const remaining = Math.max(0, input.maxEpochs - res.epochs);
+    const saved = remaining * res.meanEpochSeconds * input.searchGPUs;
+    cost.savedGPUSeconds = round(saved, 3);
+    cost.projectedFullSearchGPUSeconds = round(searchSeconds + saved, 3);
+    const cellSearchSeconds = res.seconds && res.seconds > 0 ? res.seconds : res.epochs * res.meanEpochSeconds;
+    cost.speedup = round((input.maxEpochs * res.meanEpochSeconds) / cellSearchSeconds, 3);
+  } else if (!input.searchSucceeded && input.progress?.epochSeconds) {
+    // While searching: what the whole epoch budget would cost at the current pace.
+    const remaining = Math.max(0, input.maxEpochs - input.progress.epoch);
+    cost.projectedFullSearchGPUSeconds = round(searchSeconds + remaining * input.progress.epochSeconds * input.searchGPUs, 3);
+  }
+  return cost;
+}

@@ -1,0 +1,535 @@
+// The phase state machine of an IACSearch: a pure function from what the API server
+// holds (the search, its pods, secrets and claims), the latest progress and the clock
+// to actions and the new status. Level-based: the same input gives the same output,
+// so an operator restart in the middle of a phase never duplicates a pod.
+import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import {
+  IACSearchStatus,
+  parseIACSearch,
+  STAGE_PHASE,
+  STAGES,
+  type AttemptRecord,
+  type Condition,
+  type IACSearch,
+  type PhaseRecord,
+  type SearchPhase,
+  type Stage,
+} from '../api/index.ts';
+import { artifactsClaimName, buildArtifactsClaim, buildPod, buildProgressSecret, progressSecretName, stageGPUs } from './children.ts';
+import { getCondition, setCondition } from './conditions.ts';
+import { computeCost, type CostStatus } from './cost.ts';
+import { attemptGPUSeconds, observePod, type ObservedAttempt } from './observe.ts';
+import type { Action, KubeObject, ReconcileInput, ReconcileResult } from './types.ts';
+
+export type { Action, KubeObject, ReconcileInput, ReconcileResult, OperatorSettings } from './types.ts';
+export { buildPod, podName, trainerArgs, TRAINER_COMMAND, ARTIFACTS_MOUNT, TERMINATION_MESSAGE_PATH } from './children.ts';
+export { observePod } from './observe.ts';
+
+type Status = IACSearchStatus;
+
+/** Exponential backoff between failed attempts of a phase, as a Job does it. */
+export const BACKOFF_BASE_SECONDS = 10;
+export const BACKOFF_MAX_SECONDS = 360;
+/** How long a pod we created may be missing from the (informer-cached) pod list before it counts as vanished. */
+export const CREATE_GRACE_SECONDS = 30;
+/** Look again at a running phase this often: GPU-seconds, budget and deadline move with the clock. */
+export const RUNNING_RESYNC_SECONDS = 60;
+const WAIT_RESYNC_SECONDS = 5;
+
+/** Exit status of a trainer phase that found bad configuration or data: retrying cannot help. */
+export const EXIT_BAD_INPUT = 2;
+
+const TERMINAL: SearchPhase[] = ['Succeeded', 'Failed'];
+
+export function backoffSeconds(failures: number): number {
+  return Math.min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** Math.max(0, failures - 1));
+}
+
+/** Reads the stored status leniently: a status this version cannot read starts over from the observed pods. */
+function readStatus(raw: unknown): Status {
+  const parsed = IACSearchStatus.safeParse(raw ?? {});
+  return parsed.success ? structuredClone(parsed.data) : {};
+}
+
+const newRecord = (): PhaseRecord => ({ attempts: 0, failures: 0, preemptions: 0, gpuSeconds: 0 });
+const iso = (d: Date) => d.toISOString();
+const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
+
+class Machine {
+  readonly actions: Action[] = [];
+  readonly status: Status;
+  readonly attempts: ObservedAttempt[];
+  private requeue: number[] = [];
+  private readonly previousPhase: SearchPhase | undefined;
+  private readonly search: IACSearch;
+  private readonly input: ReconcileInput;
+  private readonly now: Date;
+  private readonly generation: number | undefined;
+
+  constructor(search: IACSearch, input: ReconcileInput) {
+    this.search = search;
+    this.input = input;
+    this.now = input.now;
+    this.generation = search.metadata.generation;
+    this.status = readStatus(input.search.status);
+    this.previousPhase = this.status.phase;
+    this.status.observedGeneration = this.generation;
+    this.status.phases ??= {};
+    this.attempts = input.pods
+      .map(observePod)
+      .filter((a): a is ObservedAttempt => a !== undefined)
+      .sort((a, b) => a.attempt - b.attempt);
+  }
+
+  get spec() {
+    return this.search.spec;
+  }
+
+  record(stage: Stage): PhaseRecord {
+    return (this.status.phases![stage] ??= newRecord());
+  }
+
+  event(eventType: 'Normal' | 'Warning', reason: string, message: string) {
+    this.actions.push({ type: 'event', eventType, reason, message });
+  }
+
+  requeueAfter(secs: number) {
+    this.requeue.push(Math.max(1, secs) * 1000);
+  }
+
+  requeueAfterMs(): number | undefined {
+    return this.requeue.length ? Math.min(...this.requeue) : undefined;
+  }
+
+  condition(type: string, status: 'True' | 'False', reason: string, message: string) {
+    this.status.conditions = setCondition(this.status.conditions ?? [], { type, status, reason, message }, this.now, this.generation);
+  }
+
+  /** kstatus conditions for a phase that is working, waiting, done or stuck. */
+  summarize(kind: 'working' | 'suspended' | 'succeeded' | 'stalled', reason: string, message: string) {
+    this.condition('Ready', kind === 'succeeded' ? 'True' : 'False', reason, message);
+    this.condition('Reconciling', kind === 'working' ? 'True' : 'False', reason, message);
+    this.condition('Stalled', kind === 'stalled' ? 'True' : 'False', reason, message);
+  }
+
+  /** Records every finished attempt once (keyed by pod): its outcome, counters and GPU-seconds. */
+  recordFinishedAttempts() {
+    for (const a of this.attempts) {
+      if (a.state !== 'Succeeded' && a.state !== 'Failed' && a.state !== 'Disrupted') continue;
+      const r = this.record(a.stage);
+      r.attempts = Math.max(r.attempts, a.attempt);
+      r.history ??= [];
+      const known = r.history.find((h) => h.pod === a.name);
+      if (known) {
+        // A pod stopped for a suspend that had in fact just finished its phase.
+        if (known.outcome === 'Stopped' && a.state === 'Succeeded' && !r.succeeded) this.phaseSucceeded(a);
+        continue;
+      }
+      const entry: AttemptRecord = {
+        pod: a.name,
+        outcome: a.state,
+        gpuSeconds: round(attemptGPUSeconds(a, this.now)),
+        endTime: iso(a.finishedAt ?? this.now),
+      };
+      if (a.startedAt) entry.startTime = iso(a.startedAt);
+      if (a.exitCode !== undefined) entry.exitCode = a.exitCode;
+      if (a.reason) entry.reason = a.reason;
+      r.history.push(entry);
+      if (a.state === 'Failed') {
+        r.failures += 1;
+        r.message = `attempt ${a.attempt} failed: ${a.message ?? a.reason ?? 'unknown error'}`;
+        this.event('Warning', 'AttemptFailed', `${a.stage} pod ${a.name} failed: ${a.message ?? a.reason ?? 'unknown error'}`);
+      } else if (a.state === 'Disrupted') {
+        r.preemptions += 1;
+        r.message = `attempt ${a.attempt} disrupted (${a.reason ?? 'disruption'}); it resumes from its checkpoint without counting against backoffLimit`;
+        this.event('Warning', 'AttemptDisrupted', `${a.stage} pod ${a.name} was disrupted (${a.reason ?? 'disruption'}): ${a.message ?? ''}`.trim());
+      } else if (!r.succeeded) {
+        this.phaseSucceeded(a);
+      }
+    }
+  }
+
+  phaseSucceeded(a: ObservedAttempt) {
+    const r = this.record(a.stage);
+    r.succeeded = true;
+    r.endTime = iso(a.finishedAt ?? this.now);
+    r.message = a.result?.message ?? `${a.stage} finished`;
+    const known = r.history?.find((h) => h.pod === a.name);
+    if (known) known.outcome = 'Succeeded';
+    this.applyResult(a);
+    this.event('Normal', 'PhaseSucceeded', `${a.stage} finished (pod ${a.name})${describeResult(a)}`);
+  }
+
+  applyResult(a: ObservedAttempt) {
+    const res = a.result;
+    if (!res || !res.ok) return;
+    switch (a.stage) {
+      case 'search': {
+        const { type: _t, ok: _o, phase: _p, genotype: _g, ...summary } = res;
+        this.status.searchResult = summary;
+        this.status.progress = {
+          ...this.status.progress,
+          phase: 'search',
+          epoch: res.epochs ?? this.status.progress?.epoch,
+          activeOperations: res.activeOperations ?? this.status.progress?.activeOperations,
+          totalOperations: res.totalOperations ?? this.status.progress?.totalOperations,
+          stableEdges: res.stableEdges ?? this.status.progress?.stableEdges,
+          totalEdges: res.totalEdges ?? this.status.progress?.totalEdges,
+          bestValDice: res.bestValDice ?? this.status.progress?.bestValDice,
+          etaSeconds: 0,
+        };
+        this.status.progress.stable = stableText(this.status.progress);
+        break;
+      }
+      case 'prune':
+        if (res.genotype) this.status.genotype = res.genotype;
+        break;
+      case 'retrain':
+        if (res.bestValDice !== undefined) this.status.results = { ...this.status.results, bestValDice: res.bestValDice };
+        break;
+      case 'evaluate':
+        this.status.results = {
+          ...this.status.results,
+          ...(res.meanDice !== undefined && { meanDice: res.meanDice }),
+          ...(res.dicePerClass !== undefined && { dicePerClass: res.dicePerClass }),
+          ...(res.hd95 !== undefined && { hd95: res.hd95 }),
+        };
+        break;
+    }
+  }
+
+  /** Takes the latest progress event when it is about the phase now running. */
+  applyProgress(stage: Stage, event: ProgressEvent | undefined) {
+    const current = this.status.progress;
+    if (current?.phase !== stage) {
+      // A new phase: epoch counters restart, the cell's stability figures stay.
+      this.status.progress = {
+        phase: stage,
+        ...(current?.activeOperations !== undefined && { activeOperations: current.activeOperations, totalOperations: current.totalOperations }),
+        ...(current?.stableEdges !== undefined && { stableEdges: current.stableEdges, totalEdges: current.totalEdges, stable: current.stable }),
+      };
+    }
+    if (!event || event.phase !== stage) return;
+    const p = this.status.progress!;
+    p.epoch = event.epoch;
+    p.maxEpochs = event.maxEpochs;
+    for (const k of ['activeOperations', 'totalOperations', 'stableEdges', 'totalEdges', 'bestValDice', 'etaSeconds'] as const) {
+      if (event[k] !== undefined) p[k] = event[k];
+    }
+    p.stable = stableText(p);
+    p.updateTime = event.time ?? iso(this.now);
+  }
+
+  /** Running (unrecorded) attempts' GPU-seconds up to now, by stage. */
+  runningGPUSeconds(): Partial<Record<Stage, number>> {
+    const out: Partial<Record<Stage, number>> = {};
+    for (const a of this.attempts) {
+      if (a.state === 'Succeeded' || a.state === 'Failed' || a.state === 'Disrupted') continue;
+      if (this.status.phases?.[a.stage]?.history?.some((h) => h.pod === a.name)) continue;
+      out[a.stage] = (out[a.stage] ?? 0) + attemptGPUSeconds(a, this.now);
+    }
+    return out;
+  }
+
+  updateCost(): CostStatus {
+    const cost = computeCost({
+      phases: this.status.phases ?? {},
+      running: this.runningGPUSeconds(),
+      gpuHourlyUSD: this.spec.cost.gpuHourlyUSD,
+      maxEpochs: this.spec.search.maxEpochs,
+      searchGPUs: stageGPUs(this.search, 'search'),
+      searchSucceeded: Boolean(this.status.phases?.search?.succeeded),
+      searchResult: this.status.searchResult as { epochs?: number; seconds?: number; meanEpochSeconds?: number } | undefined,
+      progress: this.input.progress?.phase === 'search' ? this.input.progress : undefined,
+    });
+    this.status.cost = cost;
+    return cost;
+  }
+
+  activeSecondsNow(): number {
+    const base = this.status.activeSeconds ?? 0;
+    return this.status.startTime ? base + (this.now.getTime() - Date.parse(this.status.startTime)) / 1000 : base;
+  }
+
+  pauseClock() {
+    if (this.status.startTime) {
+      this.status.activeSeconds = round(this.activeSecondsNow());
+      delete this.status.startTime;
+    }
+  }
+
+  /** Deletes the pods still running and records their GPU-seconds up to now (once). */
+  stopActivePods(reason: string) {
+    for (const a of this.attempts) {
+      if (a.state !== 'Waiting' && a.state !== 'Running') continue;
+      const r = this.record(a.stage);
+      r.history ??= [];
+      if (!a.terminating) {
+        this.actions.push({ type: 'delete', kind: 'Pod', name: a.name, namespace: this.namespace });
+      }
+      if (!r.history.some((h) => h.pod === a.name)) {
+        const entry: AttemptRecord = { pod: a.name, outcome: 'Stopped', gpuSeconds: round(attemptGPUSeconds(a, this.now)), endTime: iso(this.now), reason };
+        if (a.startedAt) entry.startTime = iso(a.startedAt);
+        r.history.push(entry);
+      }
+    }
+  }
+
+  get namespace() {
+    return this.search.metadata.namespace ?? 'default';
+  }
+
+  setPhase(phase: SearchPhase) {
+    this.status.phase = phase;
+  }
+
+  ensureChildren() {
+    const name = this.search.metadata.name;
+    if (!this.input.secrets.some((s) => s.metadata.name === progressSecretName(name))) {
+      this.actions.push({ type: 'create', object: buildProgressSecret(this.search, this.input.newToken) });
+    }
+    if (!this.spec.artifacts.claimName && !this.input.persistentVolumeClaims.some((c) => c.metadata.name === artifactsClaimName(this.search))) {
+      this.actions.push({ type: 'create', object: buildArtifactsClaim(this.search) });
+    }
+  }
+
+  finish(phase: 'Succeeded' | 'Failed', reason: string, message: string) {
+    this.stopActivePods(reason);
+    this.pauseClock();
+    this.setPhase(phase);
+    this.status.completionTime ??= iso(this.now);
+    if (phase === 'Succeeded') {
+      this.summarize('succeeded', 'Succeeded', message);
+      this.event('Normal', 'Succeeded', message);
+    } else {
+      const stage = currentStage(this.status);
+      if (stage) {
+        const r = this.record(stage);
+        r.endTime ??= iso(this.now);
+        r.message = message;
+      }
+      this.summarize('stalled', reason, message);
+      this.event('Warning', reason, message);
+    }
+    delete this.status.progress?.etaSeconds;
+    this.afterFinished();
+  }
+
+  /** ttlSecondsAfterFinished: the search (and, by garbage collection, all it owns) goes. */
+  afterFinished() {
+    const ttl = this.spec.ttlSecondsAfterFinished;
+    if (ttl === undefined || !this.status.completionTime) return;
+    const due = Date.parse(this.status.completionTime) + ttl * 1000;
+    if (this.now.getTime() >= due) {
+      this.actions.push({ type: 'delete', kind: 'IACSearch', name: this.search.metadata.name, namespace: this.namespace });
+    } else {
+      this.requeueAfter(seconds(due - this.now.getTime()));
+    }
+  }
+
+  suspend(reason: 'Suspended' | 'BudgetExceeded', message: string) {
+    this.stopActivePods(reason);
+    this.pauseClock();
+    const terminating = this.attempts.filter((a) => (a.state === 'Waiting' || a.state === 'Running') && a.terminating);
+    if (terminating.length) this.requeueAfter(WAIT_RESYNC_SECONDS);
+    this.setPhase('Suspended');
+    this.summarize('suspended', reason, message);
+    if (this.previousPhase !== 'Suspended') this.event(reason === 'Suspended' ? 'Normal' : 'Warning', reason, message);
+  }
+
+  run(stage: Stage) {
+    const r = this.record(stage);
+    const phase = STAGE_PHASE[stage];
+    const resuming = this.previousPhase === 'Suspended';
+    if (!this.status.startTime) this.status.startTime = iso(this.now);
+    this.ensureChildren();
+    this.setPhase(phase);
+    if (this.previousPhase !== phase) {
+      this.event('Normal', resuming ? 'Resumed' : phase, resuming ? `resuming ${stage} from its checkpoint` : `${stage} phase started`);
+    }
+
+    const mine = this.attempts.filter((a) => a.stage === stage && (a.state === 'Waiting' || a.state === 'Running'));
+    const stopped = new Set((r.history ?? []).map((h) => h.pod));
+    const live = mine.filter((a) => !a.terminating && !stopped.has(a.name));
+    const going = mine.filter((a) => a.terminating || stopped.has(a.name));
+
+    if (live.length > 0) {
+      // Keep the newest attempt; an older one still alive (it cannot normally be) must not write the same checkpoints.
+      const active = live[live.length - 1];
+      for (const extra of live.slice(0, -1)) {
+        this.actions.push({ type: 'delete', kind: 'Pod', name: extra.name, namespace: this.namespace });
+      }
+      r.pod = active.name;
+      r.attempts = Math.max(r.attempts, active.attempt);
+      r.startTime ??= iso(this.now);
+      if (active.state === 'Waiting' && active.reason) {
+        const waiting = active.reason === 'Unschedulable' ? 'waiting for a node (waiting time is not GPU time)' : `waiting (${active.reason})`;
+        r.message = `${stage} attempt ${active.attempt} ${waiting}: ${active.message ?? ''}`.trim();
+        this.summarize('working', active.reason === 'Unschedulable' ? 'WaitingForResources' : active.reason, r.message);
+      } else {
+        r.message = `${stage} attempt ${active.attempt} ${active.state === 'Running' ? 'running' : 'starting'} (pod ${active.name})`;
+        this.summarize('working', phase, r.message);
+      }
+      this.requeueAfter(RUNNING_RESYNC_SECONDS);
+      return;
+    }
+    if (going.length > 0) {
+      // Never two attempts on the same checkpoints: wait until the old pod is gone.
+      r.message = `waiting for pod ${going.map((a) => a.name).join(', ')} to terminate before the next ${stage} attempt`;
+      this.summarize('working', 'WaitingForPodTermination', r.message);
+      this.requeueAfter(WAIT_RESYNC_SECONDS);
+      return;
+    }
+
+    // The latest attempt we created is neither running nor recorded as finished.
+    let attempt = Math.max(r.attempts, ...this.attempts.filter((a) => a.stage === stage).map((a) => a.attempt), 0);
+    if (r.pod && !this.attempts.some((a) => a.name === r.pod) && !r.history?.some((h) => h.pod === r.pod)) {
+      const createdAgo = r.lastAttemptTime ? (this.now.getTime() - Date.parse(r.lastAttemptTime)) / 1000 : Infinity;
+      if (createdAgo < CREATE_GRACE_SECONDS) {
+        // Likely just created and not yet in the informer's cache: creating it again is
+        // harmless (AlreadyExists) and never starts a second attempt.
+        this.actions.push({ type: 'create', object: buildPod(this.search, stage, attempt, this.input.settings) });
+        r.message = `${stage} attempt ${attempt} created (pod ${r.pod})`;
+        this.summarize('working', phase, r.message);
+        this.requeueAfter(WAIT_RESYNC_SECONDS);
+        return;
+      }
+      (r.history ??= []).push({ pod: r.pod, outcome: 'Disrupted', gpuSeconds: 0, endTime: iso(this.now), reason: 'PodVanished' });
+      r.preemptions += 1;
+      this.event('Warning', 'AttemptDisrupted', `${stage} pod ${r.pod} vanished; starting a new attempt from the checkpoint`);
+    }
+
+    const last = r.history?.[r.history.length - 1];
+    if (last?.outcome === 'Failed') {
+      const retryAt = Date.parse(last.endTime ?? iso(this.now)) + backoffSeconds(r.failures) * 1000;
+      if (this.now.getTime() < retryAt) {
+        const wait = seconds(retryAt - this.now.getTime());
+        r.message = `${stage} attempt ${attempt} failed (${r.failures} of ${this.spec.backoffLimit + 1} allowed); retrying in ${wait}s`;
+        this.summarize('working', 'BackoffAfterFailure', r.message);
+        this.requeueAfter(wait);
+        return;
+      }
+    }
+
+    attempt += 1;
+    const pod = buildPod(this.search, stage, attempt, this.input.settings);
+    this.actions.push({ type: 'create', object: pod });
+    r.attempts = attempt;
+    r.pod = pod.metadata.name;
+    r.lastAttemptTime = iso(this.now);
+    r.startTime ??= iso(this.now);
+    r.message = `${stage} attempt ${attempt} created (pod ${pod.metadata.name})`;
+    this.summarize('working', phase, r.message);
+    this.event('Normal', 'PodCreated', r.message);
+    this.requeueAfter(WAIT_RESYNC_SECONDS);
+  }
+}
+
+function currentStage(status: Status): Stage | undefined {
+  return STAGES.find((s) => !status.phases?.[s]?.succeeded);
+}
+
+function stableText(p: { stableEdges?: number; totalEdges?: number }): string | undefined {
+  return p.stableEdges !== undefined && p.totalEdges !== undefined ? `${p.stableEdges}/${p.totalEdges}` : undefined;
+}
+
+function describeResult(a: ObservedAttempt): string {
+  const r = a.result;
+  if (!r) return '';
+  if (a.stage === 'search' && r.epochs !== undefined) return `: ${r.epochs} epochs${r.stoppedBy ? `, stopped by ${r.stoppedBy}` : ''}`;
+  if (a.stage === 'evaluate' && r.meanDice !== undefined) return `: mean Dice ${r.meanDice.toFixed(4)}`;
+  return '';
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+/** Drops undefined members so the status compares and serialises as the API server stores it. */
+function plain(status: Status): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(status)) as Record<string, unknown>;
+}
+
+function invalidSpec(input: ReconcileInput, message: string): ReconcileResult {
+  const status = readStatus(input.search.status);
+  const generation = input.search.metadata.generation;
+  const previous = getCondition(status.conditions, 'Stalled');
+  const text = `the spec is invalid; fix these fields and apply again:\n${message}`;
+  let conditions: Condition[] = status.conditions ?? [];
+  for (const [type, value] of [['Ready', 'False'], ['Reconciling', 'False'], ['Stalled', 'True']] as const) {
+    conditions = setCondition(conditions, { type, status: value, reason: 'InvalidSpec', message: text }, input.now, generation);
+  }
+  const actions: Action[] = [];
+  if (previous?.reason !== 'InvalidSpec' || previous.message !== text) {
+    actions.push({ type: 'event', eventType: 'Warning', reason: 'InvalidSpec', message: text });
+  }
+  return {
+    actions,
+    status: plain({ ...status, phase: status.phase ?? 'Pending', observedGeneration: generation, conditions }),
+  };
+}
+
+export function reconcile(input: ReconcileInput): ReconcileResult {
+  // Being deleted: garbage collection removes the pods, the Secret and the claim.
+  if (input.search.metadata.deletionTimestamp) {
+    return { actions: [], status: plain(readStatus(input.search.status)) };
+  }
+  const parsed = parseIACSearch(input.search);
+  if (!parsed.ok) return invalidSpec(input, parsed.message);
+
+  const m = new Machine(parsed.search, input);
+  const { spec } = m;
+  m.recordFinishedAttempts();
+
+  if (m.status.phase && TERMINAL.includes(m.status.phase)) {
+    // Finished for good; only make sure nothing still runs, then wait for the TTL.
+    m.stopActivePods(m.status.phase);
+    m.updateCost();
+    m.afterFinished();
+    return { actions: m.actions, status: plain(m.status), requeueAfterMs: m.requeueAfterMs() };
+  }
+
+  const stage = currentStage(m.status);
+  if (stage) m.applyProgress(stage, input.progress);
+  const cost = m.updateCost();
+
+  const { maxGPUHours, maxCostUSD, action } = spec.budget;
+  const overHours = maxGPUHours !== undefined && cost.gpuSeconds >= maxGPUHours * 3600;
+  const overCost = maxCostUSD !== undefined && cost.estimatedUSD >= maxCostUSD;
+  const budgetMessage = overHours
+    ? `used ${cost.gpuHours} GPU-hours of the ${maxGPUHours} allowed by spec.budget.maxGPUHours`
+    : overCost
+      ? `estimated cost ${cost.estimatedUSD} USD reached spec.budget.maxCostUSD ${maxCostUSD}`
+      : 'within budget';
+  if (overHours || overCost) {
+    if (getCondition(m.status.conditions, 'BudgetExceeded')?.status !== 'True') m.event('Warning', 'BudgetExceeded', budgetMessage);
+    m.condition('BudgetExceeded', 'True', 'BudgetExceeded', `${budgetMessage}; raise the budget to continue`);
+  } else {
+    m.condition('BudgetExceeded', 'False', 'WithinBudget', budgetMessage);
+  }
+
+  const deadline = spec.activeDeadlineSeconds;
+  const active = m.activeSecondsNow();
+  const lastFailure = stage ? m.status.phases?.[stage]?.history?.findLast((h) => h.outcome === 'Failed') : undefined;
+  const failures = stage ? (m.status.phases?.[stage]?.failures ?? 0) : 0;
+
+  if (!stage) {
+    const dice = m.status.results?.meanDice;
+    m.finish('Succeeded', 'Succeeded', `search, prune, retrain and evaluate finished${dice !== undefined ? `; test mean Dice ${dice.toFixed(4)}` : ''}`);
+  } else if (deadline !== undefined && m.status.startTime && active >= deadline) {
+    m.finish('Failed', 'DeadlineExceeded', `the search ran ${Math.round(active)}s, over spec.activeDeadlineSeconds ${deadline}`);
+  } else if ((overHours || overCost) && action === 'Fail') {
+    m.finish('Failed', 'BudgetExceeded', `${budgetMessage} (spec.budget.action Fail)`);
+  } else if (lastFailure?.exitCode === EXIT_BAD_INPUT && lastFailure === m.status.phases?.[stage]?.history?.at(-1)) {
+    m.finish('Failed', 'InvalidConfiguration', `${stage} rejected its configuration or data (exit status 2): ${m.status.phases?.[stage]?.message ?? ''}; retrying cannot help`);
+  } else if (failures > spec.backoffLimit) {
+    m.finish('Failed', 'BackoffLimitExceeded', `${stage} failed ${failures} times, over spec.backoffLimit ${spec.backoffLimit}: ${m.status.phases?.[stage]?.message ?? ''}`);
+  } else if (spec.suspend) {
+    m.suspend('Suspended', `suspended by spec.suspend in ${stage}; set it to false to resume from the checkpoint`);
+  } else if (overHours || overCost) {
+    m.suspend('BudgetExceeded', `${budgetMessage}; suspended in ${stage} (spec.budget.action Suspend): raise the budget to resume`);
+  } else {
+    m.run(stage);
+    if (deadline !== undefined) m.requeueAfter(seconds((deadline - m.activeSecondsNow()) * 1000));
+  }
+  m.updateCost();
+  return { actions: m.actions, status: plain(m.status), requeueAfterMs: m.requeueAfterMs() };
+}

@@ -1,0 +1,133 @@
+// What a phase pod says about its attempt: running, waiting (and why), done, failed,
+// or disrupted (preemption, eviction, node loss: not the trainer's fault). The pod's
+// phase and its termination message are the authority.
+import { PhaseResult } from '../../../trainer/src/report/events.ts';
+import { LABEL_ATTEMPT, LABEL_PHASE, STAGES, type Stage } from '../api/index.ts';
+import { GPU_RESOURCE, TRAINER_CONTAINER } from './children.ts';
+import type { KubeObject } from './types.ts';
+
+export type PodState = 'Waiting' | 'Running' | 'Succeeded' | 'Failed' | 'Disrupted';
+
+export interface ObservedAttempt {
+  name: string;
+  stage: Stage;
+  attempt: number;
+  state: PodState;
+  /** The pod is being deleted (by us, or by the node lifecycle). */
+  terminating: boolean;
+  gpus: number;
+  startedAt?: Date;
+  finishedAt?: Date;
+  exitCode?: number;
+  /** Why the pod waits, failed or was disrupted. */
+  reason?: string;
+  message?: string;
+  result?: PhaseResult;
+}
+
+/** Pod and container reasons that mean the pod was taken away, not that the trainer failed. */
+const DISRUPTION_REASONS = new Set(['Evicted', 'Preempting', 'Preempted', 'NodeLost', 'NodeShutdown', 'Shutdown', 'Terminated', 'TerminationByKubelet', 'DeletionByTaintManager']);
+
+interface PodCondition {
+  type?: string;
+  status?: string;
+  reason?: string;
+  message?: string;
+}
+interface ContainerState {
+  running?: { startedAt?: string };
+  terminated?: { startedAt?: string; finishedAt?: string; exitCode?: number; reason?: string; message?: string };
+  waiting?: { reason?: string; message?: string };
+}
+interface ContainerStatus {
+  name?: string;
+  state?: ContainerState;
+}
+interface PodShape {
+  spec?: { containers?: Array<{ name?: string; resources?: { limits?: Record<string, string>; requests?: Record<string, string> } }> };
+  status?: { phase?: string; reason?: string; message?: string; conditions?: PodCondition[]; containerStatuses?: ContainerStatus[] };
+}
+
+const date = (s: string | undefined) => (s ? new Date(s) : undefined);
+
+/** Parses the termination message; a pod that wrote none (or garbage) just has no result. */
+export function parseResult(message: string | undefined): PhaseResult | undefined {
+  if (!message) return undefined;
+  // FallbackToLogsOnError may append log lines; the result is the last JSON line.
+  const lines = message.trim().split('\n').reverse();
+  for (const line of lines) {
+    try {
+      const parsed = PhaseResult.safeParse(JSON.parse(line));
+      if (parsed.success) return parsed.data;
+    } catch {
+      // not JSON: a log line
+    }
+  }
+  return undefined;
+}
+
+export function observePod(pod: KubeObject): ObservedAttempt | undefined {
+  const labels = pod.metadata.labels ?? {};
+  const stage = labels[LABEL_PHASE] as Stage;
+  const attempt = Number(labels[LABEL_ATTEMPT]);
+  if (!STAGES.includes(stage) || !Number.isInteger(attempt) || attempt < 1) return undefined;
+  const { spec, status } = pod as PodShape;
+  const container = spec?.containers?.find((c) => c.name === TRAINER_CONTAINER) ?? spec?.containers?.[0];
+  const gpus = Number(container?.resources?.limits?.[GPU_RESOURCE] ?? container?.resources?.requests?.[GPU_RESOURCE] ?? 0) || 0;
+  const cs = status?.containerStatuses?.find((c) => c.name === TRAINER_CONTAINER) ?? status?.containerStatuses?.[0];
+  const terminated = cs?.state?.terminated;
+  const out: ObservedAttempt = {
+    name: pod.metadata.name,
+    stage,
+    attempt,
+    state: 'Waiting',
+    terminating: Boolean(pod.metadata.deletionTimestamp),
+    gpus,
+    startedAt: date(cs?.state?.running?.startedAt ?? terminated?.startedAt),
+    finishedAt: date(terminated?.finishedAt),
+    exitCode: terminated?.exitCode,
+    result: parseResult(terminated?.message),
+  };
+  const conditions = status?.conditions ?? [];
+  const disruption = conditions.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
+  const phase = status?.phase;
+
+  if (phase === 'Succeeded') {
+    out.state = 'Succeeded';
+  } else if (phase === 'Failed') {
+    if (disruption || DISRUPTION_REASONS.has(status?.reason ?? '')) {
+      out.state = 'Disrupted';
+      out.reason = disruption?.reason ?? status?.reason;
+      out.message = disruption?.message ?? status?.message;
+    } else {
+      out.state = 'Failed';
+      out.reason = terminated?.reason ?? status?.reason ?? 'Failed';
+      out.message = out.result?.message ?? status?.message ?? (terminated?.exitCode !== undefined ? `exit code ${terminated.exitCode}` : undefined);
+    }
+  } else if (cs?.state?.running || (terminated && phase === 'Running')) {
+    out.state = 'Running';
+  } else {
+    // Pending (or Unknown): not scheduled yet, pulling the image, or creating the container.
+    const unscheduled = conditions.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+    const waiting = cs?.state?.waiting;
+    if (unscheduled) {
+      out.reason = unscheduled.reason ?? 'Unschedulable';
+      out.message = unscheduled.message ?? 'no node fits the pod yet';
+    } else if (waiting?.reason) {
+      out.reason = waiting.reason;
+      out.message = waiting.message ?? waiting.reason;
+    }
+    if (disruption) {
+      out.reason = disruption.reason;
+      out.message = disruption.message;
+    }
+  }
+  return out;
+}
+
+/** GPU-seconds of an attempt: trainer container run time times GPUs requested (waiting time is free). */
+export function attemptGPUSeconds(a: ObservedAttempt, now: Date): number {
+  if (!a.startedAt || a.gpus === 0) return 0;
+  const end = a.finishedAt ?? now;
+  return Math.max(0, (end.getTime() - a.startedAt.getTime()) / 1000) * a.gpus;
+}

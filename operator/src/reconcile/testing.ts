@@ -1,0 +1,127 @@
+// A tiny in-memory world for state-machine tests (and for `iacnas run` tests): it
+// applies reconcile's actions to lists of objects and lets a test set pod states.
+import { API_VERSION, KIND } from '../api/index.ts';
+import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import { TRAINER_CONTAINER } from './children.ts';
+import { reconcile } from './index.ts';
+import type { Action, KubeObject, ReconcileResult } from './types.ts';
+
+export const T0 = new Date('2026-03-01T12:00:00Z');
+export const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
+
+export function searchObject(spec: Record<string, unknown> = {}, status?: Record<string, unknown>): KubeObject {
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name: 'demo', namespace: 'ml', uid: 'uid-1', generation: 1, creationTimestamp: T0.toISOString() },
+    spec,
+    ...(status && { status }),
+  };
+}
+
+export type PodPhaseSpec =
+  | { phase: 'Pending'; unschedulable?: string }
+  | { phase: 'Running'; startedAt: Date }
+  | { phase: 'Succeeded' | 'Failed'; startedAt?: Date; finishedAt: Date; exitCode?: number; message?: string; reason?: string; disruption?: string };
+
+/** Sets a pod's status as a kubelet (and the scheduler) would report it. */
+export function setPodState(pod: KubeObject, s: PodPhaseSpec): KubeObject {
+  const status: Record<string, unknown> = { phase: s.phase };
+  if (s.phase === 'Pending') {
+    if (s.unschedulable) status.conditions = [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: s.unschedulable }];
+  } else if (s.phase === 'Running') {
+    status.containerStatuses = [{ name: TRAINER_CONTAINER, state: { running: { startedAt: s.startedAt.toISOString() } } }];
+  } else {
+    const exitCode = s.exitCode ?? (s.phase === 'Succeeded' ? 0 : 1);
+    status.containerStatuses = [
+      {
+        name: TRAINER_CONTAINER,
+        state: {
+          terminated: {
+            exitCode,
+            reason: exitCode === 0 ? 'Completed' : 'Error',
+            ...(s.startedAt && { startedAt: s.startedAt.toISOString() }),
+            finishedAt: s.finishedAt.toISOString(),
+            ...(s.message && { message: s.message }),
+          },
+        },
+      },
+    ];
+    if (s.reason) status.reason = s.reason;
+    if (s.disruption) status.conditions = [{ type: 'DisruptionTarget', status: 'True', reason: s.disruption, message: 'preempted by a higher-priority pod' }];
+  }
+  return { ...pod, status };
+}
+
+export class World {
+  search: KubeObject;
+  pods: KubeObject[] = [];
+  secrets: KubeObject[] = [];
+  claims: KubeObject[] = [];
+  deleted: string[] = [];
+  events: Array<Extract<Action, { type: 'event' }>> = [];
+  progress?: ProgressEvent;
+  last?: ReconcileResult;
+
+  constructor(spec: Record<string, unknown> = {}) {
+    this.search = searchObject(spec);
+  }
+
+  reconcile(now: Date): ReconcileResult {
+    return reconcile({
+      search: this.search,
+      pods: this.pods,
+      secrets: this.secrets,
+      persistentVolumeClaims: this.claims,
+      progress: this.progress,
+      now,
+      newToken: 'token-' + now.getTime(),
+      settings: { defaultImage: 'iacnas/trainer:test', progressURL: 'http://op:8080/v1/progress' },
+    });
+  }
+
+  /** One reconcile, its actions applied (created pods start Pending, deleted ones vanish). */
+  step(now: Date): ReconcileResult {
+    const result = this.reconcile(now);
+    for (const a of result.actions) {
+      if (a.type === 'create') {
+        const list = a.object.kind === 'Pod' ? this.pods : a.object.kind === 'Secret' ? this.secrets : this.claims;
+        if (!list.some((o) => o.metadata.name === a.object.metadata.name)) list.push(structuredClone(a.object));
+      } else if (a.type === 'delete') {
+        this.deleted.push(`${a.kind}/${a.name}`);
+        this.pods = this.pods.filter((p) => !(a.kind === 'Pod' && p.metadata.name === a.name));
+      } else {
+        this.events.push(a);
+      }
+    }
+    this.search = { ...this.search, status: result.status };
+    this.last = result;
+    return result;
+  }
+
+  pod(name: string): KubeObject {
+    const p = this.pods.find((x) => x.metadata.name === name);
+    if (!p) throw new Error(`no pod ${name}; pods: ${this.pods.map((x) => x.metadata.name).join(', ')}`);
+    return p;
+  }
+
+  setPod(name: string, s: PodPhaseSpec) {
+    const i = this.pods.findIndex((x) => x.metadata.name === name);
+    if (i < 0) throw new Error(`no pod ${name}`);
+    this.pods[i] = setPodState(this.pods[i], s);
+  }
+
+  editSpec(patch: Record<string, unknown>) {
+    this.search = {
+      ...this.search,
+      metadata: { ...this.search.metadata, generation: (this.search.metadata.generation ?? 1) + 1 },
+      spec: { ...(this.search.spec as object), ...patch },
+    };
+  }
+
+  get status(): any {
+    return this.search.status;
+  }
+}
+
+export const result = (r: Record<string, unknown>) => JSON.stringify({ type: 'result', ok: true, ...r });
