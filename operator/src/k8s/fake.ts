@@ -151,8 +151,8 @@ export class FakeKubeApi implements KubeApi {
 
   async create(object: KubeObject): Promise<KubeObject> {
     const type = resourceTypeOf(object.kind);
-    await this.tick('create', type.kind);
     this.calls.push({ verb: 'create', kind: object.kind, namespace: object.metadata.namespace, name: object.metadata.name, body: structuredClone(object) });
+    await this.tick('create', type.kind);
     if (!object.metadata.name) throw new ApiError(422, `${object.kind}: metadata.name: Required value`, 'Invalid');
     if (this.find(type, object.metadata.namespace, object.metadata.name)) {
       throw new ApiError(409, `${type.plural} "${object.metadata.name}" already exists`, 'AlreadyExists');
@@ -164,8 +164,8 @@ export class FakeKubeApi implements KubeApi {
 
   async replace(object: KubeObject): Promise<KubeObject> {
     const type = resourceTypeOf(object.kind);
-    await this.tick('replace', type.kind);
     this.calls.push({ verb: 'replace', kind: object.kind, namespace: object.metadata.namespace, name: object.metadata.name, body: structuredClone(object) });
+    await this.tick('replace', type.kind);
     const current = this.find(type, object.metadata.namespace, object.metadata.name);
     if (!current) throw new ApiError(404, `${type.plural} "${object.metadata.name}" not found`, 'NotFound');
     this.checkVersion(type, current, object.metadata.resourceVersion);
@@ -176,8 +176,8 @@ export class FakeKubeApi implements KubeApi {
   }
 
   async delete(type: ResourceType, namespace: string | undefined, name: string): Promise<boolean> {
-    await this.tick('delete', type.kind);
     this.calls.push({ verb: 'delete', kind: type.kind, namespace, name });
+    await this.tick('delete', type.kind);
     const current = this.find(type, namespace, name);
     if (!current) return false;
     this.remove(type, current);
@@ -185,14 +185,14 @@ export class FakeKubeApi implements KubeApi {
   }
 
   async mergePatch(type: ResourceType, namespace: string | undefined, name: string, patch: Record<string, unknown>): Promise<KubeObject> {
-    await this.tick('patch', type.kind);
     this.calls.push({ verb: 'patch', kind: type.kind, namespace, name, body: structuredClone(patch) });
+    await this.tick('patch', type.kind);
     return this.patchObject(type, namespace, name, patch, false);
   }
 
   async mergePatchStatus(type: ResourceType, namespace: string | undefined, name: string, patch: Record<string, unknown>): Promise<KubeObject> {
-    await this.tick('patchStatus', type.kind);
     this.calls.push({ verb: 'patchStatus', kind: type.kind, namespace, name, body: structuredClone(patch) });
+    await this.tick('patchStatus', type.kind);
     return this.patchObject(type, namespace, name, patch, true);
   }
 

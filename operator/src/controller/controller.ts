@@ -1,0 +1,356 @@
+// The IACSearch controller: informers on IACSearch and on the pods, secrets and claims
+// it owns feed a keyed workqueue; workers take a key, read the search and its children
+// from the cache, call the pure reconcile, apply its actions (idempotent creates,
+// deletes, events) and write the status with one merge patch when it changed.
+// Only the leader runs workers; the informers (and so /readyz and the token checks)
+// run on every replica.
+import { randomBytes } from 'node:crypto';
+import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import type { EventRecorder } from '../k8s/events.ts';
+import { createMergePatch, jsonEqual } from '../k8s/merge-patch.ts';
+import {
+  IACSearchType,
+  PersistentVolumeClaimType,
+  PodType,
+  SecretType,
+  resourceTypeOf,
+} from '../k8s/resources.ts';
+import { isConflict, isNotFound, objectKey, splitKey, type KubeApi, type KubeObject } from '../k8s/types.ts';
+import type { OperatorMetrics } from '../metrics/registry.ts';
+import type { Action, OperatorSettings, ReconcileInput, ReconcileResult } from '../reconcile/types.ts';
+import { Informer } from './informer.ts';
+import { silentLogger, type Logger } from './log.ts';
+import { LABEL_SEARCH, ProgressStore, checkToken, type TokenCheck } from './progress.ts';
+import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
+
+export type ReconcileFn = (input: ReconcileInput) => ReconcileResult;
+
+export interface ControllerOptions {
+  api: KubeApi;
+  reconcile: ReconcileFn;
+  settings: OperatorSettings;
+  /** Namespaces to watch; undefined or empty for all. */
+  namespaces?: string[];
+  workers?: number;
+  metrics?: OperatorMetrics;
+  events?: EventRecorder;
+  log?: Logger;
+  /** Progress events change the status at most once per this many ms per search. */
+  progressIntervalMs?: number;
+  queue?: WorkQueueOptions;
+  informerBackoffMs?: number;
+  newToken?: () => string;
+  now?: () => Date;
+}
+
+/** Thrown inside a sync that outlived this replica's leadership: nothing more is written. */
+class NotLeading extends Error {
+  override name = 'NotLeading';
+}
+
+export const newProgressToken = () => randomBytes(32).toString('base64url');
+
+export class Controller {
+  readonly searches: Informer;
+  readonly pods: Informer;
+  readonly secrets: Informer;
+  readonly claims: Informer;
+  readonly progress = new ProgressStore();
+  private readonly o: ControllerOptions;
+  private readonly log: Logger;
+  private queue: WorkQueue | undefined;
+  /** Increases at every start or stop of the workers; a sync of an older term stops writing. */
+  private term = 0;
+  private workerLoops: Promise<void>[] = [];
+  private readonly lastProgressSync = new Map<string, number>();
+
+  constructor(opts: ControllerOptions) {
+    this.o = opts;
+    this.log = opts.log ?? silentLogger;
+    const common = {
+      namespaces: opts.namespaces,
+      initialBackoffMs: opts.informerBackoffMs,
+      log: this.log,
+      onRestart: (resource: string) => opts.metrics?.informerRestarts.inc({ resource }),
+    };
+    this.searches = new Informer(opts.api, IACSearchType, common);
+    const owned = { ...common, labelSelector: LABEL_SEARCH };
+    this.pods = new Informer(opts.api, PodType, owned);
+    this.secrets = new Informer(opts.api, SecretType, owned);
+    this.claims = new Informer(opts.api, PersistentVolumeClaimType, owned);
+
+    this.searches.on((event, obj, old) => {
+      // A status-only change (our own write) needs no new reconcile: generation,
+      // labels, annotations, deletion and finalizers are what matter.
+      if (event === 'update' && old && sameIntent(old, obj)) return;
+      this.enqueue(objectKey(obj));
+    });
+    for (const inf of [this.pods, this.secrets, this.claims]) inf.on((_e, obj) => this.enqueueOwner(obj));
+  }
+
+  /** Starts the informers (every replica). */
+  startInformers(): void {
+    for (const inf of this.informers()) inf.start();
+  }
+
+  hasSynced(): boolean {
+    return this.informers().every((i) => i.hasSynced());
+  }
+
+  isRunning(): boolean {
+    return this.queue !== undefined;
+  }
+
+  /** Becomes the active controller: starts the workers and enqueues every search. */
+  startWorkers(): void {
+    if (this.queue) return;
+    this.term++;
+    const queue = new WorkQueue(this.o.queue);
+    this.queue = queue;
+    for (const s of this.searches.list()) queue.add(objectKey(s));
+    const n = Math.max(1, this.o.workers ?? 2);
+    this.workerLoops = Array.from({ length: n }, () => this.worker(queue, this.term));
+    this.log.info('controller: workers started', { workers: n });
+  }
+
+  /**
+   * Stops reconciling at once (leadership lost): no key is taken any more and syncs in
+   * flight write nothing further. Resolves when they returned, or after timeoutMs.
+   */
+  async stopWorkers(timeoutMs = 10_000): Promise<boolean> {
+    const queue = this.queue;
+    if (!queue) return true;
+    this.queue = undefined;
+    this.term++;
+    const drained = await queue.shutDown(timeoutMs);
+    if (drained) await Promise.all(this.workerLoops);
+    this.log.info('controller: workers stopped', { drained });
+    return drained;
+  }
+
+  /** Graceful stop: finish the keys in flight (within timeoutMs), then stop watching. */
+  async shutdown(timeoutMs = 10_000): Promise<boolean> {
+    const queue = this.queue;
+    let drained = true;
+    if (queue) {
+      this.queue = undefined;
+      drained = await queue.shutDown(timeoutMs); // in-flight syncs keep their term: they finish
+      if (drained) await Promise.all(this.workerLoops);
+      this.term++;
+    }
+    for (const inf of this.informers()) inf.stop();
+    return drained;
+  }
+
+  queueDepth(): number {
+    return this.queue?.len() ?? 0;
+  }
+
+  /** Checks a trainer's bearer token against the named search's progress Secret. */
+  checkProgressToken(namespace: string, name: string, token: string): TokenCheck {
+    return checkToken(this.secrets.list(), namespace, name, token);
+  }
+
+  /**
+   * Keeps an accepted progress event and schedules a reconcile of its search so that
+   * the status follows at most once per progressIntervalMs.
+   */
+  acceptProgress(namespace: string, name: string, event: ProgressEvent): void {
+    const key = `${namespace}/${name}`;
+    this.progress.set(key, event);
+    const interval = this.o.progressIntervalMs ?? 5_000;
+    const now = Date.now();
+    const due = Math.max(now, (this.lastProgressSync.get(key) ?? 0) + interval);
+    this.lastProgressSync.set(key, due);
+    this.queue?.addAfter(key, due - now);
+  }
+
+  enqueue(key: string): void {
+    this.queue?.add(key);
+  }
+
+  private informers(): Informer[] {
+    return [this.searches, this.pods, this.secrets, this.claims];
+  }
+
+  private enqueueOwner(obj: KubeObject): void {
+    const ns = obj.metadata.namespace;
+    const ref = obj.metadata.ownerReferences?.find((r) => r.controller && r.kind === 'IACSearch');
+    const owner = ref?.name ?? obj.metadata.labels?.[LABEL_SEARCH];
+    if (ns && owner) this.enqueue(`${ns}/${owner}`);
+  }
+
+  private async worker(queue: WorkQueue, term: number): Promise<void> {
+    for (;;) {
+      const key = await queue.get();
+      if (key === undefined) return;
+      const started = performance.now();
+      let result: 'success' | 'requeue' | 'conflict' | 'error' = 'success';
+      try {
+        const requeueAfterMs = await this.sync(key, term);
+        queue.forget(key);
+        if (requeueAfterMs !== undefined && requeueAfterMs >= 0) {
+          result = 'requeue';
+          queue.addAfter(key, requeueAfterMs);
+        }
+      } catch (err) {
+        if (err instanceof NotLeading) {
+          result = 'success';
+        } else if (isConflict(err)) {
+          result = 'conflict';
+          queue.addRateLimited(key);
+        } else {
+          result = 'error';
+          const delay = queue.addRateLimited(key);
+          this.o.metrics?.workqueueRetries.inc();
+          const { namespace, name } = splitKey(key);
+          this.log.error('reconcile failed, retrying', {
+            namespace,
+            name,
+            error: err instanceof Error ? err.message : String(err),
+            retryInMs: delay,
+          });
+        }
+      } finally {
+        queue.done(key);
+        const seconds = (performance.now() - started) / 1000;
+        this.o.metrics?.reconcileTotal.inc({ result });
+        this.o.metrics?.reconcileDuration.observe({ result }, seconds);
+      }
+    }
+  }
+
+  private guard(term: number): void {
+    if (term !== this.term) throw new NotLeading('leadership ended');
+  }
+
+  /** One reconcile of one key; returns the requeue delay, if any. */
+  async sync(key: string, term = this.term): Promise<number | undefined> {
+    const { namespace, name } = splitKey(key);
+    const log = this.log.child({ namespace, name });
+    const search = this.searches.get(namespace, name);
+    if (!search) {
+      // deleted: its children go with it (owner references); forget its progress
+      this.progress.delete(key);
+      this.lastProgressSync.delete(key);
+      return undefined;
+    }
+    const uid = search.metadata.uid;
+    const owned = (o: KubeObject) => {
+      if (o.metadata.labels?.[LABEL_SEARCH] !== name) return false;
+      const ref = o.metadata.ownerReferences?.find((r) => r.controller);
+      return !ref || !uid || ref.uid === uid;
+    };
+    const input: ReconcileInput = {
+      search: structuredClone(search),
+      pods: this.pods.list(namespace).filter(owned).map((o) => structuredClone(o)),
+      secrets: this.secrets.list(namespace).filter(owned).map((o) => structuredClone(o)),
+      persistentVolumeClaims: this.claims.list(namespace).filter(owned).map((o) => structuredClone(o)),
+      progress: this.progress.get(key),
+      now: this.o.now?.() ?? new Date(),
+      newToken: (this.o.newToken ?? newProgressToken)(),
+      settings: this.o.settings,
+    };
+    const result = this.o.reconcile(input);
+    for (const action of result.actions) {
+      this.guard(term);
+      await this.apply(action, search, log);
+    }
+    this.guard(term);
+    const oldStatus = (search.status ?? {}) as Record<string, unknown>;
+    const patch = createMergePatch(oldStatus, result.status);
+    if (patch !== undefined && !jsonEqual(oldStatus, result.status)) {
+      try {
+        await this.o.api.mergePatchStatus(IACSearchType, namespace, name, {
+          metadata: { resourceVersion: search.metadata.resourceVersion },
+          status: patch,
+        });
+        log.debug('status written', { phase: result.status.phase });
+      } catch (err) {
+        if (isNotFound(err)) return undefined; // deleted meanwhile
+        throw err;
+      }
+    }
+    return result.requeueAfterMs;
+  }
+
+  private async apply(action: Action, search: KubeObject, log: Logger): Promise<void> {
+    const api = this.o.api;
+    const ns = search.metadata.namespace!;
+    switch (action.type) {
+      case 'create': {
+        const obj = withOwner(action.object, search);
+        try {
+          await api.create(obj);
+          log.info('created', { kind: obj.kind, object: obj.metadata.name });
+        } catch (err) {
+          if (!isConflict(err)) throw err;
+          // It exists already (an earlier attempt, or a cache that lags): read it.
+          const existing = await api.get(resourceTypeOf(obj.kind), ns, obj.metadata.name);
+          const ref = existing?.metadata.ownerReferences?.find((r) => r.controller);
+          if (existing && ref && ref.uid !== search.metadata.uid) {
+            log.warn('an object of that name belongs to something else', { kind: obj.kind, object: obj.metadata.name, owner: ref.name });
+          }
+        }
+        return;
+      }
+      case 'delete': {
+        const gone = await api.delete(resourceTypeOf(action.kind), action.namespace, action.name);
+        if (gone) log.info('deleted', { kind: action.kind, object: action.name });
+        return;
+      }
+      case 'event': {
+        if (!this.o.events) return;
+        try {
+          await this.o.events.record(search, action.eventType, action.reason, action.message);
+        } catch (err) {
+          // An event is best effort: it never fails the reconcile.
+          log.warn('could not record event', { reason: action.reason, error: err instanceof Error ? err.message : String(err) });
+        }
+        return;
+      }
+    }
+  }
+}
+
+/** True when old and next differ only in status and server bookkeeping. */
+function sameIntent(old: KubeObject, next: KubeObject): boolean {
+  const a = old.metadata;
+  const b = next.metadata;
+  return (
+    a.generation === b.generation &&
+    a.deletionTimestamp === b.deletionTimestamp &&
+    jsonEqual(a.labels ?? {}, b.labels ?? {}) &&
+    jsonEqual(a.annotations ?? {}, b.annotations ?? {}) &&
+    jsonEqual(old.spec, next.spec)
+  );
+}
+
+/** Makes sure a child carries the search's label and controller owner reference. */
+function withOwner(obj: KubeObject, search: KubeObject): KubeObject {
+  const refs = obj.metadata.ownerReferences ?? [];
+  const hasController = refs.some((r) => r.controller);
+  const labels = { ...obj.metadata.labels };
+  if (obj.kind !== 'IACSearch') labels[LABEL_SEARCH] ??= search.metadata.name;
+  return {
+    ...obj,
+    metadata: {
+      ...obj.metadata,
+      namespace: obj.metadata.namespace ?? search.metadata.namespace,
+      labels,
+      ownerReferences: hasController
+        ? refs
+        : [
+            ...refs,
+            {
+              apiVersion: search.apiVersion,
+              kind: search.kind,
+              name: search.metadata.name,
+              uid: search.metadata.uid ?? '',
+              controller: true,
+              blockOwnerDeletion: true,
+            },
+          ],
+    },
+  };
+}
