@@ -26,7 +26,12 @@ async function server(handler: (req: IncomingMessage, body: string) => number | 
     });
   });
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  servers.push({ close: () => s.closeAllConnections() || s.close() });
+  servers.push({
+    close: () => {
+      s.closeAllConnections();
+      s.close();
+    },
+  });
   const { port } = s.address() as { port: number };
   return { url: `http://127.0.0.1:${port}/v1/progress`, seen };
 }

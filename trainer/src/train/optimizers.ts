@@ -10,8 +10,11 @@ export interface NamedVariable {
 }
 
 export interface Optimizer {
-  /** Applies one update. `grads[i]` belongs to `vars[i]`; the caller disposes grads. */
-  apply(grads: readonly tf.Tensor[], learningRate: number): void;
+  /**
+   * Applies one update. `grads[i]` belongs to `vars[i]`; a variable without a
+   * gradient (a pruned operation) is left alone, slots included. The caller disposes grads.
+   */
+  apply(grads: readonly (tf.Tensor | undefined)[], learningRate: number): void;
   /** Slot tensors by "<variable name>/<slot>" plus the step counter, for checkpoints. */
   slots(): Map<string, tf.Variable>;
   step: number;
@@ -23,9 +26,11 @@ function zerosLike(vars: readonly NamedVariable[], slot: string): Map<string, tf
 }
 
 /** Scale that brings the global L2 norm of `grads` down to at most `clip` (a scalar tensor). */
-export function clipScale(grads: readonly tf.Tensor[], clip: number): tf.Scalar {
+export function clipScale(grads: readonly (tf.Tensor | undefined)[], clip: number): tf.Scalar {
   return tf.tidy(() => {
-    const sq = tf.addN(grads.map((g) => tf.sum(tf.square(g))));
+    const present = grads.filter((g): g is tf.Tensor => g !== undefined);
+    if (present.length === 0) return tf.scalar(1);
+    const sq = tf.addN(present.map((g) => tf.sum(tf.square(g))));
     return tf.div(clip, tf.maximum(tf.sqrt(sq), clip)) as tf.Scalar;
   });
 }
@@ -43,11 +48,13 @@ export class SgdMomentum implements Optimizer {
     this.velocity = zerosLike(vars, 'velocity');
   }
 
-  apply(grads: readonly tf.Tensor[], learningRate: number): void {
+  apply(grads: readonly (tf.Tensor | undefined)[], learningRate: number): void {
     tf.tidy(() => {
       const scale = this.opts.gradClip ? clipScale(grads, this.opts.gradClip) : null;
       this.vars.forEach((v, i) => {
-        let g = scale ? tf.mul(grads[i], scale) : grads[i];
+        const raw = grads[i];
+        if (!raw) return;
+        let g = scale ? tf.mul(raw, scale) : raw;
         if (this.opts.weightDecay > 0) g = tf.add(g, tf.mul(v.variable, this.opts.weightDecay));
         const vel = this.velocity.get(`${v.name}/velocity`)!;
         const next = tf.add(tf.mul(vel, this.opts.momentum), g);
@@ -85,14 +92,16 @@ export class Adam implements Optimizer {
     this.v = zerosLike(vars, 'v');
   }
 
-  apply(grads: readonly tf.Tensor[], learningRate: number): void {
+  apply(grads: readonly (tf.Tensor | undefined)[], learningRate: number): void {
     const t = this.step + 1;
     const { beta1, beta2, weightDecay, epsilon } = this.opts;
     const stepSize = (learningRate * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
     tf.tidy(() => {
       const scale = this.opts.gradClip ? clipScale(grads, this.opts.gradClip) : null;
       this.vars.forEach((p, i) => {
-        let g = scale ? tf.mul(grads[i], scale) : grads[i];
+        const raw = grads[i];
+        if (!raw) return;
+        let g = scale ? tf.mul(raw, scale) : raw;
         if (weightDecay > 0) g = tf.add(g, tf.mul(p.variable, weightDecay));
         const m = this.m.get(`${p.name}/m`)!;
         const v = this.v.get(`${p.name}/v`)!;

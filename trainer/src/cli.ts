@@ -1,0 +1,191 @@
+// `iacnas trainer <phase>`: the command the operator's pods and `iacnas run` start.
+// The contract (flags, outputs, exit codes) is docs/trainer-phases.md.
+import { mkdirSync } from 'node:fs';
+import { ConfigError, type TrainerConfig, loadTrainerConfig } from './config/index.ts';
+import type { Phase } from './report/events.ts';
+import { ProgressReporter, type ResultFields, resultFilePath } from './report/progress.ts';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_BAD_INPUT = 2;
+
+const PHASES = ['search', 'prune', 'derive', 'retrain', 'evaluate'] as const;
+type PhaseCommand = (typeof PHASES)[number];
+
+const COMMON = `  --workdir <dir>          work directory shared by the phases (required)
+  --config <file>          trainer configuration, YAML or JSON
+  --config-json <json>     trainer configuration inline (instead of --config)
+  --result-file <path>     where the JSON result goes (default $IACNAS_RESULT_FILE,
+                           else /dev/termination-log when it exists)
+  -h, --help               this help`;
+
+const HELP: Record<PhaseCommand | 'trainer', string> = {
+  trainer: `usage: iacnas trainer <phase> --workdir <dir> [--config <file> | --config-json <json>] [--result-file <path>]
+
+phases:
+  search     train (or load) the U-Net backbone, then search the cells with IAC-LTH stability pruning
+  prune      derive genotype.json from the search's final checkpoint (alias: derive)
+  retrain    train the U-Net with the discrete cells of genotype.json
+  evaluate   patient-level Dice and HD95 of the retrained model on the test split
+
+stdout carries JSON lines (a progress event per epoch, then the result); stderr a
+human-readable line per epoch. Exit status: 0 done, 1 failed, 2 bad configuration or data.
+Run 'iacnas trainer <phase> --help' for the options of a phase.`,
+  search: `usage: iacnas trainer search --workdir <dir> [options]
+
+Trains the plain U-Net (backbone.pretrainEpochs; skipped when backbone.pretrained is
+set or <workdir>/backbone/ already holds it), then searches the IAC cells with the
+backbone frozen. Checkpoints every epoch to <workdir>/search/ and resumes from there
+when started again; appends one line per epoch to <workdir>/search/history.jsonl.
+
+${COMMON}`,
+  prune: `usage: iacnas trainer prune --workdir <dir> [options]
+
+Derives the discrete cells from the final architecture parameters of the search and
+writes <workdir>/genotype.json. Needs no GPU.
+
+${COMMON}
+  --checkpoint <dir>       read this search checkpoint instead of <workdir>/search/checkpoint
+  --history <file>         derive from the last line of a history.jsonl instead`,
+  derive: '',
+  retrain: `usage: iacnas trainer retrain --workdir <dir> [options]
+
+Builds the U-Net with the discrete cells of <workdir>/genotype.json and trains it
+(from the backbone weights in <workdir>/backbone/ with fresh cells, or from scratch
+with retrain.fromScratch), with validation Dice every epoch, early stopping and a
+checkpoint every epoch. The best-validation weights go to <workdir>/retrain/model/.
+
+${COMMON}`,
+  evaluate: `usage: iacnas trainer evaluate --workdir <dir> [options]
+
+Evaluates <workdir>/retrain/model/ on the test split: patient-level Dice and HD95,
+written to <workdir>/results.json, patients.csv and report.html.
+
+${COMMON}`,
+};
+HELP.derive = HELP.prune.replace('iacnas trainer prune', 'iacnas trainer derive');
+
+export interface TrainerArgs {
+  phase: PhaseCommand;
+  workdir?: string;
+  config?: string;
+  configJson?: string;
+  resultFile?: string;
+  history?: string;
+  checkpoint?: string;
+  help: boolean;
+}
+
+const FLAGS: Record<string, keyof TrainerArgs> = {
+  '--workdir': 'workdir',
+  '--config': 'config',
+  '--config-json': 'configJson',
+  '--result-file': 'resultFile',
+  '--history': 'history',
+  '--checkpoint': 'checkpoint',
+};
+
+/** A problem with the command line: exit status 2 and the help text. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export function parseTrainerArgs(argv: readonly string[]): TrainerArgs | { help: true; phase?: undefined } {
+  const [phase, ...rest] = argv;
+  if (phase === undefined || phase === '-h' || phase === '--help' || phase === 'help') return { help: true };
+  if (!(PHASES as readonly string[]).includes(phase)) {
+    throw new UsageError(`unknown phase '${phase}'; use one of ${PHASES.join(', ')}`);
+  }
+  const args: TrainerArgs = { phase: phase as PhaseCommand, help: false };
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    if (arg === '-h' || arg === '--help') {
+      args.help = true;
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const key = FLAGS[flag];
+    if (!key || ((key === 'history' || key === 'checkpoint') && args.phase !== 'prune' && args.phase !== 'derive')) {
+      throw new UsageError(`unknown option '${flag}' for 'iacnas trainer ${args.phase}'`);
+    }
+    const value = eq > 0 ? arg.slice(eq + 1) : rest[++i];
+    if (value === undefined || value === '') throw new UsageError(`option ${flag} needs a value`);
+    (args as unknown as Record<string, unknown>)[key] = value;
+  }
+  if (args.help) return args;
+  if (!args.workdir) throw new UsageError(`--workdir is required (the work directory shared by the phases)`);
+  if (args.config && args.configJson) throw new UsageError('give either --config or --config-json, not both');
+  return args;
+}
+
+/** What a phase gets to run with. */
+export interface PhaseContext {
+  config: TrainerConfig;
+  workdir: string;
+  reporter: ProgressReporter;
+  args: TrainerArgs;
+}
+
+/** An error in the input (configuration or data) that retrying cannot fix: exit status 2. */
+export function isBadInput(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  return e instanceof ConfigError || e instanceof UsageError || e.name === 'DataError' || e.name === 'ConfigError' || (e as { badInput?: boolean }).badInput === true;
+}
+
+async function runPhase(phase: Phase, ctx: PhaseContext): Promise<ResultFields> {
+  switch (phase) {
+    case 'search':
+      return (await import('./search/phase.ts')).runSearchPhase(ctx);
+    case 'prune':
+      return (await import('./search/derive.ts')).runPrunePhase(ctx);
+    case 'retrain':
+      return (await import('./train/retrain.ts')).runRetrainPhase(ctx);
+    case 'evaluate':
+      return (await import('./train/evaluate-phase.ts')).runEvaluatePhase(ctx);
+  }
+}
+
+export interface TrainerIO {
+  stdout?: { write(text: string): unknown };
+  stderr?: { write(text: string): unknown };
+  env?: Record<string, string | undefined>;
+}
+
+export async function trainerMain(argv: string[], io: TrainerIO = {}): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const env = io.env ?? process.env;
+  let args: TrainerArgs | { help: true; phase?: undefined };
+  try {
+    args = parseTrainerArgs(argv);
+  } catch (e) {
+    stderr.write(`iacnas trainer: ${(e as Error).message}\n\n${HELP[(argv[0] as PhaseCommand) in HELP ? (argv[0] as PhaseCommand) : 'trainer']}\n`);
+    return EXIT_BAD_INPUT;
+  }
+  if (args.help) {
+    stdout.write(`${HELP[args.phase ?? 'trainer']}\n`);
+    return argv.length === 0 ? EXIT_BAD_INPUT : EXIT_OK;
+  }
+  const phase: Phase = args.phase === 'derive' ? 'prune' : args.phase;
+  const reporter = new ProgressReporter({ phase, stdout, stderr, env, resultFile: resultFilePath(args.resultFile, env) });
+  const started = performance.now();
+  const cpu0 = process.cpuUsage();
+  const cpuSeconds = () => {
+    const c = process.cpuUsage(cpu0);
+    return (c.user + c.system) / 1e6;
+  };
+  try {
+    const config = loadTrainerConfig({ file: args.config, json: args.configJson });
+    mkdirSync(args.workdir!, { recursive: true });
+    const fields = await runPhase(phase, { config, workdir: args.workdir!, reporter, args });
+    await reporter.result({ ...fields, cpuSeconds: cpuSeconds() });
+    return fields.ok ? EXIT_OK : EXIT_FAILED;
+  } catch (e) {
+    const bad = isBadInput(e);
+    const message = e instanceof Error ? e.message : String(e);
+    stderr.write(`iacnas trainer ${phase}: ${bad ? message : e instanceof Error ? (e.stack ?? message) : message}\n`);
+    await reporter.result({ ok: false, message, seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSeconds() });
+    return bad ? EXIT_BAD_INPUT : EXIT_FAILED;
+  }
+}

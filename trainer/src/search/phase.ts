@@ -1,0 +1,48 @@
+// `iacnas trainer search`: backbone first (given, reused or trained), then the
+// bi-level IAC-LTH cell search with a checkpoint every epoch.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PhaseContext } from '../cli.ts';
+import type { TrainerConfig } from '../config/index.ts';
+import type { ResultFields } from '../report/progress.ts';
+import { prepare } from '../train/setup.ts';
+import { ensureBackbone } from '../train/backbone.ts';
+import { runSearch } from './search.ts';
+import { summariseGenotype } from './summary.ts';
+
+/** What decides the search's result; a checkpoint with another fingerprint is not resumed. */
+export function searchFingerprint(c: TrainerConfig): string {
+  return JSON.stringify({ seed: c.seed, dataset: c.dataset, backbone: c.backbone, search: c.search });
+}
+
+export async function runSearchPhase(ctx: PhaseContext): Promise<ResultFields> {
+  const { config, workdir, reporter } = ctx;
+  const { kit, data } = await prepare(ctx, 'supernet');
+  const backbone = await ensureBackbone({ config, workdir, data, kit, reporter });
+  const dir = join(workdir, 'search');
+  mkdirSync(dir, { recursive: true });
+  const r = await runSearch({
+    config,
+    data,
+    kit,
+    reporter,
+    backboneDir: backbone.dir,
+    dir: join(dir, 'checkpoint'),
+    historyFile: join(dir, 'history.jsonl'),
+    fingerprint: searchFingerprint(config),
+  });
+  return {
+    ok: true,
+    epochs: r.epochs,
+    seconds: r.seconds,
+    backboneSeconds: backbone.seconds,
+    meanEpochSeconds: r.meanEpochSeconds,
+    stoppedBy: r.stoppedBy,
+    activeOperations: r.activeOperations,
+    totalOperations: r.totalOperations,
+    stableEdges: r.stableEdges,
+    totalEdges: r.totalEdges,
+    genotype: summariseGenotype(r.genotype),
+    bestValDice: r.bestValDice,
+  };
+}

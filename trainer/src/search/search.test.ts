@@ -1,0 +1,115 @@
+// The search loop on the small fake model and in-memory data (fast); the real
+// model and the phantom are exercised through the CLI in test/.
+import * as tf from '@tensorflow/tfjs-core';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../backend/index.ts';
+import { type TrainerConfigInput, parseTrainerConfig } from '../config/index.ts';
+import { ProgressReporter } from '../report/progress.ts';
+import { ensureBackbone } from '../train/backbone.ts';
+import { readHistory } from '../train/history.ts';
+import { type SearchOutcome, runSearch } from './search.ts';
+import { fakeDataset } from './testing/fake-data.ts';
+import { fakeModelKit } from './testing/fake-model.ts';
+
+beforeAll(async () => {
+  await initBackend({ backend: 'wasm', quiet: true });
+});
+
+const quiet = { write: () => true };
+
+function config(over: { search?: Record<string, unknown>; seed?: number } = {}) {
+  const input: TrainerConfigInput = {
+    seed: over.seed ?? 3,
+    backbone: { pretrainEpochs: 2, learningRate: 0.01 },
+    search: {
+      maxEpochs: 14,
+      warmupEpochs: 2,
+      batchSize: 4,
+      operations: ['none', 'skip_connect', 'conv_3x3', 'avg_pool_3x3', 'max_pool_3x3'],
+      nodes: 2,
+      architecture: { learningRate: 0.003 },
+      stability: { window: 2, threshold: 2e-3, patience: 50 },
+      ...over.search,
+    },
+  };
+  return parseTrainerConfig(input);
+}
+
+async function search(workdir: string, cfg = config(), onEpoch?: (epoch: number) => void): Promise<SearchOutcome> {
+  const data = fakeDataset();
+  const reporter = new ProgressReporter({ phase: 'search', stdout: quiet, stderr: quiet, env: {} });
+  const backbone = await ensureBackbone({ config: cfg, workdir, data, kit: fakeModelKit, reporter });
+  return runSearch({
+    config: cfg,
+    data,
+    kit: fakeModelKit,
+    reporter,
+    backboneDir: backbone.dir,
+    dir: join(workdir, 'search', 'checkpoint'),
+    historyFile: join(workdir, 'search', 'history.jsonl'),
+    fingerprint: JSON.stringify(cfg),
+    onEpoch,
+  });
+}
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'search-'));
+
+describe('runSearch', () => {
+  it('prunes stable edges, stops early, and records every epoch', async () => {
+    const dir = tmp();
+    const r = await search(dir);
+    const history = readHistory<{ epoch: number; prunes: unknown[]; active: number[][][]; epochSeconds: number }>(join(dir, 'search', 'history.jsonl'));
+    expect(history.map((h) => h.epoch)).toEqual(Array.from({ length: r.epochs }, (_, i) => i + 1));
+    expect(history.some((h) => h.prunes.length > 0)).toBe(true);
+    expect(r.activeOperations).toBeLessThan(r.totalOperations);
+    expect(r.stoppedBy).not.toBe('max-epochs');
+    expect(r.genotype.cells).toHaveLength(2);
+  });
+
+  it('gives the same genotype and alphas for the same seed', async () => {
+    const a = await search(tmp(), config({ search: { maxEpochs: 5 } }));
+    const b = await search(tmp(), config({ search: { maxEpochs: 5 } }));
+    expect(b.genotype).toEqual(a.genotype);
+    expect(b.arch).toEqual(a.arch);
+    const c = await search(tmp(), config({ seed: 4, search: { maxEpochs: 5 } }));
+    expect(c.arch.alphas).not.toEqual(a.arch.alphas);
+  });
+
+  it('leaks no tensors from epoch to epoch', async () => {
+    const counts = new Map<number, number>();
+    await search(tmp(), config({ search: { maxEpochs: 6, stability: { enabled: false } } }), (epoch) => counts.set(epoch, tf.memory().numTensors));
+    expect(counts.get(5)).toBe(counts.get(2));
+    expect(counts.get(6)).toBe(counts.get(2));
+  });
+
+  it('resumes an interrupted search exactly where it stopped', async () => {
+    const cfg = config({ search: { maxEpochs: 7, stability: { enabled: false } } });
+    const whole = await search(tmp(), cfg);
+    const dir = tmp();
+    await expect(
+      search(dir, cfg, (epoch) => {
+        if (epoch === 3) throw new Error('killed');
+      }),
+    ).rejects.toThrow('killed');
+    const seen: number[] = [];
+    const resumed = await search(dir, cfg, (epoch) => seen.push(epoch));
+    expect(seen).toEqual([4, 5, 6, 7]);
+    expect(resumed.arch).toEqual(whole.arch);
+    expect(readHistory(join(dir, 'search', 'history.jsonl')).map((h) => h.epoch)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    // Started again after it finished: nothing is redone.
+    const again: number[] = [];
+    const done = await search(dir, cfg, (epoch) => again.push(epoch));
+    expect(again).toEqual([]);
+    expect(done.epochs).toBe(7);
+  });
+
+  it('runs the full length with stability disabled and prunes nothing', async () => {
+    const r = await search(tmp(), config({ search: { maxEpochs: 8, stability: { enabled: false } } }));
+    expect(r.epochs).toBe(8);
+    expect(r.stoppedBy).toBe('max-epochs');
+    expect(r.activeOperations).toBe(r.totalOperations);
+  });
+});

@@ -1,0 +1,313 @@
+// The bi-level, first-order IAC search with IAC-LTH stability pruning. Weights step
+// on one half of the training patients, architecture parameters on the other; after
+// every epoch the stability tracker decides which edges to prune and whether to stop.
+import * as tf from '@tensorflow/tfjs-core';
+import { hashSeed, mulberry32, shuffled } from '../data/random.ts';
+import type { SliceDataset, SliceSource } from '../data/types.ts';
+import type { CellSearchSpace, Genotype, Network } from '../model/api.ts';
+import type { TrainerConfig } from '../config/index.ts';
+import type { ProgressReporter } from '../report/progress.ts';
+import { readCheckpoint, restoreVariables, writeCheckpoint } from '../train/checkpoint.ts';
+import { BatchLoader, batchTensors, gradients, namedVariables, validate } from '../train/common.ts';
+import { appendHistory, truncateHistory } from '../train/history.ts';
+import type { ModelKit } from '../train/model-kit.ts';
+import { Adam, type NamedVariable, SgdMomentum, cosineLearningRate } from '../train/optimizers.ts';
+import { WorkdirMismatchError, clamp01 } from '../train/supervised.ts';
+import { type ArchSnapshot, type EpochDecision, StabilityTracker, type StopReason, type TrackerState, edgeCount } from './stability.ts';
+
+export interface SearchOptions {
+  config: TrainerConfig;
+  data: SliceDataset;
+  kit: ModelKit;
+  reporter: ProgressReporter;
+  /** Directory of the trained backbone weights loaded into the supernet. */
+  backboneDir: string;
+  /** Checkpoint directory and history file. */
+  dir: string;
+  historyFile: string;
+  fingerprint: string;
+  /** Called after each epoch's checkpoint (tests use it to look at memory). */
+  onEpoch?: (epoch: number) => void;
+}
+
+export interface SearchOutcome {
+  epochs: number;
+  /** Wall seconds of the cell search (backbone training excluded), summed over resumes. */
+  seconds: number;
+  meanEpochSeconds: number;
+  epochSeconds: number[];
+  stoppedBy: StopReason;
+  genotype: Genotype;
+  arch: ArchSnapshot;
+  activeOperations: number;
+  totalOperations: number;
+  stableEdges: number;
+  totalEdges: number;
+  bestValDice: number;
+}
+
+/** What the search checkpoint holds besides tensors; prune reads `arch` and `genotype`. */
+export interface SearchState {
+  fingerprint: string;
+  epoch: number;
+  arch: ArchSnapshot;
+  tracker: TrackerState;
+  weightStep: number;
+  archStep: number;
+  bestValDice: number;
+  epochSeconds: number[];
+  genotype: Genotype | null;
+  stableEdges: number;
+  stoppedBy: StopReason | null;
+  operations: string[];
+  nodes: number;
+}
+
+/** Splits the training patients into two halves (weights / architecture), reproducibly. */
+export function halvePatients(source: SliceSource, seed: number): { weights: number[]; arch: number[] } {
+  const patients = [...source.patients].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  if (patients.length < 2) {
+    throw Object.assign(
+      new Error(
+        `dataset.split.train: the search needs at least 2 training patients (the weights and the architecture train on different halves), got ${patients.length}; add cases or raise the train fraction`,
+      ),
+      { badInput: true },
+    );
+  }
+  const order = shuffled(patients, mulberry32(hashSeed(seed, 'search-halves')));
+  const half = Math.ceil(order.length / 2);
+  return {
+    weights: order.slice(0, half).flatMap((p) => p.slices),
+    arch: order.slice(half).flatMap((p) => p.slices),
+  };
+}
+
+/** Batches for `steps` steps: shuffled passes over `indices`, as many as needed. */
+function stepBatches(indices: readonly number[], batchSize: number, steps: number, random: () => number): number[][] {
+  const out: number[][] = [];
+  while (out.length < steps) {
+    const order = shuffled(indices, random);
+    for (let i = 0; i < order.length && out.length < steps; i += batchSize) out.push(order.slice(i, i + batchSize));
+  }
+  return out;
+}
+
+export function searchSpace(config: TrainerConfig): CellSearchSpace {
+  return { operations: config.search.operations, nodes: config.search.nodes, partialChannels: config.search.partialChannels };
+}
+
+function countActive(active: number[][][]): number {
+  return active.reduce((s, cell) => s + cell.reduce((t, ops) => t + ops.length, 0), 0);
+}
+
+export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
+  const { config, data, kit, reporter } = o;
+  const sc = config.search;
+  const space = searchSpace(config);
+  const noneIndex = sc.operations.indexOf('none');
+  const net: Network = kit.createNetwork({
+    backbone: config.backbone,
+    inChannels: data.channels,
+    numClasses: data.numClasses,
+    cells: 'supernet',
+    space,
+    seed: config.seed,
+  });
+  const arch = net.arch;
+  if (!arch) throw new Error('model: a supernet must expose its architecture parameters');
+  const derive = (s: ArchSnapshot) => kit.deriveGenotype(s, space);
+  const cells = arch.alphas.length;
+  const edges = edgeCount(sc.nodes);
+  const totalEdges = cells * edges;
+  const totalOperations = totalEdges * sc.operations.length;
+
+  const weightVars: NamedVariable[] = namedVariables(net, sc.freezeBackbone ? 'cells' : 'all');
+  const archVars: NamedVariable[] = [
+    ...arch.alphas.map((variable, c) => ({ name: `arch/alphas/${c}`, variable })),
+    ...arch.betas.map((variable, c) => ({ name: `arch/betas/${c}`, variable })),
+  ];
+  const weightOpt = new SgdMomentum(weightVars, { momentum: sc.weights.momentum, weightDecay: sc.weights.weightDecay, gradClip: sc.weights.gradClip });
+  const archOpt = new Adam(archVars, { beta1: sc.architecture.beta1, beta2: sc.architecture.beta2, weightDecay: sc.architecture.weightDecay });
+  const tracker = () =>
+    new StabilityTracker(
+      {
+        enabled: sc.stability.enabled,
+        threshold: sc.stability.threshold,
+        window: sc.stability.window,
+        pruneTo: sc.stability.pruneTo,
+        patience: sc.stability.patience,
+        warmupEpochs: sc.warmupEpochs,
+        maxEpochs: sc.maxEpochs,
+        noneIndex,
+      },
+      { edgesPerCell: new Array(cells).fill(edges) },
+      state?.tracker,
+    );
+  const tensors = () =>
+    new Map<string, tf.Tensor>([
+      ...namedVariables(net, 'all').map((v) => [`w/${v.name}`, v.variable] as const),
+      ...[...weightOpt.slots()].map(([n, v]) => [`opt/weights/${n}`, v] as const),
+      ...[...archOpt.slots()].map(([n, v]) => [`opt/arch/${n}`, v] as const),
+    ]);
+
+  let state: SearchState | undefined;
+  try {
+    const ck = readCheckpoint<SearchState>(o.dir);
+    if (ck) {
+      if (ck.state.fingerprint !== o.fingerprint) {
+        throw new WorkdirMismatchError(
+          `${o.dir} holds a search of a different configuration (seed, dataset, backbone or search changed); use a new --workdir, or delete ${o.dir} to start over`,
+        );
+      }
+      state = ck.state;
+      restoreVariables(ck.tensors, new Map(namedVariables(net, 'all').map((v) => [`w/${v.name}`, v.variable] as const)), o.dir);
+      restoreVariables(ck.tensors, new Map([...weightOpt.slots()].map(([n, v]) => [`opt/weights/${n}`, v] as const)), o.dir);
+      restoreVariables(ck.tensors, new Map([...archOpt.slots()].map(([n, v]) => [`opt/arch/${n}`, v] as const)), o.dir);
+      arch.restore(state.arch);
+      weightOpt.step = state.weightStep;
+      archOpt.step = state.archStep;
+      if (!state.stoppedBy) reporter.log(`search: resuming after epoch ${state.epoch} from ${o.dir}`);
+    } else {
+      await kit.loadBackbone(net, o.backboneDir);
+    }
+    const stab = tracker();
+    if (!state) stab.start(arch.snapshot(), derive);
+    truncateHistory(o.historyFile, state?.epoch ?? 0);
+
+    const halves = halvePatients(data.train, config.seed);
+    const steps = Math.min(Math.ceil(halves.weights.length / sc.batchSize), sc.stepsPerEpoch ?? Infinity);
+    let epoch = state?.epoch ?? 0;
+    let stoppedBy: StopReason | null = state?.stoppedBy ?? null;
+    let bestValDice = state?.bestValDice ?? 0;
+    const epochSeconds = [...(state?.epochSeconds ?? [])];
+    let genotype: Genotype = state?.genotype ?? derive(arch.snapshot());
+    let stableEdges = state?.stableEdges ?? 0;
+
+    while (!stoppedBy) {
+      epoch++;
+      const t0 = performance.now();
+      const random = mulberry32(hashSeed(config.seed, 'search', epoch));
+      const archLearns = epoch > sc.warmupEpochs;
+      const lr = cosineLearningRate(epoch - 1, sc.maxEpochs, sc.weights.learningRate, sc.weights.learningRateMin);
+      const wLoader = new BatchLoader(data.train, stepBatches(halves.weights, sc.batchSize, steps, random), { augment: true, random });
+      const aLoader = archLearns ? new BatchLoader(data.train, stepBatches(halves.arch, sc.batchSize, steps, random), { augment: true, random }) : undefined;
+      let lossSum: tf.Scalar = tf.scalar(0);
+      for (let step = 0; step < steps; step++) {
+        const [wb, ab] = await Promise.all([wLoader.take(), aLoader?.take()]);
+        const value = tf.tidy(() => {
+          // First-order DARTS: the architecture steps on its half with the current weights...
+          if (ab) {
+            const { x, y } = batchTensors(ab, data.sliceSize, data.channels);
+            archOpt.apply(gradients(net, kit.loss, x, y, data.numClasses, archVars).grads, sc.architecture.learningRate);
+          }
+          // ...then the weights step on theirs.
+          const { x, y } = batchTensors(wb, data.sliceSize, data.channels);
+          const { value, grads } = gradients(net, kit.loss, x, y, data.numClasses, weightVars);
+          weightOpt.apply(grads, lr);
+          return value;
+        });
+        const next = tf.add(lossSum, value) as tf.Scalar;
+        lossSum.dispose();
+        value.dispose();
+        lossSum = next;
+      }
+      const trainLoss = (await lossSum.data())[0] / steps;
+      lossSum.dispose();
+      const val = await validate(net, data, data.val, kit.loss, sc.batchSize);
+      bestValDice = Math.max(bestValDice, val.dice);
+
+      const snap = arch.snapshot();
+      const d: EpochDecision = stab.observe(epoch, snap, derive);
+      for (const p of d.prunes) arch.prune(p.cell, p.edge, p.keep);
+      genotype = d.genotype;
+      // Stable now, or settled (one operation left, or nothing more to prune).
+      stableEdges = d.settled.flat().filter((settled, i) => settled || d.stable.flat()[i]).length;
+      stoppedBy = d.stop;
+      const seconds = (performance.now() - t0) / 1000;
+      epochSeconds.push(seconds);
+
+      appendHistory(o.historyFile, {
+        epoch,
+        alphas: snap.alphas,
+        betas: snap.betas,
+        jsd: d.jsd,
+        active: d.active,
+        stable: d.stable,
+        settled: d.settled,
+        kept: d.kept,
+        prunes: d.prunes,
+        genotype,
+        genotypeChanged: d.genotypeChanged,
+        archUpdates: archLearns,
+        learningRate: lr,
+        trainLoss,
+        valLoss: val.loss,
+        valDice: val.dice,
+        valDicePerClass: val.perClass,
+        epochSeconds: seconds,
+        stoppedBy,
+      });
+      const next: SearchState = {
+        fingerprint: o.fingerprint,
+        epoch,
+        arch: arch.snapshot(),
+        tracker: stab.state(),
+        weightStep: weightOpt.step,
+        archStep: archOpt.step,
+        bestValDice,
+        epochSeconds,
+        genotype,
+        stableEdges,
+        stoppedBy,
+        operations: [...sc.operations],
+        nodes: sc.nodes,
+      };
+      await writeCheckpoint(o.dir, next, tensors());
+      state = next;
+
+      const activeOperations = countActive(d.active);
+      const recent = epochSeconds.slice(-3);
+      const perEpoch = recent.reduce((a, b) => a + b, 0) / recent.length;
+      reporter.progress({
+        epoch,
+        maxEpochs: sc.maxEpochs,
+        trainLoss,
+        valLoss: val.loss,
+        valDice: clamp01(val.dice),
+        bestValDice: clamp01(bestValDice),
+        activeOperations,
+        totalOperations,
+        stableEdges,
+        totalEdges,
+        edgeJsd: Object.fromEntries(d.jsd.flatMap((cell, c) => cell.map((js, e) => [`${c}.${e}`, js]))),
+        epochSeconds: seconds,
+        etaSeconds: stoppedBy ? 0 : perEpoch * (sc.maxEpochs - epoch),
+      });
+      for (const p of d.prunes) {
+        reporter.log(`search: edge ${p.cell}.${p.edge} is stable; keeping ${p.keep.map((i) => sc.operations[i]).join(', ')}`);
+      }
+      o.onEpoch?.(epoch);
+    }
+
+    const final = arch.snapshot();
+    const seconds = epochSeconds.reduce((a, b) => a + b, 0);
+    return {
+      epochs: epoch,
+      seconds,
+      meanEpochSeconds: epoch ? seconds / epoch : 0,
+      epochSeconds,
+      stoppedBy,
+      genotype,
+      arch: final,
+      activeOperations: countActive(final.active),
+      totalOperations,
+      stableEdges,
+      totalEdges,
+      bestValDice,
+    };
+  } finally {
+    weightOpt.dispose();
+    archOpt.dispose();
+    net.dispose();
+  }
+}

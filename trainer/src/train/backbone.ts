@@ -1,0 +1,94 @@
+// The trained U-Net the cells are implanted into: <workdir>/backbone/. It comes from
+// backbone.pretrained, or from training the plain U-Net (timed apart from the cell
+// search), and once there it is reused, never retrained.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TrainerConfig } from '../config/index.ts';
+import type { SliceDataset } from '../data/types.ts';
+import type { ProgressReporter } from '../report/progress.ts';
+import { writeFileAtomic } from './checkpoint.ts';
+import { namedVariables } from './common.ts';
+import type { ModelKit } from './model-kit.ts';
+import { readJsonFile } from './json.ts';
+import { trainSupervised, trainingPaths } from './supervised.ts';
+
+export interface BackboneInfo {
+  /** Directory with the backbone weights (saveWeights format). */
+  dir: string;
+  /** Seconds spent training it (0 when it was given); kept across runs. */
+  seconds: number;
+  source: 'pretrained' | 'trained';
+  epochs: number;
+  bestValDice?: number;
+}
+
+/** <workdir>/backbone/meta.json is written last: the backbone is complete when it exists. */
+const META = 'meta.json';
+
+export function backboneFingerprint(c: TrainerConfig): string {
+  return JSON.stringify({ seed: c.seed, dataset: c.dataset, backbone: c.backbone });
+}
+
+export function readBackboneInfo(workdir: string): BackboneInfo | null {
+  const dir = join(workdir, 'backbone');
+  const meta = join(dir, META);
+  if (!existsSync(meta)) return null;
+  return { ...readJsonFile<Omit<BackboneInfo, 'dir'>>(meta, 'backbone metadata'), dir };
+}
+
+export async function ensureBackbone(o: {
+  config: TrainerConfig;
+  workdir: string;
+  data: SliceDataset;
+  kit: ModelKit;
+  reporter: ProgressReporter;
+}): Promise<BackboneInfo> {
+  const { config, workdir, data, kit, reporter } = o;
+  const existing = readBackboneInfo(workdir);
+  if (existing) {
+    reporter.log(`search: reusing the trained backbone in ${existing.dir}`);
+    return existing;
+  }
+  const dir = join(workdir, 'backbone');
+  mkdirSync(dir, { recursive: true });
+  const net = kit.createNetwork({ backbone: config.backbone, inChannels: data.channels, numClasses: data.numClasses, cells: 'none', seed: config.seed });
+  try {
+    let info: Omit<BackboneInfo, 'dir'>;
+    if (config.backbone.pretrained) {
+      if (!existsSync(config.backbone.pretrained)) {
+        throw Object.assign(new Error(`backbone.pretrained: ${config.backbone.pretrained} does not exist; give a directory written by the trainer, or unset it to train the backbone`), { badInput: true });
+      }
+      try {
+        await kit.loadWeights(net, config.backbone.pretrained);
+      } catch (e) {
+        throw Object.assign(new Error(`backbone.pretrained: cannot load ${config.backbone.pretrained}: ${(e as Error).message}`), { badInput: true });
+      }
+      info = { seconds: 0, source: 'pretrained', epochs: 0 };
+    } else {
+      reporter.log(`search: training the plain U-Net for ${config.backbone.pretrainEpochs} epochs (timed apart from the cell search)`);
+      const r = await trainSupervised({
+        net,
+        loss: kit.loss,
+        data,
+        vars: namedVariables(net, 'all'),
+        epochs: config.backbone.pretrainEpochs,
+        batchSize: config.search.batchSize,
+        stepsPerEpoch: config.search.stepsPerEpoch,
+        learningRate: config.backbone.learningRate,
+        seed: config.seed,
+        stream: 'backbone',
+        ...trainingPaths(join(workdir, 'backbone-training')),
+        fingerprint: backboneFingerprint(config),
+        reporter,
+        events: false,
+        label: 'backbone',
+      });
+      info = { seconds: r.seconds, source: 'trained', epochs: r.epochs, bestValDice: r.bestValDice };
+    }
+    await kit.saveWeights(net, dir);
+    writeFileAtomic(join(dir, META), JSON.stringify(info, null, 2));
+    return { ...info, dir };
+  } finally {
+    net.dispose();
+  }
+}

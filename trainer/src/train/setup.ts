@@ -1,0 +1,38 @@
+// What every training phase does first: start the tfjs backend, load the model
+// and the dataset, and refuse a configuration that cannot fit in memory.
+import type { PhaseContext } from '../cli.ts';
+import type { SliceDataset } from '../data/types.ts';
+import type { NetworkOptions } from '../model/api.ts';
+import { type ModelKit, loadModelKit } from './model-kit.ts';
+
+export async function prepare(
+  ctx: PhaseContext,
+  cells: NetworkOptions['cells'],
+  batchSize = ctx.config.search.batchSize,
+): Promise<{ kit: ModelKit; data: SliceDataset }> {
+  const { initBackend } = await import('../backend/index.ts');
+  await initBackend();
+  const kit = await loadModelKit();
+  const { loadDataset } = await import('../data/index.ts');
+  const data = await loadDataset(ctx.config.dataset);
+  checkFits(kit, ctx, data, cells, batchSize);
+  return { kit, data };
+}
+
+/** Refuses, with the model's own message, a configuration that cannot fit in memory. */
+export function checkFits(kit: ModelKit, ctx: PhaseContext, data: SliceDataset, cells: NetworkOptions['cells'], batchSize: number): void {
+  const c = ctx.config;
+  const message = kit.checkMemory({
+    options: {
+      backbone: c.backbone,
+      inChannels: data.channels,
+      numClasses: data.numClasses,
+      cells,
+      space: { operations: c.search.operations, nodes: c.search.nodes, partialChannels: c.search.partialChannels },
+      seed: c.seed,
+    },
+    batchSize,
+    sliceSize: data.sliceSize,
+  });
+  if (message) throw Object.assign(new Error(message), { badInput: true });
+}
