@@ -69,3 +69,304 @@ describe('reconcile: the happy path', () => {
     expect(r.requeueAfterMs).toBeUndefined();
   });
 });
+
+/** A world whose search pod demo-search-1 was created at 0 and runs from 10. */
+function running(spec: Record<string, unknown> = {}) {
+  const w = new World(spec);
+  w.step(at(0));
+  w.setPod('demo-search-1', { phase: 'Running', startedAt: at(10) });
+  w.step(at(20));
+  return w;
+}
+
+describe('reconcile: failures, disruptions and retries', () => {
+  it.each([
+    { failures: 1, wait: 10 },
+    { failures: 2, wait: 20 },
+    { failures: 3, wait: 40 },
+    { failures: 10, wait: 360 },
+  ])('backs off exponentially: $wait s after failure $failures', ({ failures, wait }) => {
+    expect(backoffSeconds(failures)).toBe(wait);
+  });
+
+  it('retries a failed attempt after the backoff, counting it against backoffLimit', () => {
+    const w = running();
+    w.setPod('demo-search-1', { phase: 'Failed', startedAt: at(10), finishedAt: at(100), message: result({ phase: 'search', ok: false, message: 'NaN loss' }) });
+    let r = w.step(at(101));
+    expect(creates(r)).toEqual([]);
+    expect(cond(w, 'Reconciling')).toMatchObject({ status: 'True', reason: 'BackoffAfterFailure' });
+    expect(w.status.phases.search).toMatchObject({ failures: 1, preemptions: 0, gpuSeconds: 90 });
+    expect(w.status.phases.search.message).toMatch(/retrying in 9s/);
+    expect(r.requeueAfterMs).toBe(9000);
+    expect(w.events.some((e) => e.reason === 'AttemptFailed' && /NaN loss/.test(e.message))).toBe(true);
+    r = w.step(at(110));
+    expect(creates(r)).toEqual(['demo-search-2']);
+    expect(w.status.phases.search).toMatchObject({ attempts: 2, pod: 'demo-search-2', failures: 1 });
+    // The failed attempt's GPU-seconds are recorded once, however often we look.
+    w.step(at(200));
+    w.step(at(300));
+    expect(w.status.phases.search.history).toHaveLength(1);
+    expect(w.status.phases.search.gpuSeconds).toBe(90);
+  });
+
+  it.each([
+    { name: 'DisruptionTarget condition (preemption)', state: { disruption: 'PreemptionByScheduler' } },
+    { name: 'reason Evicted', state: { reason: 'Evicted' } },
+    { name: 'reason Preempting', state: { reason: 'Preempting' } },
+  ])('does not count a disruption ($name) and retries at once', ({ state }) => {
+    const w = running({ backoffLimit: 0 });
+    w.setPod('demo-search-1', { phase: 'Failed', startedAt: at(10), finishedAt: at(50), exitCode: 137, ...state });
+    const r = w.step(at(55));
+    expect(creates(r)).toEqual(['demo-search-2']);
+    expect(w.status.phase).toBe('Searching');
+    expect(w.status.phases.search).toMatchObject({ failures: 0, preemptions: 1, gpuSeconds: 40 });
+    expect(w.status.phases.search.history[0]).toMatchObject({ outcome: 'Disrupted' });
+  });
+
+  it('fails the search when failures exceed backoffLimit', () => {
+    const w = running({ backoffLimit: 1 });
+    w.setPod('demo-search-1', { phase: 'Failed', startedAt: at(10), finishedAt: at(30) });
+    expect(creates(w.step(at(31)))).toEqual([]);
+    expect(creates(w.step(at(41)))).toEqual(['demo-search-2']);
+    w.setPod('demo-search-2', { phase: 'Failed', startedAt: at(45), finishedAt: at(60), message: 'out of memory' });
+    const r = w.step(at(61));
+    expect(creates(r)).toEqual([]);
+    expect(w.status.phase).toBe('Failed');
+    expect(cond(w, 'Stalled')).toMatchObject({ status: 'True', reason: 'BackoffLimitExceeded' });
+    expect(cond(w, 'Ready')).toMatchObject({ status: 'False', reason: 'BackoffLimitExceeded' });
+    expect(cond(w, 'Stalled').message).toMatch(/failed 2 times, over spec.backoffLimit 1/);
+    expect(w.status.completionTime).toBe(at(61).toISOString());
+    // Failed is final: later looks change nothing.
+    expect(creates(w.step(at(1000)))).toEqual([]);
+    expect(w.status.phase).toBe('Failed');
+  });
+
+  it('fails at once when the trainer rejects its configuration (exit status 2)', () => {
+    const w = running({ backoffLimit: 5 });
+    w.setPod('demo-search-1', { phase: 'Failed', startedAt: at(10), finishedAt: at(12), exitCode: 2, message: result({ phase: 'search', ok: false, message: 'dataset.path: no dataset.json' }) });
+    w.step(at(13));
+    expect(w.status.phase).toBe('Failed');
+    expect(cond(w, 'Stalled')).toMatchObject({ reason: 'InvalidConfiguration' });
+    expect(cond(w, 'Stalled').message).toMatch(/no dataset.json/);
+  });
+
+  it('replaces a pod that vanished, but not one merely missing from a stale cache', () => {
+    const w = new World();
+    w.step(at(0));
+    w.pods = []; // the informer has not seen the new pod yet
+    let r = w.step(at(2));
+    expect(creates(r)).toEqual(['demo-search-1']); // AlreadyExists at worst: never a second attempt
+    expect(w.status.phases.search.attempts).toBe(1);
+    w.setPod('demo-search-1', { phase: 'Running', startedAt: at(5) });
+    w.step(at(100));
+    w.pods = []; // deleted by someone, node gone: it is not coming back
+    r = w.step(at(200));
+    expect(creates(r)).toEqual(['demo-search-2']);
+    expect(w.status.phases.search).toMatchObject({ preemptions: 1, failures: 0, attempts: 2 });
+    expect(w.status.phases.search.history[0]).toMatchObject({ pod: 'demo-search-1', outcome: 'Disrupted', reason: 'PodVanished' });
+    expect(CREATE_GRACE_SECONDS).toBeLessThan(100);
+  });
+});
+
+describe('reconcile: waiting for resources', () => {
+  it('says why a pod waits, and waiting time is not GPU time', () => {
+    const w = new World();
+    w.step(at(0));
+    w.setPod('demo-search-1', { phase: 'Pending', unschedulable: '0/3 nodes are available: 3 Insufficient nvidia.com/gpu.' });
+    w.step(at(600));
+    expect(w.status.phase).toBe('Searching');
+    expect(cond(w, 'Reconciling')).toMatchObject({ status: 'True', reason: 'WaitingForResources' });
+    expect(cond(w, 'Reconciling').message).toMatch(/Insufficient nvidia.com\/gpu/);
+    expect(w.status.cost.gpuSeconds).toBe(0);
+  });
+});
+
+describe('reconcile: suspend and resume', () => {
+  it('deletes the pod on suspend, records its GPU-seconds once, and resumes with a new attempt', () => {
+    const w = running();
+    w.editSpec({ suspend: true });
+    let r = w.step(at(100));
+    expect(deletes(r)).toEqual(['demo-search-1']);
+    expect(w.status.phase).toBe('Suspended');
+    expect(w.status.phases.search.history).toEqual([expect.objectContaining({ pod: 'demo-search-1', outcome: 'Stopped', gpuSeconds: 90 })]);
+    expect(cond(w, 'Ready')).toMatchObject({ status: 'False', reason: 'Suspended' });
+    expect(cond(w, 'Reconciling')).toMatchObject({ status: 'False' });
+    expect(w.status.startTime).toBeUndefined();
+    expect(w.status.activeSeconds).toBe(100);
+    expect(w.status.observedGeneration).toBe(2);
+
+    r = w.step(at(5000)); // stays suspended, nothing to do
+    expect(r.actions).toEqual([]);
+    expect(w.status.cost.gpuSeconds).toBe(90);
+
+    w.editSpec({ suspend: false });
+    r = w.step(at(6000));
+    expect(creates(r)).toEqual(['demo-search-2']);
+    expect(w.status.phase).toBe('Searching');
+    expect(w.status.startTime).toBe(at(6000).toISOString());
+    expect(w.status.phases.search).toMatchObject({ failures: 0, attempts: 2 });
+    expect(w.events.map((e) => e.reason)).toContain('Resumed');
+  });
+
+  it('does not start the next attempt while the suspended pod is still terminating', () => {
+    const w = running();
+    w.editSpec({ suspend: true });
+    w.step(at(100));
+    // The delete is graceful: the pod is still there, terminating, when the user resumes.
+    const old = setPodState(searchPod(), { phase: 'Running', startedAt: at(10) });
+    w.pods = [{ ...old, metadata: { ...old.metadata, deletionTimestamp: at(100).toISOString() } }];
+    w.editSpec({ suspend: false });
+    let r = w.step(at(105));
+    expect(creates(r)).toEqual([]);
+    expect(cond(w, 'Reconciling')).toMatchObject({ reason: 'WaitingForPodTermination' });
+    // It ends as Failed (killed): already recorded as Stopped, so neither a failure nor counted twice.
+    w.pods = [setPodState(w.pods[0], { phase: 'Failed', startedAt: at(10), finishedAt: at(110), exitCode: 143 })];
+    r = w.step(at(111));
+    expect(creates(r)).toEqual(['demo-search-2']);
+    expect(w.status.phases.search).toMatchObject({ failures: 0, gpuSeconds: 90 });
+  });
+
+  it('starts suspended when created with suspend: true', () => {
+    const w = new World({ suspend: true });
+    const r = w.step(at(0));
+    expect(creates(r)).toEqual([]);
+    expect(w.status.phase).toBe('Suspended');
+  });
+});
+
+function searchPod() {
+  const created = new World().step(at(0)).actions.find((a) => a.type === 'create' && a.object.kind === 'Pod');
+  if (created?.type !== 'create') throw new Error('no pod created');
+  return created.object;
+}
+
+describe('reconcile: budget and deadline', () => {
+  it('suspends when the GPU-hour budget is used up, and resumes when it is raised', () => {
+    const w = running({ budget: { maxGPUHours: 0.01 } }); // 36 GPU-seconds
+    let r = w.step(at(30));
+    expect(w.status.phase).toBe('Searching');
+    expect(cond(w, 'BudgetExceeded')).toMatchObject({ status: 'False' });
+    r = w.step(at(50));
+    expect(deletes(r)).toEqual(['demo-search-1']);
+    expect(w.status.phase).toBe('Suspended');
+    expect(cond(w, 'BudgetExceeded')).toMatchObject({ status: 'True', reason: 'BudgetExceeded' });
+    expect(cond(w, 'Ready')).toMatchObject({ reason: 'BudgetExceeded' });
+    expect(w.status.phases.search.history[0]).toMatchObject({ outcome: 'Stopped', gpuSeconds: 40 });
+    w.editSpec({ budget: { maxGPUHours: 1 } });
+    r = w.step(at(60));
+    expect(creates(r)).toEqual(['demo-search-2']);
+    expect(cond(w, 'BudgetExceeded')).toMatchObject({ status: 'False' });
+  });
+
+  it('fails when the cost budget is exceeded with action Fail', () => {
+    const w = running({ cost: { gpuHourlyUSD: 36 }, budget: { maxCostUSD: 0.5, action: 'Fail' } }); // 0.5 USD = 50 GPU-seconds
+    w.step(at(59));
+    expect(w.status.phase).toBe('Searching');
+    const r = w.step(at(61));
+    expect(deletes(r)).toEqual(['demo-search-1']);
+    expect(w.status.phase).toBe('Failed');
+    expect(cond(w, 'Stalled')).toMatchObject({ status: 'True', reason: 'BudgetExceeded' });
+  });
+
+  it('fails at activeDeadlineSeconds, not counting suspended time', () => {
+    const w = running({ activeDeadlineSeconds: 300 });
+    expect(w.last!.requeueAfterMs).toBe(60_000);
+    w.step(at(250));
+    expect(w.last!.requeueAfterMs).toBe(50_000);
+    w.editSpec({ suspend: true });
+    w.step(at(260));
+    w.editSpec({ suspend: false });
+    w.step(at(10_000)); // 260 s used before the suspend
+    expect(w.status.phase).toBe('Searching');
+    w.setPod('demo-search-2', { phase: 'Running', startedAt: at(10_001) });
+    const r = w.step(at(10_041));
+    expect(deletes(r)).toEqual(['demo-search-2']);
+    expect(w.status.phase).toBe('Failed');
+    expect(cond(w, 'Stalled')).toMatchObject({ reason: 'DeadlineExceeded' });
+  });
+
+  it('deletes the search ttlSecondsAfterFinished after it finished', () => {
+    const w = running({ ttlSecondsAfterFinished: 60, backoffLimit: 0 });
+    w.setPod('demo-search-1', { phase: 'Failed', startedAt: at(10), finishedAt: at(30) });
+    let r = w.step(at(40));
+    expect(w.status.phase).toBe('Failed');
+    expect(r.requeueAfterMs).toBe(60_000);
+    r = w.step(at(99));
+    expect(deletes(r)).toEqual([]);
+    r = w.step(at(100));
+    expect(r.actions).toContainEqual({ type: 'delete', kind: 'IACSearch', name: 'demo', namespace: 'ml' });
+  });
+});
+
+describe('reconcile: bad specs, deletion and restarts', () => {
+  it('reports a spec that fails validation as Stalled/InvalidSpec naming the field, once', () => {
+    const w = new World({ search: { maxEpochs: 0 }, resources: { gpus: -1 } });
+    let r = w.step(at(0));
+    expect(r.actions).toHaveLength(1);
+    expect(r.actions[0]).toMatchObject({ type: 'event', eventType: 'Warning', reason: 'InvalidSpec' });
+    expect(w.status.phase).toBe('Pending');
+    expect(cond(w, 'Stalled')).toMatchObject({ status: 'True', reason: 'InvalidSpec' });
+    expect(cond(w, 'Stalled').message).toMatch(/spec\.search\.maxEpochs/);
+    expect(cond(w, 'Stalled').message).toMatch(/spec\.resources\.gpus/);
+    r = w.step(at(10));
+    expect(r.actions).toEqual([]);
+    expect(r.requeueAfterMs).toBeUndefined();
+  });
+
+  it('never throws on garbage', () => {
+    const w = new World();
+    w.search = { apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 'demo' }, spec: 'nonsense', status: 42 } as never;
+    expect(() => w.step(at(0))).not.toThrow();
+    expect(cond(w, 'Stalled')).toMatchObject({ reason: 'InvalidSpec' });
+  });
+
+  it('does nothing while the search is being deleted', () => {
+    const w = running();
+    w.search = { ...w.search, metadata: { ...w.search.metadata, deletionTimestamp: at(30).toISOString() } };
+    expect(w.step(at(31)).actions).toEqual([]);
+  });
+
+  it('gives the same actions for the same input (an operator restart mid-phase creates no duplicate pod)', () => {
+    const w = running();
+    const a = w.reconcile(at(500));
+    const b = w.reconcile(at(500));
+    expect(a).toEqual(b);
+    expect(creates(a)).toEqual([]);
+    // Restart that lost the last status write: the running pod is adopted, not duplicated.
+    const fresh = new World();
+    fresh.pods = w.pods;
+    fresh.secrets = w.secrets;
+    fresh.claims = w.claims;
+    const r = fresh.step(at(500));
+    expect(r.actions.filter((x) => x.type === 'create')).toEqual([]);
+    expect(fresh.status.phases.search).toMatchObject({ attempts: 1, pod: 'demo-search-1', gpuSeconds: 490 });
+  });
+
+  it('recovers the whole history from the pods when the status is lost', () => {
+    const w = running();
+    w.setPod('demo-search-1', { phase: 'Succeeded', startedAt: at(10), finishedAt: at(100), message: result({ phase: 'search', epochs: 20, meanEpochSeconds: 4 }) });
+    w.step(at(101));
+    w.setPod('demo-prune-1', { phase: 'Running', startedAt: at(102) });
+    const fresh = new World();
+    Object.assign(fresh, { pods: w.pods, secrets: w.secrets, claims: w.claims });
+    const r = fresh.step(at(110));
+    expect(creates(r)).toEqual([]);
+    expect(fresh.status.phase).toBe('Pruning');
+    expect(fresh.status.phases.search).toMatchObject({ succeeded: true, gpuSeconds: 90 });
+  });
+});
+
+describe('reconcile: progress', () => {
+  it('ignores a progress event of another phase and keeps the cell figures across phases', () => {
+    const w = running();
+    w.progress = { type: 'progress', phase: 'search', epoch: 3, maxEpochs: 50, stableEdges: 2, totalEdges: 14 };
+    w.step(at(30));
+    w.setPod('demo-search-1', { phase: 'Succeeded', startedAt: at(10), finishedAt: at(40) });
+    w.step(at(41));
+    expect(w.status.progress).toMatchObject({ phase: 'prune', stable: '2/14' });
+    expect(w.status.progress.epoch).toBeUndefined();
+    w.progress = { type: 'progress', phase: 'retrain', epoch: 7, maxEpochs: 50 };
+    w.step(at(42));
+    expect(w.status.progress.epoch).toBeUndefined();
+  });
+});
