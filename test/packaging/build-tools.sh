@@ -47,7 +47,24 @@ build() { # <binary name> <module> <version> <package> [go build flags...]
     [ -n "$src" ] || { log "could not download $module@$version"; exit 1; }
     cp -r "$src/." ./src && chmod -R u+w ./src
     cd ./src
-    GOFLAGS=-mod=mod "$go_bin" build -trimpath -ldflags "-s -w" "$@" -o "$dir/$name.tmp" "./$pkg"
+    local ldflags="-s -w"
+    case "$name" in
+      helm)
+        # As helm's Makefile: the version, and the Kubernetes version `helm template`
+        # and `helm lint` assume (client-go v0.X.Y is Kubernetes 1.X).
+        local kminor; kminor="$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' go.mod | head -1)"
+        ldflags="$ldflags -X helm.sh/helm/v3/internal/version.version=$version"
+        for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+          ldflags="$ldflags -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$kminor"
+        done
+        ;;
+      promtool | prometheus)
+        # Prometheus v3.X.Y is module version v0.3XX.Y.
+        local v="${version#v0.}"; v="3.$(( ${v%%.*} - 300 )).${v#*.}"
+        ldflags="$ldflags -X github.com/prometheus/common/version.Version=$v -X github.com/prometheus/common/version.Branch=release"
+        ;;
+    esac
+    GOWORK=off GOFLAGS=-mod=mod "$go_bin" build -trimpath -ldflags "$ldflags" "$@" -o "$dir/$name.tmp" "./$pkg"
   )
   mv "$dir/$name.tmp" "$dir/$name"
   rm -rf "$work"

@@ -3,8 +3,10 @@ The alerting rules, shared by the PrometheusRule (templates/prometheusrule.yaml)
 the plain rules file deploy/prometheus/rules.yaml, which is this template rendered with
 the default values and the release name iac-operator (a test checks they agree).
 
-Every iacsearch_* expression first takes max by the object's own labels: a standby
-replica may export the same series as the leader, and summing both would double them.
+Only the leader exports iacsearch_* series (docs/metrics.md); aggregating by the
+object's labels drops instance and pod, so the series carry over when leadership moves.
+Budget alerts need iacsearch_budget_gpu_seconds and iacsearch_budget_usd (gauges of
+spec.budget, absent when unset); without them they never fire.
 */}}
 {{- define "iac-operator.ruleGroups" -}}
 {{- $p := .Values.prometheusRule -}}
@@ -38,13 +40,13 @@ groups:
       - alert: IACSearchBudgetNearlySpent
         expr: |
           (
-            sum by (namespace, name) (max by (namespace, name, phase, outcome) (iacsearch_gpu_seconds_total))
-            / max by (namespace, name) (iacsearch_budget_gpu_seconds > 0)
+            sum by (namespace, name) ({__name__=~"iacsearch_gpu_seconds_total|iacsearch_running_gpu_seconds"})
+            / on (namespace, name) max by (namespace, name) (iacsearch_budget_gpu_seconds > 0)
           ) >= {{ $p.budgetWarningRatio }} < 1
           or
           (
             max by (namespace, name) (iacsearch_estimated_cost_usd_total)
-            / max by (namespace, name) (iacsearch_budget_usd > 0)
+            / on (namespace, name) max by (namespace, name) (iacsearch_budget_usd > 0)
           ) >= {{ $p.budgetWarningRatio }} < 1
         labels:
           severity: info
@@ -59,13 +61,13 @@ groups:
       - alert: IACSearchBudgetExceeded
         expr: |
           (
-            sum by (namespace, name) (max by (namespace, name, phase, outcome) (iacsearch_gpu_seconds_total))
-            / max by (namespace, name) (iacsearch_budget_gpu_seconds > 0)
+            sum by (namespace, name) ({__name__=~"iacsearch_gpu_seconds_total|iacsearch_running_gpu_seconds"})
+            / on (namespace, name) max by (namespace, name) (iacsearch_budget_gpu_seconds > 0)
           ) >= 1
           or
           (
             max by (namespace, name) (iacsearch_estimated_cost_usd_total)
-            / max by (namespace, name) (iacsearch_budget_usd > 0)
+            / on (namespace, name) max by (namespace, name) (iacsearch_budget_usd > 0)
           ) >= 1
         labels:
           severity: warning
@@ -78,10 +80,19 @@ groups:
             The search has used {{`{{ $value | humanizePercentage }}`}} of spec.budget and was
             suspended or failed (spec.budget.action); its condition BudgetExceeded says which.
       - alert: IACSearchPhaseFailures
-        # Each failed attempt adds its GPU-seconds to the failed counter once.
+        # Each failed attempt adds its GPU-seconds to the Failed counter once: count the
+        # counter's changes, plus one when the series was born inside the window (the first
+        # failure). An attempt that failed before its container ran adds nothing and is
+        # missed. The max drops instance and pod, so a leader change is not a change.
         expr: |
-          sum by (namespace, name, phase) (
-            changes(iacsearch_gpu_seconds_total{outcome="failed"}[{{ $p.failureWindow }}])
+          (
+            (
+              changes((max by (namespace, name, phase) (iacsearch_gpu_seconds_total{outcome="Failed"}))[{{ $p.failureWindow }}:1m]) + 1
+              unless on (namespace, name, phase)
+              max by (namespace, name, phase) (iacsearch_gpu_seconds_total{outcome="Failed"} offset {{ $p.failureWindow }})
+            )
+            or
+            changes((max by (namespace, name, phase) (iacsearch_gpu_seconds_total{outcome="Failed"}))[{{ $p.failureWindow }}:1m])
           ) >= {{ $p.phaseFailures }}
         labels:
           severity: warning
