@@ -1,0 +1,216 @@
+// KubeApi on @kubernetes/client-node: the only module that imports it. Requests go
+// through the library's authenticated HTTP layer (kubeconfig or in-cluster service
+// account, TLS, exec credentials) but carry plain JSON, so objects reach reconcile
+// exactly as the API server serves them (no typed-model conversion of dates or
+// dropping of unknown fields). Watches use the library's Watch.
+import {
+  HttpMethod,
+  IsomorphicFetchHttpLibrary,
+  KubeConfig,
+  PatchStrategy,
+  RequestContext,
+  Watch,
+} from '@kubernetes/client-node';
+import { resourcePath, resourceTypeOf } from './resources.ts';
+import {
+  ApiError,
+  type KubeApi,
+  type KubeObject,
+  type ListOptions,
+  type ListResult,
+  type ResourceType,
+  type WatchEventType,
+  type WatchHandle,
+  type WatchOptions,
+} from './types.ts';
+
+export interface ClientOptions {
+  /** Path of a kubeconfig file; without it: in-cluster service account, else $KUBECONFIG or ~/.kube/config. */
+  kubeconfig?: string;
+  /** Context of the kubeconfig to use. */
+  context?: string;
+  /** Server-side timeout of one watch request (s); the informer resumes after it. */
+  watchTimeoutSeconds?: number;
+  /** Timeout of one non-watch request (ms). */
+  requestTimeoutMs?: number;
+}
+
+export function loadKubeConfig(opts: ClientOptions = {}): KubeConfig {
+  const kc = new KubeConfig();
+  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+  else kc.loadFromDefault();
+  if (opts.context) kc.setCurrentContext(opts.context);
+  if (!kc.getCurrentCluster()) {
+    throw new Error('no Kubernetes cluster configured: pass --kubeconfig <file>, set KUBECONFIG, or run in a pod with a service account');
+  }
+  return kc;
+}
+
+/** The namespace of the pod this process runs in, when in a cluster. */
+export function inClusterNamespace(): string | undefined {
+  return process.env.POD_NAMESPACE || undefined;
+}
+
+export class ClientNodeKubeApi implements KubeApi {
+  private readonly kc: KubeConfig;
+  private readonly http = new IsomorphicFetchHttpLibrary();
+  private readonly server: string;
+  private readonly watchTimeoutSeconds: number;
+  private readonly requestTimeoutMs: number;
+
+  constructor(kc: KubeConfig, opts: ClientOptions = {}) {
+    this.kc = kc;
+    this.server = kc.getCurrentCluster()!.server.replace(/\/+$/, '');
+    this.watchTimeoutSeconds = opts.watchTimeoutSeconds ?? 300;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+  }
+
+  private async request(
+    method: HttpMethod,
+    path: string,
+    opts: { query?: Record<string, string | undefined>; body?: unknown; contentType?: string } = {},
+  ): Promise<{ status: number; body: unknown }> {
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined && v !== '') url.searchParams.set(k, v);
+    const ctx = new RequestContext(url.toString(), method);
+    ctx.setHeaderParam('Accept', 'application/json');
+    if (opts.body !== undefined) {
+      ctx.setHeaderParam('Content-Type', opts.contentType ?? 'application/json');
+      ctx.setBody(JSON.stringify(opts.body));
+    }
+    ctx.setSignal(AbortSignal.timeout(this.requestTimeoutMs));
+    await this.kc.applySecurityAuthentication(ctx);
+    const dispatcher = ctx.getDispatcher() as { close?: () => Promise<void> } | undefined;
+    try {
+      const response = await this.http.send(ctx).toPromise();
+      const text = await response.body.text();
+      let body: unknown = undefined;
+      if (text) {
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = text;
+        }
+      }
+      if (response.httpStatusCode >= 400) {
+        const status = (body && typeof body === 'object' ? body : {}) as { message?: string; reason?: string };
+        throw new ApiError(
+          response.httpStatusCode,
+          `${method} ${path}: ${response.httpStatusCode} ${status.message ?? (typeof body === 'string' ? body : '')}`.trim(),
+          status.reason,
+        );
+      }
+      return { status: response.httpStatusCode, body };
+    } finally {
+      // The library makes one connection pool per request; close it instead of leaving sockets open.
+      void dispatcher?.close?.().catch(() => {});
+    }
+  }
+
+  async list(type: ResourceType, opts: ListOptions = {}): Promise<ListResult> {
+    const items: KubeObject[] = [];
+    let cont: string | undefined;
+    let resourceVersion = '';
+    do {
+      const { body } = await this.request(HttpMethod.GET, resourcePath(type, opts.namespace), {
+        query: { labelSelector: opts.labelSelector, limit: '500', continue: cont },
+      });
+      const list = body as { items?: KubeObject[]; metadata?: { resourceVersion?: string; continue?: string } };
+      // list items carry neither apiVersion nor kind
+      for (const item of list.items ?? []) items.push({ ...item, apiVersion: type.apiVersion, kind: type.kind });
+      resourceVersion = list.metadata?.resourceVersion ?? resourceVersion;
+      cont = list.metadata?.continue || undefined;
+    } while (cont);
+    return { items, resourceVersion };
+  }
+
+  async watch(
+    type: ResourceType,
+    opts: WatchOptions,
+    onEvent: (type: WatchEventType, object: KubeObject) => void,
+    onClose: (err?: unknown) => void,
+  ): Promise<WatchHandle> {
+    let stopped = false;
+    const controller = await new Watch(this.kc).watch(
+      resourcePath(type, opts.namespace),
+      {
+        labelSelector: opts.labelSelector || undefined,
+        resourceVersion: opts.resourceVersion || undefined,
+        allowWatchBookmarks: true,
+        timeoutSeconds: this.watchTimeoutSeconds,
+      },
+      (phase: string, obj: KubeObject) => {
+        if (!stopped) onEvent(phase as WatchEventType, obj);
+      },
+      (err: unknown) => {
+        if (stopped) return;
+        stopped = true;
+        const code = (err as { statusCode?: number; code?: number } | null)?.statusCode;
+        onClose(err ? (typeof code === 'number' ? new ApiError(code, (err as Error).message ?? String(err)) : err) : undefined);
+      },
+    );
+    return {
+      stop: () => {
+        stopped = true;
+        controller.abort();
+      },
+    };
+  }
+
+  async get(type: ResourceType, namespace: string | undefined, name: string): Promise<KubeObject | undefined> {
+    try {
+      const { body } = await this.request(HttpMethod.GET, resourcePath(type, namespace, name));
+      return body as KubeObject;
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async create(object: KubeObject): Promise<KubeObject> {
+    const type = resourceTypeOf(object.kind);
+    const { body } = await this.request(HttpMethod.POST, resourcePath(type, object.metadata.namespace), { body: object });
+    return body as KubeObject;
+  }
+
+  async replace(object: KubeObject): Promise<KubeObject> {
+    const type = resourceTypeOf(object.kind);
+    const { body } = await this.request(HttpMethod.PUT, resourcePath(type, object.metadata.namespace, object.metadata.name), {
+      body: object,
+    });
+    return body as KubeObject;
+  }
+
+  async delete(type: ResourceType, namespace: string | undefined, name: string): Promise<boolean> {
+    try {
+      await this.request(HttpMethod.DELETE, resourcePath(type, namespace, name), {
+        body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' },
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 404) return false;
+      throw err;
+    }
+  }
+
+  async mergePatch(type: ResourceType, namespace: string | undefined, name: string, patch: Record<string, unknown>): Promise<KubeObject> {
+    const { body } = await this.request(HttpMethod.PATCH, resourcePath(type, namespace, name), {
+      body: patch,
+      contentType: PatchStrategy.MergePatch,
+    });
+    return body as KubeObject;
+  }
+
+  async mergePatchStatus(
+    type: ResourceType,
+    namespace: string | undefined,
+    name: string,
+    patch: Record<string, unknown>,
+  ): Promise<KubeObject> {
+    const { body } = await this.request(HttpMethod.PATCH, resourcePath(type, namespace, name, 'status'), {
+      body: patch,
+      contentType: PatchStrategy.MergePatch,
+    });
+    return body as KubeObject;
+  }
+}

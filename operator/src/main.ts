@@ -1,0 +1,300 @@
+// `iacnas operator`: runs the IACSearch controller against a cluster, in a pod (service
+// account) or outside one (--kubeconfig). Every replica serves /healthz, /readyz and
+// /metrics; with --leader-elect only the replica holding the Lease reconciles.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { Controller } from './controller/controller.ts';
+import { LeaderElector } from './controller/leader.ts';
+import { createLogger, parseLogLevel, type Logger } from './controller/log.ts';
+import { buildApp } from './http/app.ts';
+import { ClientNodeKubeApi, loadKubeConfig } from './k8s/client.ts';
+import { EventRecorder } from './k8s/events.ts';
+import type { KubeApi } from './k8s/types.ts';
+import { OperatorMetrics } from './metrics/registry.ts';
+import { reconcile } from './reconcile/index.ts';
+
+export const DEFAULT_TRAINER_IMAGE = 'iac-operator/trainer-gpu:0.1.0';
+
+export const usage = `usage: iacnas operator [options]
+
+Runs the IACSearch operator. In a pod it uses the pod's service account; outside a
+cluster it uses --kubeconfig, else $KUBECONFIG, else ~/.kube/config.
+
+options:
+  --kubeconfig <file>                 kubeconfig file (default: in-cluster, $KUBECONFIG, ~/.kube/config)
+  --context <name>                    kubeconfig context (default: the current one)
+  --namespaces <a,b,...>              watch only these namespaces (default: all); lets the
+                                      operator run with namespaced RBAC
+  --workers <n>                       concurrent reconciles (default 2)
+  --host <address>                    HTTP listen address (default 0.0.0.0)
+  --port <n>                          HTTP port of /metrics, /healthz, /readyz, /v1/progress (default 8080)
+  --progress-url <url>                URL trainer pods POST progress to (default: with POD_NAMESPACE set,
+                                      http://<service-name>.<POD_NAMESPACE>.svc:<port>/v1/progress; else none)
+  --service-name <name>               Service of the operator, for the default --progress-url (default iac-operator)
+  --trainer-image <image>             trainer image for searches without spec.image
+                                      (default ${DEFAULT_TRAINER_IMAGE})
+  --progress-interval <duration>      write progress into a search's status at most this often (default 5s)
+  --progress-body-limit <bytes>       largest progress request body (default 65536)
+  --leader-elect                      elect a leader on a Lease; only the leader reconciles (default off)
+  --leader-election-namespace <ns>    namespace of the Lease (default $POD_NAMESPACE, else default)
+  --leader-election-lease <name>      name of the Lease (default iac-operator-leader)
+  --leader-election-identity <id>     this replica's identity (default $POD_NAME, else hostname + random suffix)
+  --lease-duration <duration>         how long a lease is valid without renewal (default 15s)
+  --renew-deadline <duration>         the leader stops when it could not renew for this long (default 10s)
+  --retry-period <duration>           time between lease attempts (default 2s)
+  --shutdown-timeout <duration>       on SIGTERM, wait this long for reconciles in flight (default 20s)
+  --log-level <debug|info|warn|error> (default info); logs are JSON lines on stderr
+  -h, --help                          show this help
+
+Durations are a number with a unit: 500ms, 15s, 2m.`;
+
+/** "15s", "500ms", "2m", "1h" -> milliseconds. */
+export function parseDuration(flag: string, value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(value.trim());
+  if (!m) throw new Error(`${flag}: expected a duration such as 500ms, 15s or 2m, got '${value}'`);
+  const n = Number(m[1]);
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+}
+
+function parseIntFlag(flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag}: expected a whole number from ${min} to ${max}, got '${value}'`);
+  return n;
+}
+
+export interface OperatorConfig {
+  kubeconfig?: string;
+  context?: string;
+  namespaces?: string[];
+  workers: number;
+  host: string;
+  port: number;
+  progressURL?: string;
+  trainerImage: string;
+  progressIntervalMs: number;
+  progressBodyLimit: number;
+  leaderElect: boolean;
+  leaseNamespace: string;
+  leaseName: string;
+  identity: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  shutdownTimeoutMs: number;
+  logLevel: ReturnType<typeof parseLogLevel>;
+}
+
+/** Parses the command line; throws an Error naming the bad flag. `help` when asked for. */
+export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): OperatorConfig | 'help' {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      kubeconfig: { type: 'string' },
+      context: { type: 'string' },
+      namespaces: { type: 'string' },
+      workers: { type: 'string', default: '2' },
+      host: { type: 'string', default: '0.0.0.0' },
+      port: { type: 'string', default: '8080' },
+      'progress-url': { type: 'string' },
+      'service-name': { type: 'string', default: 'iac-operator' },
+      'trainer-image': { type: 'string', default: DEFAULT_TRAINER_IMAGE },
+      'progress-interval': { type: 'string', default: '5s' },
+      'progress-body-limit': { type: 'string', default: '65536' },
+      'leader-elect': { type: 'boolean', default: false },
+      'leader-election-namespace': { type: 'string' },
+      'leader-election-lease': { type: 'string', default: 'iac-operator-leader' },
+      'leader-election-identity': { type: 'string' },
+      'lease-duration': { type: 'string', default: '15s' },
+      'renew-deadline': { type: 'string', default: '10s' },
+      'retry-period': { type: 'string', default: '2s' },
+      'shutdown-timeout': { type: 'string', default: '20s' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return 'help';
+  if (positionals.length) throw new Error(`unexpected argument '${positionals[0]}' (iacnas operator takes only options)`);
+  const port = parseIntFlag('--port', values.port!, 1, 65535);
+  const namespaces = values.namespaces
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const ns of namespaces ?? []) {
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns)) throw new Error(`--namespaces: '${ns}' is not a namespace name (lowercase letters, digits and '-')`);
+  }
+  let progressURL = values['progress-url'];
+  if (progressURL === undefined && env.POD_NAMESPACE) {
+    progressURL = `http://${values['service-name']}.${env.POD_NAMESPACE}.svc:${port}/v1/progress`;
+  }
+  if (progressURL) {
+    try {
+      new URL(progressURL);
+    } catch {
+      throw new Error(`--progress-url: '${progressURL}' is not a URL (e.g. http://iac-operator.iac-system.svc:8080/v1/progress)`);
+    }
+  }
+  const cfg: OperatorConfig = {
+    kubeconfig: values.kubeconfig,
+    context: values.context,
+    namespaces: namespaces?.length ? namespaces : undefined,
+    workers: parseIntFlag('--workers', values.workers!, 1, 64),
+    host: values.host!,
+    port,
+    progressURL: progressURL || undefined,
+    trainerImage: values['trainer-image']!,
+    progressIntervalMs: parseDuration('--progress-interval', values['progress-interval']!),
+    progressBodyLimit: parseIntFlag('--progress-body-limit', values['progress-body-limit']!, 1024, 16 * 1024 * 1024),
+    leaderElect: values['leader-elect']!,
+    leaseNamespace: values['leader-election-namespace'] ?? env.POD_NAMESPACE ?? 'default',
+    leaseName: values['leader-election-lease']!,
+    identity: values['leader-election-identity'] ?? env.POD_NAME ?? `${hostname()}_${randomBytes(4).toString('hex')}`,
+    leaseDurationMs: parseDuration('--lease-duration', values['lease-duration']!),
+    renewDeadlineMs: parseDuration('--renew-deadline', values['renew-deadline']!),
+    retryPeriodMs: parseDuration('--retry-period', values['retry-period']!),
+    shutdownTimeoutMs: parseDuration('--shutdown-timeout', values['shutdown-timeout']!),
+    logLevel: parseLogLevel(values['log-level']!),
+  };
+  if (!cfg.trainerImage) throw new Error('--trainer-image: must not be empty');
+  if (cfg.leaderElect && !(cfg.retryPeriodMs < cfg.renewDeadlineMs && cfg.renewDeadlineMs < cfg.leaseDurationMs)) {
+    throw new Error('--retry-period < --renew-deadline < --lease-duration must hold (defaults 2s, 10s, 15s)');
+  }
+  return cfg;
+}
+
+export interface RunningOperator {
+  controller: Controller;
+  elector?: LeaderElector;
+  /** The HTTP address it listens on. */
+  address: string;
+  /** Graceful stop: no new keys, in-flight ones finished within the bound, lease released. */
+  stop(): Promise<void>;
+}
+
+/** Starts the operator on an API (a real cluster or a fake) and returns a handle. */
+export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logger): Promise<RunningOperator> {
+  let elector: LeaderElector | undefined;
+  let controller!: Controller;
+  const leading = () => !cfg.leaderElect || (elector?.isLeader() ?? false);
+  const metrics = new OperatorMetrics(
+    {
+      searches: () => controller.searches.list(),
+      exportsSearchMetrics: leading,
+      queueDepth: () => controller.queueDepth(),
+    },
+    { processMetrics: true },
+  );
+  controller = new Controller({
+    api,
+    reconcile,
+    settings: { progressURL: cfg.progressURL, defaultImage: cfg.trainerImage },
+    namespaces: cfg.namespaces,
+    workers: cfg.workers,
+    metrics,
+    events: new EventRecorder(api, { instance: cfg.identity }),
+    log,
+    progressIntervalMs: cfg.progressIntervalMs,
+  });
+  const app = buildApp({
+    metrics,
+    isReady: () => controller.hasSynced(),
+    bodyLimit: cfg.progressBodyLimit,
+    log,
+    progress: {
+      accepting: () => leading() && controller.isRunning(),
+      checkToken: (ns, name, token) => controller.checkProgressToken(ns, name, token),
+      accept: (ns, name, event) => controller.acceptProgress(ns, name, event),
+    },
+  });
+  const address = await app.listen({ host: cfg.host, port: cfg.port });
+  controller.startInformers();
+
+  if (cfg.leaderElect) {
+    elector = new LeaderElector(api, {
+      namespace: cfg.leaseNamespace,
+      name: cfg.leaseName,
+      identity: cfg.identity,
+      leaseDurationMs: cfg.leaseDurationMs,
+      renewDeadlineMs: cfg.renewDeadlineMs,
+      retryPeriodMs: cfg.retryPeriodMs,
+      log,
+      onStartedLeading: () => {
+        metrics.setLeader(true);
+        controller.startWorkers();
+      },
+      onStoppedLeading: () => {
+        metrics.setLeader(false);
+        void controller.stopWorkers(cfg.shutdownTimeoutMs);
+      },
+    });
+    metrics.setLeader(false);
+    elector.start();
+  } else {
+    metrics.setLeader(true);
+    controller.startWorkers();
+  }
+  log.info('operator started', {
+    address,
+    namespaces: cfg.namespaces ?? 'all',
+    leaderElection: cfg.leaderElect ? `${cfg.leaseNamespace}/${cfg.leaseName}` : 'off',
+    identity: cfg.identity,
+    progressURL: cfg.progressURL ?? '',
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    controller,
+    elector,
+    address,
+    stop: () =>
+      (stopping ??= (async () => {
+        const drained = await controller.shutdown(cfg.shutdownTimeoutMs);
+        if (!drained) log.warn('shutdown: reconciles still in flight after the timeout', { timeoutMs: cfg.shutdownTimeoutMs });
+        await elector?.stop({ release: true });
+        metrics.setLeader(false);
+        await app.close();
+        log.info('operator stopped');
+      })()),
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let cfg: OperatorConfig | 'help';
+  try {
+    cfg = parseOperatorArgs(argv);
+  } catch (err) {
+    console.error(`iacnas operator: ${err instanceof Error ? err.message : String(err)}\n\nRun 'iacnas operator --help' for the options.`);
+    return 2;
+  }
+  if (cfg === 'help') {
+    console.log(usage);
+    return 0;
+  }
+  const log = createLogger({ level: cfg.logLevel });
+  let api: KubeApi;
+  try {
+    api = new ClientNodeKubeApi(loadKubeConfig({ kubeconfig: cfg.kubeconfig, context: cfg.context }));
+  } catch (err) {
+    log.error('cannot load the Kubernetes configuration', { error: err instanceof Error ? err.message : String(err) });
+    return 2;
+  }
+  const op = await startOperator(cfg, api, log);
+  return new Promise<number>((resolve) => {
+    const onSignal = (signal: string) => {
+      log.info('shutting down', { signal });
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      op.stop().then(
+        () => resolve(0),
+        (err) => {
+          log.error('shutdown failed', { error: err instanceof Error ? err.message : String(err) });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
