@@ -152,6 +152,6 @@ groups:
           {{- toYaml . | nindent 10 }}
           {{- end }}
         annotations:
-          summary: "iac-operator reconciles have been failing for 15m ({{`{{ $value | humanize }}`}}/s)"
+          summary: "iac-operator reconciles have been failing for 15m ({{`{{ printf \"%.2f\" $value }}`}} errors/s)"
           description: The operator's logs name the search and the error of each failed reconcile.
 {{- end }}
