@@ -69,6 +69,13 @@ describe('OperatorMetrics', () => {
     expect(s.get('iacsearch_phase_duration_seconds_sum{phase="search"}')).toBe(3600);
     expect(s.get('iacsearch_phase_duration_seconds_sum{phase="prune"}')).toBe(60);
     expect(s.get('iac_operator_workqueue_depth')).toBe(3);
+    expect([...s.keys()].some((k) => k.startsWith('iacsearch_budget'))).toBe(false); // no budget set
+  });
+
+  it('exports the budget of a search that sets one', async () => {
+    const s = await samples(new OperatorMetrics(source(() => [search(status, { budget: { maxGPUHours: 2, maxCostUSD: 50 } })])));
+    expect(s.get('iacsearch_budget_gpu_seconds{namespace="lab",name="acdc"}')).toBe(7200);
+    expect(s.get('iacsearch_budget_usd{namespace="lab",name="acdc"}')).toBe(50);
   });
 
   it('reports the same totals after a restart and counts nothing twice', async () => {

@@ -160,6 +160,18 @@ export class OperatorMetrics {
       labelNames: ['namespace', 'name'],
       registers: [r],
     });
+    const budgetGpuSeconds = new Gauge({
+      name: 'iacsearch_budget_gpu_seconds',
+      help: 'GPU-second budget of the search (spec.budget.maxGPUHours in seconds); absent when unset.',
+      labelNames: ['namespace', 'name'],
+      registers: [r],
+    });
+    const budgetUSD = new Gauge({
+      name: 'iacsearch_budget_usd',
+      help: 'Cost budget of the search in US dollars (spec.budget.maxCostUSD); absent when unset.',
+      labelNames: ['namespace', 'name'],
+      registers: [r],
+    });
     const phaseDuration = new Histogram({
       name: 'iacsearch_phase_duration_seconds',
       help: 'Wall time of completed phases, first attempt created to success, by trainer phase.',
@@ -171,7 +183,7 @@ export class OperatorMetrics {
     // info is registered first of the derived metrics, so its collect() runs first on
     // every scrape and fills all of them from one snapshot of the cache.
     (info as unknown as { collect: () => void }).collect = () =>
-      self.derive({ info, phase, gpuSeconds, runningGpuSeconds, cost, saved, epochs, activeOps, stableEdges, phaseDuration });
+      self.derive({ info, phase, gpuSeconds, runningGpuSeconds, cost, saved, epochs, activeOps, stableEdges, budgetGpuSeconds, budgetUSD, phaseDuration });
   }
 
   setLeader(leading: boolean): void {
@@ -200,6 +212,8 @@ export class OperatorMetrics {
     epochs: Counter;
     activeOps: Gauge;
     stableEdges: Gauge;
+    budgetGpuSeconds: Gauge;
+    budgetUSD: Gauge;
     phaseDuration: Histogram;
   }): void {
     m.info.reset();
@@ -211,6 +225,8 @@ export class OperatorMetrics {
     m.epochs.reset();
     m.activeOps.reset();
     m.stableEdges.reset();
+    m.budgetGpuSeconds.reset();
+    m.budgetUSD.reset();
     if (!this.source.exportsSearchMetrics()) return;
     const seen = new Set<string>();
     for (const s of this.source.searches()) {
@@ -269,6 +285,12 @@ export class OperatorMetrics {
       if (active !== undefined) m.activeOps.set(id, active);
       const stable = num(progress.stableEdges);
       if (stable !== undefined) m.stableEdges.set(id, stable);
+
+      const budget = obj(spec.budget);
+      const maxHours = num(budget.maxGPUHours);
+      if (maxHours !== undefined) m.budgetGpuSeconds.set(id, maxHours * 3600);
+      const maxUSD = num(budget.maxCostUSD);
+      if (maxUSD !== undefined) m.budgetUSD.set(id, maxUSD);
     }
     // Forget the high-water marks of deleted searches.
     for (const k of [...this.highWater.keys()]) if (!seen.has(k)) this.highWater.delete(k);
