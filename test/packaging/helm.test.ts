@@ -233,6 +233,18 @@ describe.skipIf(tools.skip)('Helm chart charts/iac-operator', () => {
     expect(r.stderr).toContain(field);
   });
 
+  it('passes the operator only flags that `iacnas operator --help` documents', () => {
+    const help = run(process.execPath, [join(repoRoot, 'bin/iacnas.ts'), 'operator', '--help']);
+    expect(help.status, help.stderr).toBe(0);
+    const known = new Set([...help.stdout.matchAll(/^\s+(--[a-z-]+)/gm)].map((m) => m[1]));
+    expect(known.size).toBeGreaterThan(5);
+    for (const sets of [[], ['watchNamespaces={a}', 'logLevel=debug']]) {
+      const c = one(template(sets), 'Deployment').spec.template.spec.containers[0];
+      expect(c.args[0]).toBe('operator');
+      for (const arg of c.args.slice(1) as string[]) expect(known, arg).toContain(arg.split('=')[0]);
+    }
+  });
+
   it('refuses several replicas without leader election and says how to fix it', () => {
     const r = templateFails(['leaderElection.enabled=false']);
     expect(r.status).not.toBe(0);
