@@ -186,6 +186,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
     while (!stoppedBy) {
       epoch++;
       const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
       const random = mulberry32(hashSeed(config.seed, 'search', epoch));
       const archLearns = epoch > sc.warmupEpochs;
       const lr = cosineLearningRate(epoch - 1, sc.maxEpochs, sc.weights.learningRate, sc.weights.learningRateMin);
@@ -224,6 +225,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
       stableEdges = d.settled.flat().filter((settled, i) => settled || d.stable.flat()[i]).length;
       stoppedBy = d.stop;
       const seconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
       epochSeconds.push(seconds);
 
       appendHistory(o.historyFile, {
@@ -245,6 +247,8 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
         valDice: val.dice,
         valDicePerClass: val.perClass,
         epochSeconds: seconds,
+        // CPU time of the epoch: comparable between epochs even on a busy machine.
+        epochCpuSeconds: (cpu.user + cpu.system) / 1e6,
         stoppedBy,
       });
       const next: SearchState = {

@@ -8,8 +8,8 @@ import type { Operation } from '../../config/index.ts';
 import type { ArchitectureParams, CellSearchSpace, Genotype, Network, NetworkOptions } from '../../model/api.ts';
 import { readCheckpoint, restoreVariables, writeCheckpoint } from '../../train/checkpoint.ts';
 import type { ModelKit } from '../../train/model-kit.ts';
-import { softmaxAt } from '../jsd.ts';
-import { type ArchSnapshot, edgeCount, edgeIndex } from '../stability.ts';
+import { deriveGenotype } from '../genotype.ts';
+import { edgeCount, edgeIndex } from '../stability.ts';
 
 const CH = 4;
 
@@ -159,35 +159,11 @@ class FakeNetwork implements Network {
   }
 }
 
-/** Per node the two inputs whose best non-none operation weighs most (beta-weighted). */
-export function fakeDerive(a: ArchSnapshot, space: CellSearchSpace): Genotype {
-  const none = space.operations.indexOf('none');
-  return {
-    cells: a.alphas.map((alphas, c) => ({
-      nodes: Array.from({ length: space.nodes }, (_, node) => {
-        const first = edgeIndex(node, 0);
-        const betas = softmaxAt(a.betas[c], Array.from({ length: node + 2 }, (_, i) => first + i));
-        const scored = betas.map((b, input) => {
-          const cand = a.active[c][first + input].filter((k) => k !== none);
-          const p = softmaxAt(alphas[first + input], cand);
-          const j = p.indexOf(Math.max(...p));
-          return { input, op: space.operations[cand[j]], w: b * p[j] };
-        });
-        return scored
-          .sort((x, y) => y.w - x.w || x.input - y.input)
-          .slice(0, 2)
-          .sort((x, y) => x.input - y.input)
-          .map(({ input, op }) => ({ input, op }));
-      }),
-    })),
-  };
-}
-
 export const fakeModelKit: ModelKit = {
   createNetwork: (o) => new FakeNetwork(o),
   loss: (logits, labels, numClasses) =>
     tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.reshape(labels, [-1]) as tf.Tensor1D, numClasses), tf.reshape(logits, [-1, numClasses])) as tf.Scalar),
-  deriveGenotype: fakeDerive,
+  deriveGenotype,
   saveWeights: async (net, dir) => writeCheckpoint(dir, {}, net.namedWeights()),
   loadWeights: async (net, dir) => restoreVariables(readCheckpoint(dir)!.tensors, net.namedWeights(), dir),
   loadBackbone: async (net, dir) => {

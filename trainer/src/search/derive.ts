@@ -1,0 +1,96 @@
+// `iacnas trainer prune` (alias `derive`): the discrete cells from the search's final
+// architecture parameters, written to <workdir>/genotype.json. No tensors, no GPU.
+import { join } from 'node:path';
+import type { PhaseContext } from '../cli.ts';
+import type { Genotype } from '../model/api.ts';
+import type { ResultFields } from '../report/progress.ts';
+import { readCheckpoint, writeFileAtomic } from '../train/checkpoint.ts';
+import { readHistory } from '../train/history.ts';
+import { loadModelKit } from '../train/model-kit.ts';
+import type { SearchState } from './search.ts';
+import { searchSpace } from './search.ts';
+import type { ArchSnapshot, StopReason } from './stability.ts';
+import { edgeCount } from './stability.ts';
+import { summariseGenotype } from './summary.ts';
+
+/** The content of genotype.json. */
+export interface GenotypeFile {
+  genotype: Genotype;
+  operations: string[];
+  nodes: number;
+  /** Where the architecture parameters came from. */
+  source: string;
+  epoch: number;
+  stoppedBy: StopReason | null;
+  time: string;
+}
+
+function bad(message: string): Error {
+  return Object.assign(new Error(message), { badInput: true });
+}
+
+/** The architecture at the end of the search, from a checkpoint or a history file. */
+export function readFinalArchitecture(o: { workdir: string; history?: string; checkpoint?: string }): {
+  arch: ArchSnapshot;
+  epoch: number;
+  stoppedBy: StopReason | null;
+  source: string;
+} {
+  if (o.history) {
+    const lines = readHistory<{ epoch: number; alphas?: number[][][]; betas?: number[][]; active?: number[][][]; stoppedBy?: StopReason | null }>(o.history);
+    const last = lines.at(-1);
+    if (!last) throw bad(`--history ${o.history}: no complete epoch line (is it the search's history.jsonl?)`);
+    if (!last.alphas || !last.betas || !last.active) throw bad(`--history ${o.history}: epoch ${last.epoch} has no alphas/betas/active; give the search's history.jsonl`);
+    // A history line holds that epoch's alphas and the active operations after its pruning.
+    return { arch: { alphas: last.alphas, betas: last.betas, active: last.active }, epoch: last.epoch, stoppedBy: last.stoppedBy ?? null, source: o.history };
+  }
+  const dir = o.checkpoint ?? join(o.workdir, 'search', 'checkpoint');
+  let ck: ReturnType<typeof readCheckpoint<SearchState>>;
+  try {
+    ck = readCheckpoint<SearchState>(dir);
+  } catch (e) {
+    throw bad(`cannot read the search checkpoint in ${dir}: ${(e as Error).message}`);
+  }
+  if (!ck) throw bad(`${dir} holds no search checkpoint: run the search phase first, or give --history <history.jsonl>`);
+  return { arch: ck.state.arch, epoch: ck.state.epoch, stoppedBy: ck.state.stoppedBy, source: dir };
+}
+
+export async function runPrunePhase(ctx: PhaseContext): Promise<ResultFields> {
+  const { config, workdir, reporter, args } = ctx;
+  const started = performance.now();
+  const final = readFinalArchitecture({ workdir, history: args.history, checkpoint: args.checkpoint });
+  const space = searchSpace(config);
+  const edges = edgeCount(space.nodes);
+  if (final.arch.alphas.some((cell) => cell.length !== edges || cell.some((row) => row.length !== space.operations.length))) {
+    throw bad(
+      `${final.source}: the architecture parameters do not match search.operations (${space.operations.length}) and search.nodes (${space.nodes}); prune with the configuration the search ran with`,
+    );
+  }
+  if (!final.stoppedBy) reporter.log(`prune: the search in ${final.source} has not finished (epoch ${final.epoch}); deriving from its latest architecture`);
+  const kit = await loadModelKit();
+  const genotype = kit.deriveGenotype(final.arch, space);
+  const file: GenotypeFile = {
+    genotype,
+    operations: [...space.operations],
+    nodes: space.nodes,
+    source: final.source,
+    epoch: final.epoch,
+    stoppedBy: final.stoppedBy,
+    time: new Date().toISOString(),
+  };
+  writeFileAtomic(join(workdir, 'genotype.json'), `${JSON.stringify(file, null, 2)}\n`);
+  const active = final.arch.active.reduce((s, c) => s + c.reduce((t, e) => t + e.length, 0), 0);
+  reporter.log(
+    `prune: ${genotype.cells.map((c, i) => `cell ${i}: ${c.nodes.map((n) => n.map((e) => `${e.op}(${e.input})`).join(' + ')).join(' | ')}`).join('; ')}`,
+  );
+  return {
+    ok: true,
+    epochs: final.epoch,
+    seconds: (performance.now() - started) / 1000,
+    ...(final.stoppedBy ? { stoppedBy: final.stoppedBy } : {}),
+    activeOperations: active,
+    totalOperations: final.arch.alphas.length * edges * space.operations.length,
+    totalEdges: final.arch.alphas.length * edges,
+    genotype: summariseGenotype(genotype),
+  };
+}
