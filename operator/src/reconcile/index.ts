@@ -400,7 +400,7 @@ class Machine {
     }
 
     const last = r.history?.[r.history.length - 1];
-    if (last?.outcome === 'Failed') {
+    if (last?.outcome === 'Failed' && r.failures > 0) {
       const retryAt = Date.parse(last.endTime ?? iso(this.now)) + backoffSeconds(r.failures) * 1000;
       if (this.now.getTime() < retryAt) {
         const wait = seconds(retryAt - this.now.getTime());
@@ -518,7 +518,7 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
     m.finish('Failed', 'DeadlineExceeded', `the search ran ${Math.round(active)}s, over spec.activeDeadlineSeconds ${deadline}`);
   } else if ((overHours || overCost) && action === 'Fail') {
     m.finish('Failed', 'BudgetExceeded', `${budgetMessage} (spec.budget.action Fail)`);
-  } else if (lastFailure?.exitCode === EXIT_BAD_INPUT && lastFailure === m.status.phases?.[stage]?.history?.at(-1)) {
+  } else if (failures > 0 && lastFailure?.exitCode === EXIT_BAD_INPUT && lastFailure === m.status.phases?.[stage]?.history?.at(-1)) {
     m.finish('Failed', 'InvalidConfiguration', `${stage} rejected its configuration or data (exit status 2): ${m.status.phases?.[stage]?.message ?? ''}; retrying cannot help`);
   } else if (failures > spec.backoffLimit) {
     m.finish('Failed', 'BackoffLimitExceeded', `${stage} failed ${failures} times, over spec.backoffLimit ${spec.backoffLimit}: ${m.status.phases?.[stage]?.message ?? ''}`);

@@ -1,0 +1,65 @@
+// A stand-in for `iacnas trainer <phase>` in tests of `iacnas run`: it follows the
+// command-line contract (docs/trainer-phases.md) without TensorFlow.js. Epochs are
+// checkpointed to <workdir>/<phase>.epoch, so a stopped phase resumes.
+// FAKE_TRAINER_EPOCHS (default 3), FAKE_TRAINER_EPOCH_MS (default 10),
+// FAKE_TRAINER_FAIL=<phase> exits 2 (bad input) in that phase.
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const argv = process.argv.slice(2);
+const [command, phase] = argv;
+const flag = (name: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const workdir = flag('--workdir')!;
+const resultFile = flag('--result-file') ?? process.env.IACNAS_RESULT_FILE;
+const config = JSON.parse(flag('--config-json') ?? '{}') as { name?: string; dataset?: { path?: string } };
+const epochs = Number(process.env.FAKE_TRAINER_EPOCHS ?? 3);
+const epochMs = Number(process.env.FAKE_TRAINER_EPOCH_MS ?? 10);
+
+function result(r: Record<string, unknown>) {
+  const text = JSON.stringify({ type: 'result', phase, ...r });
+  process.stdout.write(`${text}\n`);
+  if (resultFile) writeFileSync(resultFile, text);
+}
+
+if (command !== 'trainer' || !workdir) {
+  process.stderr.write(`fake trainer: bad command line ${argv.join(' ')}\n`);
+  process.exit(2);
+}
+writeFileSync(join(workdir, 'invocations.log'), `${phase} ${config.name} ${config.dataset?.path ?? '-'}\n`, { flag: 'a' });
+if (process.env.FAKE_TRAINER_FAIL === phase) {
+  process.stderr.write(`${phase}: dataset.path: no dataset.json here\n`);
+  result({ ok: false, message: 'dataset.path: no dataset.json here' });
+  process.exit(2);
+}
+const checkpoint = join(workdir, `${phase}.epoch`);
+let epoch = existsSync(checkpoint) ? Number(readFileSync(checkpoint, 'utf8')) : 0;
+if (epoch > 0) process.stderr.write(`${phase}: resumed from epoch ${epoch}\n`);
+const max = phase === 'prune' || phase === 'evaluate' ? 1 : epochs;
+while (epoch < max) {
+  await new Promise((r) => setTimeout(r, epochMs));
+  epoch += 1;
+  writeFileSync(`${checkpoint}.tmp`, String(epoch));
+  renameSync(`${checkpoint}.tmp`, checkpoint); // atomic, as the trainer's checkpoints
+  const event = { type: 'progress', phase, epoch, maxEpochs: max, activeOperations: 140 - epoch * 10, totalOperations: 140, stableEdges: Math.min(14, epoch * 4), totalEdges: 14, epochSeconds: epochMs / 1000, etaSeconds: ((max - epoch) * epochMs) / 1000 };
+  process.stdout.write(`${JSON.stringify(event)}\n`);
+  process.stderr.write(`${phase} epoch ${epoch}/${max}\n`);
+}
+switch (phase) {
+  case 'search':
+    result({ ok: true, epochs: max, seconds: (max * epochMs) / 1000, meanEpochSeconds: epochMs / 1000, stoppedBy: 'stable', stableEdges: 14, totalEdges: 14, activeOperations: 14, totalOperations: 140 });
+    break;
+  case 'prune':
+    writeFileSync(join(workdir, 'genotype.json'), '{}');
+    result({ ok: true, genotype: { cells: [[[[0, 'conv_3x3'], [1, 'skip_connect']]]] } });
+    break;
+  case 'retrain':
+    result({ ok: true, epochs: max, bestValDice: 0.8 });
+    break;
+  case 'evaluate':
+    writeFileSync(join(workdir, 'results.json'), JSON.stringify({ meanDice: 0.75 }));
+    result({ ok: true, meanDice: 0.75, dicePerClass: { '1': 0.7, '2': 0.8 }, hd95: 3.2 });
+    break;
+}

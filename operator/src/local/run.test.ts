@@ -1,0 +1,146 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { parseRunArgs, runSearch, type RunIO } from './cli.ts';
+
+const fakeTrainer = [process.execPath, join(import.meta.dirname, 'fake-trainer.ts')];
+
+class Capture {
+  text = '';
+  write(t: string) {
+    this.text += t;
+    return true;
+  }
+}
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'iacnas-run-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function searchFile(spec: Record<string, unknown> = {}, name = 'tiny') {
+  const file = join(dir, 'search.yaml');
+  writeFileSync(
+    file,
+    `# a comment\napiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata:\n  name: ${name}\nspec: ${JSON.stringify({ search: { maxEpochs: 10 }, ...spec })}\n`,
+  );
+  return file;
+}
+
+function run(file: string, io: RunIO = {}, extra: { data?: string } = {}) {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const code = runSearch({ file, out: join(dir, 'runs'), ...extra }, { stdout, stderr, trainerCommand: fakeTrainer, pollMs: 200, ...io });
+  return code.then((c) => ({ code: c, stdout: stdout.text, stderr: stderr.text }));
+}
+
+const statusOf = (name = 'tiny') => parse(readFileSync(join(dir, 'runs', name, 'status.yaml'), 'utf8')).status;
+
+describe('iacnas run with a fake trainer', () => {
+  it('runs the four phases as child processes and ends with the status as kubectl would show it', async () => {
+    const r = await run(searchFile({ cost: { gpuHourlyUSD: 2 } }));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const status = statusOf();
+    expect(status.phase).toBe('Succeeded');
+    expect(status.results).toMatchObject({ meanDice: 0.75, hd95: 3.2, bestValDice: 0.8 });
+    expect(status.genotype.cells).toHaveLength(1);
+    for (const stage of ['search', 'prune', 'retrain', 'evaluate']) {
+      expect(status.phases[stage]).toMatchObject({ succeeded: true, attempts: 1, pod: `tiny-${stage}-1` });
+    }
+    expect(status.cost.savedGPUSeconds).toBeCloseTo(7 * 0.01, 5); // 10-epoch budget, 3 run, 10 ms each
+    expect(status.cost.gpuSeconds).toBeGreaterThan(0);
+    // the trainer ran in runs/<name> (the pods' /artifacts) and left its outputs there
+    const runDir = join(dir, 'runs', 'tiny');
+    expect(readFileSync(join(runDir, 'invocations.log'), 'utf8').trim().split('\n')).toEqual(['search tiny -', 'prune tiny -', 'retrain tiny -', 'evaluate tiny -']);
+    expect(existsSync(join(runDir, 'results.json'))).toBe(true);
+    const printed = parse(r.stdout.slice(r.stdout.indexOf('apiVersion:')).split('\ntiny succeeded')[0]);
+    expect(printed).toMatchObject({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 'tiny' }, status: { phase: 'Succeeded' } });
+    expect(r.stdout).toMatch(/tiny succeeded: test mean Dice 0\.7500/);
+    expect(r.stdout).toMatch(/Searching\s+epoch 3\/3\s+ops 110\/140\s+stable 12\/14/);
+
+    // Running it again does not run it again.
+    const again = await run(searchFile({ cost: { gpuHourlyUSD: 2 } }));
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/already succeeded/);
+    expect(readFileSync(join(runDir, 'invocations.log'), 'utf8').trim().split('\n')).toHaveLength(4);
+  });
+
+  it('suspends on interrupt and resumes from the checkpoint when run again', async () => {
+    let interrupt!: () => void;
+    const interrupted = new Promise<void>((r) => (interrupt = r));
+    const file = searchFile();
+    const env = { FAKE_TRAINER_EPOCHS: '20', FAKE_TRAINER_EPOCH_MS: '100' };
+    const first = run(file, { env, interrupt: interrupted });
+    // interrupt once the search has made some progress
+    const runDir = join(dir, 'runs', 'tiny');
+    while (!existsSync(join(runDir, 'search.epoch')) || Number(readFileSync(join(runDir, 'search.epoch'), 'utf8')) < 2) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    interrupt();
+    const r1 = await first;
+    expect(r1.code).toBe(130);
+    const suspended = statusOf();
+    expect(suspended.phase).toBe('Suspended');
+    expect(suspended.phases.search.failures).toBe(0);
+    expect(suspended.phases.search.history[0]).toMatchObject({ pod: 'tiny-search-1', outcome: 'Stopped' });
+    const stoppedAt = Number(readFileSync(join(runDir, 'search.epoch'), 'utf8'));
+    expect(stoppedAt).toBeLessThan(20);
+
+    const r2 = await run(file, { env: { ...env, FAKE_TRAINER_EPOCH_MS: '5' } });
+    expect(r2.code).toBe(0);
+    expect(r2.stdout).toMatch(/resuming tiny \(Suspended\)/);
+    const done = statusOf();
+    expect(done.phase).toBe('Succeeded');
+    expect(done.phases.search).toMatchObject({ attempts: 2, failures: 0, pod: 'tiny-search-2' });
+    expect(readFileSync(join(runDir, 'attempts', 'tiny-search-2.log'), 'utf8')).toMatch(new RegExp(`resumed from epoch ${stoppedAt}`));
+  });
+
+  it('fails at once on bad input (exit 2), shows the trainer\'s message, and retries when run again', async () => {
+    const file = searchFile();
+    const r = await run(file, { env: { FAKE_TRAINER_FAIL: 'retrain' } });
+    expect(r.code).toBe(1);
+    expect(statusOf().phase).toBe('Failed');
+    expect(r.stderr).toMatch(/retrain rejected its configuration or data/);
+    expect(r.stdout).toMatch(/\| retrain: dataset.path: no dataset.json here/);
+    const again = await run(file);
+    expect(again.code).toBe(0);
+    expect(statusOf().phases.retrain).toMatchObject({ attempts: 2, succeeded: true });
+    expect(statusOf().phases.search.attempts).toBe(1);
+  });
+});
+
+describe('iacnas run input', () => {
+  it('rejects an invalid search naming the field', async () => {
+    const r = await run(searchFile({ search: { maxEpochs: -5 } }));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/spec\.search\.maxEpochs/);
+  });
+
+  it('refuses to reuse a run directory for a changed search definition', async () => {
+    expect((await run(searchFile())).code).toBe(0);
+    const r = await run(searchFile({ search: { maxEpochs: 11 } }));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/differs from the one/);
+  });
+
+  it('finds the dataset relative to the YAML file or at --data', async () => {
+    const data = join(dir, 'data');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(data);
+    const file = searchFile({ dataset: { format: 'msd', path: 'data', pvc: { claimName: 'x' } } });
+    expect((await run(file)).code).toBe(0);
+    expect(readFileSync(join(dir, 'runs', 'tiny', 'invocations.log'), 'utf8')).toContain(`search tiny ${data}`);
+    await expect(run(file, {}, { data: join(dir, 'nowhere') })).rejects.toThrow(/spec\.dataset\.path: .*nowhere does not exist; give the dataset directory with --data/);
+  });
+
+  it('parses its command line', () => {
+    expect(parseRunArgs(['x.yaml', '--out', 'o', '--data=d'])).toEqual({ file: 'x.yaml', out: 'o', data: 'd' });
+    expect(parseRunArgs(['--help'])).toBe('help');
+    expect(() => parseRunArgs([])).toThrow(/YAML file is missing/);
+    expect(() => parseRunArgs(['a.yaml', '--bogus'])).toThrow(/unknown option/);
+  });
+});
