@@ -291,7 +291,7 @@ export const panels: PanelSpec[] = [
     targets: [
       { expr: 'max by (pod, instance) (iac_operator_leader)', legendFormat: 'leader {{pod}}{{instance}}' },
       {
-        expr: 'sum by (resource) (increase(iac_operator_informer_restarts_total[$__rate_interval]))',
+        expr: 'sum by (resource) (increase(iac_operator_informer_restarts_total[$__rate_interval])) or vector(0)',
         legendFormat: 'restarts {{resource}}',
       },
     ],

@@ -5,8 +5,8 @@ the default values and the release name iac-operator (a test checks they agree).
 
 Only the leader exports iacsearch_* series (docs/metrics.md); aggregating by the
 object's labels drops instance and pod, so the series carry over when leadership moves.
-Budget alerts need iacsearch_budget_gpu_seconds and iacsearch_budget_usd (gauges of
-spec.budget, absent when unset); without them they never fire.
+Budget alerts compare with iacsearch_budget_gpu_seconds and iacsearch_budget_usd (gauges
+of spec.budget, absent when unset).
 */}}
 {{- define "iac-operator.ruleGroups" -}}
 {{- $p := .Values.prometheusRule -}}
