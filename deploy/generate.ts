@@ -50,8 +50,8 @@ function withoutHelmLabels(m: Manifest): Manifest {
 
 const yamlDocs = (objs: unknown[]) => objs.map((o) => stringify(o, { lineWidth: 0 })).join('---\n');
 
-/** Every generated file: repository path -> content. */
-export function generatedFiles(helm: string): Map<string, string> {
+/** The copies (CRD, dashboard): repository path -> content. The chart reads its copies, so they are written first. */
+export function copiedFiles(): Map<string, string> {
   const files = new Map<string, string>();
   const crd = readFileSync(join(root, CRD_SOURCE), 'utf8');
   files.set('charts/iac-operator/crds/nas.iac.dev_iacsearches.yaml', crd);
@@ -64,6 +64,12 @@ export function generatedFiles(helm: string): Map<string, string> {
   const dashboard = dashboardJSON();
   files.set('deploy/grafana/iac-operator.json', dashboard);
   files.set('charts/iac-operator/files/iac-operator.json', dashboard);
+  return files;
+}
+
+/** The files rendered from the chart (with its copies as on disk): repository path -> content. */
+export function renderedFiles(helm: string): Map<string, string> {
+  const files = new Map<string, string>();
 
   // Alerting rules: the PrometheusRule's spec with the default values, as a plain rules file.
   const withRules = renderChart(helm, ['prometheusRule.enabled=true']);
@@ -141,10 +147,15 @@ function helmPath(): string {
   return join(dir, 'helm');
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  for (const [path, content] of generatedFiles(helmPath())) {
+function write(files: Map<string, string>): void {
+  for (const [path, content] of files) {
     mkdirSync(dirname(join(root, path)), { recursive: true });
     writeFileSync(join(root, path), content);
     console.log(`wrote ${path}`);
   }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  write(copiedFiles());
+  write(renderedFiles(helmPath()));
 }

@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dashboardJSON } from '../../deploy/grafana/gen-dashboard.ts';
-import { generatedFiles } from '../../deploy/generate.ts';
+import { renderedFiles } from '../../deploy/generate.ts';
 import { repoRoot, requireTools } from './tools.ts';
 
 const read = (p: string) => readFileSync(join(repoRoot, p), 'utf8');
@@ -31,7 +31,7 @@ describe.skipIf(tools.skip)('files rendered from the chart', () => {
   let files: Map<string, string>;
   beforeAll(() => {
     tools.assertPresent();
-    files = generatedFiles(tools.paths.helm);
+    files = renderedFiles(tools.paths.helm);
   });
 
   it('deploy/prometheus/rules.yaml and deploy/kustomize/ are what the chart renders', () => {
