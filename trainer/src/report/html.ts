@@ -1,0 +1,340 @@
+// report.html: one self-contained page (inline SVG and CSS, no scripts, no network)
+// that shows what a search did and found: the JS-divergence curve of every edge, the
+// evolution of the operation importances, the found cells as diagrams, the training
+// curves of every phase and the results table.
+//
+// It reads whatever the work directory holds and tolerates missing files and fields:
+// a report of a search that has not been evaluated yet simply lacks the results.
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { OPERATIONS } from '../config/index.ts';
+import type { Genotype, GenotypeCell } from '../model/api.ts';
+import { cellDiagram } from './cell-diagram.ts';
+import { type Series, escapeXml, heatMap, lineChart } from './charts.ts';
+
+/** One line of <workdir>/search/history.jsonl (every field optional: older or partial runs). */
+export interface SearchEpoch {
+  epoch: number;
+  alphas?: number[][][];
+  betas?: number[][];
+  jsd?: number[][];
+  active?: number[][][];
+  stable?: boolean[][];
+  settled?: boolean[][];
+  kept?: boolean[][];
+  genotype?: Genotype;
+  archUpdates?: boolean;
+  trainLoss?: number;
+  valLoss?: number;
+  valDice?: number;
+  epochSeconds?: number;
+  stoppedBy?: string | null;
+}
+
+/** One line of a supervised training history (backbone or retrain). */
+export interface TrainEpoch {
+  epoch: number;
+  trainLoss?: number;
+  valLoss?: number;
+  valDice?: number;
+  bestValDice?: number;
+  epochSeconds?: number;
+}
+
+interface ModelResultsLike {
+  dicePerClass?: Record<string, number>;
+  meanDice?: number;
+  hd95PerClass?: Record<string, number | null>;
+  meanHd95?: number | null;
+  patients?: { id: string; dice: number[]; hd95: (number | null)[] }[];
+}
+
+export interface ResultsLike {
+  dataset?: string;
+  classNames?: string[];
+  conventions?: string[];
+  model?: ModelResultsLike;
+  baseline?: ModelResultsLike;
+  diceGain?: number;
+}
+
+export interface ReportInputs {
+  title: string;
+  operations: string[];
+  search: SearchEpoch[];
+  backbone: TrainEpoch[];
+  retrain: TrainEpoch[];
+  genotype?: Genotype;
+  results?: ResultsLike;
+  /** The stability threshold drawn on the JSD charts. */
+  threshold?: number;
+}
+
+export interface ReportOptions {
+  title?: string;
+  operations?: readonly string[];
+  threshold?: number;
+}
+
+function readJsonLines<T>(file: string): T[] {
+  if (!existsSync(file)) return [];
+  const out: T[] = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      out.push(JSON.parse(line) as T);
+    } catch {
+      break; // a torn last line
+    }
+  }
+  return out;
+}
+
+function readJson<T>(file: string): T | undefined {
+  try {
+    return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function toGenotype(raw: unknown): Genotype | undefined {
+  const g = (raw as { genotype?: unknown } | undefined)?.genotype ?? raw;
+  const cells = (g as { cells?: unknown } | undefined)?.cells;
+  if (!Array.isArray(cells)) return undefined;
+  return {
+    cells: cells.map((cell: unknown): GenotypeCell => {
+      if (Array.isArray(cell)) return { nodes: cell.map((n: [number, string][]) => n.map(([input, op]) => ({ input, op }) as GenotypeCell['nodes'][number][number])) };
+      return cell as GenotypeCell;
+    }),
+  };
+}
+
+/** Gathers the report's inputs from a work directory. */
+export function readReportInputs(workdir: string, o: ReportOptions = {}): ReportInputs {
+  const search = readJsonLines<SearchEpoch>(join(workdir, 'search', 'history.jsonl'));
+  const state = readJson<{ state?: { operations?: string[] } }>(join(workdir, 'search', 'checkpoint', 'state.json'));
+  const opCount = search.find((e) => e.alphas?.[0]?.[0])?.alphas?.[0]?.[0]?.length ?? 0;
+  let operations = o.operations ? [...o.operations] : state?.state?.operations;
+  if (!operations || (opCount && operations.length !== opCount)) {
+    operations = opCount === OPERATIONS.length || opCount === 0 ? [...OPERATIONS] : Array.from({ length: opCount }, (_, i) => `op ${i}`);
+  }
+  const genotype = toGenotype(readJson(join(workdir, 'genotype.json'))) ?? search.at(-1)?.genotype;
+  return {
+    title: o.title ?? readJson<{ name?: string }>(join(workdir, 'config.json'))?.name ?? workdir.split('/').filter(Boolean).at(-1) ?? 'search',
+    operations,
+    search,
+    backbone: readJsonLines<TrainEpoch>(join(workdir, 'backbone-training', 'history.jsonl')),
+    retrain: readJsonLines<TrainEpoch>(join(workdir, 'retrain', 'history.jsonl')),
+    genotype,
+    results: readJson<ResultsLike>(join(workdir, 'results.json')),
+    threshold: o.threshold,
+  };
+}
+
+function softmaxActive(logits: number[], active: number[] | undefined): number[] {
+  const idx = active ?? logits.map((_, i) => i);
+  const out = new Array<number>(logits.length).fill(0);
+  if (idx.length === 0) return out;
+  const max = Math.max(...idx.map((i) => logits[i]));
+  const exps = idx.map((i) => Math.exp(logits[i] - max));
+  const sum = exps.reduce((a, b) => a + b, 0);
+  idx.forEach((i, k) => (out[i] = exps[k] / sum));
+  return out;
+}
+
+/** Mean importance (softmax of alphas over active operations) of each operation over a cell's edges. */
+export function operationImportance(epoch: SearchEpoch, cell: number, operations: number): number[] | undefined {
+  const alphas = epoch.alphas?.[cell];
+  if (!alphas || alphas.length === 0) return undefined;
+  const mean = new Array<number>(operations).fill(0);
+  alphas.forEach((edge, e) => {
+    const w = softmaxActive(edge, epoch.active?.[cell]?.[e]);
+    for (let k = 0; k < operations; k++) mean[k] += (w[k] ?? 0) / alphas.length;
+  });
+  return mean;
+}
+
+const fmt = (v: number | null | undefined, digits = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits));
+
+function resultsTable(r: ResultsLike): string {
+  const classes = (r.classNames ?? Object.keys(r.model?.dicePerClass ?? {})).filter((c, i) => (r.classNames ? i > 0 : true));
+  const rows: string[] = [];
+  const row = (name: string, m: ModelResultsLike) =>
+    `<tr><th>${escapeXml(name)}</th>${classes.map((c) => `<td>${fmt(m.dicePerClass?.[c])}</td>`).join('')}<td><b>${fmt(m.meanDice)}</b></td>${classes.map((c) => `<td>${fmt(m.hd95PerClass?.[c], 2)}</td>`).join('')}<td><b>${fmt(m.meanHd95, 2)}</b></td></tr>`;
+  if (r.model) rows.push(row('U-Net + IAC cells', r.model));
+  if (r.baseline) rows.push(row('U-Net (baseline)', r.baseline));
+  const head = `<tr><th rowspan="2">model</th><th colspan="${classes.length + 1}">Dice</th><th colspan="${classes.length + 1}">HD95 (mm)</th></tr><tr>${classes.map((c) => `<th>${escapeXml(c)}</th>`).join('')}<th>mean</th>${classes.map((c) => `<th>${escapeXml(c)}</th>`).join('')}<th>mean</th></tr>`;
+  const gain = r.diceGain !== undefined ? `<p>Dice gain of the cells over the baseline: <b>${r.diceGain >= 0 ? '+' : ''}${(100 * r.diceGain).toFixed(2)}</b> points.</p>` : '';
+  const n = r.model?.patients?.length;
+  return `<table class="results">${head}${rows.join('')}</table><p class="note">${n ?? '?'} test patients (${escapeXml(r.dataset ?? '')}), means over patients.</p>${gain}${
+    r.conventions?.length ? `<details><summary>conventions</summary><ul>${r.conventions.map((c) => `<li>${escapeXml(c)}</li>`).join('')}</ul></details>` : ''
+  }`;
+}
+
+function patientsTable(r: ResultsLike): string {
+  const patients = r.model?.patients ?? [];
+  if (patients.length === 0) return '';
+  const classes = (r.classNames ?? []).slice(1);
+  const base = new Map((r.baseline?.patients ?? []).map((p) => [p.id, p]));
+  const head = `<tr><th>patient</th>${classes.map((c) => `<th>Dice ${escapeXml(c)}</th>`).join('')}${classes.map((c) => `<th>HD95 ${escapeXml(c)}</th>`).join('')}${base.size ? '<th>baseline mean Dice</th>' : ''}</tr>`;
+  const body = patients
+    .map((p) => {
+      const b = base.get(p.id);
+      const bMean = b ? b.dice.reduce((x, y) => x + y, 0) / b.dice.length : undefined;
+      return `<tr><td>${escapeXml(p.id)}</td>${p.dice.map((d) => `<td>${fmt(d)}</td>`).join('')}${p.hd95.map((h) => `<td>${fmt(h, 2)}</td>`).join('')}${base.size ? `<td>${fmt(bMean)}</td>` : ''}</tr>`;
+    })
+    .join('');
+  return `<details><summary>per patient</summary><table class="results">${head}${body}</table></details>`;
+}
+
+const INPUT_NAMES = ['s0', 's1'];
+
+/** The cell as text, under its diagram: "n0 = sep_conv_3x3(s0) + conv_5x5(s1); ...". */
+function cellEdgeList(cell: GenotypeCell): string {
+  return cell.nodes
+    .map((edges, i) => `n${i} = ${edges.map((e) => `${escapeXml(e.op)}(${INPUT_NAMES[e.input] ?? `n${e.input - 2}`})`).join(' + ')}`)
+    .join('; ');
+}
+
+function trainingChart(title: string, h: TrainEpoch[]): string {
+  const series: Series[] = [
+    { name: 'train loss', points: h.filter((e) => e.trainLoss !== undefined).map((e) => [e.epoch, e.trainLoss!]) },
+    { name: 'val loss', points: h.filter((e) => e.valLoss !== undefined).map((e) => [e.epoch, e.valLoss!]), dashed: true },
+    { name: 'val Dice', points: h.filter((e) => e.valDice !== undefined).map((e) => [e.epoch, e.valDice!]), color: '#2ca02c' },
+  ];
+  return lineChart(series, { title, xLabel: 'epoch', yLabel: 'loss / Dice', width: 520, height: 260 });
+}
+
+/** Renders the report page. */
+export function renderReport(inp: ReportInputs): string {
+  const s = inp.search;
+  const last = s.at(-1);
+  const cells = Math.max(last?.alphas?.length ?? 0, last?.jsd?.length ?? 0, inp.genotype?.cells.length ?? 0);
+  const sections: string[] = [];
+
+  // Summary
+  const searchSeconds = s.reduce((a, e) => a + (e.epochSeconds ?? 0), 0);
+  const activeNow = last?.active?.flat().reduce((a, e) => a + e.length, 0);
+  const totalOps = last?.alphas?.flat().reduce((a, e) => a + e.length, 0);
+  const stableNow = last?.stable?.flat().filter(Boolean).length;
+  const edges = last?.stable?.flat().length;
+  const facts: string[] = [];
+  if (s.length) facts.push(`<li>cell search: <b>${s.length}</b> epochs in ${searchSeconds.toFixed(0)} s${last?.stoppedBy ? `, stopped by <b>${escapeXml(last.stoppedBy)}</b>` : ''}</li>`);
+  if (activeNow !== undefined && totalOps) facts.push(`<li>active operations at the end: <b>${activeNow}</b> of ${totalOps}</li>`);
+  if (stableNow !== undefined && edges) facts.push(`<li>stable edges at the end: <b>${stableNow}</b> of ${edges}</li>`);
+  if (inp.backbone.length) facts.push(`<li>backbone U-Net training: ${inp.backbone.length} epochs</li>`);
+  if (inp.retrain.length) facts.push(`<li>retraining with the found cells: ${inp.retrain.length} epochs, best validation Dice ${fmt(Math.max(...inp.retrain.map((e) => e.bestValDice ?? e.valDice ?? 0)))}</li>`);
+  if (inp.results?.model?.meanDice !== undefined) facts.push(`<li>test mean foreground Dice: <b>${fmt(inp.results.model.meanDice)}</b>, HD95 ${fmt(inp.results.model.meanHd95, 2)} mm</li>`);
+  sections.push(`<section><h2>Summary</h2><ul>${facts.join('') || '<li>no search history yet</li>'}</ul></section>`);
+
+  if (inp.results?.model) sections.push(`<section><h2>Results on the test split</h2>${resultsTable(inp.results)}${patientsTable(inp.results)}</section>`);
+
+  if (inp.genotype?.cells.length) {
+    sections.push(
+      `<section><h2>Found cells</h2><p class="note">One cell per U-Net skip connection, shallowest first. Each intermediate node sums its two kept incoming edges; the cell output concatenates the nodes.</p>${inp.genotype.cells
+        .map((c, i) => `<figure>${cellDiagram(c, `cell ${i} (skip level ${i})`)}<figcaption>${cellEdgeList(c)}</figcaption></figure>`)
+        .join('')}</section>`,
+    );
+  }
+
+  const warmup = s.find((e) => e.archUpdates)?.epoch;
+  const vlines = warmup && warmup > 1 ? [{ x: warmup, label: 'architecture updates start' }] : [];
+  if (s.some((e) => e.jsd)) {
+    const charts: string[] = [];
+    for (let c = 0; c < cells; c++) {
+      const nEdges = Math.max(0, ...s.map((e) => e.jsd?.[c]?.length ?? 0));
+      const series: Series[] = Array.from({ length: nEdges }, (_, e) => ({
+        name: `edge ${e}`,
+        // Zero divergences (warm-up: the alphas do not move) cannot be drawn on a log axis.
+        points: s.filter((h) => (h.jsd?.[c]?.[e] ?? 0) > 0).map((h) => [h.epoch, h.jsd![c][e]] as [number, number]),
+      }));
+      charts.push(
+        lineChart(series, {
+          title: `cell ${c}: JS divergence per edge (between consecutive epochs)`,
+          xLabel: 'epoch',
+          yLabel: 'JSD (bits, log scale)',
+          logY: true,
+          hlines: inp.threshold ? [{ y: inp.threshold, label: `stability threshold ${inp.threshold}` }] : [],
+          vlines,
+        }),
+      );
+    }
+    sections.push(`<section><h2>Stability: Jensen–Shannon divergence per edge</h2><p class="note">An edge is stable when its divergence stays below the threshold over the window; it is then pruned to its strongest operations.</p>${charts.join('')}</section>`);
+  }
+
+  if (s.some((e) => e.alphas)) {
+    const charts: string[] = [];
+    for (let c = 0; c < cells; c++) {
+      const series: Series[] = inp.operations.map((op, k) => ({
+        name: op,
+        points: s.flatMap((e) => {
+          const m = operationImportance(e, c, inp.operations.length);
+          return m ? [[e.epoch, m[k]] as [number, number]] : [];
+        }),
+      }));
+      charts.push(lineChart(series, { title: `cell ${c}: mean operation importance over edges`, xLabel: 'epoch', yLabel: 'softmax(alpha)', vlines, yMin: 0 }));
+      const final = s.findLast((e) => e.alphas?.[c]);
+      if (final?.alphas?.[c]) {
+        const values = final.alphas[c].map((edge, e) => {
+          const w = softmaxActive(edge, final.active?.[c]?.[e]);
+          const active = new Set(final.active?.[c]?.[e] ?? edge.map((_, i) => i));
+          return w.map((v, i) => (active.has(i) ? v : null));
+        });
+        const marks = values.map(() => new Array<boolean>(inp.operations.length).fill(false));
+        inp.genotype?.cells[c]?.nodes.forEach((edgesOfNode, node) =>
+          edgesOfNode.forEach((ge) => {
+            const e = (node * (node + 3)) / 2 + ge.input;
+            const k = inp.operations.indexOf(ge.op);
+            if (marks[e] && k >= 0) marks[e][k] = true;
+          }),
+        );
+        charts.push(
+          heatMap(values, {
+            title: `cell ${c}: final importance per edge (hatched: pruned, red frame: in the found cell)`,
+            rowLabels: values.map((_, e) => `edge ${e}`),
+            colLabels: inp.operations,
+            marks,
+          }),
+        );
+      }
+    }
+    sections.push(`<section><h2>Operation importance</h2>${charts.join('')}</section>`);
+  }
+
+  if (s.some((e) => e.active)) {
+    const series: Series[] = [
+      { name: 'active operations', points: s.filter((e) => e.active).map((e) => [e.epoch, e.active!.flat().reduce((a, x) => a + x.length, 0)]) },
+      { name: 'stable edges', points: s.filter((e) => e.stable).map((e) => [e.epoch, e.stable!.flat().filter(Boolean).length]) },
+    ];
+    sections.push(`<section><h2>Pruning</h2>${lineChart(series, { title: 'active operations and stable edges', xLabel: 'epoch', yLabel: 'count', vlines, yMin: 0 })}</section>`);
+  }
+
+  const curves: string[] = [];
+  if (inp.backbone.length) curves.push(trainingChart('backbone U-Net training', inp.backbone));
+  if (s.length) curves.push(trainingChart('cell search', s));
+  if (inp.retrain.length) curves.push(trainingChart('retraining with the found cells', inp.retrain));
+  if (curves.length) sections.push(`<section><h2>Training curves</h2>${curves.join('')}</section>`);
+
+  const css = `body{font-family:sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 12px}
+h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+table.results{border-collapse:collapse;margin:8px 0}table.results th,table.results td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+table.results th{background:#f3f3f3}.note{color:#555;font-size:13px}figure{margin:8px 0;display:block}figcaption{font-family:monospace;font-size:12px;color:#333}svg{display:block;margin:6px 0;max-width:100%;height:auto}`;
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeXml(inp.title)}: IAC-LTH search report</title>
+<style>${css}</style></head>
+<body><h1>${escapeXml(inp.title)}: IAC-LTH search report</h1>
+${sections.join('\n')}
+<p class="note">Generated ${new Date().toISOString()}.</p>
+</body></html>
+`;
+}
+
+/** Writes <workdir>/report.html from whatever the work directory holds; returns its path. */
+export function writeReport(workdir: string, o: ReportOptions = {}): string {
+  const path = join(workdir, 'report.html');
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, renderReport(readReportInputs(workdir, o)));
+  renameSync(tmp, path);
+  return path;
+}
