@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from './controller/log.ts';
 import { FakeKubeApi } from './k8s/fake.ts';
 import type { KubeObject } from './k8s/types.ts';
-import { parseDuration, parseOperatorArgs, startOperator, usage, type OperatorConfig } from './main.ts';
+import { advertiseURL, parseDuration, parseOperatorArgs, startOperator, usage, type OperatorConfig } from './main.ts';
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
   const t0 = Date.now();
@@ -45,6 +45,8 @@ describe('iacnas operator', () => {
       trainerImage: 'img:1',
       progressURL: 'http://iac-operator.iac-system.svc:8080/v1/progress',
     });
+    expect(parseOperatorArgs([], { POD_IP: '10.1.2.3' })).toMatchObject({ advertiseAddress: '10.1.2.3' });
+    expect(advertiseURL('fd00::1', 8080)).toBe('http://[fd00::1]:8080');
     expect(parseOperatorArgs([], {})).toMatchObject({ progressURL: undefined, leaderElect: false, workers: 2 });
     for (const flag of usage.matchAll(/^\s+(--[a-z-]+)/gm)) expect(() => parseOperatorArgs([flag[1] === '--help' ? '--help' : flag[1]], {})).not.toThrow(/Unknown option/);
     expect(() => parseOperatorArgs(['--namespaces', 'Bad_NS'], {})).toThrow(/--namespaces/);
@@ -87,7 +89,7 @@ describe('iacnas operator', () => {
 
   it('with leader election only the leader reconciles; on SIGTERM-style stop it releases the lease and a standby takes over', async () => {
     const api = new FakeKubeApi();
-    const le = { leaderElect: true, leaseNamespace: 'iac-system', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 50 };
+    const le = { leaderElect: true, leaseNamespace: 'iac-system', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 50, advertiseAddress: '127.0.0.1' };
     const a = await startOperator(config({ ...le, identity: 'a' }), api, silentLogger);
     await until(() => a.elector!.isLeader());
     const b = await startOperator(config({ ...le, identity: 'b' }), api, silentLogger);
@@ -100,6 +102,18 @@ describe('iacnas operator', () => {
       const standbyMetrics = await (await fetch(`${b.address}/metrics`)).text();
       expect(standbyMetrics).toMatch(/^iac_operator_leader 0$/m);
       expect(standbyMetrics).not.toMatch(/^iacsearch_info\{/m);
+
+      // progress sent to the standby reaches the leader through the Lease's leader URL
+      const secret = api.objects('Secret', 'lab').find((s) => s.metadata.name === 'one-progress')!;
+      const token = Buffer.from((secret.data as { token: string }).token, 'base64').toString();
+      await until(() => b.controller.checkProgressToken('lab', 'one', token) === 'ok');
+      const res = await fetch(`${b.address}/v1/progress`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'x-iacsearch': 'lab/one' },
+        body: JSON.stringify({ type: 'progress', phase: 'search', epoch: 7, maxEpochs: 20 }),
+      });
+      expect(res.status).toBe(202);
+      await until(() => statusOf(api, 'one')?.progress?.epoch === 7);
 
       await a.stop();
       expect((api.objects('Lease', 'iac-system')[0].spec as { holderIdentity: string }).holderIdentity).not.toBe('a');

@@ -34,6 +34,8 @@ options:
   --service-name <name>               Service of the operator, for the default --progress-url (default iac-operator)
   --trainer-image <image>             trainer image for searches without spec.image
                                       (default ${DEFAULT_TRAINER_IMAGE})
+  --advertise-address <ip>            address other replicas reach this one at; a standby forwards
+                                      progress to the leader's (default $POD_IP; none: a standby answers 503)
   --progress-interval <duration>      write progress into a search's status at most this often (default 5s)
   --progress-body-limit <bytes>       largest progress request body (default 65536)
   --leader-elect                      elect a leader on a Lease; only the leader reconciles (default off)
@@ -63,6 +65,14 @@ function parseIntFlag(flag: string, value: string, min: number, max: number): nu
   return n;
 }
 
+/** http://<address>:<port>, with IPv6 addresses in brackets. */
+export function advertiseURL(address: string | undefined, port: number): string | undefined {
+  if (!address) return undefined;
+  return `http://${address.includes(':') && !address.startsWith('[') ? `[${address}]` : address}:${port}`;
+}
+
+export const LEADER_URL_ANNOTATION = 'iac.dev/leader-url';
+
 export interface OperatorConfig {
   kubeconfig?: string;
   context?: string;
@@ -72,6 +82,8 @@ export interface OperatorConfig {
   port: number;
   progressURL?: string;
   trainerImage: string;
+  /** Address of this replica for the other replicas (standbys forward progress to the leader's). */
+  advertiseAddress?: string;
   progressIntervalMs: number;
   progressBodyLimit: number;
   leaderElect: boolean;
@@ -101,6 +113,7 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = proce
       'progress-url': { type: 'string' },
       'service-name': { type: 'string', default: 'iac-operator' },
       'trainer-image': { type: 'string', default: DEFAULT_TRAINER_IMAGE },
+      'advertise-address': { type: 'string' },
       'progress-interval': { type: 'string', default: '5s' },
       'progress-body-limit': { type: 'string', default: '65536' },
       'leader-elect': { type: 'boolean', default: false },
@@ -145,6 +158,7 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     port,
     progressURL: progressURL || undefined,
     trainerImage: values['trainer-image']!,
+    advertiseAddress: values['advertise-address'] ?? (env.POD_IP || undefined),
     progressIntervalMs: parseDuration('--progress-interval', values['progress-interval']!),
     progressBodyLimit: parseIntFlag('--progress-body-limit', values['progress-body-limit']!, 1024, 16 * 1024 * 1024),
     leaderElect: values['leader-elect']!,
@@ -204,11 +218,13 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
     log,
     progress: {
       accepting: () => leading() && controller.isRunning(),
+      leaderURL: () => elector?.holderAnnotation(LEADER_URL_ANNOTATION),
       checkToken: (ns, name, token) => controller.checkProgressToken(ns, name, token),
       accept: (ns, name, event) => controller.acceptProgress(ns, name, event),
     },
   });
   const address = await app.listen({ host: cfg.host, port: cfg.port });
+  const ownURL = advertiseURL(cfg.advertiseAddress, (app.server.address() as { port: number }).port);
   controller.startInformers();
 
   if (cfg.leaderElect) {
@@ -219,6 +235,7 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
       leaseDurationMs: cfg.leaseDurationMs,
       renewDeadlineMs: cfg.renewDeadlineMs,
       retryPeriodMs: cfg.retryPeriodMs,
+      annotations: ownURL ? { [LEADER_URL_ANNOTATION]: ownURL } : undefined,
       log,
       onStartedLeading: () => {
         metrics.setLeader(true);

@@ -29,6 +29,16 @@ describe('LeaderElector', () => {
     expect(stored.renewTime).toMatch(/\.\d{6}Z$/);
   });
 
+  it('publishes the holder\'s annotations to the other candidates', async () => {
+    const api = new FakeKubeApi();
+    const a = new LeaderElector(api, { ...lease, identity: 'a', annotations: { 'iac.dev/leader-url': 'http://10.0.0.1:8080' } });
+    const b = new LeaderElector(api, { ...lease, identity: 'b', annotations: { 'iac.dev/leader-url': 'http://10.0.0.2:8080' } });
+    await a.tryAcquireOrRenew();
+    expect(b.holderAnnotation('iac.dev/leader-url')).toBeUndefined(); // b has not looked yet
+    expect(await b.tryAcquireOrRenew()).toBe('held');
+    expect(b.holderAnnotation('iac.dev/leader-url')).toBe('http://10.0.0.1:8080');
+  });
+
   it('takes over after the holder stops renewing for the lease duration', async () => {
     const api = new FakeKubeApi();
     let t = 0;

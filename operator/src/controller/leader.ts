@@ -17,6 +17,8 @@ export interface LeaderElectionOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
+  /** Annotations the holder puts on the Lease (e.g. the leader's URL for standbys). */
+  annotations?: Record<string, string>;
   onStartedLeading?: () => void;
   /** Called the moment leadership is lost or released: stop reconciling. */
   onStoppedLeading?: () => void;
@@ -36,13 +38,15 @@ export type AttemptResult = 'leading' | 'held' | 'failed';
 
 export class LeaderElector {
   private readonly api: KubeApi;
-  private readonly o: Required<Omit<LeaderElectionOptions, 'log' | 'onStartedLeading' | 'onStoppedLeading'>> &
-    Pick<LeaderElectionOptions, 'log' | 'onStartedLeading' | 'onStoppedLeading'>;
+  private readonly o: Required<Omit<LeaderElectionOptions, 'log' | 'onStartedLeading' | 'onStoppedLeading' | 'annotations'>> &
+    Pick<LeaderElectionOptions, 'log' | 'onStartedLeading' | 'onStoppedLeading' | 'annotations'>;
   private observed: { record: string; at: number } | undefined;
   private leading = false;
   private stopped = false;
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
+  /** The Lease as last read or written. */
+  private lastLease: KubeObject | undefined;
 
   constructor(api: KubeApi, opts: LeaderElectionOptions) {
     this.api = api;
@@ -53,6 +57,13 @@ export class LeaderElector {
 
   isLeader(): boolean {
     return this.leading;
+  }
+
+  /** The current holder's annotation `key`, as of the last attempt (standbys try every retry period). */
+  holderAnnotation(key: string): string | undefined {
+    const spec = (this.lastLease?.spec ?? {}) as LeaseSpec;
+    if (!spec.holderIdentity) return undefined;
+    return this.lastLease?.metadata.annotations?.[key];
   }
 
   /** One attempt to take or renew the lease. */
@@ -69,10 +80,10 @@ export class LeaderElector {
         leaseTransitions: 0,
       };
       try {
-        await this.api.create({
+        this.lastLease = await this.api.create({
           apiVersion: LeaseType.apiVersion,
           kind: 'Lease',
-          metadata: { name: this.o.name, namespace: this.o.namespace },
+          metadata: { name: this.o.name, namespace: this.o.namespace, annotations: this.o.annotations },
           spec,
         });
       } catch (err) {
@@ -82,6 +93,7 @@ export class LeaderElector {
       this.observed = { record: JSON.stringify(spec), at: now };
       return 'leading';
     }
+    this.lastLease = lease;
     const spec = (lease.spec ?? {}) as LeaseSpec;
     const record = JSON.stringify(spec);
     if (this.observed?.record !== record) this.observed = { record, at: now };
@@ -97,7 +109,10 @@ export class LeaderElector {
       leaseTransitions: (spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
     };
     try {
-      await this.api.replace({ ...lease, spec: next } as KubeObject);
+      const metadata = this.o.annotations
+        ? { ...lease.metadata, annotations: { ...lease.metadata.annotations, ...this.o.annotations } }
+        : lease.metadata;
+      this.lastLease = await this.api.replace({ ...lease, metadata, spec: next } as KubeObject);
     } catch (err) {
       if (isConflict(err)) return 'failed';
       throw err;

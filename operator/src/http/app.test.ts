@@ -123,7 +123,38 @@ describe('HTTP app', () => {
     expect((await post(a, good, event)).statusCode).toBe(202);
   });
 
-  it('a standby answers 503 to progress', async () => {
+  it('a standby forwards progress to the leader, once', async () => {
+    const leader = app();
+    await leader.a.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const port = (leader.a.server.address() as { port: number }).port;
+      const standby = app({}, false);
+      const sb = buildApp({
+        metrics: standby.metrics,
+        isReady: () => true,
+        progress: {
+          accepting: () => false,
+          leaderURL: () => `http://127.0.0.1:${port}`,
+          checkToken: (ns, name, token) => checkToken(secrets, ns, name, token),
+          accept: () => {
+            throw new Error('a standby keeps no progress');
+          },
+        },
+      });
+      const res = await post(sb, good, event);
+      expect(res.statusCode).toBe(202);
+      expect(leader.accepted).toEqual([{ ns: 'lab', name: 'acdc', event }]);
+      // the standby checks the token itself before forwarding
+      expect((await post(sb, { ...good, authorization: 'Bearer token-brats' }, event)).statusCode).toBe(403);
+      // a request another standby already forwarded is not forwarded again
+      expect((await post(sb, { ...good, 'x-iac-forwarded': '1' }, event)).statusCode).toBe(503);
+      expect(leader.accepted).toHaveLength(1);
+    } finally {
+      await leader.a.close();
+    }
+  });
+
+  it('a standby without a known leader answers 503 to progress', async () => {
     const { a, accepted } = app({}, false);
     const res = await post(a, good, event);
     expect(res.statusCode).toBe(503);

@@ -9,6 +9,8 @@ import type { OperatorMetrics } from '../metrics/registry.ts';
 export interface ProgressSink {
   /** False on a standby replica: only the leader keeps progress. */
   accepting(): boolean;
+  /** On a standby: the leader's base URL (from the Lease), to forward progress to. */
+  leaderURL?(): string | undefined;
   checkToken(namespace: string, name: string, token: string): TokenCheck;
   accept(namespace: string, name: string, event: ProgressEvent): void;
 }
@@ -25,6 +27,9 @@ export interface AppOptions {
   log?: Logger;
   now?: () => number;
 }
+
+/** Marks a progress request a standby forwarded to the leader (never forwarded again). */
+export const FORWARDED_HEADER = 'x-iac-forwarded';
 
 /** "<namespace>/<name>" as in the X-IACSearch header, both DNS labels/subdomains. */
 const SEARCH_HEADER = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/;
@@ -88,9 +93,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
 
   app.post('/v1/progress', async (req, reply) => {
     const sink = opts.progress;
-    if (!sink || !sink.accepting()) {
-      return reply.code(503).header('retry-after', '5').send({ error: 'this operator replica is not the leader; progress is advisory, send the next event later' });
-    }
+    if (!sink) return reply.code(404).send({ error: 'progress is not enabled on this server' });
     const header = req.headers['x-iacsearch'];
     const m = typeof header === 'string' ? SEARCH_HEADER.exec(header) : null;
     if (!m) {
@@ -124,6 +127,26 @@ export function buildApp(opts: AppOptions): FastifyInstance {
         error: `invalid progress event: ${issues.map((i) => `${i.field}: ${i.message}`).join('; ')}`,
         issues,
       });
+    }
+    if (!sink.accepting()) {
+      // A standby hands the event to the leader once; it never keeps progress itself.
+      const leader = req.headers[FORWARDED_HEADER] ? undefined : sink.leaderURL?.();
+      if (!leader) {
+        return reply.code(503).header('retry-after', '5').send({ error: 'this operator replica is not the leader; progress is advisory, send the next event later' });
+      }
+      try {
+        const res = await fetch(new URL('/v1/progress', leader), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: auth as string, 'x-iacsearch': header as string, [FORWARDED_HEADER]: '1' },
+          body: JSON.stringify(parsed.data),
+          signal: AbortSignal.timeout(1500),
+        });
+        const text = await res.text();
+        return reply.code(res.status).type('application/json').send(text);
+      } catch (err) {
+        log.warn('http: could not forward progress to the leader', { leader, error: err instanceof Error ? err.message : String(err) });
+        return reply.code(503).header('retry-after', '5').send({ error: 'the leader could not be reached; send the next event later' });
+      }
     }
     sink.accept(namespace, name, parsed.data);
     log.debug('progress accepted', { namespace, name, phase: parsed.data.phase, epoch: parsed.data.epoch });
