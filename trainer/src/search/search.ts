@@ -187,11 +187,14 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
       epoch++;
       const t0 = performance.now();
       const cpu0 = process.cpuUsage();
-      const random = mulberry32(hashSeed(config.seed, 'search', epoch));
       const archLearns = epoch > sc.warmupEpochs;
       const lr = cosineLearningRate(epoch - 1, sc.maxEpochs, sc.weights.learningRate, sc.weights.learningRateMin);
-      const wLoader = new BatchLoader(data.train, stepBatches(halves.weights, sc.batchSize, steps, random), { augment: true, random });
-      const aLoader = archLearns ? new BatchLoader(data.train, stepBatches(halves.arch, sc.batchSize, steps, random), { augment: true, random }) : undefined;
+      // One random stream per loader: the two load concurrently, and a shared stream
+      // would make augmentation depend on which read finishes first.
+      const wRandom = mulberry32(hashSeed(config.seed, 'search-weights', epoch));
+      const aRandom = mulberry32(hashSeed(config.seed, 'search-arch', epoch));
+      const wLoader = new BatchLoader(data.train, stepBatches(halves.weights, sc.batchSize, steps, wRandom), { augment: true, random: wRandom });
+      const aLoader = archLearns ? new BatchLoader(data.train, stepBatches(halves.arch, sc.batchSize, steps, aRandom), { augment: true, random: aRandom }) : undefined;
       let lossSum: tf.Scalar = tf.scalar(0);
       for (let step = 0; step < steps; step++) {
         const [wb, ab] = await Promise.all([wLoader.take(), aLoader?.take()]);
