@@ -210,4 +210,11 @@ describe.skipIf(skip)('Prometheus scraping the operator during a search', () => 
     );
     expect(Number(opencostUSD.data.result[0].value[1])).toBeCloseTo((s.status.cost.gpuSeconds / 3600) * 3.1, 6);
   });
+
+  it('the finished search satisfies kubectl wait --for=condition=Ready (kstatus, as Flux reads it)', async () => {
+    const r = await c.kubectl(['wait', '--for=condition=Ready', `iacs/${SEARCH}`, '-n', NS, '--timeout=30s'], { allowFail: true });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const s = await getSearch();
+    expect(s.status.observedGeneration).toBe(s.metadata.generation);
+  });
 });
