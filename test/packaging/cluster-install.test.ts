@@ -106,8 +106,10 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
 
   describe('installed for real', () => {
     const sa = `system:serviceaccount:${NS}:iac-operator`;
+    // "resource/sub" means a subresource here (kubectl reads "a/b" as resource a, name b).
     const can = async (verb: string, resource: string, ns?: string) => {
-      const r = await kubectl(['auth', 'can-i', verb, resource, `--as=${sa}`, ...(ns ? ['-n', ns] : ['--all-namespaces'])]);
+      const [res, sub] = resource.split('/');
+      const r = await kubectl(['auth', 'can-i', verb, res, ...(sub ? [`--subresource=${sub}`] : []), `--as=${sa}`, ...(ns ? ['-n', ns] : ['--all-namespaces'])]);
       return r.stdout.trim() === 'yes';
     };
 
@@ -135,6 +137,7 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
 
     it('the operator may not do anything else', async () => {
       expect(await can('update', 'leases.coordination.k8s.io', 'team-a')).toBe(false);
+      expect(await can('update', 'pods/status', 'team-a')).toBe(false);
       expect(await can('get', 'nodes')).toBe(false);
       expect(await can('create', 'deployments.apps', 'team-a')).toBe(false);
       expect(await can('update', 'secrets', 'team-a')).toBe(false);
