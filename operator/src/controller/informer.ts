@@ -4,7 +4,7 @@
 // restarts the informer after an exponential backoff (client-node's own informer stops
 // on such errors). Cached objects are frozen: the cache is shared and never mutated.
 import type { KubeApi, KubeObject, ResourceType, WatchHandle } from '../k8s/types.ts';
-import { isGone, objectKey } from '../k8s/types.ts';
+import { errorCode, isGone, objectKey } from '../k8s/types.ts';
 import type { Logger } from './log.ts';
 
 export type InformerEvent = 'add' | 'update' | 'delete';
@@ -97,6 +97,7 @@ class Reflector {
           resource: this.type.plural,
           namespace: this.namespace,
           error: err instanceof Error ? err.message : String(err),
+          hint: hintFor(err, this.type),
           backoffMs: this.backoffMs,
         });
         await this.sleep(this.backoffMs);
@@ -165,6 +166,16 @@ class Reflector {
       };
     });
   }
+}
+
+/** What to do about the usual causes of a failing list. */
+function hintFor(err: unknown, type: ResourceType): string | undefined {
+  const code = errorCode(err);
+  if (code === 404) return `the API server does not serve ${type.plural}.${type.apiVersion}: install the CRD (kubectl apply -f crds/)`;
+  if (code === 401 || code === 403) {
+    return `not allowed to list/watch ${type.plural}: check the operator's RBAC, or restrict it with --namespaces to namespaces it has a Role in`;
+  }
+  return undefined;
 }
 
 function isTimeout(err: unknown): boolean {
