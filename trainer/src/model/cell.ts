@@ -33,14 +33,14 @@ interface OpGroup {
   /** Weights per edge, for fused groups. */
   weights: EdgeOpWeights[];
   shared: boolean;
+  /** Output blocks: 1 for a shared group, one per edge for a fused one. */
+  blocks: number;
+  /** [E*O, N*blocks] 0/1: coefficient (e, o) weights block t into node j (column j*blocks + t). */
+  route: tf.Tensor2D;
 }
 
 interface InputPlan {
   groups: OpGroup[];
-  /** Number of output blocks (shared groups: 1; fused groups: one per edge). */
-  blocks: number;
-  /** [E*O, blocks*N] 0/1: coefficient (e, o) feeds block b into node j. */
-  route?: tf.Tensor2D;
   /** [E, N] 0/1: edge e carries this input's bypass channels into node j. */
   bypass?: tf.Tensor2D;
 }
@@ -83,6 +83,7 @@ export class IacCell {
   private nodeMask?: tf.Tensor2D;
   private alphaMask?: { version: number; mask: tf.Tensor2D };
   private discreteCoefficients?: { c: tf.Tensor2D; ew: tf.Tensor2D };
+  private shuffleParts?: { a1: tf.Tensor2D; a2: tf.Tensor2D; b1: tf.Tensor2D; b2: tf.Tensor2D };
 
   constructor(store: WeightStore, o: CellOptions) {
     this.name = o.name;
@@ -174,32 +175,21 @@ export class IacCell {
         const where = out.filter(({ e }) => this.active(e).includes(o));
         if (where.length === 0) continue;
         const shared = isShared(op);
+        const blocks = shared ? 1 : where.length;
+        const m = new Float32Array(edges * ops * n * blocks);
+        where.forEach(({ e, j }, t) => {
+          m[(e * ops + o) * n * blocks + j * blocks + (shared ? 0 : t)] = 1;
+        });
         groups.push({
           op,
           edges: where.map((w) => w.e),
           weights: shared ? [] : where.map(({ e }) => this.edgeWeights[e].get(o)!),
           shared,
+          blocks,
+          route: tf.keep(tf.tensor2d(m, [edges * ops, n * blocks])),
         });
       }
-      let blocks = 0;
-      const routeRows: [number, number][] = []; // (coefficient index, column)
-      for (const g of groups) {
-        const o = this.operations.indexOf(g.op);
-        if (g.shared) {
-          // One block read by every edge of the group.
-          for (const e of g.edges) routeRows.push([e * ops + o, blocks * n + this.nodeOf(e)]);
-          blocks += 1;
-        } else {
-          // One block per edge, in the order of the fused output channels.
-          for (const e of g.edges) routeRows.push([e * ops + o, blocks++ * n + this.nodeOf(e)]);
-        }
-      }
-      const plan: InputPlan = { groups, blocks };
-      if (blocks > 0) {
-        const m = new Float32Array(edges * ops * blocks * n);
-        for (const [row, col] of routeRows) m[row * blocks * n + col] = 1;
-        plan.route = tf.keep(tf.tensor2d(m, [edges * ops, blocks * n]));
-      }
+      const plan: InputPlan = { groups };
       if (this.k > 1) {
         const b = new Float32Array(edges * n);
         for (const { e, j } of out) if (this.edgeExists(e)) b[e * n + j] = 1;
@@ -224,7 +214,10 @@ export class IacCell {
   }
 
   private disposePlan(p: Plan): void {
-    for (const i of p.inputs) tf.dispose([i.route, i.bypass].filter((t): t is tf.Tensor2D => t !== undefined));
+    for (const i of p.inputs) {
+      tf.dispose(i.groups.map((g) => g.route));
+      if (i.bypass) i.bypass.dispose();
+    }
   }
 
   /** Coefficients c [1, E*O] (edge weight * operation weight) and edge weights ew [1, E]. */
@@ -266,11 +259,35 @@ export class IacCell {
     return { c, ew: tf.reshape(edgeWeights, [1, edges]) as tf.Tensor2D };
   }
 
-  private shuffle(x: tf.Tensor4D): tf.Tensor4D {
-    if (this.k === 1) return x;
-    const [b, h, w, c] = x.shape;
-    const g = tf.reshape(x, [b, h, w, this.k, c / this.k]);
-    return tf.reshape(tf.transpose(g, [0, 1, 2, 4, 3]), [b, h, w, c]);
+  /**
+   * The channel shuffle of PC-DARTS as four 0/1 matrices: with a node's channels U =
+   * [P | Q] (P: the C/K channels that went through operations, Q: the bypass), the
+   * shuffled node's first C/K channels are P A1 + Q A2 and the rest P B1 + Q B2.
+   * Matrix products instead of slices and concatenations along the channel axis,
+   * which the wasm backend runs as a JS loop per pixel.
+   */
+  private shuffleMatrices(): { a1: tf.Tensor2D; a2: tf.Tensor2D; b1: tf.Tensor2D; b2: tf.Tensor2D } {
+    if (!this.shuffleParts) {
+      const c = this.channels;
+      const cp = this.partial;
+      const k = this.k;
+      const perm = (rows: [number, number], cols: [number, number]) => {
+        const m = new Float32Array((rows[1] - rows[0]) * (cols[1] - cols[0]));
+        for (let to = cols[0]; to < cols[1]; to++) {
+          const from = (to % k) * cp + Math.floor(to / k);
+          if (from >= rows[0] && from < rows[1]) m[(from - rows[0]) * (cols[1] - cols[0]) + (to - cols[0])] = 1;
+        }
+        return tf.keep(tf.tensor2d(m, [rows[1] - rows[0], cols[1] - cols[0]]));
+      };
+      this.shuffleParts = {
+        a1: perm([0, cp], [0, cp]),
+        a2: perm([cp, c], [0, cp]),
+        b1: perm([0, cp], [cp, c]),
+        b2: perm([cp, c], [cp, c]),
+      };
+      this.constants.push(...Object.values(this.shuffleParts));
+    }
+    return this.shuffleParts;
   }
 
   /** s0: encoder skip feature [B, H, W, C]; s1: upsampled decoder feature [B, H, W, C1]. */
@@ -279,44 +296,80 @@ export class IacCell {
     const [b, h, w] = s0.shape;
     const c = this.channels;
     const cp = this.partial;
+    const cb = c - cp;
     const n = this.nodes;
     const bhw = b * h * w;
-    const pre = (x: tf.Tensor4D, k: tf.Variable) => instanceNorm(pointwise(tf.relu(x), k as unknown as tf.Tensor2D));
-    const states: tf.Tensor4D[] = [pre(s0, this.pre0), pre(s1, this.pre1)];
+    // Preprocessing (ReLU-1x1-norm) yields the partial and bypass channels directly:
+    // instance norm is per channel, so splitting the 1x1 kernel's columns is exact.
+    const pre = (x: tf.Tensor4D, k: tf.Variable): [tf.Tensor2D, tf.Tensor2D | undefined] => {
+      const r = tf.relu(x);
+      const kernel = k as unknown as tf.Tensor2D;
+      const part = (cols: [number, number]) => {
+        const kk = cols[0] === 0 && cols[1] === c ? kernel : (tf.slice(kernel, [0, cols[0]], [-1, cols[1] - cols[0]]) as tf.Tensor2D);
+        return tf.reshape(instanceNorm(pointwise(r, kk)), [bhw, cols[1] - cols[0]]) as tf.Tensor2D;
+      };
+      return [part([0, cp]), this.k > 1 ? part([cp, c]) : undefined];
+    };
+    // Column slices of a kernel are cheap (the kernel is small); row ranges of the
+    // output kernel are contiguous.
+    const states: [tf.Tensor2D, tf.Tensor2D | undefined][] = [pre(s0, this.pre0), pre(s1, this.pre1)];
     const { c: coef, ew } = this.coefficients();
-    let acc: tf.Tensor | undefined; // [B, H, W, C, N]: nodes before the shuffle
+    const accP: tf.Tensor2D[] = []; // contributions [N, BHW*C'] to the operated channels
+    const accQ: tf.Tensor2D[] = []; // contributions [N, BHW*(C-C')] to the bypass channels
+    let sumP: tf.Tensor2D | undefined;
+    let sumQ: tf.Tensor2D | undefined;
+    const total = () => {
+      sumP = accP.length === 0 ? undefined : accP.length === 1 ? accP[0] : (tf.addN(accP) as tf.Tensor2D);
+      sumQ = accQ.length === 0 ? undefined : accQ.length === 1 ? accQ[0] : (tf.addN(accQ) as tf.Tensor2D);
+      accP.length = 0;
+      accQ.length = 0;
+      if (sumP) accP.push(sumP);
+      if (sumQ) accQ.push(sumQ);
+    };
     for (let i = 0; i <= n; i++) {
-      if (i >= 2) states.push(this.node(acc, i - 2, [b, h, w, c]));
-      const s = states[i];
-      const p = plan.inputs[i];
-      const xp = this.k > 1 ? tf.slice(s, [0, 0, 0, 0], [b, h, w, cp]) : s;
-      let part: tf.Tensor | undefined;
-      if (p.blocks > 0) {
-        const outs = p.groups.map((g) => (g.shared ? applyShared(g.op, xp) : applyFused(g.op, xp, g.weights)));
-        const y: tf.Tensor4D = outs.length === 1 ? outs[0] : tf.concat(outs, 3);
-        const yt = tf.reshape(tf.transpose(tf.reshape(y, [bhw, p.blocks, cp]), [0, 2, 1]), [bhw * cp, p.blocks]);
-        const cmat = tf.reshape(tf.matMul(coef, p.route!), [p.blocks, n]);
-        part = tf.reshape(tf.matMul(yt as tf.Tensor2D, cmat as tf.Tensor2D), [b, h, w, cp, n]);
+      if (i >= 2) {
+        total();
+        states.push(this.nodeState(sumP, sumQ, i - 2, bhw));
       }
-      let contrib: tf.Tensor | undefined = part;
-      if (this.k > 1) {
-        const xb = tf.reshape(tf.slice(s, [0, 0, 0, cp], [b, h, w, c - cp]), [b, h, w, c - cp, 1]);
-        const wb = tf.reshape(tf.matMul(ew, p.bypass!), [1, 1, 1, 1, n]);
-        const q = tf.mul(xb, wb);
-        contrib = tf.concat([part ?? tf.zeros([b, h, w, cp, n]), q], 3);
+      const [xp2, xb2] = states[i];
+      const xp = tf.reshape(xp2, [b, h, w, cp]) as tf.Tensor4D;
+      for (const g of plan.inputs[i].groups) {
+        const y = g.shared ? applyShared(g.op, xp) : applyFused(g.op, xp, g.weights);
+        // Blocks first: [blocks, BHW*C'], so that a node's sum is one matrix product.
+        const yb = g.blocks === 1 ? tf.reshape(y, [1, bhw * cp]) : tf.reshape(tf.transpose(tf.reshape(y, [bhw, g.blocks, cp]), [1, 0, 2]), [g.blocks, bhw * cp]);
+        const cmat = tf.reshape(tf.matMul(coef, g.route), [n, g.blocks]) as tf.Tensor2D;
+        accP.push(tf.matMul(cmat, yb as tf.Tensor2D));
       }
-      if (contrib) acc = acc ? tf.add(acc, contrib) : contrib;
+      if (xb2 && plan.inputs[i].bypass) {
+        const wb = tf.reshape(tf.matMul(ew, plan.inputs[i].bypass!), [n, 1]) as tf.Tensor2D;
+        accQ.push(tf.matMul(wb, tf.reshape(xb2, [1, bhw * cb]) as tf.Tensor2D));
+      }
     }
-    if (!acc) throw new Error(`${this.name}: the cell has no active edges`);
-    const nodes = tf.reshape(acc, [b, h, w, c * n]) as tf.Tensor4D;
-    return tf.add(s0, pointwise(nodes, this.out as unknown as tf.Tensor2D));
+    total();
+    if (!sumP && !sumQ) throw new Error(`${this.name}: the cell has no active edges`);
+    // Output: 1x1 conv of the concatenated nodes; kernel rows are [P of every node | Q of every node].
+    const outKernel = this.out as unknown as tf.Tensor2D;
+    const nodesFirst = (sum: tf.Tensor2D, width: number) => tf.reshape(tf.transpose(tf.reshape(sum, [n, bhw, width]), [1, 0, 2]), [bhw, n * width]) as tf.Tensor2D;
+    let y: tf.Tensor2D | undefined;
+    if (sumP) y = tf.matMul(nodesFirst(sumP, cp), tf.slice(outKernel, [0, 0], [n * cp, c]) as tf.Tensor2D) as tf.Tensor2D;
+    if (sumQ) {
+      const q = tf.matMul(nodesFirst(sumQ, cb), tf.slice(outKernel, [n * cp, 0], [n * cb, c]) as tf.Tensor2D);
+      y = (y ? tf.add(y, q) : q) as tf.Tensor2D;
+    }
+    return tf.add(s0, tf.reshape(y!, [b, h, w, c]));
   }
 
-  private node(acc: tf.Tensor | undefined, j: number, shape: [number, number, number, number]): tf.Tensor4D {
-    const [b, h, w, c] = shape;
-    if (!acc) return tf.zeros(shape);
-    const raw = tf.reshape(tf.slice(acc, [0, 0, 0, 0, j], [b, h, w, c, 1]), shape) as tf.Tensor4D;
-    return this.shuffle(raw);
+  /** Node j as an input: its shuffled channels split into (partial [BHW, C'], bypass [BHW, C-C']). */
+  private nodeState(sumP: tf.Tensor2D | undefined, sumQ: tf.Tensor2D | undefined, j: number, bhw: number): [tf.Tensor2D, tf.Tensor2D | undefined] {
+    const cp = this.partial;
+    const cb = this.channels - cp;
+    const row = (sum: tf.Tensor2D | undefined, width: number) =>
+      sum ? (tf.reshape(tf.slice(sum, [j, 0], [1, -1]), [bhw, width]) as tf.Tensor2D) : (tf.zeros([bhw, width]) as tf.Tensor2D);
+    const p = row(sumP, cp);
+    if (this.k === 1) return [p, undefined];
+    const q = row(sumQ, cb);
+    const { a1, a2, b1, b2 } = this.shuffleMatrices();
+    return [tf.add(tf.matMul(p, a1), tf.matMul(q, a2)) as tf.Tensor2D, tf.add(tf.matMul(p, b1), tf.matMul(q, b2)) as tf.Tensor2D];
   }
 
   dispose(): void {
