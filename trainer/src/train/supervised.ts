@@ -37,6 +37,8 @@ export interface SupervisedOptions {
   /** Emit ProgressEvents (retrain) or only human lines (backbone training inside the search). */
   events: boolean;
   label: string;
+  /** Called after each epoch's checkpoint (tests use it). */
+  onEpoch?: (epoch: number) => void;
 }
 
 export interface SupervisedResult {
@@ -158,6 +160,7 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
       if (o.events) o.reporter.progress(fields);
       else o.reporter.log(`${o.label} epoch ${epoch}/${o.epochs} | loss ${trainLoss.toFixed(4)} | val Dice ${val.dice.toFixed(4)} | ${epochSeconds.toFixed(1)}s/epoch`);
       if (s.stoppedEarly) o.reporter.log(`${o.label}: validation Dice has not improved for ${o.earlyStoppingPatience} epochs; stopping`);
+      o.onEpoch?.(epoch);
     }
     // The result is the best-validation model.
     if (s.bestEpoch > 0) for (const v of o.vars) v.variable.assign(best.get(v.name)!);

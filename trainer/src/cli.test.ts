@@ -1,0 +1,62 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PhaseResult } from './report/events.ts';
+import { parseTrainerArgs, trainerMain } from './cli.ts';
+
+function io() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: (t: string) => err.push(t) }, env: {} } };
+}
+
+describe('iacnas trainer command line', () => {
+  it('parses flags in both forms', () => {
+    expect(parseTrainerArgs(['search', '--workdir', '/w', '--config-json={"seed":1}', '--result-file', '/r'])).toMatchObject({
+      phase: 'search',
+      workdir: '/w',
+      configJson: '{"seed":1}',
+      resultFile: '/r',
+    });
+    expect(parseTrainerArgs(['derive', '--workdir=/w', '--history', 'h.jsonl'])).toMatchObject({ phase: 'derive', history: 'h.jsonl' });
+  });
+
+  it('prints help for the command and every phase', async () => {
+    for (const phase of ['search', 'prune', 'derive', 'retrain', 'evaluate']) {
+      const t = io();
+      expect(await trainerMain([phase, '--help'], t.io)).toBe(0);
+      expect(t.out.join('')).toContain(`usage: iacnas trainer ${phase}`);
+    }
+    const t = io();
+    expect(await trainerMain(['--help'], t.io)).toBe(0);
+    expect(t.out.join('')).toContain('phases:');
+  });
+
+  it('exits 2 on a bad command line', async () => {
+    for (const argv of [['fly'], ['search'], ['search', '--workdir'], ['search', '--workdir', '/w', '--bogus', '1'], ['retrain', '--workdir', '/w', '--history', 'h']]) {
+      const t = io();
+      expect(await trainerMain(argv, t.io)).toBe(2);
+      expect(t.err.join('')).toMatch(/unknown phase|--workdir is required|needs a value|unknown option/);
+    }
+  });
+
+  it('exits 2 on a bad configuration, names the field and writes a failed result', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    const file = join(dir, 'result.json');
+    const t = io();
+    const code = await trainerMain(['search', '--workdir', dir, '--config-json', '{"search": {"maxEpochs": 0}}', '--result-file', file], t.io);
+    expect(code).toBe(2);
+    const result = PhaseResult.parse(JSON.parse(readFileSync(file, 'utf8')));
+    expect(result.ok).toBe(false);
+    expect(result.message).toContain('search.maxEpochs');
+    expect(t.err.join('')).toContain('search.maxEpochs');
+  });
+
+  it('exits 2 when a phase is missing what an earlier phase writes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    const t = io();
+    expect(await trainerMain(['prune', '--workdir', dir], t.io)).toBe(2);
+    expect(t.err.join('')).toContain('run the search phase first');
+  });
+});
