@@ -114,12 +114,13 @@ function toGenotype(raw: unknown): Genotype | undefined {
 export function readReportInputs(workdir: string, o: ReportOptions = {}): ReportInputs {
   const search = readJsonLines<SearchEpoch>(join(workdir, 'search', 'history.jsonl'));
   const state = readJson<{ state?: { operations?: string[] } }>(join(workdir, 'search', 'checkpoint', 'state.json'));
+  const genotypeFile = readJson<{ operations?: string[] }>(join(workdir, 'genotype.json'));
   const opCount = search.find((e) => e.alphas?.[0]?.[0])?.alphas?.[0]?.[0]?.length ?? 0;
-  let operations = o.operations ? [...o.operations] : state?.state?.operations;
+  let operations = o.operations ? [...o.operations] : (state?.state?.operations ?? genotypeFile?.operations);
   if (!operations || (opCount && operations.length !== opCount)) {
     operations = opCount === OPERATIONS.length || opCount === 0 ? [...OPERATIONS] : Array.from({ length: opCount }, (_, i) => `op ${i}`);
   }
-  const genotype = toGenotype(readJson(join(workdir, 'genotype.json'))) ?? search.at(-1)?.genotype;
+  const genotype = toGenotype(genotypeFile) ?? search.at(-1)?.genotype;
   return {
     title: o.title ?? readJson<{ name?: string }>(join(workdir, 'config.json'))?.name ?? workdir.split('/').filter(Boolean).at(-1) ?? 'search',
     operations,
@@ -153,6 +154,12 @@ export function operationImportance(epoch: SearchEpoch, cell: number, operations
     for (let k = 0; k < operations; k++) mean[k] += (w[k] ?? 0) / alphas.length;
   });
   return mean;
+}
+
+/** Edges that are stable now or settled earlier (pruned to their last candidates). */
+function stableCount(e: SearchEpoch): number {
+  const settled = e.settled?.flat() ?? [];
+  return (e.stable ?? []).flat().filter((st, i) => st || settled[i]).length;
 }
 
 const fmt = (v: number | null | undefined, digits = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits));
@@ -217,7 +224,7 @@ export function renderReport(inp: ReportInputs): string {
   const searchSeconds = s.reduce((a, e) => a + (e.epochSeconds ?? 0), 0);
   const activeNow = last?.active?.flat().reduce((a, e) => a + e.length, 0);
   const totalOps = last?.alphas?.flat().reduce((a, e) => a + e.length, 0);
-  const stableNow = last?.stable?.flat().filter(Boolean).length;
+  const stableNow = last?.stable ? stableCount(last) : undefined;
   const edges = last?.stable?.flat().length;
   const facts: string[] = [];
   if (s.length) facts.push(`<li>cell search: <b>${s.length}</b> epochs in ${searchSeconds.toFixed(0)} s${last?.stoppedBy ? `, stopped by <b>${escapeXml(last.stoppedBy)}</b>` : ''}</li>`);
@@ -305,7 +312,7 @@ export function renderReport(inp: ReportInputs): string {
   if (s.some((e) => e.active)) {
     const series: Series[] = [
       { name: 'active operations', points: s.filter((e) => e.active).map((e) => [e.epoch, e.active!.flat().reduce((a, x) => a + x.length, 0)]) },
-      { name: 'stable edges', points: s.filter((e) => e.stable).map((e) => [e.epoch, e.stable!.flat().filter(Boolean).length]) },
+      { name: 'stable edges', points: s.filter((e) => e.stable).map((e) => [e.epoch, stableCount(e)]) },
     ];
     sections.push(`<section><h2>Pruning</h2>${lineChart(series, { title: 'active operations and stable edges', xLabel: 'epoch', yLabel: 'count', vlines, yMin: 0 })}</section>`);
   }
