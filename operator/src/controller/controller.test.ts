@@ -229,6 +229,22 @@ describe('Controller', () => {
     await ctl.shutdown();
   });
 
+  it('reconciles nothing before every informer has synced', async () => {
+    const api = new FakeKubeApi();
+    await api.create(searchObj());
+    api.failNext('list', new ApiError(500, 'pods are slow'), { kind: 'Pod', times: 3 });
+    const { ctl, calls } = setup({ api });
+    ctl.startInformers();
+    ctl.startWorkers();
+    await until(() => ctl.searches.hasSynced());
+    expect(ctl.pods.hasSynced()).toBe(false);
+    await sleep(20);
+    expect(calls).toHaveLength(0);
+    await until(() => ctl.hasSynced());
+    await until(() => calls.length > 0);
+    await ctl.shutdown();
+  });
+
   it('hands reconcile copies, never the cached objects', async () => {
     const { api, ctl } = setup({
       reconcile: (input) => {

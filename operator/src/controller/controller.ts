@@ -180,7 +180,18 @@ export class Controller {
     if (ns && owner) this.enqueue(`${ns}/${owner}`);
   }
 
+  /** Resolves once every informer has listed, or when the queue shuts down first (false). */
+  private async waitForSync(queue: WorkQueue): Promise<boolean> {
+    while (!this.hasSynced()) {
+      if (queue.isShuttingDown()) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return true;
+  }
+
   private async worker(queue: WorkQueue, term: number): Promise<void> {
+    // A search reconciled before its pods are cached would look as if its pods had vanished.
+    if (!(await this.waitForSync(queue))) return;
     for (;;) {
       const key = await queue.get();
       if (key === undefined) return;
