@@ -37,8 +37,13 @@ export interface ClientOptions {
 
 export function loadKubeConfig(opts: ClientOptions = {}): KubeConfig {
   const kc = new KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else kc.loadFromDefault();
+  try {
+    if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
+    else kc.loadFromDefault();
+  } catch (err) {
+    const source = opts.kubeconfig ? `--kubeconfig ${opts.kubeconfig}` : process.env.KUBECONFIG ? `KUBECONFIG=${process.env.KUBECONFIG}` : 'the default kubeconfig';
+    throw new Error(`cannot load ${source}: ${err instanceof Error ? err.message : String(err)} (pass --kubeconfig <file>, set KUBECONFIG, or run in a pod with a service account)`);
+  }
   if (opts.context) kc.setCurrentContext(opts.context);
   if (!kc.getCurrentCluster()) {
     throw new Error('no Kubernetes cluster configured: pass --kubeconfig <file>, set KUBECONFIG, or run in a pod with a service account');
