@@ -49,9 +49,9 @@ function referenceCell(net: UNet, level: number, s0: tf.Tensor4D, s1: tf.Tensor4
         const y = isShared(op) ? applyShared(op, xp) : applyFused(op, xp, [weights]);
         mixed = tf.add(mixed, tf.mul(y, opW[t]));
       });
-      const full = k > 1 ? tf.concat([mixed, tf.slice(x, [0, 0, 0, cp], [-1, -1, -1, c - cp])], 3) : mixed;
+      const full: tf.Tensor4D = k > 1 ? tf.concat([mixed, tf.slice(x, [0, 0, 0, cp], [-1, -1, -1, c - cp])], 3) : mixed;
       const weighted = tf.mul(full, edgeW[i]) as tf.Tensor4D;
-      node = node ? tf.add(node, weighted) : weighted;
+      node = node ? (tf.add(node, weighted) as tf.Tensor4D) : weighted;
     }
     unshuffled.push(node!);
     const [b, h, wd] = node!.shape;

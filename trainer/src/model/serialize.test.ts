@@ -28,7 +28,7 @@ describe('weight serialisation', () => {
     const d = path.join(dir, 'named');
     const a = tf.tensor2d([1, 2, 3, 4.5], [2, 2]);
     const b = tf.tensor1d([7, -1], 'int32');
-    saveNamedTensors(d, new Map([['a', a], ['opt/step', b]]), { epoch: 3 });
+    saveNamedTensors(d, new Map<string, tf.Tensor>([['a', a], ['opt/step', b]]), { epoch: 3 });
     const { tensors, meta } = loadNamedTensors(d);
     expect(meta).toEqual({ epoch: 3 });
     expect(tensors.get('a')!.arraySync()).toEqual([[1, 2], [3, 4.5]]);
