@@ -179,6 +179,7 @@ export async function runSearch(opts: RunOptions, io: RunIO = {}): Promise<numbe
     command: io.trainerCommand ?? [process.execPath, join(REPO_ROOT, 'bin', 'iacnas.ts')],
     env: io.env,
     onProgress: (e) => (latest = e),
+    onLog: (pod, line) => display.trainerLine(pod.metadata.labels?.['iac.dev/phase'] ?? pod.metadata.name, line),
   });
   let interrupted = false;
   io.interrupt?.then(() => {
@@ -205,8 +206,6 @@ export async function runSearch(opts: RunOptions, io: RunIO = {}): Promise<numbe
       for (const action of result.actions) {
         if (action.type === 'event') {
           display.message(`${action.eventType === 'Warning' ? 'warning: ' : ''}${action.message}`);
-          const failed = /^(\w+) pod (\S+) failed/.exec(action.message);
-          if (failed) showLogTail(display, executor.logFile(failed[2]));
         } else if (action.type === 'delete' && action.kind === 'IACSearch') {
           // ttlSecondsAfterFinished: nothing to clean up on this machine; the run directory stays.
         } else {
@@ -246,12 +245,6 @@ export async function runSearch(opts: RunOptions, io: RunIO = {}): Promise<numbe
   const why = st.conditions?.find((c) => c.type === 'Stalled')?.message ?? 'failed';
   stderr.write(`iacnas run: ${name} failed: ${why}\n`);
   return 1;
-}
-
-function showLogTail(display: RunDisplay, file: string) {
-  if (!existsSync(file)) return;
-  const lines = readFileSync(file, 'utf8').trimEnd().split('\n').slice(-15);
-  display.message(lines.map((l) => `  | ${l}`).join('\n'));
 }
 
 export async function main(argv: string[]): Promise<number> {

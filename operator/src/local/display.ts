@@ -39,7 +39,7 @@ export function progressLine(status: IACSearchStatus, opts: { bar?: boolean } = 
 
 export class RunDisplay {
   private readonly out: Output;
-  private lastPlain = '';
+  private last?: IACSearchStatus;
   private barShown = false;
 
   constructor(out: Output) {
@@ -61,21 +61,20 @@ export class RunDisplay {
     this.out.write(`${text}\n`);
   }
 
-  /** Redraws the progress line (terminal) or prints it when it changed (plain output). */
+  /** Redraws the live progress line under the messages (terminal only: plain output has the trainer's own lines). */
   update(status: IACSearchStatus) {
-    if (this.live) {
-      const width = Math.max(40, (this.out.columns ?? 100) - 1);
-      this.clearBar();
-      this.out.write(progressLine(status, { bar: true }).slice(0, width));
-      this.barShown = true;
-      return;
-    }
-    const p = status.progress;
-    // Plain output: one line per epoch (ETA changes alone do not make a new line).
-    const key = `${status.phase}|${p?.epoch}|${p?.stable}|${p?.activeOperations}`;
-    if (key === this.lastPlain || p?.epoch === undefined) return;
-    this.lastPlain = key;
-    this.out.write(`${progressLine(status)}\n`);
+    this.last = status;
+    if (!this.live) return;
+    const width = Math.max(40, (this.out.columns ?? 100) - 1);
+    this.clearBar();
+    this.out.write(progressLine(status, { bar: true }).slice(0, width));
+    this.barShown = true;
+  }
+
+  /** A line of the trainer's own output, tagged with its phase. */
+  trainerLine(phase: string, line: string) {
+    this.message(`[${phase}] ${line}`);
+    if (this.last) this.update(this.last);
   }
 
   done() {

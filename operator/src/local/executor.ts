@@ -19,6 +19,8 @@ export interface ExecutorOptions {
   env?: Record<string, string | undefined>;
   /** Called with every progress event a child prints on stdout. */
   onProgress?: (event: ProgressEvent) => void;
+  /** Called with every line a child prints on stderr (the trainer's human progress). */
+  onLog?: (pod: KubeObject, line: string) => void;
   /** Seconds a stopped child gets between SIGTERM and SIGKILL (a pod's grace period). */
   gracePeriodSeconds?: number;
   clock?: () => Date;
@@ -166,7 +168,16 @@ export class LocalExecutor {
         this.onStdoutLine(line);
       }
     });
-    child.stderr!.on('data', (chunk: Buffer) => log.write(chunk));
+    let logBuffered = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      log.write(chunk);
+      logBuffered += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = logBuffered.indexOf('\n')) >= 0) {
+        this.opts.onLog?.(pod, logBuffered.slice(0, nl));
+        logBuffered = logBuffered.slice(nl + 1);
+      }
+    });
     const finish = (code: number | null, signal: NodeJS.Signals | null) => {
       if (attempt.finishedAt) return;
       attempt.finishedAt = this.clock();

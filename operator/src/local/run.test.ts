@@ -60,7 +60,8 @@ describe('iacnas run with a fake trainer', () => {
     const printed = parse(r.stdout.slice(r.stdout.indexOf('apiVersion:')).split('\ntiny succeeded')[0]);
     expect(printed).toMatchObject({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 'tiny' }, status: { phase: 'Succeeded' } });
     expect(r.stdout).toMatch(/tiny succeeded: test mean Dice 0\.7500/);
-    expect(r.stdout).toMatch(/Searching\s+epoch 3\/3\s+ops 110\/140\s+stable 12\/14/);
+    expect(r.stdout).toMatch(/\[search\] search epoch 3\/3\n/);
+    expect(r.stdout).toMatch(/\[evaluate\] evaluate epoch 1\/1\n/);
 
     // Running it again does not run it again.
     const again = await run(searchFile({ cost: { gpuHourlyUSD: 2 } }));
@@ -105,7 +106,7 @@ describe('iacnas run with a fake trainer', () => {
     expect(r.code).toBe(1);
     expect(statusOf().phase).toBe('Failed');
     expect(r.stderr).toMatch(/retrain rejected its configuration or data/);
-    expect(r.stdout).toMatch(/\| retrain: dataset.path: no dataset.json here/);
+    expect(r.stdout).toMatch(/\[retrain\] retrain: dataset.path: no dataset.json here/);
     const again = await run(file);
     expect(again.code).toBe(0);
     expect(statusOf().phases.retrain).toMatchObject({ attempts: 2, succeeded: true });

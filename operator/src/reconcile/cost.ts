@@ -49,13 +49,14 @@ export function computeCost(input: CostInput): CostStatus {
   const searchSeconds = input.phases.search?.gpuSeconds ?? 0;
   const res = input.searchResult;
   if (input.searchSucceeded && res?.epochs && res.meanEpochSeconds) {
-    const remaining = Math.max(0, input.maxEpochs - res.epochs);
-    const saved = remaining * res.meanEpochSeconds * input.searchGPUs;
-    cost.savedGPUSeconds = round(saved, 3);
-    cost.projectedFullSearchGPUSeconds = round(searchSeconds + saved, 3);
+    if (input.searchGPUs > 0) {
+      const saved = Math.max(0, input.maxEpochs - res.epochs) * res.meanEpochSeconds * input.searchGPUs;
+      cost.savedGPUSeconds = round(saved, 3);
+      cost.projectedFullSearchGPUSeconds = round(searchSeconds + saved, 3);
+    }
     const cellSearchSeconds = res.seconds && res.seconds > 0 ? res.seconds : res.epochs * res.meanEpochSeconds;
     cost.speedup = round((input.maxEpochs * res.meanEpochSeconds) / cellSearchSeconds, 3);
-  } else if (!input.searchSucceeded && input.progress?.epochSeconds) {
+  } else if (!input.searchSucceeded && input.progress?.epochSeconds && input.searchGPUs > 0) {
     // While searching: what the whole epoch budget would cost at the current pace.
     const remaining = Math.max(0, input.maxEpochs - input.progress.epoch);
     cost.projectedFullSearchGPUSeconds = round(searchSeconds + remaining * input.progress.epochSeconds * input.searchGPUs, 3);
