@@ -8,7 +8,7 @@ import type { Operation } from '../../config/index.ts';
 import type { ArchitectureParams, CellSearchSpace, Genotype, Network, NetworkOptions } from '../../model/api.ts';
 import { readCheckpoint, restoreVariables, writeCheckpoint } from '../../train/checkpoint.ts';
 import type { ModelKit } from '../../train/model-kit.ts';
-import { deriveGenotype } from '../genotype.ts';
+import { deriveGenotype } from '../../model/genotype.ts';
 import { edgeCount, edgeIndex } from '../stability.ts';
 
 const CH = 4;
