@@ -259,18 +259,21 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  // Ctrl-C once: suspend cleanly. Twice: stop now (the children get SIGTERM from the terminal too).
-  let presses = 0;
+  // Ctrl-C (or SIGTERM) once: suspend cleanly. Twice: stop now; the children, in their
+  // own process groups, are killed on the way out.
+  let signals = 0;
   const interrupt = new Promise<void>((resolveInterrupt) => {
-    process.on('SIGINT', () => {
-      presses += 1;
-      if (presses === 1) {
+    const onSignal = () => {
+      signals += 1;
+      if (signals === 1) {
         process.stderr.write('\niacnas run: suspending (Ctrl-C again to stop at once)\n');
         resolveInterrupt();
       } else {
         process.exit(130);
       }
-    });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
   try {
     return await runSearch(opts, { interrupt });
