@@ -1,0 +1,37 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { parseIACSearch } from '../api/index.ts';
+import { loadSearchFile } from './cli.ts';
+
+const root = resolve(import.meta.dirname, '..', '..', '..');
+const examples = join(root, 'deploy', 'examples');
+
+describe('deploy/examples', () => {
+  const files = readdirSync(examples).filter((f) => f.endsWith('.yaml'));
+
+  it('has the quick phantom and the hippocampus example', () => {
+    expect(files).toEqual(expect.arrayContaining(['phantom-quick.yaml', 'msd-hippocampus.yaml']));
+  });
+
+  it.each(files)('%s is a valid IACSearch', (file) => {
+    const r = parseIACSearch(parse(readFileSync(join(examples, file), 'utf8')));
+    expect(r.ok ? 'valid' : r.message).toBe('valid');
+  });
+
+  it('npm start runs the phantom example', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    expect(pkg.scripts.start).toBe('node bin/iacnas.ts run deploy/examples/phantom-quick.yaml');
+  });
+
+  it('finds the hippocampus data next to the repository, or says where it looked', () => {
+    const expected = resolve(root, '..', 'shared', 'data', 'msd-hippocampus');
+    const file = join(examples, 'msd-hippocampus.yaml');
+    if (existsSync(expected)) {
+      expect((loadSearchFile({ file, out: 'runs' }).spec as any).dataset.path).toBe(expected);
+    } else {
+      expect(() => loadSearchFile({ file, out: 'runs' })).toThrow(expected);
+    }
+  });
+});

@@ -1,0 +1,72 @@
+// `iacnas run` end to end through the real trainer (`node bin/iacnas.ts trainer ...`)
+// on a tiny phantom: every phase as a child process, a Ctrl-C in the middle of the
+// search, and the resumed run finishing from the checkpoint.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { runSearch } from './cli.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'iacnas-e2e-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const spec = {
+  dataset: { format: 'phantom', cases: 5, sliceSize: 16 },
+  backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 1 },
+  search: { maxEpochs: 3, nodes: 1, operations: ['skip_connect', 'conv_3x3'], batchSize: 4, stepsPerEpoch: 1, warmupEpochs: 0, stability: { enabled: false } },
+  retrain: { epochs: 1, batchSize: 4, stepsPerEpoch: 1 },
+  resources: { gpus: 1 },
+  cost: { gpuHourlyUSD: 3600 },
+};
+
+describe('iacnas run through the real trainer', () => {
+  it('runs a tiny phantom search to the end, surviving a Ctrl-C in the middle of the search', async () => {
+    const file = join(dir, 'tiny.yaml');
+    writeFileSync(file, `apiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata:\n  name: tiny\nspec: ${JSON.stringify(spec)}\n`);
+    const env = { IACNAS_BACKEND: 'cpu' };
+
+    // First run: interrupted once the first search epoch is done.
+    let out = '';
+    let interrupt!: () => void;
+    const interrupted = new Promise<void>((r) => (interrupt = r));
+    const stdout = {
+      write(t: string) {
+        out += t;
+        if (/\[search\] search epoch 1\//.test(out)) interrupt();
+        return true;
+      },
+    };
+    const stderr = { write: (t: string) => ((out += t), true) };
+    const first = await runSearch({ file, out: join(dir, 'runs') }, { stdout, stderr, env, interrupt: interrupted, pollMs: 200 });
+    expect(first, out).toBe(130);
+    const runDir = join(dir, 'runs', 'tiny');
+    expect(parse(readFileSync(join(runDir, 'status.yaml'), 'utf8')).status.phase).toBe('Suspended');
+
+    // Second run: resumes the search from its checkpoint and finishes.
+    let out2 = '';
+    const sink = { write: (t: string) => ((out2 += t), true) };
+    const second = await runSearch({ file, out: join(dir, 'runs') }, { stdout: sink, stderr: sink, env, pollMs: 200 });
+    expect(second, out2).toBe(0);
+    expect(out2).toMatch(/\[search\] search: resuming after epoch [12] /);
+
+    const status = parse(readFileSync(join(runDir, 'status.yaml'), 'utf8')).status;
+    expect(status.phase).toBe('Succeeded');
+    expect(status.phases.search).toMatchObject({ attempts: 2, failures: 0, succeeded: true });
+    expect(status.phases.search.history.map((h: { outcome: string }) => h.outcome)).toEqual(['Stopped', 'Succeeded']);
+    for (const stage of ['prune', 'retrain', 'evaluate']) expect(status.phases[stage]).toMatchObject({ attempts: 1, succeeded: true });
+    expect(status.searchResult).toMatchObject({ epochs: 3, stoppedBy: 'max-epochs' });
+    expect(status.genotype.cells.length).toBe(1);
+    expect(status.results.meanDice).toBeGreaterThanOrEqual(0);
+    expect(status.results.meanDice).toBeLessThanOrEqual(1);
+    expect(Object.keys(status.results.dicePerClass)).toEqual(['LV', 'MYO', 'RV']);
+    // GPU-seconds as a pod requesting one GPU would be billed: wall time of each attempt, prune excluded.
+    expect(status.cost.gpuSeconds).toBeGreaterThan(0);
+    expect(status.cost.estimatedUSD).toBeCloseTo(status.cost.gpuSeconds, 1);
+    expect(status.phases.prune.gpuSeconds).toBe(0);
+
+    const results = JSON.parse(readFileSync(join(runDir, 'results.json'), 'utf8'));
+    expect(results.model.meanDice).toBeCloseTo(status.results.meanDice, 10);
+    for (const f of ['report.html', 'genotype.json', 'patients.csv']) expect(existsSync(join(runDir, f)), f).toBe(true);
+  });
+});
