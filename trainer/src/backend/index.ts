@@ -9,6 +9,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { registerCoreGradients } from './core-gradients.ts';
 import { installConvGradients } from './gradients.ts';
+import { installWasmTuning } from './wasm-tuning.ts';
 
 export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -132,6 +133,7 @@ async function choose(opts: { backend?: BackendChoice; quiet?: boolean }): Promi
     if (reason === undefined) {
       const native = choice === 'tensorflow' || choice === 'tensorflow-gpu';
       installConvGradients({ preferNative: native });
+      if (choice === 'wasm') installWasmTuning();
       const why = forced
         ? 'forced by IACNAS_BACKEND'
         : skipped.length === 0

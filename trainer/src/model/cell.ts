@@ -333,8 +333,10 @@ export class IacCell {
       }
       const [xp2, xb2] = states[i];
       const xp = tf.reshape(xp2, [b, h, w, cp]) as tf.Tensor4D;
+      const fused = plan.inputs[i].groups.filter((g) => !g.shared).length;
+      const r = fused > 1 ? tf.relu(xp) : undefined;
       for (const g of plan.inputs[i].groups) {
-        const y = g.shared ? applyShared(g.op, xp) : applyFused(g.op, xp, g.weights);
+        const y = g.shared ? applyShared(g.op, xp) : applyFused(g.op, xp, g.weights, r);
         // Blocks first: [blocks, BHW*C'], so that a node's sum is one matrix product.
         const yb = g.blocks === 1 ? tf.reshape(y, [1, bhw * cp]) : tf.reshape(tf.transpose(tf.reshape(y, [bhw, g.blocks, cp]), [1, 0, 2]), [g.blocks, bhw * cp]);
         const cmat = tf.reshape(tf.matMul(coef, g.route), [n, g.blocks]) as tf.Tensor2D;

@@ -110,13 +110,14 @@ function blockDiagonal(pws: tf.Variable[], interleaved: boolean): tf.Tensor2D {
 /**
  * Operations with weights on m edges at once: x is the shared input
  * [B, H, W, c]; the result is [B, H, W, m*c], edge t's output in channels t*c ..
- * t*c + c - 1 (edges in the order of `weights`).
+ * t*c + c - 1 (edges in the order of `weights`). `relu`, when given, is relu(x).
  */
-export function applyFused(op: Operation, x: tf.Tensor4D, weights: readonly EdgeOpWeights[]): tf.Tensor4D {
+export function applyFused(op: Operation, x: tf.Tensor4D, weights: readonly EdgeOpWeights[], relu?: tf.Tensor4D): tf.Tensor4D {
   const spec = OP_SPECS[op];
   const m = weights.length;
   const cat = (key: string, axis: number) => (m === 1 ? weights[0][key] : tf.concat(weights.map((w) => w[key]), axis)) as tf.Tensor4D;
-  const r = tf.relu(x);
+  // The caller may pass relu(x) when several operations read the same x.
+  const r = relu ?? tf.relu(x);
   switch (spec.kind) {
     case 'conv':
       return instanceNorm(tf.conv2d(r, cat('kernel', 3), 1, 'same'));
