@@ -1,0 +1,49 @@
+// Where the control-plane binaries are: the same places test/cluster/build.sh puts them.
+import { accessSync, constants } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const K8S_VERSION = process.env.K8S_VERSION ?? 'v1.34.4';
+export const ETCD_VERSION = process.env.ETCD_VERSION ?? 'v3.6.16';
+
+export const BINARY_NAMES = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'] as const;
+export type BinaryName = (typeof BINARY_NAMES)[number];
+export type Binaries = Record<BinaryName, string>;
+
+export function defaultBinDir(): string {
+  if (process.env.IACNAS_K8S_BIN_DIR) return process.env.IACNAS_K8S_BIN_DIR;
+  const cache = process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache');
+  return path.join(cache, 'iac-operator', `k8s-${K8S_VERSION}`, 'bin');
+}
+
+function executable(p: string): boolean {
+  try {
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export type BinaryLookup = { ok: true; binaries: Binaries } | { ok: false; missing: string[]; reason: string };
+
+/** Finds each binary in KUBEBUILDER_ASSETS (envtest) first, then in the build cache. */
+export function findBinaries(): BinaryLookup {
+  const dirs = [process.env.KUBEBUILDER_ASSETS, defaultBinDir()].filter((d): d is string => !!d);
+  const found: Partial<Binaries> = {};
+  const missing: string[] = [];
+  for (const name of BINARY_NAMES) {
+    const hit = dirs.map((d) => path.join(d, name)).find(executable);
+    if (hit) found[name] = hit;
+    else missing.push(name);
+  }
+  if (missing.length === 0) return { ok: true, binaries: found as Binaries };
+  return {
+    ok: false,
+    missing,
+    reason:
+      `cluster binaries missing (${missing.join(', ')}) in ${dirs.join(' or ')}; ` +
+      `build them once with test/cluster/build.sh (needs Go; about 30-40 min cold on 2 cores), ` +
+      `or point KUBEBUILDER_ASSETS / IACNAS_K8S_BIN_DIR at a directory holding them`,
+  };
+}
