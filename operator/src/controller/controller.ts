@@ -196,7 +196,7 @@ export class Controller {
       const key = await queue.get();
       if (key === undefined) return;
       const started = performance.now();
-      let result: 'success' | 'requeue' | 'conflict' | 'error' = 'success';
+      let result: 'success' | 'requeue' | 'conflict' | 'error' | undefined = 'success';
       try {
         const requeueAfterMs = await this.sync(key, term);
         queue.forget(key);
@@ -206,7 +206,7 @@ export class Controller {
         }
       } catch (err) {
         if (err instanceof NotLeading) {
-          result = 'success';
+          result = undefined; // cut short by the end of leadership: not a reconcile outcome
         } else if (isConflict(err)) {
           result = 'conflict';
           queue.addRateLimited(key);
@@ -225,8 +225,10 @@ export class Controller {
       } finally {
         queue.done(key);
         const seconds = (performance.now() - started) / 1000;
-        this.o.metrics?.reconcileTotal.inc({ result });
-        this.o.metrics?.reconcileDuration.observe({ result }, seconds);
+        if (result) {
+          this.o.metrics?.reconcileTotal.inc({ result });
+          this.o.metrics?.reconcileDuration.observe({ result }, seconds);
+        }
       }
     }
   }

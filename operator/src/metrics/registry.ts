@@ -292,7 +292,9 @@ export class OperatorMetrics {
       const maxUSD = num(budget.maxCostUSD);
       if (maxUSD !== undefined) m.budgetUSD.set(id, maxUSD);
     }
-    // Forget the high-water marks of deleted searches.
+    // Forget the high-water marks and observed phases of deleted searches.
     for (const k of [...this.highWater.keys()]) if (!seen.has(k)) this.highWater.delete(k);
+    const uids = new Set(this.source.searches().map((s) => s.metadata.uid ?? `${s.metadata.namespace ?? ''}/${s.metadata.name}`));
+    for (const k of [...this.observedPhases]) if (!uids.has(k.slice(0, k.lastIndexOf('/')))) this.observedPhases.delete(k);
   }
 }
