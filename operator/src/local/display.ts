@@ -65,7 +65,7 @@ export class RunDisplay {
   update(status: IACSearchStatus) {
     this.last = status;
     if (!this.live) return;
-    const width = Math.max(40, (this.out.columns ?? 100) - 1);
+    const width = Math.max(40, (this.out.columns || 100) - 1);
     this.clearBar();
     this.out.write(progressLine(status, { bar: true }).slice(0, width));
     this.barShown = true;
