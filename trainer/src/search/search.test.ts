@@ -9,6 +9,7 @@ import { initBackend } from '../backend/index.ts';
 import { type TrainerConfigInput, parseTrainerConfig } from '../config/index.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { ensureBackbone } from '../train/backbone.ts';
+import { readCheckpoint } from '../train/checkpoint.ts';
 import { readHistory } from '../train/history.ts';
 import { type SearchOutcome, runSearch } from './search.ts';
 import { fakeDataset } from './testing/fake-data.ts';
@@ -111,5 +112,19 @@ describe('runSearch', () => {
     expect(r.epochs).toBe(8);
     expect(r.stoppedBy).toBe('max-epochs');
     expect(r.activeOperations).toBe(r.totalOperations);
+  });
+
+  it('keeps the backbone frozen unless freezeBackbone is false', async () => {
+    const backboneAfter = async (freezeBackbone: boolean) => {
+      const dir = tmp();
+      await search(dir, config({ search: { maxEpochs: 2, freezeBackbone } }));
+      const before = readCheckpoint(join(dir, 'backbone'))!.tensors.get('enc/w')!.values;
+      const after = readCheckpoint(join(dir, 'search', 'checkpoint'))!.tensors.get('w/enc/w')!.values;
+      return { before: Array.from(before), after: Array.from(after) };
+    };
+    const frozen = await backboneAfter(true);
+    expect(frozen.after).toEqual(frozen.before);
+    const free = await backboneAfter(false);
+    expect(free.after).not.toEqual(free.before);
   });
 });
