@@ -46,6 +46,11 @@ describe('iacnas operator', () => {
       progressURL: 'http://iac-operator.iac-system.svc:8080/v1/progress',
     });
     expect(parseOperatorArgs([], { POD_IP: '10.1.2.3' })).toMatchObject({ advertiseAddress: '10.1.2.3' });
+    // empty environment variables count as unset
+    const empty = parseOperatorArgs([], { POD_NAMESPACE: '', POD_NAME: '', POD_IP: '' }) as OperatorConfig;
+    expect(empty.leaseNamespace).toBe('default');
+    expect(empty.identity).toMatch(/^.+_[0-9a-f]{8}$/);
+    expect(empty.advertiseAddress).toBeUndefined();
     expect(advertiseURL('fd00::1', 8080)).toBe('http://[fd00::1]:8080');
     expect(parseOperatorArgs([], {})).toMatchObject({ progressURL: undefined, leaderElect: false, workers: 2 });
     for (const flag of usage.matchAll(/^\s+(--[a-z-]+)/gm)) expect(() => parseOperatorArgs([flag[1] === '--help' ? '--help' : flag[1]], {})).not.toThrow(/Unknown option/);
