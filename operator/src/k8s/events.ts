@@ -64,7 +64,7 @@ export class EventRecorder {
       metadata: { name, namespace },
       eventTime: microTime(now),
       reportingController: REPORTING_CONTROLLER,
-      reportingInstance: this.opts.instance.slice(0, 128),
+      reportingInstance: (this.opts.instance || 'iac-operator').slice(0, 128),
       action: action.slice(0, 128),
       reason: reason.slice(0, 128),
       note: note.length > 1024 ? note.slice(0, 1021) + '...' : note,
