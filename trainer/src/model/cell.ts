@@ -21,7 +21,7 @@ import type { GenotypeCell } from './api.ts';
 import type { SupernetArchitecture } from './arch.ts';
 import type { WeightStore } from './init.ts';
 import { instanceNorm, pointwise } from './layers.ts';
-import { applyFused, applyShared, createOpWeights, hasWeights, isShared, type EdgeOpWeights } from './operations.ts';
+import { createOpWeights, hasWeights, isShared, OP_SPECS, rawOutput, type EdgeOpWeights } from './operations.ts';
 import { edgeCount, edgeIndex, edgeOffset } from './topology.ts';
 
 const MASKED = -1e30;
@@ -35,12 +35,17 @@ interface OpGroup {
   shared: boolean;
   /** Output blocks: 1 for a shared group, one per edge for a fused one. */
   blocks: number;
-  /** [E*O, N*blocks] 0/1: coefficient (e, o) weights block t into node j (column j*blocks + t). */
-  route: tf.Tensor2D;
 }
 
 interface InputPlan {
-  groups: OpGroup[];
+  /** Groups whose outputs are instance-normalised (all but the identity), in block order. */
+  normed: OpGroup[];
+  normedBlocks: number;
+  /** [E*O, N*blocks] 0/1: coefficient (e, o) weights block t into node j (column j*blocks + t). */
+  normedRoute?: tf.Tensor2D;
+  /** The identity (skip_connect) group and its [E*O, N] route, if active on any edge. */
+  identity?: OpGroup;
+  identityRoute?: tf.Tensor2D;
   /** [E, N] 0/1: edge e carries this input's bypass channels into node j. */
   bypass?: tf.Tensor2D;
 }
@@ -168,28 +173,38 @@ export class IacCell {
     for (let i = 0; i <= n; i++) {
       const out: { e: number; j: number }[] = [];
       for (let j = Math.max(0, i - 1); j < n; j++) out.push({ e: edgeIndex(j, i), j });
-      const groups: OpGroup[] = [];
+      const plan: InputPlan = { normed: [], normedBlocks: 0 };
+      const normedEntries: [number, number, number][] = []; // (coefficient, node, block)
       for (let o = 0; o < ops; o++) {
         const op = this.operations[o];
         if (op === 'none') continue;
         const where = out.filter(({ e }) => this.active(e).includes(o));
         if (where.length === 0) continue;
         const shared = isShared(op);
-        const blocks = shared ? 1 : where.length;
-        const m = new Float32Array(edges * ops * n * blocks);
-        where.forEach(({ e, j }, t) => {
-          m[(e * ops + o) * n * blocks + j * blocks + (shared ? 0 : t)] = 1;
-        });
-        groups.push({
+        const group: OpGroup = {
           op,
           edges: where.map((w) => w.e),
           weights: shared ? [] : where.map(({ e }) => this.edgeWeights[e].get(o)!),
           shared,
-          blocks,
-          route: tf.keep(tf.tensor2d(m, [edges * ops, n * blocks])),
-        });
+          blocks: shared ? 1 : where.length,
+        };
+        if (OP_SPECS[op].kind === 'identity') {
+          const m = new Float32Array(edges * ops * n);
+          for (const { e, j } of where) m[(e * ops + o) * n + j] = 1;
+          plan.identity = group;
+          plan.identityRoute = tf.keep(tf.tensor2d(m, [edges * ops, n]));
+          continue;
+        }
+        where.forEach(({ e, j }, t) => normedEntries.push([e * ops + o, j, plan.normedBlocks + (shared ? 0 : t)]));
+        plan.normed.push(group);
+        plan.normedBlocks += group.blocks;
       }
-      const plan: InputPlan = { groups };
+      if (plan.normedBlocks > 0) {
+        const nb = plan.normedBlocks;
+        const m = new Float32Array(edges * ops * n * nb);
+        for (const [row, j, t] of normedEntries) m[row * n * nb + j * nb + t] = 1;
+        plan.normedRoute = tf.keep(tf.tensor2d(m, [edges * ops, n * nb]));
+      }
       if (this.k > 1) {
         const b = new Float32Array(edges * n);
         for (const { e, j } of out) if (this.edgeExists(e)) b[e * n + j] = 1;
@@ -215,8 +230,7 @@ export class IacCell {
 
   private disposePlan(p: Plan): void {
     for (const i of p.inputs) {
-      tf.dispose(i.groups.map((g) => g.route));
-      if (i.bypass) i.bypass.dispose();
+      for (const t of [i.normedRoute, i.identityRoute, i.bypass]) t?.dispose();
     }
   }
 
@@ -333,14 +347,24 @@ export class IacCell {
       }
       const [xp2, xb2] = states[i];
       const xp = tf.reshape(xp2, [b, h, w, cp]) as tf.Tensor4D;
-      const fused = plan.inputs[i].groups.filter((g) => !g.shared).length;
+      const p = plan.inputs[i];
+      const fused = p.normed.filter((g) => !g.shared).length;
       const r = fused > 1 ? tf.relu(xp) : undefined;
-      for (const g of plan.inputs[i].groups) {
-        const y = g.shared ? applyShared(g.op, xp) : applyFused(g.op, xp, g.weights, r);
-        // Blocks first: [blocks, BHW*C'], so that a node's sum is one matrix product.
-        const yb = g.blocks === 1 ? tf.reshape(y, [1, bhw * cp]) : tf.reshape(tf.transpose(tf.reshape(y, [bhw, g.blocks, cp]), [1, 0, 2]), [g.blocks, bhw * cp]);
-        const cmat = tf.reshape(tf.matMul(coef, g.route), [n, g.blocks]) as tf.Tensor2D;
-        accP.push(tf.matMul(cmat, yb as tf.Tensor2D));
+      if (p.normedBlocks > 0) {
+        // Every operation's output in blocks-first layout [blocks, B, H*W, C'], all
+        // normalised at once, then added into the nodes by one matrix product.
+        const blocks = p.normed.map((g) => {
+          const y = rawOutput(g.op, xp, g.weights, r);
+          return g.blocks === 1 ? tf.reshape(y, [1, b, h * w, cp]) : tf.transpose(tf.reshape(y, [b, h * w, g.blocks, cp]), [2, 0, 1, 3]);
+        });
+        const all = blocks.length === 1 ? blocks[0] : tf.concat(blocks, 0);
+        const normed = instanceNorm(tf.reshape(all, [p.normedBlocks * b, h * w, 1, cp]) as tf.Tensor4D);
+        const cmat = tf.reshape(tf.matMul(coef, p.normedRoute!), [n, p.normedBlocks]) as tf.Tensor2D;
+        accP.push(tf.matMul(cmat, tf.reshape(normed, [p.normedBlocks, bhw * cp]) as tf.Tensor2D));
+      }
+      if (p.identity) {
+        const cmat = tf.reshape(tf.matMul(coef, p.identityRoute!), [n, 1]) as tf.Tensor2D;
+        accP.push(tf.matMul(cmat, tf.reshape(xp2, [1, bhw * cp]) as tf.Tensor2D));
       }
       if (xb2 && plan.inputs[i].bypass) {
         const wb = tf.reshape(tf.matMul(ew, plan.inputs[i].bypass!), [n, 1]) as tf.Tensor2D;

@@ -69,19 +69,54 @@ export function createOpWeights(store: WeightStore, prefix: string, op: Operatio
   return w;
 }
 
-/** Parameter-free operations: the same output for every edge reading x. */
-export function applyShared(op: Operation, x: tf.Tensor4D): tf.Tensor4D {
+/**
+ * An operation's output before its final normalisation (x itself for the identity).
+ * The cell normalises the outputs of all operations on one input at once.
+ * `weights` are the edges' weights (fused operations, edge t's output in channels
+ * t*c .. t*c + c - 1); `relu`, when given, is relu(x) shared by several operations.
+ */
+export function rawOutput(op: Operation, x: tf.Tensor4D, weights: readonly EdgeOpWeights[] = [], relu?: tf.Tensor4D): tf.Tensor4D {
   const spec = OP_SPECS[op];
+  const m = weights.length;
+  const cat = (key: string, axis: number) => (m === 1 ? weights[0][key] : tf.concat(weights.map((w) => w[key]), axis)) as tf.Tensor4D;
   switch (spec.kind) {
     case 'identity':
       return x;
-    case 'pool': {
-      const pooled = spec.pool === 'avg' ? tf.avgPool(x, spec.k, 1, 'same') : tf.maxPool(x, spec.k, 1, 'same');
-      return instanceNorm(pooled);
+    case 'pool':
+      return spec.pool === 'avg' ? tf.avgPool(x, spec.k, 1, 'same') : tf.maxPool(x, spec.k, 1, 'same');
+    case 'conv':
+      return tf.conv2d(relu ?? tf.relu(x), cat('kernel', 3), 1, 'same');
+    case 'dil': {
+      const dw = tf.depthwiseConv2d(relu ?? tf.relu(x), cat('dw', 3), 1, 'same', 'NHWC', spec.dilation);
+      return pointwise(dw, blockDiagonal(weights.map((w) => w.pw), true));
     }
-    default:
-      throw new Error(`operation ${op} has weights; use applyFused`);
+    case 'sep': {
+      const dw1 = tf.depthwiseConv2d(relu ?? tf.relu(x), cat('dw1', 3), 1, 'same');
+      const h = instanceNorm(pointwise(dw1, blockDiagonal(weights.map((w) => w.pw1), true)));
+      const dw2 = tf.depthwiseConv2d(tf.relu(h), cat('dw2', 2), 1, 'same');
+      return pointwise(dw2, blockDiagonal(weights.map((w) => w.pw2), false));
+    }
+    case 'none':
+      throw new Error("operation 'none' has no output");
   }
+}
+
+/** Parameter-free operations: the same output for every edge reading x. */
+export function applyShared(op: Operation, x: tf.Tensor4D): tf.Tensor4D {
+  if (hasWeights(op)) throw new Error(`operation ${op} has weights; use applyFused`);
+  return OP_SPECS[op].kind === 'identity' ? x : instanceNorm(rawOutput(op, x));
+}
+
+const eyes = new Map<number, tf.Tensor2D>();
+
+/** Cached identity matrices (constants shared by every cell). */
+function eye(m: number): tf.Tensor2D {
+  let e = eyes.get(m);
+  if (!e || e.isDisposed) {
+    e = tf.keep(tf.eye(m)) as tf.Tensor2D;
+    eyes.set(m, e);
+  }
+  return e;
 }
 
 /**
@@ -98,13 +133,11 @@ function blockDiagonal(pws: tf.Variable[], interleaved: boolean): tf.Tensor2D {
   if (interleaved) {
     // W[c*m + t, t'*d + j] = P[t, c, j] * [t == t']
     const a = tf.reshape(tf.transpose(stacked, [1, 0, 2]), [c, m, 1, d]);
-    const eye = tf.reshape(tf.eye(m), [1, m, m, 1]);
-    return tf.reshape(tf.mul(a, eye), [c * m, m * d]);
+    return tf.reshape(tf.mul(a, tf.reshape(eye(m), [1, m, m, 1])), [c * m, m * d]);
   }
   // W[t*c + i, t'*d + j] = P[t, i, j] * [t == t']
   const a = tf.reshape(stacked, [m, c, 1, d]);
-  const eye = tf.reshape(tf.eye(m), [m, 1, m, 1]);
-  return tf.reshape(tf.mul(a, eye), [m * c, m * d]);
+  return tf.reshape(tf.mul(a, tf.reshape(eye(m), [m, 1, m, 1])), [m * c, m * d]);
 }
 
 /**
@@ -113,25 +146,6 @@ function blockDiagonal(pws: tf.Variable[], interleaved: boolean): tf.Tensor2D {
  * t*c + c - 1 (edges in the order of `weights`). `relu`, when given, is relu(x).
  */
 export function applyFused(op: Operation, x: tf.Tensor4D, weights: readonly EdgeOpWeights[], relu?: tf.Tensor4D): tf.Tensor4D {
-  const spec = OP_SPECS[op];
-  const m = weights.length;
-  const cat = (key: string, axis: number) => (m === 1 ? weights[0][key] : tf.concat(weights.map((w) => w[key]), axis)) as tf.Tensor4D;
-  // The caller may pass relu(x) when several operations read the same x.
-  const r = relu ?? tf.relu(x);
-  switch (spec.kind) {
-    case 'conv':
-      return instanceNorm(tf.conv2d(r, cat('kernel', 3), 1, 'same'));
-    case 'dil': {
-      const dw = tf.depthwiseConv2d(r, cat('dw', 3), 1, 'same', 'NHWC', spec.dilation);
-      return instanceNorm(pointwise(dw, blockDiagonal(weights.map((w) => w.pw), true)));
-    }
-    case 'sep': {
-      const dw1 = tf.depthwiseConv2d(r, cat('dw1', 3), 1, 'same');
-      const h = instanceNorm(pointwise(dw1, blockDiagonal(weights.map((w) => w.pw1), true)));
-      const dw2 = tf.depthwiseConv2d(tf.relu(h), cat('dw2', 2), 1, 'same');
-      return instanceNorm(pointwise(dw2, blockDiagonal(weights.map((w) => w.pw2), false)));
-    }
-    default:
-      throw new Error(`operation ${op} has no weights; use applyShared`);
-  }
+  if (!hasWeights(op)) throw new Error(`operation ${op} has no weights; use applyShared`);
+  return instanceNorm(rawOutput(op, x, weights, relu));
 }
