@@ -7,12 +7,13 @@ import type { TrainerConfig } from '../config/index.ts';
 import type { ResultFields } from '../report/progress.ts';
 import { prepare } from '../train/setup.ts';
 import { ensureBackbone } from '../train/backbone.ts';
+import { resultRelevant } from '../train/supervised.ts';
 import { runSearch } from './search.ts';
 import { summariseGenotype } from './summary.ts';
 
 /** What decides the search's result; a checkpoint with another fingerprint is not resumed. */
 export function searchFingerprint(c: TrainerConfig): string {
-  return JSON.stringify({ seed: c.seed, dataset: c.dataset, backbone: c.backbone, search: c.search });
+  return JSON.stringify({ seed: c.seed, dataset: resultRelevant(c.dataset), backbone: c.backbone, search: c.search });
 }
 
 export async function runSearchPhase(ctx: PhaseContext): Promise<ResultFields> {

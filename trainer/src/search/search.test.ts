@@ -127,4 +127,13 @@ describe('runSearch', () => {
     const free = await backboneAfter(false);
     expect(free.after).not.toEqual(free.before);
   });
+
+  it('refuses a work directory whose backbone was made with another configuration', async () => {
+    const dir = tmp();
+    await search(dir, config({ search: { maxEpochs: 1 } }));
+    const other = parseTrainerConfig({ ...config(), seed: 99 });
+    const data = fakeDataset();
+    const reporter = new ProgressReporter({ phase: 'search', stdout: quiet, stderr: quiet, env: {} });
+    await expect(ensureBackbone({ config: other, workdir: dir, data, kit: fakeModelKit, reporter })).rejects.toThrow(/backbone trained with another seed/);
+  });
 });

@@ -217,6 +217,11 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
       }
       const trainLoss = (await lossSum.data())[0] / steps;
       lossSum.dispose();
+      if (!Number.isFinite(trainLoss)) {
+        throw new Error(
+          `search: the training loss became ${trainLoss} in epoch ${epoch}; lower search.weights.learningRate or search.architecture.learningRate (the checkpoint of epoch ${epoch - 1} is kept)`,
+        );
+      }
       const val = await validate(net, data, data.val, kit.loss, sc.batchSize);
       bestValDice = Math.max(bestValDice, val.dice);
 

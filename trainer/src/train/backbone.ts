@@ -10,7 +10,7 @@ import { writeFileAtomic } from './checkpoint.ts';
 import { namedVariables } from './common.ts';
 import type { ModelKit } from './model-kit.ts';
 import { readJsonFile } from './json.ts';
-import { trainSupervised, trainingPaths } from './supervised.ts';
+import { WorkdirMismatchError, resultRelevant, trainSupervised, trainingPaths } from './supervised.ts';
 
 export interface BackboneInfo {
   /** Directory with the backbone weights (saveWeights format). */
@@ -20,13 +20,15 @@ export interface BackboneInfo {
   source: 'pretrained' | 'trained';
   epochs: number;
   bestValDice?: number;
+  /** The configuration it was made with (backboneFingerprint). */
+  fingerprint?: string;
 }
 
 /** <workdir>/backbone/meta.json is written last: the backbone is complete when it exists. */
 const META = 'meta.json';
 
 export function backboneFingerprint(c: TrainerConfig): string {
-  return JSON.stringify({ seed: c.seed, dataset: c.dataset, backbone: c.backbone });
+  return JSON.stringify({ seed: c.seed, dataset: resultRelevant(c.dataset), backbone: c.backbone });
 }
 
 export function readBackboneInfo(workdir: string): BackboneInfo | null {
@@ -45,6 +47,11 @@ export async function ensureBackbone(o: {
 }): Promise<BackboneInfo> {
   const { config, workdir, data, kit, reporter } = o;
   const existing = readBackboneInfo(workdir);
+  if (existing?.fingerprint !== undefined && existing.fingerprint !== backboneFingerprint(config)) {
+    throw new WorkdirMismatchError(
+      `${existing.dir} holds a backbone trained with another seed, dataset or backbone configuration; use a new --workdir, or delete ${existing.dir} to train it again`,
+    );
+  }
   if (existing) {
     reporter.log(`search: reusing the trained backbone in ${existing.dir}`);
     return existing;
@@ -63,7 +70,7 @@ export async function ensureBackbone(o: {
       } catch (e) {
         throw Object.assign(new Error(`backbone.pretrained: cannot load ${config.backbone.pretrained}: ${(e as Error).message}`), { badInput: true });
       }
-      info = { seconds: 0, source: 'pretrained', epochs: 0 };
+      info = { seconds: 0, source: 'pretrained', epochs: 0, fingerprint: backboneFingerprint(config) };
     } else {
       reporter.log(`search: training the plain U-Net for ${config.backbone.pretrainEpochs} epochs (timed apart from the cell search)`);
       const r = await trainSupervised({
@@ -83,7 +90,7 @@ export async function ensureBackbone(o: {
         events: false,
         label: 'backbone',
       });
-      info = { seconds: r.seconds, source: 'trained', epochs: r.epochs, bestValDice: r.bestValDice };
+      info = { seconds: r.seconds, source: 'trained', epochs: r.epochs, bestValDice: r.bestValDice, fingerprint: backboneFingerprint(config) };
     }
     await kit.saveWeights(net, dir);
     writeFileAtomic(join(dir, META), JSON.stringify(info, null, 2));

@@ -9,7 +9,7 @@ import type { ResultFields } from '../report/progress.ts';
 import { readBackboneInfo } from './backbone.ts';
 import { namedVariables } from './common.ts';
 import { prepare } from './setup.ts';
-import { trainSupervised, trainingPaths } from './supervised.ts';
+import { resultRelevant, trainSupervised, trainingPaths } from './supervised.ts';
 
 export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> {
   const { config, workdir, reporter } = ctx;
@@ -44,7 +44,7 @@ export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> 
       seed: config.seed,
       stream: 'retrain',
       ...paths,
-      fingerprint: JSON.stringify({ seed: config.seed, dataset: config.dataset, backbone: config.backbone, retrain: rc, genotype, pc: space.partialChannels }),
+      fingerprint: JSON.stringify({ seed: config.seed, dataset: resultRelevant(config.dataset), backbone: config.backbone, retrain: rc, genotype, pc: space.partialChannels }),
       reporter,
       events: true,
       label: 'retrain',

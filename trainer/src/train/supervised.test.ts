@@ -96,4 +96,9 @@ describe('trainSupervised', () => {
     await train(tmp(), { onEpoch: () => counts.push(tf.memory().numTensors) });
     expect(counts[4]).toBe(counts[1]);
   });
+
+  it('fails clearly when the loss diverges, keeping the last good checkpoint', async () => {
+    const root = tmp();
+    await expect(train(root, { learningRate: 1e30, epochs: 3 })).rejects.toThrow(/loss became (NaN|Infinity|-Infinity) in epoch 1; lower the learning rate/);
+  });
 });

@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { hashSeed, mulberry32 } from '../data/random.ts';
+import type { DatasetConfig } from '../config/index.ts';
 import type { SliceDataset } from '../data/types.ts';
 import type { Network } from '../model/api.ts';
 import type { ProgressReporter } from '../report/progress.ts';
@@ -61,6 +62,12 @@ interface SupervisedState {
   seconds: number;
   done: boolean;
   stoppedEarly: boolean;
+}
+
+/** The dataset settings that change results (the cache size does not). */
+export function resultRelevant(d: DatasetConfig): Omit<DatasetConfig, 'cacheMB'> {
+  const { cacheMB: _, ...rest } = d;
+  return rest;
 }
 
 /** Thrown when a work directory holds a run of a different configuration. */
@@ -127,6 +134,9 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
       }
       const trainLoss = (await lossSum.data())[0] / loader.length;
       lossSum.dispose();
+      if (!Number.isFinite(trainLoss)) {
+        throw new Error(`${o.label}: the training loss became ${trainLoss} in epoch ${epoch}; lower the learning rate (the checkpoint of epoch ${s.epoch} is kept)`);
+      }
       const val = await validate(net, data, data.val, o.loss, o.batchSize);
       if (val.dice > s.bestValDice) {
         s.bestValDice = val.dice;
