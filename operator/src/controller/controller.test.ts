@@ -245,6 +245,23 @@ describe('Controller', () => {
     await ctl.shutdown();
   });
 
+  it('waits for its own status write to reach the cache instead of reconciling from the old status', async () => {
+    let n = 0;
+    const { api, ctl, calls } = setup({ reconcile: () => ({ actions: [], status: { phase: 'Pending', n: ++n } }) });
+    await api.create(searchObj());
+    ctl.startInformers();
+    await until(() => ctl.hasSynced() && api.openWatches() === 4);
+    // freeze the cache: every watch breaks and cannot come back
+    api.failNext('list', new ApiError(503, 'down'), { times: 10_000 });
+    api.breakWatches();
+    expect(await ctl.sync('lab/s')).toBeUndefined();
+    expect(statusPatches(api)).toHaveLength(1);
+    expect(await ctl.sync('lab/s')).toBe(25); // deferred: the cache still holds the version we replaced
+    expect(calls).toHaveLength(1);
+    expect(statusPatches(api)).toHaveLength(1);
+    await ctl.shutdown();
+  });
+
   it('hands reconcile copies, never the cached objects', async () => {
     const { api, ctl } = setup({
       reconcile: (input) => {

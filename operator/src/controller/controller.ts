@@ -48,6 +48,10 @@ class NotLeading extends Error {
   override name = 'NotLeading';
 }
 
+/** How long a reconcile waits for the cache to show the operator's own status write. */
+const CACHE_LAG_LIMIT_MS = 2_000;
+const CACHE_LAG_RETRY_MS = 25;
+
 export const newProgressToken = () => randomBytes(32).toString('base64url');
 
 export class Controller {
@@ -63,6 +67,11 @@ export class Controller {
   private term = 0;
   private workerLoops: Promise<void>[] = [];
   private readonly lastProgressSync = new Map<string, number>();
+  /**
+   * Per key, the resourceVersion a status write replaced and when: until the cache shows
+   * a newer version, a reconcile would work from the old status (and end in 409).
+   */
+  private readonly replacedVersion = new Map<string, { rv: string; at: number }>();
 
   constructor(opts: ControllerOptions) {
     this.o = opts;
@@ -246,7 +255,15 @@ export class Controller {
       // deleted: its children go with it (owner references); forget its progress
       this.progress.delete(key);
       this.lastProgressSync.delete(key);
+      this.replacedVersion.delete(key);
       return undefined;
+    }
+    const replaced = this.replacedVersion.get(key);
+    if (replaced) {
+      if (replaced.rv === search.metadata.resourceVersion && Date.now() - replaced.at < CACHE_LAG_LIMIT_MS) {
+        return CACHE_LAG_RETRY_MS; // our own status write has not reached the cache yet
+      }
+      this.replacedVersion.delete(key);
     }
     const uid = search.metadata.uid;
     const owned = (o: KubeObject) => {
@@ -278,6 +295,7 @@ export class Controller {
           metadata: { resourceVersion: search.metadata.resourceVersion },
           status: patch,
         });
+        if (search.metadata.resourceVersion) this.replacedVersion.set(key, { rv: search.metadata.resourceVersion, at: Date.now() });
         log.debug('status written', { phase: result.status.phase });
       } catch (err) {
         if (isNotFound(err)) return undefined; // deleted meanwhile
