@@ -85,6 +85,28 @@ describe('Informer', () => {
     inf.stop();
   });
 
+  it('treats a watch ERROR event other than 410 as an error: restart with backoff', async () => {
+    const api = new FakeKubeApi();
+    const restarts: string[] = [];
+    const inf = new Informer(api, PodType, { initialBackoffMs: 5, onRestart: (r) => restarts.push(r) });
+    const realWatch = api.watch.bind(api);
+    let first = true;
+    api.watch = async (type, opts, onEvent, onClose) => {
+      const handle = await realWatch(type, opts, onEvent, onClose);
+      if (first) {
+        first = false;
+        queueMicrotask(() => onEvent('ERROR', { apiVersion: 'v1', kind: 'Status', metadata: { name: '' }, code: 500, message: 'internal error' }));
+      }
+      return handle;
+    };
+    inf.start();
+    await until(() => restarts.length === 1 && api.openWatches() >= 1);
+    await api.create(pod('a', 'after'));
+    await until(() => inf.get('a', 'after') !== undefined);
+    expect(restarts).toEqual(['pods']);
+    inf.stop();
+  });
+
   it('watches only the given namespaces', async () => {
     const api = new FakeKubeApi();
     api.seed(pod('a', 'p'));
