@@ -370,3 +370,49 @@ describe('reconcile: progress', () => {
     expect(w.status.progress.epoch).toBeUndefined();
   });
 });
+
+describe('reconcile: more edges', () => {
+  it('starts once an invalid spec is fixed', () => {
+    const w = new World({ budget: { maxGPUHours: -1 } });
+    w.step(at(0));
+    expect(cond(w, 'Stalled')).toMatchObject({ status: 'True', reason: 'InvalidSpec' });
+    w.editSpec({ budget: { maxGPUHours: 2 } });
+    const r = w.step(at(10));
+    expect(creates(r)).toEqual(['demo-search-1']);
+    expect(cond(w, 'Stalled')).toMatchObject({ status: 'False' });
+    expect(cond(w, 'Stalled').lastTransitionTime).toBe(at(10).toISOString());
+    expect(w.status.observedGeneration).toBe(2);
+  });
+
+  it('says when the image cannot be pulled', () => {
+    const w = new World();
+    w.step(at(0));
+    const pod = w.pod('demo-search-1');
+    w.pods = [{ ...pod, status: { phase: 'Pending', containerStatuses: [{ name: 'trainer', state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "x"' } } }] } }];
+    w.step(at(30));
+    expect(cond(w, 'Reconciling')).toMatchObject({ status: 'True', reason: 'ImagePullBackOff' });
+    expect(cond(w, 'Reconciling').message).toMatch(/Back-off pulling image/);
+  });
+
+  it('counts a phase as done when the pod stopped for a suspend had in fact finished it', () => {
+    const w = running();
+    w.editSpec({ suspend: true });
+    w.step(at(100));
+    expect(w.status.phases.search.history[0].outcome).toBe('Stopped');
+    const old = setPodState(searchPod(), { phase: 'Succeeded', startedAt: at(10), finishedAt: at(99), message: result({ phase: 'search', epochs: 7 }) });
+    w.pods = [old];
+    w.editSpec({ suspend: false });
+    const r = w.step(at(200));
+    expect(creates(r)).toEqual(['demo-prune-1']);
+    expect(w.status.phases.search).toMatchObject({ succeeded: true, attempts: 1 });
+    expect(w.status.phases.search.history).toEqual([expect.objectContaining({ outcome: 'Succeeded', gpuSeconds: 90 })]);
+  });
+
+  it('keeps lastTransitionTime while a condition keeps its status', () => {
+    const w = running();
+    const first = cond(w, 'Reconciling').lastTransitionTime;
+    w.step(at(500));
+    expect(cond(w, 'Reconciling').lastTransitionTime).toBe(first);
+    expect(w.status.conditions.map((c: { type: string }) => c.type)).toEqual(['Ready', 'Reconciling', 'Stalled', 'BudgetExceeded']);
+  });
+});
