@@ -35,6 +35,8 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
 }
 
+const WATCH_INACTIVITY_MS = 90_000;
+
 export function loadKubeConfig(opts: ClientOptions = {}): KubeConfig {
   const kc = new KubeConfig();
   try {
@@ -136,7 +138,12 @@ export class ClientNodeKubeApi implements KubeApi {
     onClose: (err?: unknown) => void,
   ): Promise<WatchHandle> {
     let stopped = false;
-    const controller = await new Watch(this.kc).watch(
+    const watcher = new Watch(this.kc);
+    // client-node ends a watch after 30 s without data, before the API server's bookmarks
+    // (about one a minute) arrive: an idle watch would reconnect every 30 s and, once its
+    // version is compacted, relist. 90 s still detects a dead connection.
+    (watcher as unknown as { requestTimeoutMs: number }).requestTimeoutMs = WATCH_INACTIVITY_MS;
+    const controller = await watcher.watch(
       resourcePath(type, opts.namespace),
       {
         labelSelector: opts.labelSelector || undefined,
