@@ -113,3 +113,45 @@ for (const backend of ['cpu', 'wasm'] as const) {
     });
   });
 }
+
+describe('wasm kernels replaced for speed', () => {
+  beforeAll(async () => {
+    await initBackend({ backend: 'wasm', quiet: true });
+  });
+
+  it('slices and splits exactly like the cpu backend, for contiguous and strided cases', async () => {
+    const shape = [3, 4, 5, 6];
+    const values = Float32Array.from({ length: 360 }, (_, i) => i * 0.5 - 7);
+    const cases: [number[], number[]][] = [
+      [[1, 0, 0, 0], [2, -1, -1, -1]],
+      [[0, 1, 2, 3], [3, 2, 3, 3]],
+      [[0, 0, 0, 2], [-1, -1, -1, 4]],
+      [[2, 3, 4, 5], [1, 1, 1, 1]],
+      [[0, 0, 1, 0], [-1, -1, 3, -1]],
+    ];
+    const onWasm = () => {
+      const x = tf.tensor(values, shape);
+      return { slices: cases.map(([b, s]) => tf.slice(x, b, s).arraySync()), splits: ([[1, 2], 2, [2, 3], [1, 2, 3]] as (number | number[])[]).map((how, axis) => tf.split(x, how, axis).map((t) => t.arraySync())) };
+    };
+    const wasm = tf.tidy(() => JSON.stringify(onWasm()));
+    await initBackend({ backend: 'cpu', quiet: true });
+    const cpu = tf.tidy(() => JSON.stringify(onWasm()));
+    await initBackend({ backend: 'wasm', quiet: true });
+    expect(wasm).toBe(cpu);
+  });
+
+  it('matMul gradients with explicit transposes match finite differences', () => {
+    const a = seeded([3, 4], 20);
+    const b = seeded([4, 5], 21);
+    checkGradients(([x, y]) => tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D), [a, b], 'matMul', 22);
+    tf.dispose([a, b]);
+  });
+
+  it('identity shares the buffer yet stays valid after the original is disposed', () => {
+    const x = tf.tensor1d([1, 2, 3]);
+    const y = tf.clone(x);
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual([1, 2, 3]);
+    y.dispose();
+  });
+});

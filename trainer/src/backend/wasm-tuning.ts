@@ -2,8 +2,51 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GradConfig, KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
 
-interface RefCountingBackend {
+interface WasmBackendLike {
   incRef(dataId: object): void;
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+/**
+ * Slice reading the input through a view of the wasm heap. The backend's own Slice
+ * first copies the whole input out of the heap (readSync), so every slice of a large
+ * tensor, and every piece of a split, cost a copy of all of it.
+ */
+function sliceFromHeap(backend: WasmBackendLike, x: TensorInfo, begin: number[], size: number[]): TensorInfo {
+  const out = backend.makeOutput([...size], x.dtype);
+  const total = size.reduce((a, b) => a * b, 1);
+  if (total === 0) return out;
+  // Views only after makeOutput: allocating may grow (and move) the heap.
+  const src = backend.typedArrayFromHeap(x);
+  const dst = backend.typedArrayFromHeap(out);
+  const rank = x.shape.length;
+  const strides = new Array<number>(rank).fill(1);
+  for (let d = rank - 2; d >= 0; d--) strides[d] = strides[d + 1] * x.shape[d + 1];
+  // Merge trailing dimensions taken whole into one contiguous run.
+  let run = 1;
+  let inner = rank;
+  while (inner > 0) {
+    const d = inner - 1;
+    run *= size[d];
+    inner = d;
+    if (size[d] !== x.shape[d] || begin[d] !== 0) break;
+  }
+  const outer = total / run;
+  const idx = new Array<number>(inner).fill(0);
+  let o = 0;
+  for (let r = 0; r < outer; r++) {
+    let off = inner < rank ? begin[inner] * strides[inner] : 0;
+    for (let d = 0; d < inner; d++) off += (begin[d] + idx[d]) * strides[d];
+    if (run >= 64) dst.set(src.subarray(off, off + run), o);
+    else for (let k = 0; k < run; k++) dst[o + k] = src[off + k];
+    o += run;
+    for (let d = inner - 1; d >= 0; d--) {
+      if (++idx[d] < size[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
 }
 
 let installed = false;
@@ -14,6 +57,7 @@ let installed = false;
  *   and on wasm each clone was a full copy: a third of all kernel calls of a search
  *   step and twice the activation memory. Nothing writes into a tensor's buffer in
  *   place (variables are reassigned, not overwritten), so sharing is safe.
+ * - Slice and SplitV read their input through a view of the heap instead of a copy.
  * - The gradients of a 2-D matMul use explicit transposes: the wasm BatchMatMul takes
  *   a slow generic path when an operand is transposed, ~4x slower than transposing
  *   first and multiplying with XNNPACK.
@@ -21,6 +65,42 @@ let installed = false;
 export function installWasmTuning(): void {
   if (installed) return;
   installed = true;
+  const slice = tf.getKernel('Slice', 'wasm');
+  if (slice) {
+    tf.unregisterKernel('Slice', 'wasm');
+    tf.registerKernel({
+      kernelName: 'Slice',
+      backendName: 'wasm',
+      kernelFunc: (args) => {
+        const x = args.inputs.x as TensorInfo;
+        if (x.dtype === 'string') return slice.kernelFunc(args);
+        const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, args.attrs!.begin as number[], args.attrs!.size as number[]);
+        return sliceFromHeap(args.backend as unknown as WasmBackendLike, x, begin, size);
+      },
+    });
+  }
+  const splitV = tf.getKernel('SplitV', 'wasm');
+  if (splitV) {
+    tf.unregisterKernel('SplitV', 'wasm');
+    tf.registerKernel({
+      kernelName: 'SplitV',
+      backendName: 'wasm',
+      kernelFunc: (args) => {
+        const x = args.inputs.x as TensorInfo;
+        if (x.dtype === 'string') return splitV.kernelFunc(args);
+        const axis = tf.util.parseAxisParam(args.attrs!.axis as number, x.shape)[0];
+        const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, args.attrs!.numOrSizeSplits as number[] | number, axis);
+        const begin = new Array<number>(x.shape.length).fill(0);
+        const size = [...x.shape];
+        return sizes.map((s) => {
+          size[axis] = s;
+          const piece = sliceFromHeap(args.backend as unknown as WasmBackendLike, x, begin, size);
+          begin[axis] += s;
+          return piece;
+        });
+      },
+    });
+  }
   const identity = tf.getKernel('Identity', 'wasm');
   if (identity) {
     const shared: KernelConfig = {
@@ -28,7 +108,7 @@ export function installWasmTuning(): void {
       backendName: 'wasm',
       kernelFunc: ({ inputs, backend }) => {
         const x = inputs.x as TensorInfo;
-        (backend as unknown as RefCountingBackend).incRef(x.dataId);
+        (backend as unknown as WasmBackendLike).incRef(x.dataId);
         return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
       },
     };
