@@ -23,7 +23,7 @@ export function specSchema(): OpenAPISchema {
   const properties = spec.properties as Record<string, OpenAPISchema>;
   properties.dataset['x-kubernetes-validations'] = [
     {
-      rule: "self.format == 'phantom' || has(self.path)",
+      rule: "!has(self.format) || self.format == 'phantom' || has(self.path)",
       message: "dataset.path is required for formats 'msd' and 'nnunet': the directory that holds dataset.json (relative to the claim when dataset.pvc is set)",
     },
     {
