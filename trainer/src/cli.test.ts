@@ -59,4 +59,18 @@ describe('iacnas trainer command line', () => {
     expect(await trainerMain(['prune', '--workdir', dir], t.io)).toBe(2);
     expect(t.err.join('')).toContain('run the search phase first');
   });
+
+  it('exits 2 when IACNAS_BACKEND names no backend', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    const t = io();
+    const saved = process.env.IACNAS_BACKEND;
+    process.env.IACNAS_BACKEND = 'tpu';
+    try {
+      expect(await trainerMain(['search', '--workdir', dir], t.io)).toBe(2);
+    } finally {
+      if (saved === undefined) delete process.env.IACNAS_BACKEND;
+      else process.env.IACNAS_BACKEND = saved;
+    }
+    expect(t.err.join('')).toContain('IACNAS_BACKEND=tpu is not a backend');
+  });
 });

@@ -10,13 +10,23 @@ export async function prepare(
   cells: NetworkOptions['cells'],
   batchSize = ctx.config.search.batchSize,
 ): Promise<{ kit: ModelKit; data: SliceDataset }> {
-  const { initBackend } = await import('../backend/index.ts');
-  await initBackend();
+  await startBackend();
   const kit = await loadModelKit();
   const { loadDataset } = await import('../data/index.ts');
   const data = await loadDataset(ctx.config.dataset);
   checkFits(kit, ctx, data, cells, batchSize);
   return { kit, data };
+}
+
+/** Starts the tfjs backend; a bad IACNAS_BACKEND is bad input (exit status 2), not a failure. */
+export async function startBackend(): Promise<void> {
+  const { initBackend, parseBackendOverride } = await import('../backend/index.ts');
+  try {
+    parseBackendOverride(process.env.IACNAS_BACKEND);
+  } catch (e) {
+    throw Object.assign(new Error((e as Error).message), { badInput: true });
+  }
+  await initBackend();
 }
 
 /** Refuses, with the model's own message, a configuration that cannot fit in memory. */
