@@ -53,6 +53,12 @@ describe('search, prune, retrain, evaluate', () => {
     const d = await phase(['derive', '--workdir', workdir, '--config-json', cfg, '--history', join(workdir, 'search', 'history.jsonl')]);
     expect(d.code, d.stderr).toBe(0);
     expect(d.result.genotype).toEqual(s.result.genotype);
+    const c = await phase(['derive', '--workdir', workdir, '--config-json', cfg, '--checkpoint', join(workdir, 'search', 'checkpoint')]);
+    expect(c.code, c.stderr).toBe(0);
+    expect(c.result.genotype).toEqual(s.result.genotype);
+    const wrong = await phase(['prune', '--workdir', workdir, '--config-json', JSON.stringify({ ...base, search: { ...base.search, nodes: 2 } })]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('do not match search.operations');
 
     const r = await phase(['retrain', '--workdir', workdir, '--config-json', cfg]);
     expect(r.code, r.stderr).toBe(0);
