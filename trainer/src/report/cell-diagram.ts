@@ -41,8 +41,11 @@ export function cellDiagram(cell: GenotypeCell, title: string): string {
       if (!from) return;
       const [fx, fy] = from;
       const color = OP_COLORS[e.op] ?? '#333';
-      // Bend edges from the same source apart so their labels do not overlap.
-      const bend = (k === 0 ? -1 : 1) * (14 + 8 * Math.max(0, i + 2 - e.input - 1));
+      // Edges from s0 arc over the nodes and edges from s1 under them, the longer the
+      // higher, so long edges do not run through the nodes in between.
+      const span = Math.max(0, i + 1 - e.input);
+      const sign = e.input === 0 ? -1 : e.input === 1 ? 1 : k === 0 ? -1 : 1;
+      const bend = sign * (10 + 14 * span);
       const mx = (fx + tx) / 2;
       const my = (fy + ty) / 2 + bend;
       const dx = tx - fx;
