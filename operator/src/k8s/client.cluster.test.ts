@@ -26,7 +26,11 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
   beforeAll(async () => {
     cluster = await startCluster({ persistentVolumes: 2 });
     await cluster.kubectl(['apply', '-f', path.resolve(import.meta.dirname, '../../../crds/nas.iac.dev_iacsearches.yaml')]);
-    await cluster.kubectl(['wait', '--for=condition=Established', 'crd/iacsearches.nas.iac.dev', '--timeout=60s']);
+    // (kubectl wait fails outright when it looks before the CRD has any condition)
+    await waitFor('CRD established', async () => {
+      const crd = await cluster.client.find('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/iacsearches.nas.iac.dev');
+      return crd?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
+    }, 60_000);
     await cluster.kubectl(['create', 'namespace', ns]);
     await cluster.kubectl(['create', 'namespace', 'iac-system']);
     api = new ClientNodeKubeApi(loadKubeConfig({ kubeconfig: cluster.kubeconfigPath }));
