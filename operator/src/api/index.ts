@@ -54,7 +54,11 @@ export type ParseResult =
  * Never throws: a bad object yields a message naming every bad field and its fix.
  */
 export function parseIACSearch(obj: unknown): ParseResult {
-  const result = IACSearch.safeParse(obj);
+  // The status is the operator's own record, not the user's input: a damaged one never
+  // makes the spec invalid (reconcile reads it field by field).
+  const { status, ...rest } = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>) : { status: undefined };
+  const readable = IACSearchStatus.safeParse(status);
+  const result = IACSearch.safeParse(typeof obj === 'object' && obj !== null ? { ...rest, ...(readable.success && readable.data && { status: readable.data }) } : obj);
   if (!result.success) {
     return {
       ok: false,

@@ -45,10 +45,21 @@ export function backoffSeconds(failures: number): number {
   return Math.min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** Math.max(0, failures - 1));
 }
 
-/** Reads the stored status leniently: a status this version cannot read starts over from the observed pods. */
+/**
+ * Reads the stored status leniently, field by field: a field this version cannot read
+ * is dropped (and rebuilt from the observed pods), the rest — attempt history, GPU-seconds —
+ * is kept.
+ */
 function readStatus(raw: unknown): Status {
   const parsed = IACSearchStatus.safeParse(raw ?? {});
-  return parsed.success ? structuredClone(parsed.data) : {};
+  if (parsed.success) return structuredClone(parsed.data);
+  if (typeof raw !== 'object' || raw === null) return {};
+  const out: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(IACSearchStatus.shape)) {
+    const field = (schema as typeof IACSearchStatus.shape.phase).safeParse((raw as Record<string, unknown>)[key]);
+    if (field.success && field.data !== undefined) out[key] = structuredClone(field.data);
+  }
+  return out as Status;
 }
 
 const newRecord = (): PhaseRecord => ({ attempts: 0, failures: 0, preemptions: 0, gpuSeconds: 0 });

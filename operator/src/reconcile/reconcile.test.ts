@@ -416,3 +416,15 @@ describe('reconcile: more edges', () => {
     expect(w.status.conditions.map((c: { type: string }) => c.type)).toEqual(['Ready', 'Reconciling', 'Stalled', 'BudgetExceeded']);
   });
 });
+
+describe('reconcile: a damaged status', () => {
+  it('keeps the fields it can read and rebuilds the rest', () => {
+    const w = running();
+    w.search = { ...w.search, status: { ...w.status, progress: { epoch: -3 }, phase: 'Dancing' } };
+    const r = w.step(at(100));
+    expect(creates(r)).toEqual([]);
+    expect(w.status.phase).toBe('Searching');
+    expect(w.status.phases.search).toMatchObject({ attempts: 1, pod: 'demo-search-1' });
+    expect(w.status.startTime).toBe(at(0).toISOString());
+  });
+});
