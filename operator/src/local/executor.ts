@@ -4,7 +4,7 @@
 // object (phase, container start/finish times, exit code, and the result file as the
 // termination message), so the very same state machine drives it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { ProgressEvent } from '../../../trainer/src/report/events.ts';
 import { ARTIFACTS_MOUNT, TRAINER_COMMAND } from '../reconcile/children.ts';
@@ -69,6 +69,34 @@ export class LocalExecutor {
           exited: Promise.resolve(),
           restored: true,
         });
+      }
+    }
+    this.stopOrphans();
+  }
+
+  /**
+   * A run that was killed outright (kill -9) leaves its child running in its own process
+   * group. Stop it before anything else, so that two attempts never write the same
+   * checkpoints; the state machine then sees its pod as vanished and starts a new attempt.
+   */
+  private stopOrphans() {
+    const dir = join(this.opts.runDir, 'attempts');
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.pid'))) {
+      const file = join(dir, f);
+      const pid = Number(readFileSync(file, 'utf8'));
+      rmSync(file, { force: true });
+      if (!Number.isInteger(pid) || pid <= 1) continue;
+      let cmdline = '';
+      try {
+        cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        continue; // gone (or no /proc): nothing to stop
+      }
+      if (!cmdline.includes(this.opts.runDir)) continue; // the pid now belongs to something else
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // already gone
       }
     }
   }
@@ -157,6 +185,8 @@ export class LocalExecutor {
       exited: new Promise((r) => (resolveExit = r)),
     };
     this.attempts.set(name, attempt);
+    const pidFile = join(this.opts.runDir, 'attempts', `${name}.pid`);
+    if (child.pid) writeFileSync(pidFile, String(child.pid));
 
     let buffered = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -183,6 +213,7 @@ export class LocalExecutor {
       attempt.finishedAt = this.clock();
       attempt.exitCode = code ?? (signal === 'SIGKILL' ? 137 : 143);
       attempt.signal = signal ?? undefined;
+      rmSync(pidFile, { force: true });
       log.end(() => {
         this.persist();
         resolveExit();
