@@ -97,36 +97,39 @@ export interface OperatorConfig {
   logLevel: ReturnType<typeof parseLogLevel>;
 }
 
+/** The flags of `iacnas operator` (every one is documented in `usage`). */
+export const OPTIONS = {
+  kubeconfig: { type: 'string' },
+  context: { type: 'string' },
+  namespaces: { type: 'string' },
+  workers: { type: 'string', default: '2' },
+  host: { type: 'string', default: '0.0.0.0' },
+  port: { type: 'string', default: '8080' },
+  'progress-url': { type: 'string' },
+  'service-name': { type: 'string', default: 'iac-operator' },
+  'trainer-image': { type: 'string', default: DEFAULT_TRAINER_IMAGE },
+  'advertise-address': { type: 'string' },
+  'progress-interval': { type: 'string', default: '5s' },
+  'progress-body-limit': { type: 'string', default: '65536' },
+  'leader-elect': { type: 'boolean', default: false },
+  'leader-election-namespace': { type: 'string' },
+  'leader-election-lease': { type: 'string', default: 'iac-operator-leader' },
+  'leader-election-identity': { type: 'string' },
+  'lease-duration': { type: 'string', default: '15s' },
+  'renew-deadline': { type: 'string', default: '10s' },
+  'retry-period': { type: 'string', default: '2s' },
+  'shutdown-timeout': { type: 'string', default: '20s' },
+  'log-level': { type: 'string', default: 'info' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
 /** Parses the command line; throws an Error naming the bad flag. `help` when asked for. */
 export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): OperatorConfig | 'help' {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     strict: true,
-    options: {
-      kubeconfig: { type: 'string' },
-      context: { type: 'string' },
-      namespaces: { type: 'string' },
-      workers: { type: 'string', default: '2' },
-      host: { type: 'string', default: '0.0.0.0' },
-      port: { type: 'string', default: '8080' },
-      'progress-url': { type: 'string' },
-      'service-name': { type: 'string', default: 'iac-operator' },
-      'trainer-image': { type: 'string', default: DEFAULT_TRAINER_IMAGE },
-      'advertise-address': { type: 'string' },
-      'progress-interval': { type: 'string', default: '5s' },
-      'progress-body-limit': { type: 'string', default: '65536' },
-      'leader-elect': { type: 'boolean', default: false },
-      'leader-election-namespace': { type: 'string' },
-      'leader-election-lease': { type: 'string', default: 'iac-operator-leader' },
-      'leader-election-identity': { type: 'string' },
-      'lease-duration': { type: 'string', default: '15s' },
-      'renew-deadline': { type: 'string', default: '10s' },
-      'retry-period': { type: 'string', default: '2s' },
-      'shutdown-timeout': { type: 'string', default: '20s' },
-      'log-level': { type: 'string', default: 'info' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
+    options: OPTIONS,
   });
   if (values.help) return 'help';
   if (positionals.length) throw new Error(`unexpected argument '${positionals[0]}' (iacnas operator takes only options)`);
