@@ -136,4 +136,20 @@ describe('runSearch', () => {
     const reporter = new ProgressReporter({ phase: 'search', stdout: quiet, stderr: quiet, env: {} });
     await expect(ensureBackbone({ config: other, workdir: dir, data, kit: fakeModelKit, reporter })).rejects.toThrow(/backbone trained with another seed/);
   });
+
+  it('takes the backbone from backbone.pretrained without training it', async () => {
+    const first = tmp();
+    await search(first, config({ search: { maxEpochs: 1 } }));
+    const data = fakeDataset();
+    const reporter = new ProgressReporter({ phase: 'search', stdout: quiet, stderr: quiet, env: {} });
+    const given = parseTrainerConfig({ ...config(), backbone: { ...config().backbone, pretrained: join(first, 'backbone') } });
+    const second = tmp();
+    const info = await ensureBackbone({ config: given, workdir: second, data, kit: fakeModelKit, reporter });
+    expect(info).toMatchObject({ source: 'pretrained', seconds: 0, epochs: 0 });
+    expect(Array.from(readCheckpoint(join(second, 'backbone'))!.tensors.get('enc/w')!.values)).toEqual(
+      Array.from(readCheckpoint(join(first, 'backbone'))!.tensors.get('enc/w')!.values),
+    );
+    const missing = parseTrainerConfig({ ...config(), backbone: { ...config().backbone, pretrained: join(first, 'nowhere') } });
+    await expect(ensureBackbone({ config: missing, workdir: tmp(), data, kit: fakeModelKit, reporter })).rejects.toThrow(/backbone.pretrained: .* does not exist/);
+  });
 });
