@@ -6,3 +6,4 @@ export { accumulateDiceCounts, diceCrossEntropyLoss, diceFromCounts, emptyCounts
 export { loadNamedTensors, loadWeights, saveNamedTensors, saveWeights, type LoadReport } from './serialize.ts';
 export { edgeCount, edgeIndex, edgeList } from './topology.ts';
 export { initBackend, type BackendChoice, type BackendInfo } from '../backend/index.ts';
+export { assertFitsInMemory, estimateTrainingMemory, memoryBudget, WASM_HEAP_BYTES, type MemoryEstimate } from './memory.ts';

@@ -83,8 +83,8 @@ describe('U-Net with IAC cells (wasm)', () => {
     const loss = () => diceCrossEntropyLoss(net.apply(x, { training: true }), labels);
     const first = tf.tidy(() => loss().dataSync()[0]);
     const step = () => {
-      tf.dispose(wOpt.minimize(loss, true, net.cellVariables as tf.Variable[]));
-      tf.dispose(aOpt.minimize(loss, true, [...net.arch!.alphas, ...net.arch!.betas]));
+      tf.dispose(wOpt.minimize(loss, true, net.cellVariables as tf.Variable[]) ?? []);
+      tf.dispose(aOpt.minimize(loss, true, [...net.arch!.alphas, ...net.arch!.betas]) ?? []);
     };
     step(); // optimizer slots and cell plans are created once
     const live = tf.memory().numTensors;
@@ -107,7 +107,7 @@ describe('U-Net with IAC cells (wasm)', () => {
     const kernels = async () => (await tf.profile(() => net.apply(x).dispose())).kernels.map((k) => k.name);
     const before = await kernels();
     expect(before.filter((k) => k === 'DepthwiseConv2dNative').length).toBeGreaterThan(0);
-    const ops = net.arch!.space.operations;
+    const ops = space.operations;
     for (let c = 0; c < 2; c++) for (let e = 0; e < 5; e++) net.arch!.prune(c, e, [ops.indexOf('conv_3x3'), ops.indexOf('skip_connect')]);
     const after = await kernels();
     expect(after.length).toBeLessThan(before.length / 2);
