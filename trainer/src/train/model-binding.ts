@@ -2,6 +2,7 @@
 // and weight files.
 import { deriveGenotype } from '../model/genotype.ts';
 import { diceCrossEntropyLoss } from '../model/loss.ts';
+import { assertFitsInMemory } from '../model/memory.ts';
 import { createNetwork } from '../model/network.ts';
 import { loadWeights, saveWeights } from '../model/serialize.ts';
 import type { ModelKit } from './model-kit.ts';
@@ -23,5 +24,12 @@ export const modelKit: ModelKit = {
       throw new Error(`${dir} lacks U-Net weights ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}; was it saved from a U-Net with the same backbone.depth and backbone.baseFilters?`);
     }
   },
-  checkMemory: () => null,
+  checkMemory: async ({ options, batchSize, sliceSize, batchField }) => {
+    try {
+      await assertFitsInMemory(options, batchSize, sliceSize, { batchField });
+      return null;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  },
 };

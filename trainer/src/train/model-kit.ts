@@ -9,6 +9,8 @@ export interface MemoryRequest {
   options: NetworkOptions;
   batchSize: number;
   sliceSize: number;
+  /** The configuration field of the batch size, for the advice ('search.batchSize', 'retrain.batchSize'). */
+  batchField: string;
 }
 
 export interface ModelKit {
@@ -23,8 +25,8 @@ export interface ModelKit {
   loadWeights(net: Network, dir: string): Promise<void>;
   /** Loads only the U-Net (backbone) weights, leaving the cells as initialised. */
   loadBackbone(net: Network, dir: string): Promise<void>;
-  /** A message when the configuration cannot fit in memory, else null. */
-  checkMemory(request: MemoryRequest): string | null;
+  /** A message (with advice) when a training step of the configuration cannot fit in memory, else null. */
+  checkMemory(request: MemoryRequest): Promise<string | null>;
 }
 
 let bound: Promise<ModelKit> | undefined;

@@ -122,4 +122,20 @@ describe('search, prune, retrain, evaluate', () => {
     expect(readHistory(join(dir, 'retrain', 'history.jsonl')).map((h) => h.epoch)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(existsSync(join(dir, 'retrain', 'model'))).toBe(true);
   });
+
+  it('refuses a configuration that cannot fit in memory, with the model\'s advice', async () => {
+    const saved = process.env.IACNAS_MEMORY_LIMIT_MB;
+    process.env.IACNAS_MEMORY_LIMIT_MB = '1';
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'memory-'));
+      const s = await phase(['search', '--workdir', dir, '--config-json', JSON.stringify({ ...base, search: { ...base.search, batchSize: 64 } })]);
+      expect(s.code).toBe(2);
+      expect(s.result.ok).toBe(false);
+      expect(s.result.message).toMatch(/a training step needs about .* lower search.batchSize/);
+      expect(existsSync(join(dir, 'backbone', 'meta.json'))).toBe(false); // refused before any training
+    } finally {
+      if (saved === undefined) delete process.env.IACNAS_MEMORY_LIMIT_MB;
+      else process.env.IACNAS_MEMORY_LIMIT_MB = saved;
+    }
+  });
 });

@@ -15,7 +15,7 @@ export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> 
   const { config, workdir, reporter } = ctx;
   const rc = config.retrain;
   const genotype = readGenotype(join(workdir, 'genotype.json'));
-  const { kit, data } = await prepare(ctx, genotype, rc.batchSize);
+  const { kit, data } = await prepare(ctx, genotype, rc.batchSize, 'retrain.batchSize');
   const space = { operations: config.search.operations, nodes: config.search.nodes, partialChannels: config.search.partialChannels };
   const net = kit.createNetwork({ backbone: config.backbone, inChannels: data.channels, numClasses: data.numClasses, cells: genotype, space, seed: config.seed });
   try {

@@ -9,12 +9,13 @@ export async function prepare(
   ctx: PhaseContext,
   cells: NetworkOptions['cells'],
   batchSize = ctx.config.search.batchSize,
+  batchField = 'search.batchSize',
 ): Promise<{ kit: ModelKit; data: SliceDataset }> {
   await startBackend();
   const kit = await loadModelKit();
   const { loadDataset } = await import('../data/index.ts');
   const data = await loadDataset(ctx.config.dataset);
-  checkFits(kit, ctx, data, cells, batchSize);
+  await checkFits(kit, ctx, data, cells, batchSize, batchField);
   return { kit, data };
 }
 
@@ -30,9 +31,16 @@ export async function startBackend(): Promise<void> {
 }
 
 /** Refuses, with the model's own message, a configuration that cannot fit in memory. */
-export function checkFits(kit: ModelKit, ctx: PhaseContext, data: SliceDataset, cells: NetworkOptions['cells'], batchSize: number): void {
+export async function checkFits(
+  kit: ModelKit,
+  ctx: PhaseContext,
+  data: SliceDataset,
+  cells: NetworkOptions['cells'],
+  batchSize: number,
+  batchField: string,
+): Promise<void> {
   const c = ctx.config;
-  const message = kit.checkMemory({
+  const message = await kit.checkMemory({
     options: {
       backbone: c.backbone,
       inChannels: data.channels,
@@ -43,6 +51,7 @@ export function checkFits(kit: ModelKit, ctx: PhaseContext, data: SliceDataset, 
     },
     batchSize,
     sliceSize: data.sliceSize,
+    batchField,
   });
   if (message) throw Object.assign(new Error(message), { badInput: true });
 }

@@ -170,5 +170,5 @@ export const fakeModelKit: ModelKit = {
     const names = new Set(['enc/w', 'head/w']);
     restoreVariables(readCheckpoint(dir)!.tensors, new Map([...net.namedWeights()].filter(([n]) => names.has(n))), dir);
   },
-  checkMemory: ({ batchSize }) => (batchSize > 512 ? `search.batchSize ${batchSize} does not fit; lower it` : null),
+  checkMemory: async ({ batchSize, batchField }) => (batchSize > 512 ? `${batchField} ${batchSize} does not fit; lower it` : null),
 };
