@@ -20,7 +20,7 @@ import type { Operation } from '../config/index.ts';
 import type { GenotypeCell } from './api.ts';
 import type { SupernetArchitecture } from './arch.ts';
 import type { WeightStore } from './init.ts';
-import { instanceNorm, pointwise } from './layers.ts';
+import { instanceNorm, normalizeRows, pointwise } from './layers.ts';
 import { createOpWeights, hasWeights, isShared, OP_SPECS, rawOutput, type EdgeOpWeights } from './operations.ts';
 import { edgeCount, edgeIndex, edgeOffset } from './topology.ts';
 
@@ -343,7 +343,7 @@ export class IacCell {
     for (let i = 0; i <= n; i++) {
       if (i >= 2) {
         total();
-        states.push(this.nodeState(sumP, sumQ, i - 2, bhw));
+        states.push(this.nodeState(sumP, sumQ, i - 2, [b, h * w, bhw]));
       }
       const [xp2, xb2] = states[i];
       const xp = tf.reshape(xp2, [b, h, w, cp]) as tf.Tensor4D;
@@ -351,20 +351,18 @@ export class IacCell {
       const fused = p.normed.filter((g) => !g.shared).length;
       const r = fused > 1 ? tf.relu(xp) : undefined;
       if (p.normedBlocks > 0) {
-        // Every operation's output in blocks-first layout [blocks, B, H*W, C'], all
-        // normalised at once, then added into the nodes by one matrix product.
-        const blocks = p.normed.map((g) => {
-          const y = rawOutput(g.op, xp, g.weights, r);
-          return g.blocks === 1 ? tf.reshape(y, [1, b, h * w, cp]) : tf.transpose(tf.reshape(y, [b, h * w, g.blocks, cp]), [2, 0, 1, 3]);
-        });
+        // Every operation's output as rows [blocks * B * C', H*W] (channel-first within
+        // a block), all normalised at once, then added into the nodes by one matrix
+        // product. Node contributions are kept in this (b, c, hw) order.
+        const blocks = p.normed.map((g) => tf.transpose(tf.reshape(rawOutput(g.op, xp, g.weights, r), [b, h * w, g.blocks, cp]), [2, 0, 3, 1]));
         const all = blocks.length === 1 ? blocks[0] : tf.concat(blocks, 0);
-        const normed = instanceNorm(tf.reshape(all, [p.normedBlocks * b, h * w, 1, cp]) as tf.Tensor4D);
+        const normed = normalizeRows(tf.reshape(all, [p.normedBlocks * b * cp, h * w]) as tf.Tensor2D);
         const cmat = tf.reshape(tf.matMul(coef, p.normedRoute!), [n, p.normedBlocks]) as tf.Tensor2D;
         accP.push(tf.matMul(cmat, tf.reshape(normed, [p.normedBlocks, bhw * cp]) as tf.Tensor2D));
       }
       if (p.identity) {
         const cmat = tf.reshape(tf.matMul(coef, p.identityRoute!), [n, 1]) as tf.Tensor2D;
-        accP.push(tf.matMul(cmat, tf.reshape(xp2, [1, bhw * cp]) as tf.Tensor2D));
+        accP.push(tf.matMul(cmat, tf.reshape(tf.transpose(tf.reshape(xp2, [b, h * w, cp]), [0, 2, 1]), [1, bhw * cp]) as tf.Tensor2D));
       }
       if (xb2 && plan.inputs[i].bypass) {
         const wb = tf.reshape(tf.matMul(ew, plan.inputs[i].bypass!), [n, 1]) as tf.Tensor2D;
@@ -377,7 +375,11 @@ export class IacCell {
     const outKernel = this.out as unknown as tf.Tensor2D;
     const nodesFirst = (sum: tf.Tensor2D, width: number) => tf.reshape(tf.transpose(tf.reshape(sum, [n, bhw, width]), [1, 0, 2]), [bhw, n * width]) as tf.Tensor2D;
     let y: tf.Tensor2D | undefined;
-    if (sumP) y = tf.matMul(nodesFirst(sumP, cp), tf.slice(outKernel, [0, 0], [n * cp, c]) as tf.Tensor2D) as tf.Tensor2D;
+    if (sumP) {
+      // [N, B, C', HW] -> [B, HW, N, C']: pixels by (node, channel).
+      const p = tf.reshape(tf.transpose(tf.reshape(sumP, [n, b, cp, h * w]), [1, 3, 0, 2]), [bhw, n * cp]) as tf.Tensor2D;
+      y = tf.matMul(p, tf.slice(outKernel, [0, 0], [n * cp, c]) as tf.Tensor2D) as tf.Tensor2D;
+    }
     if (sumQ) {
       const q = tf.matMul(nodesFirst(sumQ, cb), tf.slice(outKernel, [n * cp, 0], [n * cb, c]) as tf.Tensor2D);
       y = (y ? tf.add(y, q) : q) as tf.Tensor2D;
@@ -386,12 +388,16 @@ export class IacCell {
   }
 
   /** Node j as an input: its shuffled channels split into (partial [BHW, C'], bypass [BHW, C-C']). */
-  private nodeState(sumP: tf.Tensor2D | undefined, sumQ: tf.Tensor2D | undefined, j: number, bhw: number): [tf.Tensor2D, tf.Tensor2D | undefined] {
+  private nodeState(sumP: tf.Tensor2D | undefined, sumQ: tf.Tensor2D | undefined, j: number, shape: [number, number, number]): [tf.Tensor2D, tf.Tensor2D | undefined] {
+    const [b, hw, bhw] = shape;
     const cp = this.partial;
     const cb = this.channels - cp;
     const row = (sum: tf.Tensor2D | undefined, width: number) =>
       sum ? (tf.reshape(tf.slice(sum, [j, 0], [1, -1]), [bhw, width]) as tf.Tensor2D) : (tf.zeros([bhw, width]) as tf.Tensor2D);
-    const p = row(sumP, cp);
+    // The operated channels arrive in (b, c, hw) order; the convolutions read NHWC.
+    const p = sumP
+      ? (tf.reshape(tf.transpose(tf.reshape(tf.slice(sumP, [j, 0], [1, -1]), [b, cp, hw]), [0, 2, 1]), [bhw, cp]) as tf.Tensor2D)
+      : (tf.zeros([bhw, cp]) as tf.Tensor2D);
     if (this.k === 1) return [p, undefined];
     const q = row(sumQ, cb);
     const { a1, a2, b1, b2 } = this.shuffleMatrices();

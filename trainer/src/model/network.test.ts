@@ -110,7 +110,7 @@ describe('U-Net with IAC cells (wasm)', () => {
     const ops = space.operations;
     for (let c = 0; c < 2; c++) for (let e = 0; e < 5; e++) net.arch!.prune(c, e, [ops.indexOf('conv_3x3'), ops.indexOf('skip_connect')]);
     const after = await kernels();
-    expect(after.length).toBeLessThan(before.length / 2);
+    expect(after.length).toBeLessThan(before.length * 0.7);
     expect(after.filter((k) => k === 'DepthwiseConv2dNative' || k === 'AvgPool')).toEqual([]);
     expect(after.filter((k) => k === 'MaxPool')).toHaveLength(2); // the backbone's down-sampling only
     x.dispose();
