@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCluster, type Cluster } from '../cluster/control-plane.ts';
+import { startCluster, waitFor, type Cluster } from '../cluster/control-plane.ts';
 import { clusterAvailability } from '../cluster/suite.ts';
 import { repoRoot, requireTools, run } from './tools.ts';
 
@@ -74,8 +74,9 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
     const crds = standInCRD('ServiceMonitor', 'servicemonitors') + '---\n' + standInCRD('PrometheusRule', 'prometheusrules');
     const r = await kubectl(['apply', '--server-side', '-f', '-'], crds);
     expect(r.code, r.out).toBe(0);
-    const w = await kubectl(['wait', '--for=condition=Established', 'crd/servicemonitors.monitoring.coreos.com', 'crd/prometheusrules.monitoring.coreos.com', '--timeout=60s']);
-    expect(w.code, w.out).toBe(0);
+    for (const plural of ['servicemonitors', 'prometheusrules']) {
+      await waitFor(`${plural} served`, () => c.client.find(`/apis/monitoring.coreos.com/v1/${plural}`), 60_000);
+    }
   }, 600_000);
 
   afterAll(async () => {
@@ -116,8 +117,7 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
     beforeAll(async () => {
       const r = await kubectl(['apply', '--server-side', '--field-manager=helm', '-f', '-'], helmTemplate([]));
       expect(r.code, r.out).toBe(0);
-      const w = await kubectl(['wait', '--for=condition=Established', 'crd/iacsearches.nas.iac.dev', '--timeout=60s']);
-      expect(w.code, w.out).toBe(0);
+      await waitFor('IACSearch served', () => c.client.find('/apis/nas.iac.dev/v1alpha1/iacsearches'), 60_000);
     }, 120_000);
 
     it('the operator may do its work in any namespace (cluster-wide mode)', async () => {

@@ -66,7 +66,8 @@ describe.skipIf(skip)('Prometheus scraping the operator during a search', () => 
     dir = mkdtempSync(join(tmpdir(), 'iac-scrape-'));
     c = await startCluster({ persistentVolumes: 2 });
     await c.kubectl(['apply', '--server-side', '-f', join(repoRoot, 'charts/iac-operator/crds/nas.iac.dev_iacsearches.yaml')]);
-    await c.kubectl(['wait', '--for=condition=Established', 'crd/iacsearches.nas.iac.dev', '--timeout=60s']);
+    // Served once discovery has it (kubectl wait fails while the CRD has no conditions yet).
+    await waitFor('IACSearch served', () => c.client.find('/apis/nas.iac.dev/v1alpha1/iacsearches'), 60_000);
     await c.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     await waitFor('default service account', () => c.client.find(`/api/v1/namespaces/${NS}/serviceaccounts/default`), 30_000);
     await TestKubelet.start(c, { nodes: [{ name: 'gpu-node', cpu: '8', memory: '32Gi', gpus: 2 }], envOverrides: { IACNAS_BACKEND: 'cpu' } });
