@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -72,5 +72,22 @@ describe('iacnas trainer command line', () => {
       else process.env.IACNAS_BACKEND = saved;
     }
     expect(t.err.join('')).toContain('IACNAS_BACKEND=tpu is not a backend');
+  });
+
+  it('refuses settings that cannot work before any training', async () => {
+    const cases: [unknown, string][] = [
+      [{ search: { stability: { pruneTo: [1, 3] } } }, 'search.stability.pruneTo: must be strictly decreasing'],
+      [{ dataset: { sliceSize: 36 }, backbone: { depth: 3 } }, 'dataset.sliceSize: 36 is not a multiple of 2^backbone.depth = 8; use 40'],
+      [{ search: { warmupEpochs: 20, maxEpochs: 20 } }, 'search.warmupEpochs: 20 is not below search.maxEpochs 20'],
+      [{ search: { operations: ['none', 'conv_3x3', 'conv_3x3'] } }, 'search.operations: conv_3x3 listed more than once'],
+      [{ backbone: { baseFilters: 6 }, search: { partialChannels: 4 } }, 'search.partialChannels: 4 does not divide backbone.baseFilters 6'],
+    ];
+    for (const [config, message] of cases) {
+      const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+      const t = io();
+      expect(await trainerMain(['search', '--workdir', dir, '--config-json', JSON.stringify(config)], t.io)).toBe(2);
+      expect(t.err.join('')).toContain(message);
+      expect(existsSync(join(dir, 'backbone'))).toBe(false); // nothing was trained
+    }
   });
 });

@@ -10,6 +10,7 @@ import { ensureBackbone } from '../train/backbone.ts';
 import { resultRelevant } from '../train/supervised.ts';
 import { runSearch } from './search.ts';
 import { summariseGenotype } from './summary.ts';
+import { validateForTraining } from './validate.ts';
 
 /** What decides the search's result; a checkpoint with another fingerprint is not resumed. */
 export function searchFingerprint(c: TrainerConfig): string {
@@ -18,6 +19,7 @@ export function searchFingerprint(c: TrainerConfig): string {
 
 export async function runSearchPhase(ctx: PhaseContext): Promise<ResultFields> {
   const { config, workdir, reporter } = ctx;
+  validateForTraining(config, 'search');
   const { kit, data } = await prepare(ctx, 'supernet');
   const backbone = await ensureBackbone({ config, workdir, data, kit, reporter });
   const dir = join(workdir, 'search');

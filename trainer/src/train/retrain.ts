@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { PhaseContext } from '../cli.ts';
 import { readGenotype } from '../eval/evaluate.ts';
 import type { ResultFields } from '../report/progress.ts';
+import { validateForTraining } from '../search/validate.ts';
 import { readBackboneInfo } from './backbone.ts';
 import { namedVariables } from './common.ts';
 import { prepare } from './setup.ts';
@@ -14,6 +15,7 @@ import { resultRelevant, trainSupervised, trainingPaths } from './supervised.ts'
 export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> {
   const { config, workdir, reporter } = ctx;
   const rc = config.retrain;
+  validateForTraining(config, 'retrain');
   const genotype = readGenotype(join(workdir, 'genotype.json'));
   const { kit, data } = await prepare(ctx, genotype, rc.batchSize, 'retrain.batchSize');
   const space = { operations: config.search.operations, nodes: config.search.nodes, partialChannels: config.search.partialChannels };

@@ -1,0 +1,33 @@
+// Checks of the trainer configuration that the schema cannot express field by
+// field; run before any training so that a bad configuration costs nothing and
+// exits with status 2.
+import type { TrainerConfig } from '../config/index.ts';
+
+function bad(lines: string[]): Error {
+  return Object.assign(new Error(`invalid trainer configuration:\n${lines.join('\n')}`), { badInput: true });
+}
+
+export function validateForTraining(c: TrainerConfig, phase: 'search' | 'retrain'): void {
+  const problems: string[] = [];
+  const step = 2 ** c.backbone.depth;
+  if (c.dataset.sliceSize % step !== 0) {
+    problems.push(
+      `dataset.sliceSize: ${c.dataset.sliceSize} is not a multiple of 2^backbone.depth = ${step}; use ${Math.max(step, Math.round(c.dataset.sliceSize / step) * step)} or lower backbone.depth`,
+    );
+  }
+  if (phase === 'search') {
+    const s = c.search;
+    const p = s.stability.pruneTo;
+    if (p.some((k, i) => i > 0 && k >= p[i - 1])) problems.push(`search.stability.pruneTo: must be strictly decreasing, e.g. [3, 1]; got [${p.join(', ')}]`);
+    const dup = s.operations.filter((o, i) => s.operations.indexOf(o) !== i);
+    if (dup.length) problems.push(`search.operations: ${[...new Set(dup)].join(', ')} listed more than once`);
+    if (!s.operations.some((o) => o !== 'none')) problems.push(`search.operations: needs at least one operation other than 'none'`);
+    if (s.warmupEpochs >= s.maxEpochs) {
+      problems.push(`search.warmupEpochs: ${s.warmupEpochs} is not below search.maxEpochs ${s.maxEpochs}, so the architecture would never be trained; lower it`);
+    }
+    if (c.backbone.baseFilters % s.partialChannels !== 0) {
+      problems.push(`search.partialChannels: ${s.partialChannels} does not divide backbone.baseFilters ${c.backbone.baseFilters}; use a divisor such as ${[1, 2, 4, 8].filter((k) => c.backbone.baseFilters % k === 0).at(-1)}`);
+    }
+  }
+  if (problems.length) throw bad(problems);
+}
