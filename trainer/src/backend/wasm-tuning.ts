@@ -50,6 +50,24 @@ function sliceFromHeap(backend: WasmBackendLike, x: TensorInfo, begin: number[],
 }
 
 let installed = false;
+const originals: { kernels: KernelConfig[]; gradients: GradConfig[] } = { kernels: [], gradients: [] };
+const replacements: { kernels: KernelConfig[]; gradients: GradConfig[] } = { kernels: [], gradients: [] };
+
+function swapKernel(config: KernelConfig): void {
+  tf.unregisterKernel(config.kernelName, config.backendName);
+  tf.registerKernel(config);
+}
+
+/**
+ * Turns the replacements below off (true: back on). For before/after measurements
+ * in one process (test/bench/trainer-throughput.ts); training leaves them on.
+ */
+export function setWasmTuning(enabled: boolean): void {
+  if (!installed) installWasmTuning();
+  const use = enabled ? replacements : originals;
+  for (const k of use.kernels) swapKernel(k);
+  for (const g of use.gradients) tf.registerGradient(g);
+}
 
 /**
  * - Identity shares the input's buffer (reference counted, as the cpu backend does)
@@ -67,8 +85,8 @@ export function installWasmTuning(): void {
   installed = true;
   const slice = tf.getKernel('Slice', 'wasm');
   if (slice) {
-    tf.unregisterKernel('Slice', 'wasm');
-    tf.registerKernel({
+    originals.kernels.push(slice);
+    replacements.kernels.push({
       kernelName: 'Slice',
       backendName: 'wasm',
       kernelFunc: (args) => {
@@ -81,8 +99,8 @@ export function installWasmTuning(): void {
   }
   const splitV = tf.getKernel('SplitV', 'wasm');
   if (splitV) {
-    tf.unregisterKernel('SplitV', 'wasm');
-    tf.registerKernel({
+    originals.kernels.push(splitV);
+    replacements.kernels.push({
       kernelName: 'SplitV',
       backendName: 'wasm',
       kernelFunc: (args) => {
@@ -112,8 +130,8 @@ export function installWasmTuning(): void {
         return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
       },
     };
-    tf.unregisterKernel('Identity', 'wasm');
-    tf.registerKernel(shared);
+    originals.kernels.push(identity);
+    replacements.kernels.push(shared);
   }
   const matMul = tf.getGradient('BatchMatMul');
   const grad: GradConfig = {
@@ -129,5 +147,8 @@ export function installWasmTuning(): void {
       };
     },
   };
-  tf.registerGradient(grad);
+  originals.gradients.push(matMul);
+  replacements.gradients.push(grad);
+  for (const k of replacements.kernels) swapKernel(k);
+  for (const g of replacements.gradients) tf.registerGradient(g);
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { instanceNorm } from './layers.ts';
+import { instanceNorm, useReferenceNorm } from './layers.ts';
 
 describe('instance norm', () => {
   beforeAll(async () => {
@@ -34,5 +34,19 @@ describe('instance norm', () => {
       const numeric = (at(eps) - at(-eps)) / (2 * eps);
       expect(Math.abs(analytic[i] - numeric)).toBeLessThan(2e-2 * Math.max(1, Math.abs(numeric)));
     }
+  });
+
+  it('gives the same values and gradients as the textbook formulation', () => {
+    const x = tf.randomNormal([2, 4, 6, 3], 1, 2, 'float32', 4) as tf.Tensor4D;
+    const gamma = tf.tensor1d([1, 2, 3]);
+    const r = tf.randomNormal([2, 4, 6, 3], 0, 1, 'float32', 5);
+    const run = () => tf.grad((a: tf.Tensor) => tf.sum(tf.mul(instanceNorm(a as tf.Tensor4D, gamma), r)))(x);
+    const fast = run();
+    useReferenceNorm(true);
+    const ref = run();
+    useReferenceNorm(false);
+    expect(tf.max(tf.abs(tf.sub(fast, ref))).dataSync()[0]).toBeLessThan(1e-4);
+    expect(tf.max(tf.abs(tf.sub(instanceNorm(x), (useReferenceNorm(true), instanceNorm(x))))).dataSync()[0]).toBeLessThan(1e-5);
+    useReferenceNorm(false);
   });
 });

@@ -15,9 +15,28 @@ const NORM_EPS = 1e-5;
  * [rows, n].
  */
 export function instanceNorm(x: tf.Tensor4D, gamma?: tf.Tensor, beta?: tf.Tensor): tf.Tensor4D {
+  if (referenceNorm) return referenceInstanceNorm(x, gamma, beta);
   const [b, h, w, c] = x.shape;
   const rows = tf.reshape(tf.transpose(tf.reshape(x, [b, h * w, c]), [0, 2, 1]), [b * c, h * w]) as tf.Tensor2D;
   let y = tf.reshape(tf.transpose(tf.reshape(normalizeRows(rows), [b, c, h * w]), [0, 2, 1]), [b, h, w, c]) as tf.Tensor4D;
+  if (gamma) y = tf.mul(y, gamma);
+  if (beta) y = tf.add(y, beta);
+  return y;
+}
+
+let referenceNorm = false;
+
+/**
+ * The textbook formulation (NHWC statistics, gradient by differentiating each op),
+ * for before/after measurements (test/bench/trainer-throughput.ts) and tests.
+ */
+export function useReferenceNorm(on: boolean): void {
+  referenceNorm = on;
+}
+
+function referenceInstanceNorm(x: tf.Tensor4D, gamma?: tf.Tensor, beta?: tf.Tensor): tf.Tensor4D {
+  const centered = tf.sub(x, tf.mean(x, [1, 2], true));
+  let y = tf.mul(centered, tf.rsqrt(tf.add(tf.mean(tf.square(centered), [1, 2], true), NORM_EPS))) as tf.Tensor4D;
   if (gamma) y = tf.mul(y, gamma);
   if (beta) y = tf.add(y, beta);
   return y;
