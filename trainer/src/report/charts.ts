@@ -33,11 +33,12 @@ export interface LineChartOptions {
   yMax?: number;
 }
 
-function niceTicks(lo: number, hi: number, count = 5): number[] {
+function niceTicks(lo: number, hi: number, count = 5, integer = false): number[] {
   if (!(hi > lo)) return [lo];
   const step0 = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(step0));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= step0) ?? 10 * mag;
+  let step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= step0) ?? 10 * mag;
+  if (integer) step = Math.max(1, Math.round(step));
   const ticks: number[] = [];
   for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
   return ticks;
@@ -95,7 +96,9 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
     parts.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#e5e5e5"/>`);
     parts.push(`<text x="${m.left - 6}" y="${(y + 4).toFixed(1)}" font-size="11" text-anchor="end" fill="#444">${fmtTick(t, !!o.logY)}</text>`);
   }
-  for (const t of niceTicks(x0, x1, 8)) {
+  // Epochs are whole numbers: no ticks between them.
+  const integerX = all.every(([x]) => Number.isInteger(x));
+  for (const t of niceTicks(x0, x1, 8, integerX)) {
     const x = sx(t);
     parts.push(`<line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${m.top + ph}" y2="${m.top + ph + 4}" stroke="#444"/>`);
     parts.push(`<text x="${x.toFixed(1)}" y="${m.top + ph + 16}" font-size="11" text-anchor="middle" fill="#444">${fmtTick(t, false)}</text>`);

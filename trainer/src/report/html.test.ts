@@ -65,3 +65,12 @@ describe('report.html', () => {
     expect(readReportInputs(dir).operations).toEqual(['conv_3x3', 'skip_connect']);
   });
 });
+
+describe('charts', () => {
+  it('puts epoch ticks on whole numbers only', async () => {
+    const { lineChart } = await import('./charts.ts');
+    const svg = lineChart([{ name: 'a', points: [[4, 1], [5, 2], [6, 1], [7, 3]] }], { title: 't', xLabel: 'epoch', yLabel: 'y' });
+    const xTicks = [...svg.matchAll(/text-anchor="middle" fill="#444">([^<]+)</g)].map((m) => m[1]);
+    expect(xTicks).toEqual(['4', '5', '6', '7']);
+  });
+});
