@@ -100,8 +100,8 @@ describe('iacnas dataset check', () => {
       () => undefined,
       (e: unknown) => e as Error,
     );
-    expect(err?.message).toMatch(/5 problem\(s\) found before loading/);
-    for (const name of ['b_nolabel', 'c_shape', 'd_truncated', 'e_notnifti', 'f_datatype']) expect(err?.message).toContain(name);
+    expect(err?.message).toMatch(/6 problem\(s\) found before loading/);
+    for (const name of ['b_nolabel', 'c_shape', 'd_truncated', 'e_notnifti', 'f_datatype', 'g_badlabel']) expect(err?.message).toContain(name);
   });
 
   it('reports an empty dataset and a missing dataset.json', async () => {

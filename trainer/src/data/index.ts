@@ -5,7 +5,7 @@
 import type { DatasetConfig } from '../config/index.ts';
 import type { SliceDataset } from './types.ts';
 import { DataError, readNifti, readNiftiLabels } from './nifti.ts';
-import { checkHeaders, readLayout } from './layout.ts';
+import { checkHeaders, checkLabelValues, readLayout } from './layout.ts';
 import { PHANTOM_CLASSES, PHANTOM_DEFAULT_CASES, phantomCase, phantomVolume } from './phantom.ts';
 import { type Axis, type Modality, chooseAxis, slicedSpacing } from './slicing.ts';
 import { splitPatients } from './split.ts';
@@ -61,7 +61,10 @@ class FileReader implements CaseReader {
   }
 }
 
-/** Case reader and class names for a dataset configuration; throws DataError naming every bad case. */
+/**
+ * Case reader and class names for a dataset configuration. Checks every case's
+ * headers and label values first and throws one DataError naming every bad file.
+ */
 export function openCases(config: DatasetConfig): { name: string; classNames: string[]; reader: CaseReader } {
   if (config.format === 'phantom') {
     const count = config.cases ?? PHANTOM_DEFAULT_CASES;
@@ -71,6 +74,7 @@ export function openCases(config: DatasetConfig): { name: string; classNames: st
   const layout = readLayout(config.path, config.format);
   const chosen = config.cases !== undefined ? layout.cases.slice(0, config.cases) : layout.cases;
   const { ok, problems } = checkHeaders(chosen);
+  problems.push(...checkLabelValues(ok, layout.classNames.length));
   if (problems.length > 0) {
     throw new DataError(
       `dataset ${layout.root}: ${problems.length} problem(s) found before loading; fix or remove these cases (run 'iacnas dataset check ${layout.root}' for a full report):\n  ${problems.join('\n  ')}`,
@@ -83,9 +87,9 @@ export function openCases(config: DatasetConfig): { name: string; classNames: st
 }
 
 /**
- * Loads a dataset as 2-D slices split at patient level. Nothing but headers is read
- * here: volumes are decoded when their slices are first asked for, and at most
- * dataset.cacheMB of decoded slices are kept.
+ * Loads a dataset as 2-D slices split at patient level. Only headers and label maps
+ * are read here (to refuse bad cases up front): images are decoded when their slices
+ * are first asked for, and at most dataset.cacheMB of decoded slices are kept.
  */
 export async function loadDataset(config: DatasetConfig): Promise<SliceDataset> {
   const { name, classNames, reader } = openCases(config);

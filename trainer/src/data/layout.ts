@@ -4,7 +4,7 @@
 // This file only finds the cases and reads their headers; decoding is in files.ts.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { DataError, type NiftiHeader, readNiftiHeader } from './nifti.ts';
+import { DataError, type NiftiHeader, readNiftiHeader, readNiftiLabels } from './nifti.ts';
 import type { Modality } from './slicing.ts';
 
 export interface CaseFiles {
@@ -202,4 +202,27 @@ export function checkHeaders(cases: readonly CaseFiles[]): { ok: CaseHeaders[]; 
   }
   if (cases.length === 0) problems.push('the dataset has no cases');
   return { ok, problems };
+}
+
+/**
+ * Decodes every label file (label maps are small and compress well, so this is cheap
+ * next to a training run) and returns one problem per file whose values are not whole
+ * class indices below `numClasses`. Run before training so that a bad label never
+ * stops a run half way.
+ */
+export function checkLabelValues(cases: readonly CaseHeaders[], numClasses: number): string[] {
+  const problems: string[] = [];
+  for (const c of cases) {
+    try {
+      const { labels } = readNiftiLabels(c.files.label);
+      let max = 0;
+      for (let i = 0; i < labels.length; i++) if (labels[i] > max) max = labels[i];
+      if (max >= numClasses) {
+        problems.push(`${c.files.label}: label value ${max} but dataset.json names only ${numClasses} classes (0..${numClasses - 1}); add it to 'labels' or fix the label file`);
+      }
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
+  return problems;
 }
