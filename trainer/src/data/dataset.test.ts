@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -107,5 +107,31 @@ describe('loadDataset on real MRI (MSD hippocampus, 5 cases)', () => {
     const b = await ds.train.batch(all(ds.train.length));
     const seen = new Set(b.labels);
     expect([...seen].sort()).toEqual([0, 1, 2]);
+  });
+});
+
+describe('dataset.json details', () => {
+  it("reads the modality for 'auto' normalisation and honours an explicit one", async () => {
+    const { openCases } = await import('./index.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'ct-'));
+    writePhantomDataset(dir, 3, 0);
+    const json = JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8'));
+    writeFileSync(join(dir, 'dataset.json'), JSON.stringify({ ...json, channel_names: { '0': 'CT' } }));
+    const cfg = (over: Record<string, unknown>) => parseTrainerConfig({ dataset: { format: 'nnunet', path: dir, ...over } }).dataset;
+    expect(openCases(cfg({})).reader.modality).toBe('CT');
+    expect(openCases(cfg({ modality: 'MRI' })).reader.modality).toBe('MRI');
+    expect(openCases(phantomConfig()).reader.modality).toBe('MRI');
+  });
+
+  it('uses the first N cases by id and refuses fewer than 3 patients', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'few-'));
+    writePhantomDataset(dir, 4, 0);
+    const ds = await loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir, cases: 3 } }).dataset);
+    expect([ds.train, ds.val, ds.test].flatMap((s) => s.patients.map((p) => p.id)).sort()).toEqual(['phantom_000', 'phantom_001', 'phantom_002']);
+    rmSync(join(dir, 'labelsTr', 'phantom_003.nii.gz'));
+    rmSync(join(dir, 'imagesTr', 'phantom_003_0000.nii.gz'));
+    rmSync(join(dir, 'labelsTr', 'phantom_002.nii.gz'));
+    rmSync(join(dir, 'imagesTr', 'phantom_002_0000.nii.gz'));
+    await expect(loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir } }).dataset)).rejects.toThrow(/2 case\(s\); a train\/val\/test split needs at least 3 patients/);
   });
 });
