@@ -1,9 +1,12 @@
 // Child processes of the harness, each in its own process group so that stopping one
 // also stops whatever it started (a shell, a trainer's workers). Every live group is
-// killed when the test process exits, also after a failure, so no process outlives the
-// test run.
+// killed when the test process exits, also after a failure; and a reaper process kills
+// them when the test process dies without running exit handlers (SIGTERM, SIGKILL, a
+// crashed worker), so no process outlives the test run.
 import { spawn } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 export interface ExitStatus {
   code: number | null;
@@ -25,9 +28,16 @@ export interface ManagedProcess {
 const liveGroups = new Set<number>();
 let exitHookInstalled = false;
 
+const groupsFile = path.join(os.tmpdir(), `iacnas-harness-${process.pid}.pgids`);
+
+function writeGroups(): void {
+  writeFileSync(groupsFile, [...liveGroups].join('\n') + '\n');
+}
+
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
+  writeGroups();
   process.on('exit', () => {
     for (const pgid of liveGroups) {
       try {
@@ -36,7 +46,13 @@ function installExitHook(): void {
         // already gone
       }
     }
+    rmSync(groupsFile, { force: true });
   });
+  // The reaper: a shell in its own group that outlives this process by at most a second
+  // and then kills every group still listed.
+  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ` + `[ -f "$1" ] && for g in $(cat "$1"); do kill -9 -- -"$g" 2>/dev/null; done; rm -f "$1"`;
+  const reaper = spawn('sh', ['-c', script, 'iacnas-harness-reaper', groupsFile], { detached: true, stdio: 'ignore' });
+  reaper.unref();
 }
 
 export interface SpawnOptions {
@@ -54,6 +70,7 @@ export function spawnGroup(name: string, command: string, args: string[], opts: 
   if (child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
   const pid = child.pid;
   liveGroups.add(pid);
+  writeGroups();
   let finished = false;
   const exited = new Promise<ExitStatus>((resolve) => {
     child.on('exit', (code, signal) => {
@@ -65,6 +82,7 @@ export function spawnGroup(name: string, command: string, args: string[], opts: 
         // group already empty
       }
       liveGroups.delete(pid);
+      writeGroups();
       resolve({ code, signal });
     });
     child.on('error', () => {

@@ -15,7 +15,7 @@
 // The image is not run: a command `iacnas ...` (or no command: the image's entrypoint is
 // `iacnas`) runs this repository's bin/iacnas.ts with the Node.js running the tests.
 // Only restartPolicy Never is modelled (the operator's pods use it).
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { K8S_VERSION } from './binaries.ts';
@@ -107,7 +107,9 @@ export class TestKubelet {
   }
 
   private note(msg: string): void {
-    if (!this.stopped) this.errors.push(msg);
+    if (this.stopped) return;
+    this.errors.push(msg);
+    appendFileSync(this.cluster.logFile('test-kubelet'), `${new Date().toISOString()} ${msg}\n`);
   }
 
   // ---------------------------------------------------------------- nodes
@@ -338,7 +340,8 @@ export class TestKubelet {
   private async startPod(run: PodRun): Promise<void> {
     const pod = run.pod;
     const containers: KubeJSON[] = pod.spec.containers ?? [];
-    const base = { hostIP: '127.0.0.1', hostIPs: [{ ip: '127.0.0.1' }], podIP: '127.0.0.1', podIPs: [{ ip: '127.0.0.1' }], startTime: rfc3339(), qosClass: 'BestEffort' };
+    // (qosClass is set by the API server at creation and may not change.)
+    const base = { hostIP: '127.0.0.1', hostIPs: [{ ip: '127.0.0.1' }], podIP: '127.0.0.1', podIPs: [{ ip: '127.0.0.1' }], startTime: rfc3339() };
     if (containers.length !== 1 || (pod.spec.initContainers ?? []).length > 0) {
       await this.patchStatus(run, {
         ...base,

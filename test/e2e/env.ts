@@ -2,11 +2,13 @@
 // installed, test-kubelet nodes, namespaces, and the operator run from this checkout.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { startCluster, waitFor, type Cluster, type ClusterOptions } from '../cluster/control-plane.ts';
+import { freePort, startCluster, waitFor, type Cluster, type ClusterOptions } from '../cluster/control-plane.ts';
 import type { KubeJSON } from '../cluster/kube-client.ts';
+import { spawnGroup, type ManagedProcess } from '../cluster/processes.ts';
 import { REPO_ROOT, TestKubelet, type TestKubeletOptions } from '../cluster/test-kubelet.ts';
 
-export const CRD_PATH = path.join(REPO_ROOT, 'crds', 'nas.iac.dev_iacsearches.yaml');
+/** The CRD under test: the generated one, or another copy of it (e.g. a chart's) named by IACNAS_E2E_CRD. */
+export const CRD_PATH = process.env.IACNAS_E2E_CRD ?? path.join(REPO_ROOT, 'crds', 'nas.iac.dev_iacsearches.yaml');
 export const CRD_NAME = 'iacsearches.nas.iac.dev';
 export const IACS_API = '/apis/nas.iac.dev/v1alpha1';
 
@@ -65,4 +67,167 @@ export function condition(obj: KubeJSON, type: string): KubeJSON | undefined {
 /** Reads the CRD file's text (for tests that inspect it). */
 export function crdText(): string {
   return readFileSync(CRD_PATH, 'utf8');
+}
+
+// ---------------------------------------------------------------- the operator
+
+export interface OperatorHandle {
+  name: string;
+  port: number;
+  url: string;
+  logFile: string;
+  proc: ManagedProcess;
+  /** SIGKILL: no graceful shutdown, no lease release. */
+  kill(): Promise<void>;
+  /** SIGTERM (graceful). */
+  stop(): Promise<void>;
+}
+
+export interface OperatorOptions {
+  name?: string;
+  leaderElect?: boolean;
+  args?: string[];
+}
+
+let operatorSeq = 0;
+
+/** Runs `iacnas operator --kubeconfig ...` from this checkout and waits until it is ready. */
+export async function startOperator(cluster: Cluster, opts: OperatorOptions = {}): Promise<OperatorHandle> {
+  const name = opts.name ?? `operator-${operatorSeq++}`;
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const logFile = cluster.logFile(name);
+  const args = [
+    path.join(REPO_ROOT, 'bin', 'iacnas.ts'),
+    'operator',
+    `--kubeconfig=${cluster.kubeconfigPath}`,
+    '--host=127.0.0.1',
+    `--port=${port}`,
+    `--progress-url=${url}/v1/progress`,
+    '--advertise-address=127.0.0.1',
+    '--progress-interval=1s',
+    '--log-level=debug',
+    ...(opts.leaderElect ? ['--leader-elect', `--leader-election-identity=${name}`, '--leader-election-namespace=default'] : []),
+    ...(opts.args ?? []),
+  ];
+  const proc = spawnGroup(name, process.execPath, args, { logFile, env: { ...process.env, POD_NAMESPACE: '', POD_NAME: '', POD_IP: '' } });
+  const handle: OperatorHandle = {
+    name,
+    port,
+    url,
+    logFile,
+    proc,
+    kill: async () => {
+      proc.signal('SIGKILL');
+      await proc.exited;
+    },
+    stop: async () => {
+      await proc.stop(10_000);
+    },
+  };
+  cluster.onStop(() => handle.stop());
+  await Promise.race([
+    waitFor(`${name} /healthz`, async () => (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).ok, 60_000, 300),
+    proc.exited.then((s) => {
+      throw new Error(`${name} exited during start (code ${s.code}): ${readFileSync(logFile, 'utf8').slice(-3000)}`);
+    }),
+  ]);
+  return handle;
+}
+
+// ---------------------------------------------------------------- searches
+
+type Spec = Record<string, unknown>;
+
+function merge(base: Spec, over: Spec): Spec {
+  const out: Spec = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' && !Array.isArray(b) ? merge(b as Spec, v as Spec) : v;
+  }
+  return out;
+}
+
+/**
+ * A search small enough that each phase of the real trainer takes seconds: 6 phantom
+ * patients of 16x16 slices, a one-level U-Net, a one-node cell with two operations.
+ * `searchEpochs` with stability off makes the search phase last a chosen while.
+ */
+export function tinySearch(name: string, namespace: string, opts: { searchEpochs?: number; spec?: Spec } = {}): KubeJSON {
+  const epochs = opts.searchEpochs;
+  const base: Spec = {
+    dataset: { format: 'phantom', cases: 6, sliceSize: 16 },
+    backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 2 },
+    search: {
+      maxEpochs: epochs ?? 3,
+      nodes: 1,
+      batchSize: 4,
+      stepsPerEpoch: 2,
+      warmupEpochs: 1,
+      operations: ['skip_connect', 'conv_3x3'],
+      stability: epochs ? { enabled: false } : { window: 1 },
+    },
+    retrain: { epochs: 2, stepsPerEpoch: 2 },
+    resources: { gpus: 1, cpu: '1', memory: '1Gi' },
+    cost: { gpuHourlyUSD: 3.6 },
+    artifacts: { size: '1Gi' },
+  };
+  return { apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name, namespace }, spec: merge(base, opts.spec ?? {}) };
+}
+
+/** Waits until `check` holds for the search; the timeout error shows its last status. */
+export async function waitForSearch(cluster: Cluster, namespace: string, name: string, what: string, check: (s: KubeJSON) => boolean, timeoutMs = 180_000): Promise<KubeJSON> {
+  let last: KubeJSON;
+  try {
+    return await waitFor(`${namespace}/${name}: ${what}`, async () => {
+      last = await cluster.client.find(iacsPath(namespace, name));
+      return last && check(last) ? last : undefined;
+    }, timeoutMs, 500);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nlast status: ${JSON.stringify(last?.status ?? null, null, 1).slice(0, 6000)}`);
+  }
+}
+
+/** Pods of a search (label iac.dev/search), sorted by name. */
+export async function searchPods(cluster: Cluster, namespace: string, name: string): Promise<KubeJSON[]> {
+  const list = await cluster.client.get(`/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(`iac.dev/search=${name}`)}`);
+  return (list.items as KubeJSON[]).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+}
+
+/** GPU-seconds of pods from their container start and finish times, as the API server holds them. */
+export function podGPUSeconds(pods: KubeJSON[]): number {
+  let total = 0;
+  for (const p of pods) {
+    const t = p.status?.containerStatuses?.[0]?.state?.terminated;
+    const gpus = Number(p.spec.containers[0].resources?.limits?.['nvidia.com/gpu'] ?? 0);
+    if (!t || !gpus) continue;
+    total += ((Date.parse(t.finishedAt) - Date.parse(t.startedAt)) / 1000) * gpus;
+  }
+  return total;
+}
+
+export const isPhase = (phase: string) => (s: KubeJSON) => s.status?.phase === phase;
+
+/** Waits until a pod's container output (as the test kubelet saw it) contains `text`. */
+export async function waitForLog(kubelet: TestKubelet, namespace: string, pod: string, text: string | RegExp, timeoutMs = 120_000): Promise<void> {
+  await waitFor(`log of ${namespace}/${pod} to show ${String(text)}`, () => {
+    const log = kubelet.logs(namespace, pod);
+    return typeof text === 'string' ? log.includes(text) : text.test(log);
+  }, timeoutMs, 250);
+}
+
+/** Creates a claim and waits until it is bound; returns the local directory of its volume. */
+export async function boundClaim(cluster: Cluster, namespace: string, name: string): Promise<string> {
+  await cluster.client.create(`/api/v1/namespaces/${namespace}/persistentvolumeclaims`, {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name },
+    spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+  });
+  const pvc = await waitFor(`claim ${name} bound`, async () => {
+    const c = await cluster.client.get(`/api/v1/namespaces/${namespace}/persistentvolumeclaims/${name}`);
+    return c.status?.phase === 'Bound' ? c : undefined;
+  }, 60_000);
+  const pv = await cluster.client.get(`/api/v1/persistentvolumes/${pvc.spec.volumeName}`);
+  return pv.spec.hostPath.path as string;
 }
