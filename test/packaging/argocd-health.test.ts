@@ -1,30 +1,11 @@
 // The Argo CD health check (deploy/argocd/health.lua) run in a real Lua 5.1 interpreter,
 // the dialect Argo CD embeds (gopher-lua), against IACSearch objects in every state.
 import { describe, expect, it, beforeAll } from 'vitest';
-import { join } from 'node:path';
-import { repoRoot, requireTools, run } from './tools.ts';
+import { argoHealth } from './argocd.ts';
+import { requireTools } from './tools.ts';
 
 const tools = requireTools('lua5.1');
-const script = join(repoRoot, 'deploy/argocd/health.lua');
-
-/** JSON value -> Lua table constructor, the way Argo CD hands the object to the script. */
-function toLua(v: unknown): string {
-  if (v === null || v === undefined) return 'nil';
-  if (typeof v === 'string') return JSON.stringify(v); // JSON string escapes are valid Lua 5.1 escapes for this text
-  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
-  if (Array.isArray(v)) return `{${v.map(toLua).join(', ')}}`;
-  return `{${Object.entries(v as Record<string, unknown>)
-    .map(([k, x]) => `[${JSON.stringify(k)}] = ${toLua(x)}`)
-    .join(', ')}}`;
-}
-
-function health(obj: unknown): { status: string; message: string } {
-  const program = `obj = ${toLua(obj)}\nlocal hs = dofile(${JSON.stringify(script)})\nio.write(hs.status, "\\n", hs.message or "")`;
-  const r = run(tools.paths['lua5.1'], ['-e', program]);
-  if (r.status !== 0) throw new Error(`lua5.1 failed (${r.status}): ${r.stderr}`);
-  const [status, ...message] = r.stdout.split('\n');
-  return { status, message: message.join('\n') };
-}
+const health = (obj: unknown) => argoHealth(tools.paths['lua5.1'], obj);
 
 const meta = { name: 's1', namespace: 'ml', generation: 3 };
 const cond = (type: string, status: string, reason: string, message = '') => ({

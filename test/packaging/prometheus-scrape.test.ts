@@ -12,10 +12,11 @@ import { freePort, startCluster, waitFor, type Cluster } from '../cluster/contro
 import { spawnGroup, type ManagedProcess } from '../cluster/processes.ts';
 import { clusterAvailability } from '../cluster/suite.ts';
 import { TestKubelet } from '../cluster/test-kubelet.ts';
+import { argoHealth } from './argocd.ts';
 import { dashboardQueries, fillGrafanaVariables, ruleQueries } from './promql.ts';
 import { repoRoot, requireTools } from './tools.ts';
 
-const tools = requireTools('prometheus');
+const tools = requireTools('prometheus', 'lua5.1');
 const cluster = clusterAvailability();
 const skip = tools.skip || cluster.skip;
 
@@ -217,5 +218,11 @@ describe.skipIf(skip)('Prometheus scraping the operator during a search', () => 
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const s = await getSearch();
     expect(s.status.observedGeneration).toBe(s.metadata.generation);
+  });
+
+  it('the Argo CD health check calls the finished search Healthy', async () => {
+    const h = argoHealth(tools.paths['lua5.1'], await getSearch());
+    expect(h.status).toBe('Healthy');
+    expect(h.message).toMatch(/^Search succeeded/);
   });
 });
