@@ -89,6 +89,9 @@ async function tryCpu(): Promise<string | undefined> {
   try {
     if (!(await tf.setBackend('cpu'))) return 'the cpu backend did not initialise';
     await tf.ready();
+    // Our own line says which backend runs and why; drop tfjs's "install tfjs-node" banner.
+    const backend = tf.backend() as unknown as { firstUse?: boolean };
+    if (backend.firstUse !== undefined) backend.firstUse = false;
     return undefined;
   } catch (e) {
     return `the cpu backend failed: ${firstLine(e)}`;
