@@ -8,10 +8,11 @@
 // Prometheus operator's CRDs (an open schema): the API server checks their kind, group,
 // names and namespaces, not the Prometheus operator's own schema.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCluster, waitFor, type Cluster } from '../cluster/control-plane.ts';
+import { freePort, startCluster, waitFor, type Cluster } from '../cluster/control-plane.ts';
+import { spawnGroup } from '../cluster/processes.ts';
 import { clusterAvailability } from '../cluster/suite.ts';
 import { repoRoot, requireTools, run } from './tools.ts';
 
@@ -178,5 +179,82 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
       expect(live.spec.search).toBeDefined();
       expect(live.status ?? {}).not.toHaveProperty('phase');
     });
+
+    /** Runs the operator with a service account's token, as in its pod, until `check` passes. */
+    async function operatorAs(serviceAccount: string, extraArgs: string[], searchNS: string, name: string) {
+      const token = (await kubectl(['create', 'token', serviceAccount, '-n', NS, '--duration=1h'])).stdout.trim();
+      expect(token.length).toBeGreaterThan(20);
+      const kubeconfig = join(dir, `${serviceAccount}.kubeconfig`);
+      writeFileSync(
+        kubeconfig,
+        [
+          'apiVersion: v1',
+          'kind: Config',
+          `clusters: [{ name: test, cluster: { server: "${c.server}", certificate-authority-data: ${readFileSync(c.certs.caCert).toString('base64')} } }]`,
+          `users: [{ name: ${serviceAccount}, user: { token: ${token} } }]`,
+          `contexts: [{ name: test, context: { cluster: test, user: ${serviceAccount} } }]`,
+          'current-context: test',
+          '',
+        ].join('\n'),
+      );
+      const port = await freePort();
+      const log = join(dir, `${serviceAccount}.log`);
+      const op = spawnGroup(
+        serviceAccount,
+        process.execPath,
+        [
+          join(repoRoot, 'bin/iacnas.ts'),
+          'operator',
+          `--kubeconfig=${kubeconfig}`,
+          '--host=127.0.0.1',
+          `--port=${port}`,
+          `--progress-url=http://127.0.0.1:${port}/v1/progress`,
+          '--leader-elect',
+          `--leader-election-namespace=${NS}`,
+          `--leader-election-lease=${serviceAccount}-leader`,
+          `--leader-election-identity=${serviceAccount}-0`,
+          ...extraArgs,
+        ],
+        { logFile: log, cwd: repoRoot },
+      );
+      try {
+        const file = join(dir, `${name}.yaml`);
+        writeFileSync(file, `apiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata:\n  name: ${name}\n  namespace: ${searchNS}\nspec:\n  dataset:\n    format: phantom\n`);
+        const applied = await kubectl(['apply', '-f', file]);
+        expect(applied.code, applied.out).toBe(0);
+        const base = `/api/v1/namespaces/${searchNS}`;
+        await waitFor(
+          `${serviceAccount} to create the pod, Secret and claim of ${searchNS}/${name} and write its status`,
+          async () => {
+            const search = await c.client.get(`/apis/nas.iac.dev/v1alpha1/namespaces/${searchNS}/iacsearches/${name}`);
+            return (
+              search.status?.phase === 'Searching' &&
+              (await c.client.find(`${base}/pods/${name}-search-1`)) &&
+              (await c.client.find(`${base}/secrets/${name}-progress`)) &&
+              (await c.client.find(`${base}/persistentvolumeclaims/${name}-artifacts`))
+            );
+          },
+          90_000,
+          500,
+        );
+        const lease = await c.client.get(`/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${serviceAccount}-leader`);
+        expect(lease.spec.holderIdentity).toBe(`${serviceAccount}-0`);
+        const events = await c.client.get(`/apis/events.k8s.io/v1/namespaces/${searchNS}/events`);
+        expect(events.items.some((e: { regarding?: { name?: string } }) => e.regarding?.name === name)).toBe(true);
+      } finally {
+        await op.stop(5_000);
+      }
+      const text = readFileSync(log, 'utf8');
+      expect(text).not.toMatch(/forbidden/i);
+    }
+
+    it('the operator does its work with the cluster-wide RBAC of the chart alone', async () => {
+      await operatorAs('iac-operator', [], 'team-a', 'rbac-cluster');
+    }, 180_000);
+
+    it('the operator does its work with the namespaced RBAC alone', async () => {
+      // The namespaced release (iac-ns, watching team-b) was installed by the test above.
+      await operatorAs('iac-ns', ['--namespaces=team-b'], 'team-b', 'rbac-namespaced');
+    }, 180_000);
   });
 });
