@@ -9,9 +9,9 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # The operator needs neither the dev tools nor the native TensorFlow backends.
 RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
- # It imports the trainer's configuration schema only, never TensorFlow.js or NIfTI
- # (test/packaging/images.test.ts checks its import graph): drop them to keep the image small.
- && rm -rf node_modules/@tensorflow node_modules/nifti-reader-js \
+ # It imports the trainer's configuration schema only, never TensorFlow.js
+ # (test/packaging/images.test.ts checks its import graph): drop it to keep the image small.
+ && rm -rf node_modules/@tensorflow \
  && npm cache clean --force
 
 FROM node:24-alpine
