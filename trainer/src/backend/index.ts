@@ -34,7 +34,8 @@ let current: Promise<BackendInfo> | undefined;
 
 function firstLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
-  return msg.split('\n')[0].slice(0, 200);
+  // Node's "Cannot find package 'x' imported from /path/to/file" needs no path.
+  return msg.split('\n')[0].replace(/ imported from \S+$/, '').slice(0, 200);
 }
 
 async function tryNode(choice: 'tensorflow-gpu' | 'tensorflow'): Promise<string | undefined> {
