@@ -131,16 +131,20 @@ function stride1Attrs(attrs: NamedAttrMap): { ok: boolean; dilation: [number, nu
 
 let installed = false;
 
+/** Backends whose native backprop kernels are fast (tfjs-node). */
+const NATIVE = new Set(['tensorflow']);
+
 /**
  * Registers the stride-1 formulations as the gradients of Conv2D and
- * DepthwiseConv2dNative. With `preferNative` (backends with fast native backprop
- * kernels, i.e. tfjs-node), undilated convolutions keep tfjs's own gradient.
- * Anything that is not stride 1 falls back to tfjs's gradient.
+ * DepthwiseConv2dNative. On tfjs-node (fast native backprop kernels) undilated
+ * convolutions keep tfjs's own gradient; the choice is made per call, so a process
+ * that switches backends stays correct. Anything that is not stride 1 falls back to
+ * tfjs's gradient.
  */
-export function installConvGradients(opts: { preferNative?: boolean } = {}): void {
+export function installConvGradients(): void {
   if (installed) return;
   installed = true;
-  const preferNative = opts.preferNative ?? false;
+  const preferNative = () => NATIVE.has(tf.getBackend());
   const conv2dNative = tf.getGradient('Conv2D');
   const depthwiseNative = tf.getGradient('DepthwiseConv2dNative');
 
@@ -150,7 +154,7 @@ export function installConvGradients(opts: { preferNative?: boolean } = {}): voi
     gradFunc: (dy, saved, attrs) => {
       const { ok, dilation, pad } = stride1Attrs(attrs);
       const undilated = dilation[0] === 1 && dilation[1] === 1;
-      if (!ok || (preferNative && undilated)) return conv2dNative.gradFunc(dy, saved, attrs);
+      if (!ok || (undilated && preferNative())) return conv2dNative.gradFunc(dy, saved, attrs);
       const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
       return {
         x: () => conv2dInputGrad(dy as tf.Tensor4D, filter, dilation, pad),
@@ -164,7 +168,7 @@ export function installConvGradients(opts: { preferNative?: boolean } = {}): voi
     gradFunc: (dy, saved, attrs) => {
       const { ok, dilation, pad } = stride1Attrs(attrs);
       const undilated = dilation[0] === 1 && dilation[1] === 1;
-      if (!ok || (preferNative && undilated)) return depthwiseNative.gradFunc(dy, saved, attrs);
+      if (!ok || (undilated && preferNative())) return depthwiseNative.gradFunc(dy, saved, attrs);
       const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
       return {
         x: () => depthwiseInputGrad(dy as tf.Tensor4D, filter, dilation, pad),

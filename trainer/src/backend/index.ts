@@ -135,8 +135,7 @@ async function choose(opts: { backend?: BackendChoice; quiet?: boolean }): Promi
   for (const choice of order) {
     const reason = await attempt(choice);
     if (reason === undefined) {
-      const native = choice === 'tensorflow' || choice === 'tensorflow-gpu';
-      installConvGradients({ preferNative: native });
+      installConvGradients();
       if (choice === 'wasm') installWasmTuning();
       const why = forced
         ? 'forced by IACNAS_BACKEND'
