@@ -8,7 +8,7 @@
 // Prometheus operator's CRDs (an open schema): the API server checks their kind, group,
 // names and namespaces, not the Prometheus operator's own schema.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startCluster, waitFor, type Cluster } from '../cluster/control-plane.ts';
@@ -82,6 +82,7 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
 
   afterAll(async () => {
     await c?.stop();
+    if (dir && process.env.IACNAS_KEEP_CLUSTER !== '1') rmSync(dir, { recursive: true, force: true });
   });
 
   it.each([

@@ -2,7 +2,7 @@
 // test/packaging/build-tools.sh): deploy/prometheus/rules.test.yaml feeds synthetic series
 // through every alert and states when it must and must not fire.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -47,6 +47,7 @@ describe.skipIf(tools.skip)('Prometheus alerting rules (promtool)', () => {
     writeFileSync(join(dir, 'rules.yaml'), stringify(doc));
     copyFileSync(unitTests, join(dir, 'rules.test.yaml'));
     const r = run(tools.paths.promtool, ['test', 'rules', join(dir, 'rules.test.yaml')], { timeoutMs: 120_000 });
+    rmSync(dir, { recursive: true, force: true });
     expect(r.status).not.toBe(0);
     expect(r.stdout + r.stderr).toContain('IACSearchPhaseFailures');
   });

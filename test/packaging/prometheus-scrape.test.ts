@@ -4,7 +4,7 @@
 // evaluates without error. A stand-in OpenCost exporter serves node_gpu_hourly_cost so
 // that the OpenCost join is exercised too.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -143,6 +143,7 @@ describe.skipIf(skip)('Prometheus scraping the operator during a search', () => 
   afterAll(async () => {
     opencost?.close();
     await c?.stop();
+    if (dir && process.env.IACNAS_KEEP_CLUSTER !== '1') rmSync(dir, { recursive: true, force: true });
   });
 
   it('scrapes the operator while the search runs', async () => {
