@@ -35,14 +35,25 @@ export function readFinalArchitecture(o: { workdir: string; history?: string; ch
   epoch: number;
   stoppedBy: StopReason | null;
   source: string;
+  stableEdges?: number;
 } {
   if (o.history) {
-    const lines = readHistory<{ epoch: number; alphas?: number[][][]; betas?: number[][]; active?: number[][][]; stoppedBy?: StopReason | null }>(o.history);
+    const lines = readHistory<{
+      epoch: number;
+      alphas?: number[][][];
+      betas?: number[][];
+      active?: number[][][];
+      stable?: boolean[][];
+      settled?: boolean[][];
+      stoppedBy?: StopReason | null;
+    }>(o.history);
     const last = lines.at(-1);
     if (!last) throw bad(`--history ${o.history}: no complete epoch line (is it the search's history.jsonl?)`);
     if (!last.alphas || !last.betas || !last.active) throw bad(`--history ${o.history}: epoch ${last.epoch} has no alphas/betas/active; give the search's history.jsonl`);
     // A history line holds that epoch's alphas and the active operations after its pruning.
-    return { arch: { alphas: last.alphas, betas: last.betas, active: last.active }, epoch: last.epoch, stoppedBy: last.stoppedBy ?? null, source: o.history };
+    const stable = last.stable?.flat();
+    const stableEdges = last.settled?.flat().filter((settled, i) => settled || stable?.[i]).length;
+    return { arch: { alphas: last.alphas, betas: last.betas, active: last.active }, epoch: last.epoch, stoppedBy: last.stoppedBy ?? null, source: o.history, stableEdges };
   }
   const dir = o.checkpoint ?? join(o.workdir, 'search', 'checkpoint');
   let ck: ReturnType<typeof readCheckpoint<SearchState>>;
@@ -52,7 +63,7 @@ export function readFinalArchitecture(o: { workdir: string; history?: string; ch
     throw bad(`cannot read the search checkpoint in ${dir}: ${(e as Error).message}`);
   }
   if (!ck) throw bad(`${dir} holds no search checkpoint: run the search phase first, or give --history <history.jsonl>`);
-  return { arch: ck.state.arch, epoch: ck.state.epoch, stoppedBy: ck.state.stoppedBy, source: dir };
+  return { arch: ck.state.arch, epoch: ck.state.epoch, stoppedBy: ck.state.stoppedBy, source: dir, stableEdges: ck.state.stableEdges };
 }
 
 export async function runPrunePhase(ctx: PhaseContext): Promise<ResultFields> {
@@ -89,6 +100,7 @@ export async function runPrunePhase(ctx: PhaseContext): Promise<ResultFields> {
     seconds: (performance.now() - started) / 1000,
     ...(final.stoppedBy ? { stoppedBy: final.stoppedBy } : {}),
     activeOperations: active,
+    ...(final.stableEdges !== undefined ? { stableEdges: final.stableEdges } : {}),
     totalOperations: final.arch.alphas.length * edges * space.operations.length,
     totalEdges: final.arch.alphas.length * edges,
     genotype: summariseGenotype(genotype),

@@ -49,10 +49,13 @@ describe('search, prune, retrain, evaluate', () => {
     expect(p.code, p.stderr).toBe(0);
     const genotype = JSON.parse(readFileSync(join(workdir, 'genotype.json'), 'utf8'));
     expect(p.result.genotype).toEqual(s.result.genotype);
+    expect(p.result.stableEdges).toBe(s.result.stableEdges);
+    expect(p.result.activeOperations).toBe(s.result.activeOperations);
     expect(genotype.genotype.cells).toHaveLength(1);
     const d = await phase(['derive', '--workdir', workdir, '--config-json', cfg, '--history', join(workdir, 'search', 'history.jsonl')]);
     expect(d.code, d.stderr).toBe(0);
     expect(d.result.genotype).toEqual(s.result.genotype);
+    expect(d.result.stableEdges).toBe(s.result.stableEdges);
     const c = await phase(['derive', '--workdir', workdir, '--config-json', cfg, '--checkpoint', join(workdir, 'search', 'checkpoint')]);
     expect(c.code, c.stderr).toBe(0);
     expect(c.result.genotype).toEqual(s.result.genotype);
