@@ -66,10 +66,14 @@ describe.skipIf(availability.skip)('phantom-quick example in a cluster', () => {
 
 
     const table = await env.cluster.kubectl(['get', 'iacs', '-n', ns, 'phantom-quick']);
-    const [header, row] = table.stdout.trim().split('\n');
+    const [header, row] = table.stdout.trimEnd().split('\n');
     const cols = header.split(/\s+/);
-    const cells = row.split(/\s+/);
-    const cell = (name: string) => cells[cols.indexOf(name)];
+    // kubectl pads the columns; an empty cell is blanks, so cut the row at the header's offsets.
+    const starts = cols.map((c) => header.indexOf(c));
+    const cell = (name: string) => {
+      const i = cols.indexOf(name);
+      return row.slice(starts[i], i + 1 < starts.length ? starts[i + 1] : undefined).trim();
+    };
     expect(cols).toEqual(['NAME', 'PHASE', 'EPOCH', 'STABLE', 'DICE', 'GPU-HOURS', 'COST', 'AGE']);
     expect(cell('PHASE')).toBe('Succeeded');
     expect(Number(cell('DICE'))).toBeCloseTo(st.results.meanDice, 2);

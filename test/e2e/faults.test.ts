@@ -1,6 +1,6 @@
 // Faults against a real control plane with the real trainer in every pod: the operator
 // killed mid-search, a preempted pod, a phase that always fails, bad input, suspend and
-// resume, both budget actions, and deletion through the garbage collector.
+// resume, both budget actions, deletion through the garbage collector, and node loss.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -168,4 +168,25 @@ describe.skipIf(availability.skip)('faults', () => {
     }, 120_000);
     expect(await env.cluster.client.find(iacsPath(ns, 'restart'))).toBeUndefined();
   }, 180_000);
+
+  // Last: it takes a node away.
+  it('moves a search off a node that vanished, from its checkpoint, without counting a failure', async () => {
+    await kubelet().addNode({ name: 'gpu-node-2', cpu: '16', memory: '64Gi', gpus: 4 });
+    await create(tinySearch('nodeloss', ns, { searchEpochs: 3000, spec: { backoffLimit: 0 } }));
+    await waitForLog(kubelet(), ns, 'nodeloss-search-1', 'search epoch 3/');
+    const first = await env.cluster.client.get(`/api/v1/namespaces/${ns}/pods/nodeloss-search-1`);
+    const lost: string = first.spec.nodeName;
+    await kubelet().vanishNode(lost);
+
+    // The pod garbage collector removes the orphaned pod (after its 40 s quarantine); the
+    // operator starts the next attempt, which the scheduler places on the remaining node.
+    await waitForLog(kubelet(), ns, 'nodeloss-search-2', /resuming after epoch [1-9]/, 240_000);
+    const second = await env.cluster.client.get(`/api/v1/namespaces/${ns}/pods/nodeloss-search-2`);
+    expect(second.spec.nodeName).not.toBe(lost);
+    const s = await env.cluster.client.get(iacsPath(ns, 'nodeloss'));
+    expect(s.status.phase).toBe('Searching');
+    expect(s.status.phases.search.preemptions).toBe(1);
+    expect(s.status.phases.search.failures).toBe(0);
+    await env.cluster.client.delete(iacsPath(ns, 'nodeloss'));
+  }, 300_000);
 });
