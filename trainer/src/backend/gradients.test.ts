@@ -144,7 +144,11 @@ describe('wasm kernels replaced for speed', () => {
     const a = seeded([3, 4], 20);
     const b = seeded([4, 5], 21);
     checkGradients(([x, y]) => tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D), [a, b], 'matMul', 22);
-    tf.dispose([a, b]);
+    // The other branch of each gradient (many rows; a single output column).
+    const c = seeded([8, 3], 23);
+    const d = seeded([3, 1], 24);
+    checkGradients(([x, y]) => tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D), [c, d], 'matMul column', 25);
+    tf.dispose([a, b, c, d]);
   });
 
   it('identity shares the buffer yet stays valid after the original is disposed', () => {

@@ -141,9 +141,16 @@ export function installWasmTuning(): void {
       const [a, b] = saved;
       if (a.rank !== 2 || b.rank !== 2 || attrs.transposeA || attrs.transposeB) return matMul.gradFunc(dy, saved, attrs);
       const d = dy as tf.Tensor2D;
+      // Forward: Y [P, S] = A [P, Q] @ B [Q, S]. Measured on wasm: the XNNPACK product
+      // after an explicit transpose wins, except where the transpose produces a short
+      // last axis for little work; there the direct transposed product is cheaper.
+      const [p, q] = (a as tf.Tensor2D).shape;
+      const sCols = (b as tf.Tensor2D).shape[1];
+      const directA = p <= 4 || (q === 1 && p <= 16); // dA = dY @ B^T
+      const directB = sCols === 1 || (q === 1 && sCols <= 4); // dB = A^T @ dY
       return {
-        a: () => tf.matMul(d, tf.transpose(b as tf.Tensor2D)),
-        b: () => tf.matMul(tf.transpose(a as tf.Tensor2D), d),
+        a: () => (directA ? tf.matMul(d, b as tf.Tensor2D, false, true) : tf.matMul(d, tf.transpose(b as tf.Tensor2D))),
+        b: () => (directB ? tf.matMul(a as tf.Tensor2D, d, true, false) : tf.matMul(tf.transpose(a as tf.Tensor2D), d)),
       };
     },
   };
