@@ -90,4 +90,30 @@ describe('iacnas trainer command line', () => {
       expect(existsSync(join(dir, 'backbone'))).toBe(false); // nothing was trained
     }
   });
+  it('--simulate and IACNAS_SIMULATE_SECONDS pretend a phase: progress, a plausible result, exit 0', async () => {
+    const expected = { search: { stoppedBy: 'stable', epochs: 2 }, prune: {}, retrain: { epochs: 2 }, evaluate: { meanDice: 0.7 } } as const;
+    for (const [phase, fields] of Object.entries(expected)) {
+      const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+      const file = join(dir, 'result.json');
+      const t = io();
+      const argv = [phase, '--workdir', dir, '--result-file', file];
+      const started = performance.now();
+      const code = phase === 'retrain' ? await trainerMain(argv, { ...t.io, env: { IACNAS_SIMULATE_SECONDS: '0.2' } }) : await trainerMain([...argv, '--simulate', '0.2'], t.io);
+      expect(code).toBe(0);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(180);
+      const result = PhaseResult.parse(JSON.parse(readFileSync(file, 'utf8')));
+      expect(result).toMatchObject({ phase, ok: true, ...fields });
+      if (phase === 'prune') expect(result.genotype?.cells.length).toBeGreaterThan(0);
+      const progress = t.out.join('').split('\n').filter((l) => l.includes('"progress"'));
+      expect(progress.length).toBe(phase === 'prune' ? 0 : 2);
+      expect(existsSync(join(dir, 'search'))).toBe(false); // nothing was trained
+    }
+  });
+
+  it('exits 2 on a --simulate that is no number of seconds', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    const t = io();
+    expect(await trainerMain(['search', '--workdir', dir, '--simulate', 'soon'], t.io)).toBe(2);
+    expect(t.err.join('')).toContain("--simulate: 'soon' is not a number of seconds");
+  });
 });

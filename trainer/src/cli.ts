@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { ConfigError, type TrainerConfig, loadTrainerConfig } from './config/index.ts';
 import type { Phase } from './report/events.ts';
 import { ProgressReporter, type ResultFields, resultFilePath } from './report/progress.ts';
+import { simulatePhase, simulateSeconds } from './simulate.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -17,6 +18,9 @@ const COMMON = `  --workdir <dir>          work directory shared by the phases (
   --config-json <json>     trainer configuration inline (instead of --config)
   --result-file <path>     where the JSON result goes (default $IACNAS_RESULT_FILE,
                            else /dev/termination-log when it exists)
+  --simulate <seconds>     benchmark/test aid: do no training, wait this long while
+                           reporting progress, then write a plausible result
+                           (default $IACNAS_SIMULATE_SECONDS)
   -h, --help               this help`;
 
 const HELP: Record<PhaseCommand | 'trainer', string> = {
@@ -73,6 +77,7 @@ export interface TrainerArgs {
   resultFile?: string;
   history?: string;
   checkpoint?: string;
+  simulate?: string;
   help: boolean;
 }
 
@@ -83,6 +88,7 @@ const FLAGS: Record<string, keyof TrainerArgs> = {
   '--result-file': 'resultFile',
   '--history': 'history',
   '--checkpoint': 'checkpoint',
+  '--simulate': 'simulate',
 };
 
 /** A problem with the command line: exit status 2 and the help text. */
@@ -176,9 +182,10 @@ export async function trainerMain(argv: string[], io: TrainerIO = {}): Promise<n
     return (c.user + c.system) / 1e6;
   };
   try {
+    const simulate = simulateSeconds(args.simulate, env);
     const config = loadTrainerConfig({ file: args.config, json: args.configJson });
     mkdirSync(args.workdir!, { recursive: true });
-    const fields = await runPhase(phase, { config, workdir: args.workdir!, reporter, args });
+    const fields = simulate !== undefined ? await simulatePhase(phase, simulate, reporter) : await runPhase(phase, { config, workdir: args.workdir!, reporter, args });
     await reporter.result({ ...fields, cpuSeconds: cpuSeconds() });
     return fields.ok ? EXIT_OK : EXIT_FAILED;
   } catch (e) {
