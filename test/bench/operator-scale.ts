@@ -1,0 +1,447 @@
+// Operator scale against the real control plane (test/cluster): N IACSearches created at
+// once, each running its four phases as pods of the simulated trainer
+// (IACNAS_SIMULATE_SECONDS, set by the test kubelet in every container), then a quiet
+// period after all have finished. Measures:
+//   - seconds until every search's first pod exists, and until every search Succeeded;
+//   - reconcile p50/p99 (the operator's iac_operator_reconcile_duration_seconds histogram);
+//   - the operator's API requests by verb and resource over the searches' lives, per
+//     search, and in the quiet period (watches and its leader Lease counted apart). The
+//     operator runs under its own client certificate (user iacnas-operator) and the API
+//     server's audit log attributes every request to it;
+//   - the operator's memory (VmHWM and VmRSS of its process);
+//   - as a cross-check, the API server's own apiserver_request_total over all clients.
+//   scripts/with-node node test/bench/operator-scale.ts [--searches 500] [--quiet-seconds 60]
+//       [--simulate-seconds 2] [--workers 2] [--no-write]
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { adminKubeconfig } from '../cluster/certs.ts';
+import { freePort, sleep, startCluster, waitFor, type Cluster } from '../cluster/control-plane.ts';
+import type { KubeJSON, Watch } from '../cluster/kube-client.ts';
+import { spawnGroup } from '../cluster/processes.ts';
+import { TestKubelet } from '../cluster/test-kubelet.ts';
+import { createNamespace, installCRD, iacsPath } from '../e2e/env.ts';
+import { machine, parseFlags, repoRoot, updateBenchmarksMd } from './lib.ts';
+
+export const OPERATOR_USER = 'iacnas-operator';
+const LABEL_SEARCH = 'iac.dev/search';
+
+export interface ScaleOptions {
+  searches: number;
+  quietSeconds: number;
+  /** Seconds each simulated phase takes. */
+  simulateSeconds: number;
+  workers: number;
+  /** Give up waiting for the searches after this long. */
+  timeoutSeconds?: number;
+  log?: (line: string) => void;
+}
+
+export interface RequestCounts {
+  /** Non-watch requests by "VERB resource[/subresource]". */
+  byVerbResource: Record<string, number>;
+  /** Non-watch requests, leader Lease excluded. */
+  total: number;
+  /** Requests on the leader Lease (get/update while renewing). */
+  lease: number;
+  /** Watch requests started (each is one long-lived connection). */
+  watches: number;
+}
+
+export interface ScaleResult {
+  benchmark: 'operator-scale';
+  date: string;
+  machine: ReturnType<typeof machine>;
+  settings: { searches: number; quietSeconds: number; simulateSecondsPerPhase: number; workers: number; namespaces: number; nodes: number; leaderElect: true };
+  seconds: { toEveryFirstPod: number; toAllSucceeded: number };
+  reconcile: { count: number; p50Ms: number; p99Ms: number; meanMs: number; byResult: Record<string, number> };
+  apiRequests: {
+    /** From creating the searches until all had succeeded. */
+    life: RequestCounts & { perSearch: number; perSearchByVerbResource: Record<string, number> };
+    /** The quiet period after all succeeded. */
+    quiet: RequestCounts & { seconds: number; reconciles: number };
+    /** apiserver_request_total of every client (kubelet, scheduler, controllers, operator), non-watch. */
+    allClients: { life: number; quiet: number };
+  };
+  operatorMemoryMiB: { peakRss: number; rssAtEnd: number; rssBeforeSearches: number };
+}
+
+interface AuditEntry {
+  stage: string;
+  verb: string;
+  user?: { username?: string };
+  objectRef?: { resource?: string; subresource?: string; name?: string; namespace?: string };
+  requestReceivedTimestamp: string;
+}
+
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  users: ["${OPERATOR_USER}"]
+- level: None
+`;
+
+function readAudit(file: string): AuditEntry[] {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: AuditEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const e = JSON.parse(line) as AuditEntry;
+    // A watch is counted when it starts; every other request when it completes.
+    if (e.verb === 'watch' ? e.stage === 'ResponseStarted' : e.stage === 'ResponseComplete') out.push(e);
+  }
+  return out;
+}
+
+export function countRequests(entries: readonly AuditEntry[], from: number, to: number): RequestCounts {
+  const counts: RequestCounts = { byVerbResource: {}, total: 0, lease: 0, watches: 0 };
+  for (const e of entries) {
+    const t = Date.parse(e.requestReceivedTimestamp);
+    if (t < from || t >= to) continue;
+    const resource = `${e.objectRef?.resource ?? '?'}${e.objectRef?.subresource ? `/${e.objectRef.subresource}` : ''}`;
+    if (e.verb === 'watch') counts.watches++;
+    else if (resource === 'leases') counts.lease++;
+    else {
+      const key = `${e.verb.toUpperCase()} ${resource}`;
+      counts.byVerbResource[key] = (counts.byVerbResource[key] ?? 0) + 1;
+      counts.total++;
+    }
+  }
+  counts.byVerbResource = Object.fromEntries(Object.entries(counts.byVerbResource).sort((a, b) => b[1] - a[1]));
+  return counts;
+}
+
+/** Sum of apiserver_request_total over every client, watches excluded. */
+async function apiserverRequests(cluster: Cluster): Promise<number> {
+  const text: string = await cluster.client.get('/metrics');
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    if (/verb="WATCH"/.test(line)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+interface Histogram {
+  buckets: Array<[number, number]>;
+  count: number;
+  sum: number;
+  byResult: Record<string, number>;
+}
+
+/** The reconcile histogram, summed over results. */
+function parseHistogram(text: string, name: string): Histogram {
+  const buckets = new Map<number, number>();
+  const byResult: Record<string, number> = {};
+  let count = 0;
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.startsWith(`${name}_bucket{`)) {
+      const le = /le="([^"]+)"/.exec(line)![1];
+      const bound = le === '+Inf' ? Infinity : Number(le);
+      buckets.set(bound, (buckets.get(bound) ?? 0) + value);
+    } else if (line.startsWith(`${name}_count`)) {
+      count += value;
+      const result = /result="([^"]+)"/.exec(line)?.[1] ?? 'all';
+      byResult[result] = (byResult[result] ?? 0) + value;
+    } else if (line.startsWith(`${name}_sum`)) sum += value;
+  }
+  return { buckets: [...buckets.entries()].sort((a, b) => a[0] - b[0]), count, sum, byResult };
+}
+
+/** Quantile by linear interpolation inside the bucket, as Prometheus' histogram_quantile. */
+export function histogramQuantile(q: number, h: Pick<Histogram, 'buckets' | 'count'>): number {
+  if (h.count === 0) return 0;
+  const rank = q * h.count;
+  let prevBound = 0;
+  let prevCount = 0;
+  for (const [bound, cum] of h.buckets) {
+    if (cum >= rank) {
+      if (bound === Infinity) return prevBound;
+      return prevBound + ((bound - prevBound) * (rank - prevCount)) / Math.max(cum - prevCount, 1e-9);
+    }
+    prevBound = bound;
+    prevCount = cum;
+  }
+  return prevBound;
+}
+
+function rssMiB(pid: number): { rss: number; hwm: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+}
+
+/** A kubeconfig for the operator under its own identity (a system:masters certificate, CN iacnas-operator). */
+function operatorKubeconfig(cluster: Cluster): string {
+  const dir = path.join(cluster.dir, 'pki');
+  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'operator.key']);
+  run(['req', '-new', '-key', 'operator.key', '-subj', `/O=system:masters/CN=${OPERATOR_USER}`, '-out', 'operator.csr']);
+  writeFileSync(path.join(dir, 'operator.ext'), 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n');
+  run(['x509', '-req', '-in', 'operator.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '7', '-sha256', '-extfile', 'operator.ext', '-out', 'operator.crt']);
+  const file = path.join(cluster.dir, 'operator.kubeconfig');
+  writeFileSync(file, adminKubeconfig(cluster.server, { ...cluster.certs, adminCert: path.join(dir, 'operator.crt'), adminKey: path.join(dir, 'operator.key') }), { mode: 0o600 });
+  return file;
+}
+
+function searchObject(name: string, namespace: string): KubeJSON {
+  return {
+    apiVersion: 'nas.iac.dev/v1alpha1',
+    kind: 'IACSearch',
+    metadata: { name, namespace },
+    spec: {
+      dataset: { format: 'phantom', cases: 6, sliceSize: 16 },
+      backbone: { depth: 1, baseFilters: 4 },
+      // No GPUs: scheduling never waits, so the figures are the operator's and the API server's.
+      resources: { gpus: 0, cpu: '10m', memory: '64Mi' },
+      artifacts: { size: '1Gi' },
+    },
+  };
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
+}
+
+export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
+  const log = o.log ?? (() => undefined);
+  const n = o.searches;
+  const namespaces = Array.from({ length: Math.min(10, n) }, (_, i) => `scale-${i}`);
+  const nodeCount = Math.ceil(n / 100) + 1;
+  const clusterDir = path.join((await import('node:os')).tmpdir(), `iacnas-scale-${process.pid}-${Date.now()}`);
+  mkdirSync(path.join(clusterDir, 'logs'), { recursive: true });
+  const policy = path.join(clusterDir, 'audit-policy.yaml');
+  const auditLog = path.join(clusterDir, 'logs', 'audit.log');
+  writeFileSync(policy, AUDIT_POLICY);
+
+  log(`starting the control plane (${nodeCount} nodes, ${n} volumes)`);
+  const cluster = await startCluster({
+    dir: clusterDir,
+    persistentVolumes: n,
+    volumeSize: '1Gi',
+    apiserverArgs: [`--audit-policy-file=${policy}`, `--audit-log-path=${auditLog}`, '--audit-log-format=json', '--audit-log-maxsize=0'],
+  });
+  const watches: Watch[] = [];
+  try {
+    await installCRD(cluster);
+    await TestKubelet.start(cluster, {
+      nodes: Array.from({ length: nodeCount }, (_, i) => ({ name: `scale-node-${i}`, cpu: '1000', memory: '4Ti', pods: 110 })),
+      envOverrides: { IACNAS_SIMULATE_SECONDS: String(o.simulateSeconds) },
+    });
+    for (const ns of namespaces) await createNamespace(cluster, ns);
+
+    // The operator, under its own identity so that the audit log tells its requests apart.
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const operatorLog = cluster.logFile('operator');
+    const proc = spawnGroup('operator', process.execPath, [
+      path.join(repoRoot, 'bin', 'iacnas.ts'),
+      'operator',
+      `--kubeconfig=${operatorKubeconfig(cluster)}`,
+      '--host=127.0.0.1',
+      `--port=${port}`,
+      `--progress-url=${url}/v1/progress`,
+      '--advertise-address=127.0.0.1',
+      `--workers=${o.workers}`,
+      '--leader-elect',
+      '--leader-election-namespace=default',
+      '--leader-election-identity=scale',
+    ], { logFile: operatorLog, env: { ...process.env, POD_NAMESPACE: '', POD_NAME: '', POD_IP: '' } });
+    cluster.onStop(() => proc.stop(20_000));
+    await Promise.race([
+      waitFor('operator /readyz', async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).ok, 60_000, 300),
+      proc.exited.then((s) => {
+        throw new Error(`operator exited during start (code ${s.code}): ${readFileSync(operatorLog, 'utf8').slice(-3000)}`);
+      }),
+    ]);
+    await waitFor('operator holds the lease', async () => (await fetch(`${url}/metrics`)).text().then((t) => /^iac_operator_leader 1$/m.test(t)), 60_000, 300);
+    await sleep(2000); // informers settled
+    const rssBefore = rssMiB(proc.pid).rss;
+    let peakRss = rssBefore;
+    const sampler = setInterval(() => {
+      try {
+        peakRss = Math.max(peakRss, rssMiB(proc.pid).rss);
+      } catch {
+        // the process ended; stop() follows
+      }
+    }, 500);
+
+    // First pod and success per search, from watches.
+    const firstPod = new Map<string, number>();
+    const succeeded = new Map<string, number>();
+    const failed = new Map<string, string>();
+    watches.push(
+      cluster.client.watch(`/api/v1/pods?labelSelector=${encodeURIComponent(LABEL_SEARCH)}`, (e) => {
+        if (e.type !== 'ADDED') return;
+        const key = `${e.object.metadata.namespace}/${e.object.metadata.labels[LABEL_SEARCH]}`;
+        if (!firstPod.has(key)) firstPod.set(key, performance.now());
+      }),
+      cluster.client.watch('/apis/nas.iac.dev/v1alpha1/iacsearches', (e) => {
+        const key = `${e.object.metadata.namespace}/${e.object.metadata.name}`;
+        const phase = e.object.status?.phase;
+        if (phase === 'Succeeded' && !succeeded.has(key)) succeeded.set(key, performance.now());
+        if (phase === 'Failed') failed.set(key, JSON.stringify(e.object.status?.conditions ?? []).slice(0, 600));
+      }),
+    );
+
+    const allBefore = await apiserverRequests(cluster);
+    const wallStart = Date.now();
+    const t0 = performance.now();
+    log(`creating ${n} IACSearches`);
+    const names = Array.from({ length: n }, (_, i) => ({ name: `s${i}`, namespace: namespaces[i % namespaces.length] }));
+    await pool(names, 32, (s) => cluster.client.create(iacsPath(s.namespace), searchObject(s.name, s.namespace)));
+    const timeout = (o.timeoutSeconds ?? 600 + n * 4) * 1000;
+    let lastLog = 0;
+    await waitFor(`every search's first pod (${n})`, () => {
+      if (Date.now() - lastLog > 10_000) {
+        lastLog = Date.now();
+        log(`first pods: ${firstPod.size}/${n}`);
+      }
+      return firstPod.size >= n;
+    }, timeout, 100);
+    const toFirstPod = (Math.max(...firstPod.values()) - t0) / 1000;
+    log(`every first pod after ${toFirstPod.toFixed(1)} s`);
+    await waitFor(`every search Succeeded (${n})`, () => {
+      if (failed.size) throw new Error(`searches failed: ${[...failed].slice(0, 3).join('; ')}`);
+      if (Date.now() - lastLog > 10_000) {
+        lastLog = Date.now();
+        log(`succeeded: ${succeeded.size}/${n}`);
+      }
+      return succeeded.size >= n || undefined;
+    }, timeout, 200).catch((err) => {
+      if (failed.size) throw new Error(`searches failed: ${[...failed].slice(0, 3).join('; ')}`);
+      throw err;
+    });
+    const toSucceeded = (Math.max(...succeeded.values()) - t0) / 1000;
+    const lifeEnd = Date.now();
+    const allAfterLife = await apiserverRequests(cluster);
+    log(`every search Succeeded after ${toSucceeded.toFixed(1)} s`);
+
+    // The quiet period: nothing changes; what the operator still asks is its steady-state cost.
+    await sleep(3000); // the last status writes and their watch events settle
+    const metricsBeforeQuiet = parseHistogram(await (await fetch(`${url}/metrics`)).text(), 'iac_operator_reconcile_duration_seconds');
+    const allBeforeQuiet = await apiserverRequests(cluster);
+    const quietStart = Date.now();
+    log(`quiet for ${o.quietSeconds} s`);
+    await sleep(o.quietSeconds * 1000);
+    const quietEnd = Date.now();
+    const allAfterQuiet = await apiserverRequests(cluster);
+    const metricsText = await (await fetch(`${url}/metrics`)).text();
+    const h = parseHistogram(metricsText, 'iac_operator_reconcile_duration_seconds');
+    const mem = rssMiB(proc.pid);
+    clearInterval(sampler);
+    await sleep(1500); // the audit log's buffered lines reach the file
+    const audit = readAudit(auditLog);
+    const life = countRequests(audit, wallStart - 1, lifeEnd);
+    const quiet = countRequests(audit, quietStart, quietEnd);
+    const perSearchByVerbResource = Object.fromEntries(Object.entries(life.byVerbResource).map(([k, v]) => [k, +(v / n).toFixed(2)]));
+    return {
+      benchmark: 'operator-scale',
+      date: new Date().toISOString(),
+      machine: machine(),
+      settings: { searches: n, quietSeconds: o.quietSeconds, simulateSecondsPerPhase: o.simulateSeconds, workers: o.workers, namespaces: namespaces.length, nodes: nodeCount, leaderElect: true },
+      seconds: { toEveryFirstPod: +toFirstPod.toFixed(2), toAllSucceeded: +toSucceeded.toFixed(2) },
+      reconcile: {
+        count: h.count,
+        p50Ms: +(histogramQuantile(0.5, h) * 1000).toFixed(2),
+        p99Ms: +(histogramQuantile(0.99, h) * 1000).toFixed(2),
+        meanMs: +((h.sum / Math.max(h.count, 1)) * 1000).toFixed(2),
+        byResult: h.byResult,
+      },
+      apiRequests: {
+        life: { ...life, perSearch: +(life.total / n).toFixed(2), perSearchByVerbResource },
+        quiet: { ...quiet, seconds: +((quietEnd - quietStart) / 1000).toFixed(1), reconciles: h.count - metricsBeforeQuiet.count },
+        allClients: { life: allAfterLife - allBefore, quiet: allAfterQuiet - allBeforeQuiet },
+      },
+      operatorMemoryMiB: { peakRss: +Math.max(peakRss, mem.hwm).toFixed(1), rssAtEnd: +mem.rss.toFixed(1), rssBeforeSearches: +rssBefore.toFixed(1) },
+    };
+  } finally {
+    for (const w of watches) w.stop();
+    await cluster.stop();
+  }
+}
+
+export function markdown(r: ScaleResult): string {
+  const life = r.apiRequests.life;
+  const quiet = r.apiRequests.quiet;
+  const top = Object.entries(life.perSearchByVerbResource)
+    .slice(0, 8)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const quietList = Object.entries(quiet.byVerbResource).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  return `## Operator scale (real control plane)
+
+\`npm run bench:operator-scale -- --searches ${r.settings.searches} --quiet-seconds ${r.settings.quietSeconds}\`
+(\`test/bench/operator-scale.ts\`; result in \`test/bench/results/operator-scale.json\`). ${r.machine.cores} cores
+(${r.machine.cpu}), Node ${r.machine.node}; etcd, kube-apiserver, controller-manager, scheduler, the test
+kubelet (${r.settings.nodes} nodes), the operator (${r.settings.workers} workers, leader election on) and every
+pod's process share the machine. ${r.settings.searches} IACSearches created at once in ${r.settings.namespaces}
+namespaces, no GPUs, each phase pod running the simulated trainer for ${r.settings.simulateSecondsPerPhase} s
+(\`IACNAS_SIMULATE_SECONDS\`, docs/trainer-phases.md). The operator's requests are counted from
+the API server's audit log (the operator runs as its own user).
+
+| measure | value |
+|---|---|
+| every search's first pod exists | ${r.seconds.toEveryFirstPod} s |
+| every search Succeeded (4 phase pods each) | ${r.seconds.toAllSucceeded} s |
+| reconciles | ${r.reconcile.count} (p50 ${r.reconcile.p50Ms} ms, p99 ${r.reconcile.p99Ms} ms, mean ${r.reconcile.meanMs} ms) |
+| operator API requests over the searches' lives (watches and Lease apart) | ${life.total}, **${life.perSearch} per search** |
+| per search, by request | ${top} |
+| leader Lease requests / watches started over the lives | ${life.lease} / ${life.watches} |
+| quiet ${quiet.seconds} s after all finished: operator requests (Lease apart) | **${quiet.total}** (${quietList}); Lease ${quiet.lease}; new watches ${quiet.watches}; reconciles ${quiet.reconciles} |
+| all clients (apiserver_request_total, watches apart): lives / quiet | ${r.apiRequests.allClients.life} / ${r.apiRequests.allClients.quiet} |
+| operator memory: before the searches / peak / at the end | ${r.operatorMemoryMiB.rssBeforeSearches} / ${r.operatorMemoryMiB.peakRss} / ${r.operatorMemoryMiB.rssAtEnd} MiB RSS |
+`;
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const num = (name: string, def: number) => {
+    const v = flags.get(name);
+    if (v === undefined) return def;
+    const x = Number(v);
+    if (!Number.isFinite(x) || x <= 0) throw new Error(`--${name}: '${v}' is not a positive number`);
+    return x;
+  };
+  const result = await runOperatorScale({
+    searches: Math.round(num('searches', 500)),
+    quietSeconds: num('quiet-seconds', 60),
+    simulateSeconds: num('simulate-seconds', 2),
+    workers: Math.round(num('workers', 2)),
+    log: (line) => console.error(`[operator-scale ${new Date().toISOString().slice(11, 19)}] ${line}`),
+  });
+  console.log(JSON.stringify(result, null, 2));
+  if (flags.get('no-write') !== 'true') {
+    const out = path.join(repoRoot, 'test/bench/results/operator-scale.json');
+    writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+    updateBenchmarksMd('operator-scale', markdown(result));
+    console.error(`wrote ${out} and BENCHMARKS.md`);
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+      process.exit(1);
+    },
+  );
+}
