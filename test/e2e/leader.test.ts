@@ -52,7 +52,7 @@ describe.skipIf(availability.skip)('leader election between two operator replica
     }, 60_000, 200);
     const handover = (Date.now() - killedAt) / 1000;
     // The old lease must expire first (LEASE_SECONDS), then one retry period.
-    expect(handover).toBeLessThan(LEASE_SECONDS + 4);
+    expect(handover).toBeLessThan(LEASE_SECONDS + 5);
     expect(lease.spec.leaseTransitions).toBeGreaterThanOrEqual(1);
 
     const s = await waitForSearch(env.cluster, ns, 'handover', 'finished', (x) => ['Succeeded', 'Failed'].includes(x.status?.phase), 300_000);
