@@ -366,7 +366,9 @@ export class IacCell {
       }
       if (xb2 && plan.inputs[i].bypass) {
         const wb = tf.reshape(tf.matMul(ew, plan.inputs[i].bypass!), [n, 1]) as tf.Tensor2D;
-        accQ.push(tf.matMul(wb, tf.reshape(xb2, [1, bhw * cb]) as tf.Tensor2D));
+        // An outer product by broadcasting: as a matrix product the large operand would
+        // be re-packed by XNNPACK on every call (forward and backward).
+        accQ.push(tf.mul(wb, tf.reshape(xb2, [1, bhw * cb])) as tf.Tensor2D);
       }
     }
     total();
