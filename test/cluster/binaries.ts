@@ -43,7 +43,7 @@ export function findBinaries(): BinaryLookup {
     missing,
     reason:
       `cluster binaries missing (${missing.join(', ')}) in ${dirs.join(' or ')}; ` +
-      `build them once with test/cluster/build.sh (needs Go; about 30-40 min cold on 2 cores), ` +
+      `build them once with test/cluster/build.sh (needs Go; 10-25 min cold on 2 cores), ` +
       `or point KUBEBUILDER_ASSETS / IACNAS_K8S_BIN_DIR at a directory holding them`,
   };
 }

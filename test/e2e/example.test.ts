@@ -65,6 +65,12 @@ describe.skipIf(availability.skip)('phantom-quick example in a cluster', () => {
     expect(st.phases.evaluate.succeeded).toBe(true);
 
 
+    // The operator's metrics agree with the status.
+    const metrics = await (await fetch(`${operator.url}/metrics`)).text();
+    const series = metrics.split('\n').filter((l) => l.startsWith('iacsearch_gpu_seconds_total{') && l.includes('namespace="example"') && l.includes('name="phantom-quick"'));
+    expect(series.length).toBeGreaterThan(0);
+    expect(series.reduce((sum, l) => sum + Number(l.split(' ').pop()), 0)).toBeCloseTo(st.cost.gpuSeconds, 0);
+
     const table = await env.cluster.kubectl(['get', 'iacs', '-n', ns, 'phantom-quick']);
     const [header, row] = table.stdout.trimEnd().split('\n');
     const cols = header.split(/\s+/);
