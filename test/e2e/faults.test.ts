@@ -64,7 +64,7 @@ describe.skipIf(availability.skip)('faults', () => {
   }, 400_000);
 
   it('retries a preempted pod from its checkpoint without counting it against backoffLimit', async () => {
-    await create(tinySearch('preempt', ns, { searchEpochs: 30, spec: { backoffLimit: 0 } }));
+    await create(tinySearch('preempt', ns, { searchEpochs: 60, spec: { backoffLimit: 0 } }));
     await waitForLog(kubelet(), ns, 'preempt-search-1', 'search epoch 3/');
     await kubelet().evict(ns, 'preempt-search-1', { reason: 'Preempted', conditionReason: 'PreemptionByScheduler', message: 'preempted by a higher-priority pod' });
 
@@ -105,7 +105,7 @@ describe.skipIf(availability.skip)('faults', () => {
   }, 180_000);
 
   it('suspends (the pod goes, GPU time stops) and resumes from the checkpoint', async () => {
-    await create(tinySearch('pause', ns, { searchEpochs: 30 }));
+    await create(tinySearch('pause', ns, { searchEpochs: 100 }));
     await waitForLog(kubelet(), ns, 'pause-search-1', 'search epoch 3/');
     await patch('pause', { suspend: true });
     const suspended = await waitForSearch(env.cluster, ns, 'pause', 'Suspended', isPhase('Suspended'), 60_000);

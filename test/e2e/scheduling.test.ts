@@ -25,7 +25,7 @@ describe.skipIf(availability.skip)('GPU scheduling of several searches', () => {
   });
 
   it('runs two of four 1-GPU searches on a 2-GPU node, queues the others with a reason, and charges only run time', async () => {
-    for (const n of names) await env.cluster.client.create(iacsPath(ns, undefined), tinySearch(n, ns, { searchEpochs: 25 }));
+    for (const n of names) await env.cluster.client.create(iacsPath(ns, undefined), tinySearch(n, ns, { searchEpochs: 60 }));
 
     // Two search pods run; the other two are Unschedulable and their searches say why.
     const waiting = await waitFor('two running and two waiting for GPUs', async () => {
