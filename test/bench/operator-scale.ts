@@ -264,7 +264,9 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
       '--leader-election-namespace=default',
       '--leader-election-identity=scale',
     ], { logFile: operatorLog, env: { ...process.env, POD_NAMESPACE: '', POD_NAME: '', POD_IP: '' } });
-    cluster.onStop(() => proc.stop(20_000));
+    cluster.onStop(async () => {
+      await proc.stop(20_000);
+    });
     await Promise.race([
       waitFor('operator /readyz', async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) })).ok, 60_000, 300),
       proc.exited.then((s) => {

@@ -52,7 +52,7 @@ const stubReconcile: ReconcileFn = (input: ReconcileInput): ReconcileResult => {
   return { actions, status };
 };
 
-function setup(opts: { reconcile?: ReconcileFn; api?: FakeKubeApi; progressIntervalMs?: number } = {}) {
+function setup(opts: { reconcile?: ReconcileFn; api?: FakeKubeApi; progressIntervalMs?: number; events?: EventRecorder } = {}) {
   const api = opts.api ?? new FakeKubeApi();
   const calls: ReconcileInput[] = [];
   const reconcile: ReconcileFn = (input) => {
@@ -71,7 +71,7 @@ function setup(opts: { reconcile?: ReconcileFn; api?: FakeKubeApi; progressInter
     settings: { defaultImage: 'trainer:1', progressURL: 'http://op/v1/progress' },
     workers: 2,
     metrics,
-    events: new EventRecorder(api, { instance: 'op-0' }),
+    events: opts.events ?? new EventRecorder(api, { instance: 'op-0' }),
     progressIntervalMs: opts.progressIntervalMs ?? 100,
     informerBackoffMs: 10,
   });
@@ -81,6 +81,33 @@ function setup(opts: { reconcile?: ReconcileFn; api?: FakeKubeApi; progressInter
 const statusPatches = (api: FakeKubeApi) => api.callsOf('patchStatus', 'IACSearch');
 
 describe('Controller', () => {
+  it('writes events in the background: a slow event delays neither children nor status, and shutdown waits for it', async () => {
+    const api = new FakeKubeApi();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const recorded: string[] = [];
+    const slow = new EventRecorder(api, { instance: 'op-0' });
+    slow.record = async (_obj, _type, reason) => {
+      await gate;
+      recorded.push(reason);
+      return reason;
+    };
+    const { ctl } = setup({ api, events: slow });
+    await api.create(searchObj());
+    ctl.startInformers();
+    await until(() => ctl.hasSynced());
+    ctl.startWorkers();
+    await until(() => api.objects('IACSearch')[0].status !== undefined && api.objects('Pod').length === 1);
+    expect(recorded).toEqual([]);
+    let down = false;
+    const stopping = ctl.shutdown(5000).then(() => (down = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(down).toBe(false);
+    release();
+    await stopping;
+    expect(recorded).toEqual(['PodCreated']);
+  });
+
   it('creates the children with owner reference and label, records the event and writes the status once', async () => {
     const { api, ctl, calls } = setup();
     const created = await api.create(searchObj());

@@ -51,6 +51,8 @@ class NotLeading extends Error {
 /** How long a reconcile waits for the cache to show the operator's own status write. */
 const CACHE_LAG_LIMIT_MS = 2_000;
 const CACHE_LAG_RETRY_MS = 25;
+/** Events written in the background at once, at most (see apply()). */
+const MAX_EVENTS_IN_FLIGHT = 64;
 
 export const newProgressToken = () => randomBytes(32).toString('base64url');
 
@@ -72,6 +74,8 @@ export class Controller {
    * a newer version, a reconcile would work from the old status (and end in 409).
    */
   private readonly replacedVersion = new Map<string, { rv: string; at: number }>();
+  /** Events being written in the background. */
+  private readonly eventsInFlight = new Set<Promise<void>>();
 
   constructor(opts: ControllerOptions) {
     this.o = opts;
@@ -147,8 +151,17 @@ export class Controller {
       if (drained) await Promise.all(this.workerLoops);
       this.term++;
     }
+    await this.flushEvents(timeoutMs);
     for (const inf of this.informers()) inf.stop();
     return drained;
+  }
+
+  /** Waits (at most timeoutMs) for the events still being written. */
+  async flushEvents(timeoutMs = 10_000): Promise<void> {
+    if (this.eventsInFlight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.eventsInFlight), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   queueDepth(): number {
@@ -332,12 +345,16 @@ export class Controller {
       }
       case 'event': {
         if (!this.o.events) return;
-        try {
-          await this.o.events.record(search, action.eventType, action.reason, action.message);
-        } catch (err) {
-          // An event is best effort: it never fails the reconcile.
-          log.warn('could not record event', { reason: action.reason, error: err instanceof Error ? err.message : String(err) });
-        }
+        // An event is best effort: it never fails the reconcile, nor waits for the API
+        // server (as client-go's recorder, it is written in the background). Beyond
+        // MAX_EVENTS_IN_FLIGHT the reconcile waits for one, so a slow API server is not flooded.
+        while (this.eventsInFlight.size >= MAX_EVENTS_IN_FLIGHT) await Promise.race(this.eventsInFlight);
+        const written: Promise<void> = this.o.events.record(search, action.eventType, action.reason, action.message).then(
+          () => undefined,
+          (err: unknown) => log.warn('could not record event', { reason: action.reason, error: err instanceof Error ? err.message : String(err) }),
+        );
+        this.eventsInFlight.add(written);
+        void written.finally(() => this.eventsInFlight.delete(written));
         return;
       }
     }

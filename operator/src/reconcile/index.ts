@@ -355,8 +355,13 @@ class Machine {
     if (!this.status.startTime) this.status.startTime = iso(this.now);
     this.ensureChildren();
     this.setPhase(phase);
+    // The phase's event; when this reconcile also creates the pod it names it, instead of a
+    // PodCreated event of its own (an API request per phase saved: events are the most
+    // frequent request of a search's life).
+    let started: Extract<Action, { type: 'event' }> | undefined;
     if (this.previousPhase !== phase) {
       this.event('Normal', resuming ? 'Resumed' : phase, resuming ? `resuming ${stage} from its checkpoint` : `${stage} phase started`);
+      started = this.actions[this.actions.length - 1] as Extract<Action, { type: 'event' }>;
     }
 
     const mine = this.attempts.filter((a) => a.stage === stage && (a.state === 'Waiting' || a.state === 'Running'));
@@ -431,7 +436,8 @@ class Machine {
     r.startTime ??= iso(this.now);
     r.message = `${stage} attempt ${attempt} created (pod ${pod.metadata.name})`;
     this.summarize('working', phase, r.message);
-    this.event('Normal', 'PodCreated', r.message);
+    if (started) started.message = `${started.message}: ${r.message}`;
+    else this.event('Normal', 'PodCreated', r.message);
     this.requeueAfter(WAIT_RESYNC_SECONDS);
   }
 }

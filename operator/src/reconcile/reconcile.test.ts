@@ -13,6 +13,17 @@ function finish(w: World, name: string, start: number, end: number, message = re
 }
 
 describe('reconcile: the happy path', () => {
+  it('records one event when a phase starts with its pod, naming the pod (no separate PodCreated)', () => {
+    const w = new World();
+    const events = (r: { actions: Array<{ type: string; reason?: string; message?: string }> }) => r.actions.filter((a) => a.type === 'event');
+    let r = w.step(at(0));
+    expect(events(r)).toEqual([expect.objectContaining({ reason: 'Searching', message: 'search phase started: search attempt 1 created (pod demo-search-1)' })]);
+    finish(w, 'demo-search-1', 10, 20);
+    r = w.step(at(30));
+    expect(events(r).map((e) => e.reason)).toEqual(['PhaseSucceeded', 'Pruning']);
+    expect(events(r)[1].message).toContain('pod demo-prune-1');
+  });
+
   it('runs search, prune, retrain and evaluate, one pod each, and ends Succeeded with results and cost', () => {
     const w = new World({ cost: { gpuHourlyUSD: 3.6 }, search: { maxEpochs: 100 } });
     let r = w.step(at(0));
