@@ -28,6 +28,41 @@ const quick = args.includes('--quick');
 const BATCH = 8;
 const SIZE = 32;
 
+/** Time per kernel name over `steps` calls of `run` (wasm kernels wrapped with timers). */
+function kernelTimes(run: () => void, steps: number): { kernel: string; msPerStep: number; callsPerStep: number }[] {
+  const totals = new Map<string, [number, number]>();
+  const wrapped = tf.getKernelsForBackend('wasm').map((k) => {
+    const original = k.kernelFunc;
+    tf.unregisterKernel(k.kernelName, 'wasm');
+    tf.registerKernel({
+      ...k,
+      setupFunc: undefined,
+      kernelFunc: (args) => {
+        const t0 = performance.now();
+        const out = original(args);
+        const e = totals.get(k.kernelName) ?? [0, 0];
+        e[0] += performance.now() - t0;
+        e[1]++;
+        totals.set(k.kernelName, e);
+        return out;
+      },
+    });
+    return k;
+  });
+  try {
+    for (let i = 0; i < steps; i++) run();
+  } finally {
+    for (const k of wrapped) {
+      tf.unregisterKernel(k.kernelName, 'wasm');
+      tf.registerKernel({ ...k, setupFunc: undefined });
+    }
+  }
+  return [...totals]
+    .sort((a, b) => b[1][0] - a[1][0])
+    .slice(0, 12)
+    .map(([kernel, [ms, calls]]) => ({ kernel, msPerStep: Math.round(ms / steps), callsPerStep: calls / steps }));
+}
+
 interface Figure {
   name: string;
   backend: string;
@@ -38,6 +73,8 @@ interface Figure {
   imagesPerCpuSecond: number;
   peakMB?: number;
   kernelsPerStep?: number;
+  /** Wall time inside wasm kernels by kernel name (inflated when the machine is busy). */
+  topKernels?: { kernel: string; msPerStep: number; callsPerStep: number }[];
 }
 
 /** The PC-DARTS cell edge by edge (slice, mix, concat, shuffle per edge): the baseline. */
@@ -126,10 +163,12 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
   if (tf.memory().numTensors !== tensorsBefore) throw new Error(`${name}: tensors leaked (${tensorsBefore} -> ${tf.memory().numTensors})`);
   let peakMB: number | undefined;
   let kernelsPerStep: number | undefined;
+  let topKernels: Figure['topKernels'];
   if (!quick) {
     const info = await tf.profile(() => searchStep(net, opt, batch));
     peakMB = info.peakBytes / 2 ** 20;
     kernelsPerStep = info.kernels.length;
+    if (backend === 'wasm') topKernels = kernelTimes(() => searchStep(net, opt, batch), Math.min(n, 2));
   }
   tf.dispose(batch.flatMap((b) => [b.x, b.y]));
   opt.w.dispose();
@@ -145,6 +184,7 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
     imagesPerCpuSecond: +((BATCH * 1000) / cpuMs).toFixed(2),
     ...(peakMB === undefined ? {} : { peakMB: Math.round(peakMB) }),
     ...(kernelsPerStep === undefined ? {} : { kernelsPerStep }),
+    ...(topKernels === undefined ? {} : { topKernels }),
   };
   console.error(JSON.stringify(f));
   return f;
