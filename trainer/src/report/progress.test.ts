@@ -85,6 +85,29 @@ describe('ProgressReporter', () => {
     expect(bad.failedPosts).toBe(1);
   });
 
+  it('gets an event out before the next epoch blocks the event loop, only when settled', async () => {
+    const srv = await server(() => 204);
+    const env = { IACNAS_PROGRESS_URL: srv.url, IACNAS_PROGRESS_TOKEN: 't', IACNAS_SEARCH: 'ns/demo' };
+    const blockFor = (ms: number) => {
+      const end = Date.now() + ms;
+      while (Date.now() < end); // a training epoch: synchronous kernels, no await
+    };
+    const settled = new ProgressReporter({ phase: 'search', stdout: sink(), stderr: sink(), env, postTimeoutMs: 300 });
+    settled.progress({ epoch: 1, maxEpochs: 2 });
+    await settled.settle();
+    blockFor(600);
+    await settled.flush();
+    expect(settled.failedPosts).toBe(0);
+    expect(srv.seen).toHaveLength(1);
+
+    // Without settle the request is still unsent when its timeout fires.
+    const unsettled = new ProgressReporter({ phase: 'search', stdout: sink(), stderr: sink(), env, postTimeoutMs: 300 });
+    unsettled.progress({ epoch: 2, maxEpochs: 2 });
+    blockFor(600);
+    await unsettled.flush();
+    expect(unsettled.failedPosts).toBe(1);
+  });
+
   it('writes the result to stdout and the result file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'progress-'));
     const file = join(dir, 'result.json');

@@ -139,6 +139,22 @@ export class ProgressReporter {
     void p.finally(() => this.pending.delete(p));
   }
 
+  /**
+   * Gives progress POSTs in flight event-loop time to go out, for at most `maxMs`.
+   * Training steps never yield to the event loop, so a request started at the end of
+   * an epoch would otherwise sit unsent until its timeout fires. The loops await this
+   * after each progress event; with no POST in flight it returns at once.
+   */
+  async settle(maxMs = 500): Promise<void> {
+    if (this.pending.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, maxMs);
+    });
+    await Promise.race([Promise.allSettled([...this.pending]), deadline]);
+    clearTimeout(timer);
+  }
+
   /** Waits for progress POSTs still in flight (each is bounded by its timeout). */
   async flush(): Promise<void> {
     await Promise.allSettled([...this.pending]);

@@ -295,6 +295,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
         epochSeconds: seconds,
         etaSeconds: stoppedBy ? 0 : perEpoch * (sc.maxEpochs - epoch),
       });
+      await reporter.settle();
       for (const p of d.prunes) {
         reporter.log(`search: edge ${p.cell}.${p.edge} is stable; keeping ${p.keep.map((i) => sc.operations[i]).join(', ')}`);
       }

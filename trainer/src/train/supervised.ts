@@ -167,8 +167,10 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
         epochSeconds,
         etaSeconds: s.done ? 0 : (s.seconds / epoch) * (o.epochs - epoch),
       };
-      if (o.events) o.reporter.progress(fields);
-      else o.reporter.log(`${o.label} epoch ${epoch}/${o.epochs} | loss ${trainLoss.toFixed(4)} | val Dice ${val.dice.toFixed(4)} | ${epochSeconds.toFixed(1)}s/epoch`);
+      if (o.events) {
+        o.reporter.progress(fields);
+        await o.reporter.settle();
+      } else o.reporter.log(`${o.label} epoch ${epoch}/${o.epochs} | loss ${trainLoss.toFixed(4)} | val Dice ${val.dice.toFixed(4)} | ${epochSeconds.toFixed(1)}s/epoch`);
       if (s.stoppedEarly) o.reporter.log(`${o.label}: validation Dice has not improved for ${o.earlyStoppingPatience} epochs; stopping`);
       o.onEpoch?.(epoch);
     }
