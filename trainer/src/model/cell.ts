@@ -10,11 +10,13 @@
 // How it is computed: all edges leaving one input read the same partial channels,
 // so each input is processed once: every active operation runs once over all the
 // edges where it is active (parameter-free ones once, convolutions fused along
-// output channels), the outputs are stacked as blocks, and one matrix product with
-// a [blocks, nodes] coefficient matrix (softmax(alpha) * softmax(beta), or 1 for a
-// discrete cell) adds every block into the nodes it feeds. Pruned operations have no
-// block at all, so pruning removes their cost. Because the channel shuffle is a fixed
-// permutation it commutes with the weighted sum and is applied once per node.
+// output channels), the outputs are stacked as blocks (rows [block, b, c] x pixels),
+// normalised together, and one matrix product with a [nodes, blocks] coefficient
+// matrix (softmax(alpha) * softmax(beta), or 1 for a discrete cell) adds every block
+// into the nodes it feeds. Pruned operations have no block at all, so pruning removes
+// their cost. Because the channel shuffle is a fixed permutation it commutes with the
+// weighted sum and is applied once per node. Layouts are chosen for the wasm backend:
+// no slices or concatenations along the channel axis (a JS loop per pixel there).
 import * as tf from '@tensorflow/tfjs-core';
 import type { Operation } from '../config/index.ts';
 import type { GenotypeCell } from './api.ts';
@@ -324,8 +326,6 @@ export class IacCell {
       };
       return [part([0, cp]), this.k > 1 ? part([cp, c]) : undefined];
     };
-    // Column slices of a kernel are cheap (the kernel is small); row ranges of the
-    // output kernel are contiguous.
     const states: [tf.Tensor2D, tf.Tensor2D | undefined][] = [pre(s0, this.pre0), pre(s1, this.pre1)];
     const { c: coef, ew } = this.coefficients();
     const accP: tf.Tensor2D[] = []; // contributions [N, BHW*C'] to the operated channels
@@ -362,7 +362,7 @@ export class IacCell {
       }
       if (p.identity) {
         const cmat = tf.reshape(tf.matMul(coef, p.identityRoute!), [n, 1]) as tf.Tensor2D;
-        accP.push(tf.matMul(cmat, tf.reshape(tf.transpose(tf.reshape(xp2, [b, h * w, cp]), [0, 2, 1]), [1, bhw * cp]) as tf.Tensor2D));
+        accP.push(tf.mul(cmat, tf.reshape(tf.transpose(tf.reshape(xp2, [b, h * w, cp]), [0, 2, 1]), [1, bhw * cp])) as tf.Tensor2D);
       }
       if (xb2 && plan.inputs[i].bypass) {
         const wb = tf.reshape(tf.matMul(ew, plan.inputs[i].bypass!), [n, 1]) as tf.Tensor2D;
