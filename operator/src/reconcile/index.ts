@@ -242,6 +242,17 @@ class Machine {
     return out;
   }
 
+  /** GPUs held right now by started, unrecorded attempts: how fast GPU-seconds grow. */
+  runningGPUs(): number {
+    let gpus = 0;
+    for (const a of this.attempts) {
+      if (a.state === 'Succeeded' || a.state === 'Failed' || a.state === 'Disrupted' || !a.startedAt) continue;
+      if (this.status.phases?.[a.stage]?.history?.some((h) => h.pod === a.name)) continue;
+      gpus += a.gpus;
+    }
+    return gpus;
+  }
+
   updateCost(): CostStatus {
     const cost = computeCost({
       phases: this.status.phases ?? {},
@@ -546,6 +557,13 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
   } else {
     m.run(stage);
     if (deadline !== undefined) m.requeueAfter(seconds((deadline - m.activeSecondsNow()) * 1000));
+    // Look again when the running attempt will have used up the budget, not a resync later.
+    const gpus = m.runningGPUs();
+    if (gpus > 0) {
+      const rate = spec.cost.gpuHourlyUSD / 3600; // USD per GPU-second
+      if (maxGPUHours !== undefined) m.requeueAfter(seconds(((maxGPUHours * 3600 - cost.gpuSeconds) / gpus) * 1000));
+      if (maxCostUSD !== undefined && rate > 0) m.requeueAfter(seconds(((maxCostUSD - cost.estimatedUSD) / rate / gpus) * 1000));
+    }
   }
   m.updateCost();
   return { actions: m.actions, status: plain(m.status), requeueAfterMs: m.requeueAfterMs() };

@@ -269,6 +269,13 @@ describe('reconcile: budget and deadline', () => {
     expect(cond(w, 'BudgetExceeded')).toMatchObject({ status: 'False' });
   });
 
+  it('looks again when the running attempt will reach the budget, not a resync later', () => {
+    // Started at 10 s with 1 GPU; at 20 s it has used 10 GPU-seconds.
+    expect(running({ budget: { maxGPUHours: 0.01 } }).last!.requeueAfterMs).toBe(26_000); // 36 GPU-seconds
+    expect(running({ cost: { gpuHourlyUSD: 36 }, budget: { maxCostUSD: 0.5 } }).last!.requeueAfterMs).toBe(40_000); // 50 GPU-seconds
+    expect(running({ budget: { maxGPUHours: 1 } }).last!.requeueAfterMs).toBe(60_000); // the resync comes first
+  });
+
   it('fails when the cost budget is exceeded with action Fail', () => {
     const w = running({ cost: { gpuHourlyUSD: 36 }, budget: { maxCostUSD: 0.5, action: 'Fail' } }); // 0.5 USD = 50 GPU-seconds
     w.step(at(59));
