@@ -55,6 +55,7 @@ describe('ProgressReporter', () => {
       stdout: sink(),
       stderr: sink(),
       env: { IACNAS_PROGRESS_URL: srv.url, IACNAS_PROGRESS_TOKEN: 's3cret', IACNAS_SEARCH: 'ns/demo' },
+      postTimeoutMs: 20_000, // a loaded machine, not the behaviour under test
     });
     r.progress({ epoch: 1, maxEpochs: 2 });
     await r.flush();
@@ -92,13 +93,14 @@ describe('ProgressReporter', () => {
       const end = Date.now() + ms;
       while (Date.now() < end); // a training epoch: synchronous kernels, no await
     };
-    const settled = new ProgressReporter({ phase: 'search', stdout: sink(), stderr: sink(), env, postTimeoutMs: 300 });
+    // Generous bounds: on a loaded machine the first request of a process takes a while.
+    const settled = new ProgressReporter({ phase: 'search', stdout: sink(), stderr: sink(), env, postTimeoutMs: 20_000 });
     settled.progress({ epoch: 1, maxEpochs: 2 });
-    await settled.settle();
+    await settled.settle(20_000);
+    expect(srv.seen).toHaveLength(1); // delivered before the epoch below starts
     blockFor(600);
     await settled.flush();
     expect(settled.failedPosts).toBe(0);
-    expect(srv.seen).toHaveLength(1);
 
     // Without settle the request is still unsent when its timeout fires.
     const unsettled = new ProgressReporter({ phase: 'search', stdout: sink(), stderr: sink(), env, postTimeoutMs: 300 });
