@@ -5,36 +5,21 @@
 // versus after pruning (wall and CPU seconds, from search/history.jsonl). Writes
 // test/bench/results/search-pruning.json and prints a Markdown table.
 //
-//   scripts/with-node node test/bench/search-pruning.ts [--max-epochs 30] [--backend wasm]
-import { spawn } from 'node:child_process';
-import { cpSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+//   scripts/with-node node test/bench/search-pruning.ts [--max-epochs 30] [--backend wasm] [--out file.json]
+import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { PhaseResult } from '../../trainer/src/report/events.ts';
 import { readHistory } from '../../trainer/src/train/history.ts';
+import { machine, repoRoot, runPhase } from './lib.ts';
 
-const repoRoot = path.resolve(import.meta.dirname, '../..');
-const { values: flags } = parseArgs({ options: { 'max-epochs': { type: 'string', default: '30' }, backend: { type: 'string', default: 'wasm' } } });
+const { values: flags } = parseArgs({
+  options: { 'max-epochs': { type: 'string', default: '30' }, backend: { type: 'string', default: 'wasm' }, out: { type: 'string' } },
+});
 const maxEpochs = Number(flags['max-epochs']);
 const backend = flags.backend!;
 
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-/** Runs `iacnas trainer search` as a child process (as a pod would) and returns its result. */
-async function runSearchPhase(config: unknown, workdir: string): Promise<{ result: PhaseResult }> {
-  const resultFile = path.join(workdir, 'search.result.json');
-  const log = createWriteStream(path.join(workdir, 'search.log'));
-  const args = [path.join(repoRoot, 'bin/iacnas.ts'), 'trainer', 'search', '--workdir', workdir, '--config-json', JSON.stringify(config), '--result-file', resultFile];
-  const code = await new Promise<number>((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, IACNAS_BACKEND: backend } });
-    child.stderr.pipe(log);
-    child.on('error', reject);
-    child.on('close', (c) => resolve(c ?? 1));
-  });
-  if (code !== 0) throw new Error(`trainer search in ${workdir} exited with ${code}; see ${path.join(workdir, 'search.log')}`);
-  return { result: PhaseResult.parse(JSON.parse(readFileSync(resultFile, 'utf8'))) };
-}
 
 const config = (enabled: boolean) => ({
   name: enabled ? 'pruned' : 'full',
@@ -67,11 +52,11 @@ const fullDir = path.join(root, 'full');
 mkdirSync(prunedDir);
 mkdirSync(fullDir);
 console.error(`search-pruning: pruned search in ${prunedDir}`);
-const pruned = await runSearchPhase(config(true), prunedDir);
+const pruned = await runPhase('search', config(true), prunedDir, { IACNAS_BACKEND: backend });
 // The twin starts from the very same backbone.
 cpSync(path.join(prunedDir, 'backbone'), path.join(fullDir, 'backbone'), { recursive: true });
 console.error(`search-pruning: full-length twin in ${fullDir}`);
-const full = await runSearchPhase(config(false), fullDir);
+const full = await runPhase('search', config(false), fullDir, { IACNAS_BACKEND: backend });
 
 const activeOps = (l: Line) => l.active.flat().reduce((s, e) => s + e.length, 0);
 const hp = readHistory<Line>(path.join(prunedDir, 'search', 'history.jsonl'));
@@ -93,7 +78,7 @@ const fig = (ls: Line[]) => ({
 });
 const fullArch = hf.filter((l) => l.archUpdates);
 const results = {
-  machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version },
+  machine: machine(),
   backend,
   command: `scripts/with-node node test/bench/search-pruning.ts --max-epochs ${maxEpochs} --backend ${backend}`,
   config: config(true),
@@ -123,8 +108,9 @@ const results = {
   sameGenotype: JSON.stringify(pruned.result.genotype) === JSON.stringify(full.result.genotype),
   backboneSeconds: pruned.result.backboneSeconds,
 };
-mkdirSync(path.join(repoRoot, 'test/bench/results'), { recursive: true });
-writeFileSync(path.join(repoRoot, 'test/bench/results/search-pruning.json'), `${JSON.stringify(results, null, 2)}\n`);
+const out = flags.out ? path.resolve(flags.out) : path.join(repoRoot, 'test/bench/results/search-pruning.json');
+mkdirSync(path.dirname(out), { recursive: true });
+writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
 const f = (x: number | null | undefined, d = 2) => (x === null || x === undefined ? '-' : x.toFixed(d));
 const table = `## Stability pruning vs the full-length search
 

@@ -7,7 +7,7 @@
 //   - the pure-JS cpu backend
 // and writes test/bench/results/trainer-throughput.json.
 //
-//   scripts/with-node node test/bench/trainer-throughput.ts [--steps N] [--quick]
+//   scripts/with-node node test/bench/trainer-throughput.ts [--steps N] [--quick] [--out file.json]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -226,7 +226,7 @@ const result = {
     prunedToOneVsAll: +(figures[1].cpuMsPerStep / figures[2].cpuMsPerStep).toFixed(2),
   },
 };
-const out = path.join(import.meta.dirname, 'results', 'trainer-throughput.json');
+const out = args.includes('--out') ? path.resolve(args[args.indexOf('--out') + 1]) : path.join(import.meta.dirname, 'results', 'trainer-throughput.json');
 mkdirSync(path.dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
 console.log(JSON.stringify(result, null, 2));

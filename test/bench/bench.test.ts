@@ -1,0 +1,61 @@
+// The benchmarks are commands, not tests (CI time), but their smallest settings must
+// keep running: each runs here end to end and its figures are checked for sense.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { repoRoot } from './lib.ts';
+
+const run = promisify(execFile);
+const bench = (name: string, args: string[]) =>
+  run(process.execPath, [path.join(repoRoot, 'test/bench', `${name}.ts`), ...args], { cwd: repoRoot, maxBuffer: 64 << 20 });
+const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'iacnas-bench-test-'));
+
+describe('benchmarks at their smallest setting', () => {
+  it('nas-cost: a pruned and a full-length search on the same backbone, each retrained and evaluated', async () => {
+    const out = path.join(tmp(), 'nas-cost.json');
+    await bench('nas-cost', ['--smoke', '--out', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8'));
+    const [d] = r.datasets;
+    expect(d.name).toBe('phantom');
+    expect(d.full.epochs).toEqual([4]); // the full-length search runs its whole budget
+    expect(d.full.stoppedBy).toEqual(['max-epochs']);
+    expect(d.lth.epochs[0]).toBeGreaterThan(0);
+    expect(d.lth.epochs[0]).toBeLessThanOrEqual(4);
+    for (const mode of [d.lth, d.full]) {
+      expect(mode.meanDice[0]).toBeGreaterThanOrEqual(0);
+      expect(mode.meanDice[0]).toBeLessThanOrEqual(1);
+      expect(mode.searchSeconds[0]).toBeGreaterThan(0);
+      expect(mode.cpuSeconds[0]).toBeGreaterThan(0);
+    }
+    expect(d.speedupMedian).toBeCloseTo(d.full.searchSeconds[0] / d.lth.searchSeconds[0], 1);
+  }, 600_000);
+
+  it('trainer-throughput: search steps of the full supernet, before and after, pruned', async () => {
+    const out = path.join(tmp(), 'trainer-throughput.json');
+    await bench('trainer-throughput', ['--quick', '--steps', '1', '--out', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8'));
+    expect(r.figures.length).toBeGreaterThanOrEqual(3);
+    for (const f of r.figures) expect(f.imagesPerSecond).toBeGreaterThan(0);
+    expect(r.speedups.prunedToOneVsAll).toBeGreaterThan(1); // pruning pays
+  }, 600_000);
+
+  it('search-pruning: per-epoch time with all operations and after pruning', async () => {
+    const out = path.join(tmp(), 'search-pruning.json');
+    await bench('search-pruning', ['--max-epochs', '6', '--out', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8'));
+    expect(r.full.epochs).toBe(6);
+    expect(r.pruned.epochs).toBeLessThanOrEqual(6);
+  }, 600_000);
+
+  it('operator-reconcile: searches reconciled to Searching on the in-memory API', async () => {
+    const { stdout } = await bench('operator-reconcile', ['5']);
+    const r = JSON.parse(stdout);
+    expect(r.searches).toBe(5);
+    expect(r.reconciles).toBeGreaterThanOrEqual(5);
+    expect(r.statusWrites).toBeGreaterThanOrEqual(5);
+    expect(r.secondsToSearching).toBeGreaterThan(0);
+  }, 120_000);
+});

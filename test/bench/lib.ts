@@ -1,0 +1,88 @@
+// Shared pieces of the benchmark commands: running trainer phases as child processes
+// (exactly as a pod or `iacnas run` does), the machine description, and updating
+// the matching section of BENCHMARKS.md.
+import { spawn } from 'node:child_process';
+import { createWriteStream, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PhaseResult } from '../../trainer/src/report/events.ts';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const iacnas = path.join(repoRoot, 'bin/iacnas.ts');
+
+export function machine(): { cpu: string; cores: number; memoryGiB: number; node: string; platform: string } {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.platform()}-${os.arch()}`,
+  };
+}
+
+export interface PhaseRun {
+  result: PhaseResult;
+  wallSeconds: number;
+}
+
+/** Runs `iacnas trainer <phase>` and returns its PhaseResult; stderr goes to <workdir>/<phase>.log. */
+export async function runPhase(
+  phase: 'search' | 'prune' | 'retrain' | 'evaluate',
+  config: unknown,
+  workdir: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<PhaseRun> {
+  const resultFile = path.join(workdir, `${phase}.result.json`);
+  const log = createWriteStream(path.join(workdir, `${phase}.log`));
+  const args = [iacnas, 'trainer', phase, '--workdir', workdir, '--config-json', JSON.stringify(config), '--result-file', resultFile];
+  const started = performance.now();
+  const code = await new Promise<number>((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+    child.stderr.pipe(log);
+    child.on('error', reject);
+    child.on('close', (c) => resolve(c ?? 1));
+  });
+  const wallSeconds = (performance.now() - started) / 1000;
+  if (code !== 0 || !existsSync(resultFile)) {
+    throw new Error(`trainer ${phase} in ${workdir} exited with ${code}; see ${path.join(workdir, `${phase}.log`)}`);
+  }
+  return { result: PhaseResult.parse(JSON.parse(readFileSync(resultFile, 'utf8'))), wallSeconds };
+}
+
+/** Replaces the text between <!-- name:begin --> and <!-- name:end --> in BENCHMARKS.md. */
+export function updateBenchmarksMd(name: string, body: string): void {
+  const file = path.join(repoRoot, 'BENCHMARKS.md');
+  const begin = `<!-- ${name}:begin -->`;
+  const end = `<!-- ${name}:end -->`;
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
+  const block = `${begin}\n${body.trim()}\n${end}`;
+  const i = text.indexOf(begin);
+  const j = text.indexOf(end);
+  const next = i >= 0 && j > i ? text.slice(0, i) + block + text.slice(j + end.length) : `${text.trimEnd()}\n\n${block}\n`;
+  writeFileSync(file, next);
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export function mean(xs: readonly number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+export function parseFlags(argv: string[]): Map<string, string> {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument '${a}'`);
+    const eq = a.indexOf('=');
+    if (eq > 0) flags.set(a.slice(2, eq), a.slice(eq + 1));
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) flags.set(a.slice(2), argv[++i]);
+    else flags.set(a.slice(2), 'true');
+  }
+  return flags;
+}
