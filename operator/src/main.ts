@@ -293,7 +293,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger({ level: cfg.logLevel });
-  let api: KubeApi;
+  let api: ClientNodeKubeApi;
   try {
     api = new ClientNodeKubeApi(loadKubeConfig({ kubeconfig: cfg.kubeconfig, context: cfg.context }));
   } catch (err) {
@@ -307,7 +307,7 @@ export async function main(argv: string[]): Promise<number> {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       op.stop().then(
-        () => resolve(0),
+        () => api.close().then(() => resolve(0)),
         (err) => {
           log.error('shutdown failed', { error: err instanceof Error ? err.message : String(err) });
           resolve(1);

@@ -11,7 +11,7 @@
 //   - the operator's memory (VmHWM and VmRSS of its process);
 //   - as a cross-check, the API server's own apiserver_request_total over all clients.
 //   scripts/with-node node test/bench/operator-scale.ts [--searches 500] [--quiet-seconds 60]
-//       [--simulate-seconds 2] [--workers 2] [--no-write]
+//       [--simulate-seconds 2] [--workers 2] [--cpu-prof <dir>] [--no-write]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -33,6 +33,8 @@ export interface ScaleOptions {
   /** Seconds each simulated phase takes. */
   simulateSeconds: number;
   workers: number;
+  /** Write a V8 CPU profile of the operator into this directory (node --cpu-prof). */
+  cpuProfileDir?: string;
   /** Give up waiting for the searches after this long. */
   timeoutSeconds?: number;
   log?: (line: string) => void;
@@ -65,6 +67,8 @@ export interface ScaleResult {
     allClients: { life: number; quiet: number };
   };
   operatorMemoryMiB: { peakRss: number; rssAtEnd: number; rssBeforeSearches: number };
+  /** CPU seconds the operator process used over the searches' lives and in the quiet period. */
+  operatorCpuSeconds: { life: number; quiet: number };
 }
 
 interface AuditEntry {
@@ -176,6 +180,13 @@ export function histogramQuantile(q: number, h: Pick<Histogram, 'buckets' | 'cou
   return prevBound;
 }
 
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
 function rssMiB(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
@@ -252,6 +263,7 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
     const url = `http://127.0.0.1:${port}`;
     const operatorLog = cluster.logFile('operator');
     const proc = spawnGroup('operator', process.execPath, [
+      ...(o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfileDir}`] : []),
       path.join(repoRoot, 'bin', 'iacnas.ts'),
       'operator',
       `--kubeconfig=${operatorKubeconfig(cluster)}`,
@@ -276,6 +288,7 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
     await waitFor('operator holds the lease', async () => (await fetch(`${url}/metrics`)).text().then((t) => /^iac_operator_leader 1$/m.test(t)), 60_000, 300);
     await sleep(2000); // informers settled
     const rssBefore = rssMiB(proc.pid).rss;
+    const cpuBefore = cpuSeconds(proc.pid);
     let peakRss = rssBefore;
     const sampler = setInterval(() => {
       try {
@@ -333,6 +346,7 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
     });
     const toSucceeded = (Math.max(...succeeded.values()) - t0) / 1000;
     const lifeEnd = Date.now();
+    const cpuLife = cpuSeconds(proc.pid) - cpuBefore;
     const allAfterLife = await apiserverRequests(cluster);
     log(`every search Succeeded after ${toSucceeded.toFixed(1)} s`);
 
@@ -348,6 +362,7 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
     const metricsText = await (await fetch(`${url}/metrics`)).text();
     const h = parseHistogram(metricsText, 'iac_operator_reconcile_duration_seconds');
     const mem = rssMiB(proc.pid);
+    const cpuQuiet = cpuSeconds(proc.pid) - cpuBefore - cpuLife;
     clearInterval(sampler);
     await sleep(1500); // the audit log's buffered lines reach the file
     const audit = readAudit(auditLog);
@@ -372,6 +387,7 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
         quiet: { ...quiet, seconds: +((quietEnd - quietStart) / 1000).toFixed(1), reconciles: h.count - metricsBeforeQuiet.count },
         allClients: { life: allAfterLife - allBefore, quiet: allAfterQuiet - allBeforeQuiet },
       },
+      operatorCpuSeconds: { life: +cpuLife.toFixed(2), quiet: +cpuQuiet.toFixed(2) },
       operatorMemoryMiB: { peakRss: +Math.max(peakRss, mem.hwm).toFixed(1), rssAtEnd: +mem.rss.toFixed(1), rssBeforeSearches: +rssBefore.toFixed(1) },
     };
   } finally {
@@ -409,6 +425,7 @@ the API server's audit log (the operator runs as its own user).
 | leader Lease requests / watches started over the lives | ${life.lease} / ${life.watches} |
 | quiet ${quiet.seconds} s after all finished: operator requests (Lease apart) | **${quiet.total}** (${quietList}); Lease ${quiet.lease}; new watches ${quiet.watches}; reconciles ${quiet.reconciles} |
 | all clients (apiserver_request_total, watches apart): lives / quiet | ${r.apiRequests.allClients.life} / ${r.apiRequests.allClients.quiet} |
+| operator CPU: over the lives / in the quiet period | ${r.operatorCpuSeconds.life} s / ${r.operatorCpuSeconds.quiet} s |
 | operator memory: before the searches / peak / at the end | ${r.operatorMemoryMiB.rssBeforeSearches} / ${r.operatorMemoryMiB.peakRss} / ${r.operatorMemoryMiB.rssAtEnd} MiB RSS |
 `;
 }
@@ -427,6 +444,7 @@ async function main(): Promise<void> {
     quietSeconds: num('quiet-seconds', 60),
     simulateSeconds: num('simulate-seconds', 2),
     workers: Math.round(num('workers', 2)),
+    cpuProfileDir: flags.get('cpu-prof'),
     log: (line) => console.error(`[operator-scale ${new Date().toISOString().slice(11, 19)}] ${line}`),
   });
   console.log(JSON.stringify(result, null, 2));

@@ -21,6 +21,7 @@ let server: Server;
 let api: ClientNodeKubeApi;
 const seen: Seen[] = [];
 let watchResponse: ((res: ServerResponse) => void) | undefined;
+let connections = 0;
 
 function json(res: ServerResponse, code: number, body: unknown) {
   res.writeHead(code, { 'content-type': 'application/json' });
@@ -67,6 +68,7 @@ beforeAll(async () => {
     req.on('data', (c) => (body += c));
     req.on('end', () => handle(req, res, body));
   });
+  server.on('connection', () => connections++);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   const kc = new KubeConfig();
@@ -80,6 +82,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await api.close();
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
 });
@@ -103,6 +106,15 @@ describe('ClientNodeKubeApi', () => {
     expect(await api.delete(PodType, 'lab', 'a')).toBe(true);
     const del = seen.find((s) => s.method === 'DELETE' && s.url.endsWith('/pods/a'))!;
     expect(JSON.parse(del.body)).toMatchObject({ propagationPolicy: 'Background' });
+  });
+
+  it('sends one request after another over one kept-alive connection, with the credentials on each', async () => {
+    await api.get(PodType, 'lab', 'missing'); // the pool exists
+    const before = connections;
+    const from = seen.length;
+    for (let i = 0; i < 5; i++) expect(await api.get(PodType, 'lab', 'missing')).toBeUndefined();
+    expect(connections - before).toBeLessThanOrEqual(1); // a connection per request without the shared pool
+    expect(seen.slice(from).map((s) => s.authorization)).toEqual(Array(5).fill('Bearer secret-token'));
   });
 
   it('throws ApiError 409 when a create finds the object', async () => {

@@ -11,6 +11,7 @@ import {
   RequestContext,
   Watch,
 } from '@kubernetes/client-node';
+import { statSync } from 'node:fs';
 import { resourcePath, resourceTypeOf } from './resources.ts';
 import {
   ApiError,
@@ -36,6 +37,12 @@ export interface ClientOptions {
 }
 
 const WATCH_INACTIVITY_MS = 90_000;
+/** How long requests share one connection pool before a fresh one takes over (see shareConnections). */
+const POOL_MAX_AGE_MS = 5 * 60_000;
+
+interface Closable {
+  close?: () => Promise<void>;
+}
 
 export function loadKubeConfig(opts: ClientOptions = {}): KubeConfig {
   const kc = new KubeConfig();
@@ -64,6 +71,7 @@ export class ClientNodeKubeApi implements KubeApi {
   private readonly server: string;
   private readonly watchTimeoutSeconds: number;
   private readonly requestTimeoutMs: number;
+  private pool?: { dispatcher: Closable; key: string; since: number };
 
   constructor(kc: KubeConfig, opts: ClientOptions = {}) {
     this.kc = kc;
@@ -87,31 +95,70 @@ export class ClientNodeKubeApi implements KubeApi {
     }
     ctx.setSignal(AbortSignal.timeout(this.requestTimeoutMs));
     await this.kc.applySecurityAuthentication(ctx);
-    const dispatcher = ctx.getDispatcher() as { close?: () => Promise<void> } | undefined;
-    try {
-      const response = await this.http.send(ctx).toPromise();
-      const text = await response.body.text();
-      let body: unknown = undefined;
-      if (text) {
-        try {
-          body = JSON.parse(text);
-        } catch {
-          body = text;
-        }
+    this.shareConnections(ctx);
+    const response = await this.http.send(ctx).toPromise();
+    const text = await response.body.text();
+    let body: unknown = undefined;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = text;
       }
-      if (response.httpStatusCode >= 400) {
-        const status = (body && typeof body === 'object' ? body : {}) as { message?: string; reason?: string };
-        throw new ApiError(
-          response.httpStatusCode,
-          `${method} ${path}: ${response.httpStatusCode} ${status.message ?? (typeof body === 'string' ? body : '')}`.trim(),
-          status.reason,
-        );
-      }
-      return { status: response.httpStatusCode, body };
-    } finally {
-      // The library makes one connection pool per request; close it instead of leaving sockets open.
-      void dispatcher?.close?.().catch(() => {});
     }
+    if (response.httpStatusCode >= 400) {
+      const status = (body && typeof body === 'object' ? body : {}) as { message?: string; reason?: string };
+      throw new ApiError(
+        response.httpStatusCode,
+        `${method} ${path}: ${response.httpStatusCode} ${status.message ?? (typeof body === 'string' ? body : '')}`.trim(),
+        status.reason,
+      );
+    }
+    return { status: response.httpStatusCode, body };
+  }
+
+  /**
+   * The library gives every request a connection pool of its own: a TLS handshake and a
+   * fresh TLS context (CA, certificate and key parsed again) per request, most of the
+   * operator's CPU under load. Requests share one pool instead; it is replaced when the
+   * kubeconfig's credentials change and every POOL_MAX_AGE_MS, so that credentials an
+   * exec plugin or a rotated file hands out are picked up. A replaced pool closes once
+   * its requests in flight are done.
+   */
+  private shareConnections(ctx: RequestContext): void {
+    const fresh = ctx.getDispatcher() as Closable | undefined;
+    if (!fresh) return;
+    const key = this.credentialKey();
+    const now = Date.now();
+    if (this.pool && this.pool.key === key && now - this.pool.since < POOL_MAX_AGE_MS) {
+      ctx.setDispatcher(this.pool.dispatcher as never);
+      void fresh.close?.().catch(() => {}); // never connected: nothing to wait for
+      return;
+    }
+    const old = this.pool;
+    this.pool = { dispatcher: fresh, key, since: now };
+    void old?.dispatcher.close?.().catch(() => {});
+  }
+
+  private credentialKey(): string {
+    const c = this.kc.getCurrentCluster();
+    const u = this.kc.getCurrentUser();
+    const file = (f?: string) => {
+      if (!f) return '';
+      try {
+        return `${f}@${statSync(f).mtimeMs}`;
+      } catch {
+        return f;
+      }
+    };
+    return [c?.server, c?.caData, file(c?.caFile), c?.skipTLSVerify, c?.tlsServerName, u?.name, u?.certData, file(u?.certFile), u?.keyData, file(u?.keyFile)].join('\0');
+  }
+
+  /** Closes the shared connections (at shutdown). */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.dispatcher.close?.().catch(() => {});
   }
 
   async list(type: ResourceType, opts: ListOptions = {}): Promise<ListResult> {
