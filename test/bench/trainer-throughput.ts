@@ -29,6 +29,44 @@ const BATCH = 8;
 const SIZE = 32;
 
 /** Time per kernel name over `steps` calls of `run` (wasm kernels wrapped with timers). */
+/** Floating-point operations of one call of the compute-bound kernels (others: 0). */
+function kernelFlops(name: string, args: tf.NamedAttrMap & { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }, out: tf.TensorInfo | tf.TensorInfo[]): number {
+  const o = (Array.isArray(out) ? out[0] : out).shape;
+  const size = o.reduce((a, b) => a * b, 1);
+  if (name === 'Conv2D') {
+    const [kh, kw, cin] = args.inputs.filter!.shape;
+    return 2 * size * kh * kw * cin;
+  }
+  if (name === 'DepthwiseConv2dNative') {
+    const [kh, kw] = args.inputs.filter!.shape;
+    return 2 * size * kh * kw;
+  }
+  if (name === 'BatchMatMul') {
+    const a = args.inputs.a!.shape;
+    const k = args.attrs?.transposeA ? a[a.length - 2] : a[a.length - 1];
+    return 2 * size * k;
+  }
+  return 0;
+}
+
+/** Convolution and matrix-product GFLOP/s of wasm on a large convolution: the machine's practical peak. */
+function peakConvGflops(): number {
+  return tf.tidy(() => {
+    const x = tf.randomNormal([8, 64, 64, 64]) as tf.Tensor4D;
+    const w = tf.randomNormal([3, 3, 64, 64]) as tf.Tensor4D;
+    tf.conv2d(x, w, 1, 'same').dataSync();
+    const reps = 5;
+    const c0 = process.cpuUsage(); // CPU time: the figure holds on a shared machine (wasm is single-threaded)
+    for (let i = 0; i < reps; i++) tf.tidy(() => tf.conv2d(x, w, 1, 'same').dataSync());
+    const c = process.cpuUsage(c0);
+    const seconds = (c.user + c.system) / 1e6 / reps;
+    return (2 * 8 * 64 * 64 * 64 * 9 * 64) / seconds / 1e9;
+  });
+}
+
+let convFlops = 0;
+let convMs = 0;
+
 function kernelTimes(run: () => void, steps: number): { kernel: string; msPerStep: number; callsPerStep: number }[] {
   const totals = new Map<string, [number, number]>();
   const wrapped = tf.getKernelsForBackend('wasm').map((k) => {
@@ -39,9 +77,17 @@ function kernelTimes(run: () => void, steps: number): { kernel: string; msPerSte
       setupFunc: undefined,
       kernelFunc: (args) => {
         const t0 = performance.now();
+        const c0 = process.cpuUsage();
         const out = original(args);
+        const ms = performance.now() - t0;
+        const flops = kernelFlops(k.kernelName, args as never, out);
+        if (flops > 0) {
+          const c = process.cpuUsage(c0);
+          convFlops += flops;
+          convMs += (c.user + c.system) / 1000;
+        }
         const e = totals.get(k.kernelName) ?? [0, 0];
-        e[0] += performance.now() - t0;
+        e[0] += ms;
         e[1]++;
         totals.set(k.kernelName, e);
         return out;
@@ -73,6 +119,10 @@ interface Figure {
   imagesPerCpuSecond: number;
   peakMB?: number;
   kernelsPerStep?: number;
+  /** Achieved GFLOP/s (per CPU second) of the convolutions and matrix products inside the step (wasm). */
+  convGflopsPerSecond?: number;
+  /** Share of the step's CPU time spent in those kernels. */
+  convShareOfStep?: number;
   /** Wall time inside wasm kernels by kernel name (inflated when the machine is busy). */
   topKernels?: { kernel: string; msPerStep: number; callsPerStep: number }[];
 }
@@ -164,11 +214,19 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
   let peakMB: number | undefined;
   let kernelsPerStep: number | undefined;
   let topKernels: Figure['topKernels'];
+  let convGflopsPerSecond: number | undefined;
+  let convShareOfStep: number | undefined;
   if (!quick) {
     const info = await tf.profile(() => searchStep(net, opt, batch));
     peakMB = info.peakBytes / 2 ** 20;
     kernelsPerStep = info.kernels.length;
-    if (backend === 'wasm') topKernels = kernelTimes(() => searchStep(net, opt, batch), Math.min(n, 2));
+    if (backend === 'wasm') {
+      convFlops = 0;
+      convMs = 0;
+      topKernels = kernelTimes(() => searchStep(net, opt, batch), Math.min(n, 2));
+      convGflopsPerSecond = +(convFlops / (convMs / 1000) / 1e9).toFixed(2);
+      convShareOfStep = +(convMs / Math.min(n, 2) / cpuMs).toFixed(2);
+    }
   }
   tf.dispose(batch.flatMap((b) => [b.x, b.y]));
   opt.w.dispose();
@@ -185,6 +243,7 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
     ...(peakMB === undefined ? {} : { peakMB: Math.round(peakMB) }),
     ...(kernelsPerStep === undefined ? {} : { kernelsPerStep }),
     ...(topKernels === undefined ? {} : { topKernels }),
+    ...(convGflopsPerSecond === undefined ? {} : { convGflopsPerSecond, convShareOfStep }),
   };
   console.error(JSON.stringify(f));
   return f;
@@ -214,7 +273,11 @@ figures.push(await measure('after: fused cell, every edge pruned to 1 operation'
 if (!quick) figures.push(await measure('after: fused cell, 10 operations', 'cpu', 1, () => {}));
 
 const cpus = os.cpus();
+await initBackend({ backend: 'wasm', quiet: true });
+const machinePeakConvGflops = +peakConvGflops().toFixed(2);
+
 const result = {
+  machinePeakConvGflops,
   what: 'one search step = weights step (momentum SGD on cell weights, backbone frozen) + first-order architecture step (Adam on alphas and betas); images/s = batch / step time',
   config: { depth: 3, nodes: 4, baseFilters: 16, sliceSize: SIZE, batch: BATCH, partialChannels: 4, operations: OPERATIONS.length },
   machine: { cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, loadAverage: os.loadavg().map((v) => +v.toFixed(2)), node: process.version },
