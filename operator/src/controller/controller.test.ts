@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeKubeApi } from '../k8s/fake.ts';
 import { EventRecorder } from '../k8s/events.ts';
+import { reconcile } from '../reconcile/index.ts';
 import { IACSearchType, PodType } from '../k8s/resources.ts';
 import { ApiError, type KubeObject } from '../k8s/types.ts';
 import { OperatorMetrics } from '../metrics/registry.ts';
@@ -220,6 +221,32 @@ describe('Controller', () => {
     expect(statusPatches(api).length - before).toBe(1);
     expect(calls.length - callsBefore).toBeLessThanOrEqual(2);
     expect(calls.at(-1)!.progress?.epoch).toBe(5);
+    await ctl.shutdown();
+  });
+
+  it("sends a new search's Secret and claim together, and its pod only after both exist", async () => {
+    const api = new FakeKubeApi();
+    const create = api.create.bind(api);
+    const order: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    api.create = async (o) => {
+      order.push(`start ${o.kind}`);
+      if (o.kind === 'Secret') await gate; // a slow create: the claim does not wait for it
+      const out = await create(o);
+      order.push(`done ${o.kind}`);
+      return out;
+    };
+    const { ctl } = setup({ api, reconcile });
+    await create({ ...searchObj(), spec: { dataset: { format: 'phantom' } } });
+    ctl.startInformers();
+    await until(() => ctl.hasSynced());
+    ctl.startWorkers();
+    await until(() => order.includes('done PersistentVolumeClaim'));
+    expect(order).not.toContain('start Pod');
+    release();
+    await until(() => api.objects('Pod').length === 1);
+    expect(order.indexOf('start Pod')).toBeGreaterThan(order.indexOf('done Secret'));
     await ctl.shutdown();
   });
 

@@ -295,9 +295,19 @@ export class Controller {
       settings: this.o.settings,
     };
     const result = this.o.reconcile(input);
-    for (const action of result.actions) {
+    // Creates (and events) that follow each other go out together: a new search's Secret
+    // and claim take one round trip instead of two. A pod is created only after what
+    // comes before it (its Secret and claim exist before it does, and nothing follows a
+    // lost leadership), and deletes keep their order.
+    const alone = (a: Action) => a.type === 'delete' || (a.type === 'create' && a.object.kind === 'Pod');
+    for (let i = 0; i < result.actions.length; ) {
       this.guard(term);
-      await this.apply(action, search, log);
+      let j = i + 1;
+      if (!alone(result.actions[i])) while (j < result.actions.length && !alone(result.actions[j])) j++;
+      const outcomes = await Promise.allSettled(result.actions.slice(i, j).map((action) => this.apply(action, search, log)));
+      const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      if (failed) throw failed.reason;
+      i = j;
     }
     this.guard(term);
     const oldStatus = (search.status ?? {}) as Record<string, unknown>;
