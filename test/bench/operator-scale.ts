@@ -413,7 +413,8 @@ kubelet (${r.settings.nodes} nodes), the operator (${r.settings.workers} workers
 pod's process share the machine. ${r.settings.searches} IACSearches created at once in ${r.settings.namespaces}
 namespaces, no GPUs, each phase pod running the simulated trainer for ${r.settings.simulateSecondsPerPhase} s
 (\`IACNAS_SIMULATE_SECONDS\`, docs/trainer-phases.md). The operator's requests are counted from
-the API server's audit log (the operator runs as its own user).
+the API server's audit log (the operator runs as its own user). Method, and the costs found
+and removed with before/after figures: docs/operator-scale.md.
 
 | measure | value |
 |---|---|
