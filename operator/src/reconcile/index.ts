@@ -540,6 +540,11 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
   const failures = stage ? (m.status.phases?.[stage]?.failures ?? 0) : 0;
 
   if (!stage) {
+    // Finished: progress (the EPOCH and STABLE columns) shows what the search itself ran.
+    const searched = m.status.searchResult as { epochs?: number } | undefined;
+    if (searched?.epochs !== undefined && m.status.progress?.phase !== 'search') {
+      m.status.progress = { ...m.status.progress, phase: 'search', epoch: searched.epochs, maxEpochs: spec.search.maxEpochs };
+    }
     const dice = m.status.results?.meanDice;
     m.finish('Succeeded', 'Succeeded', `search, prune, retrain and evaluate finished${dice !== undefined ? `; test mean Dice ${dice.toFixed(4)}` : ''}`);
   } else if (deadline !== undefined && m.status.startTime && active >= deadline) {

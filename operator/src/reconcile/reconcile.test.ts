@@ -67,6 +67,7 @@ describe('reconcile: the happy path', () => {
     expect(creates(r)).toEqual([]);
     expect(w.status.phase).toBe('Succeeded');
     expect(w.status.results).toEqual({ bestValDice: 0.9, meanDice: 0.87, dicePerClass: { '1': 0.85, '2': 0.89 }, hd95: 2.5 });
+    expect(w.status.progress).toMatchObject({ phase: 'search', epoch: 40, maxEpochs: 100, stable: '14/14' });
     expect(w.status.cost).toMatchObject({ gpuSeconds: 400 + 800 + 60, gpuHours: 0.35, estimatedUSD: 1.26 });
     expect(w.status.completionTime).toBe(at(1310).toISOString());
     expect(cond(w, 'Ready')).toMatchObject({ status: 'True', reason: 'Succeeded' });
