@@ -1,6 +1,7 @@
 // Benchmark 1: IAC-LTH stability-pruned search vs the original full-length IAC search.
 //
-//   npm run bench:nas-cost [-- --datasets phantom,msd-hippocampus --seeds 0,1,2 --smoke --keep DIR]
+//   npm run bench:nas-cost [-- --datasets phantom,msd-hippocampus --seeds 0,1,2 --smoke --keep DIR --out FILE]
+//   npm run bench:nas-cost -- --report test/bench/results/nas-cost.json   (summarise a stored run again)
 //
 // Per dataset, the plain U-Net backbone is trained once (its time is reported apart
 // and counted in neither search); then for each seed both searches start from that
@@ -8,7 +9,7 @@
 // same prune, retrain and evaluate. Writes test/bench/results/nas-cost.json and the
 // nas-cost section of BENCHMARKS.md (not with --smoke, which runs the smallest
 // setting into a temporary directory for the test that keeps this command working).
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { machine, mean, median, parseFlags, repoRoot, runPhase, updateBenchmarksMd } from './lib.ts';
@@ -107,18 +108,32 @@ async function benchDataset(name: string, seeds: number[], smoke: boolean, root:
       );
     }
   }
-  const speedups = seeds.map((_, i) => figures.full.searchSeconds[i] / figures.lth.searchSeconds[i]);
-  const deltas = seeds.map((_, i) => (figures.lth.meanDice[i] - figures.full.meanDice[i]) * 100);
+  return summarize({ name, seeds, config: base, backboneSeconds: round(backboneSeconds), lth: figures.lth, full: figures.full });
+}
+
+interface DatasetRun {
+  name: string;
+  seeds: number[];
+  config: Record<string, unknown>;
+  backboneSeconds: number;
+  lth: ModeFigures;
+  full: ModeFigures;
+}
+
+/** Speedups (wall and CPU seconds of the cell search) and the Dice difference, per seed and summarised. */
+function summarize(d: DatasetRun) {
+  const ratio = (full: number[], lth: number[]) => d.seeds.map((_, i) => full[i] / lth[i]);
+  const speedups = ratio(d.full.searchSeconds, d.lth.searchSeconds);
+  const cpuSpeedups = ratio(d.full.cpuSeconds, d.lth.cpuSeconds);
+  const deltas = d.seeds.map((_, i) => (d.lth.meanDice[i] - d.full.meanDice[i]) * 100);
   return {
-    name,
-    seeds,
-    config: base,
-    backboneSeconds: round(backboneSeconds),
-    lth: figures.lth,
-    full: figures.full,
-    speedups: speedups.map((s) => round(s, 2)),
+    ...d,
+    speedups: speedups.map((x) => round(x, 2)),
     speedupMedian: round(median(speedups), 2),
     speedupRange: [round(Math.min(...speedups), 2), round(Math.max(...speedups), 2)],
+    cpuSpeedups: cpuSpeedups.map((x) => round(x, 2)),
+    cpuSpeedupMedian: round(median(cpuSpeedups), 2),
+    epochRatioMedian: round(median(ratio(d.full.epochs, d.lth.epochs)), 2),
     diceDeltaMean: round(mean(deltas), 2),
   };
 }
@@ -128,18 +143,18 @@ function round(x: number, digits = 1): number {
   return Math.round(x * f) / f;
 }
 
-function markdown(result: { machine: ReturnType<typeof machine>; datasets: Awaited<ReturnType<typeof benchDataset>>[] }, command: string): string {
+function markdown(result: { machine: ReturnType<typeof machine>; datasets: ReturnType<typeof summarize>[] }, command: string): string {
   const lines = [
     '## 1. Stability pruning vs the full-length search (`nas-cost`)',
     '',
     `Machine: ${result.machine.cpu}, ${result.machine.cores} cores, ${result.machine.memoryGiB} GiB, Node ${result.machine.node}. Command: \`${command}\`. Raw figures: test/bench/results/nas-cost.json.`,
     '',
-    '| dataset | seeds | backbone s | LTH search s | full search s | LTH epochs | full epochs | speedup median [min, max] | LTH mean Dice | full mean Dice | Dice delta (points) |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| dataset | seeds | backbone s | LTH search s | full search s | LTH epochs | full epochs | wall speedup median [min, max] | CPU speedup median [per seed] | LTH mean Dice | full mean Dice | Dice delta (points) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const d of result.datasets) {
     lines.push(
-      `| ${d.name} | ${d.seeds.join(', ')} | ${d.backboneSeconds} | ${d.lth.searchSeconds.join(', ')} | ${d.full.searchSeconds.join(', ')} | ${d.lth.epochs.join(', ')} | ${d.full.epochs.join(', ')} | ${d.speedupMedian}x [${d.speedupRange.join(', ')}] | ${d.lth.meanDice.join(', ')} | ${d.full.meanDice.join(', ')} | ${d.diceDeltaMean} |`,
+      `| ${d.name} | ${d.seeds.join(', ')} | ${d.backboneSeconds} | ${d.lth.searchSeconds.join(', ')} | ${d.full.searchSeconds.join(', ')} | ${d.lth.epochs.join(', ')} | ${d.full.epochs.join(', ')} | ${d.speedupMedian}x [${d.speedupRange.join(', ')}] | ${d.cpuSpeedupMedian}x [${d.cpuSpeedups.join(', ')}] | ${d.lth.meanDice.join(', ')} | ${d.full.meanDice.join(', ')} | ${d.diceDeltaMean} |`,
     );
   }
   return lines.join('\n');
@@ -147,16 +162,26 @@ function markdown(result: { machine: ReturnType<typeof machine>; datasets: Await
 
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
+  const report = flags.get('report');
+  if (report) {
+    // Summarise a stored result again (and rewrite its BENCHMARKS.md section) without rerunning it.
+    const stored = JSON.parse(readFileSync(report, 'utf8')) as { machine: ReturnType<typeof machine>; command?: string; datasets: DatasetRun[] };
+    const result = { ...stored, datasets: stored.datasets.map(summarize) };
+    writeFileSync(report, `${JSON.stringify(result, null, 2)}\n`);
+    updateBenchmarksMd('nas-cost', markdown(result, result.command ?? 'npm run bench:nas-cost'));
+    return;
+  }
   const smoke = flags.get('smoke') === 'true';
   const datasets = (flags.get('datasets') ?? (smoke ? 'phantom' : 'phantom,msd-hippocampus')).split(',');
   const seeds = (flags.get('seeds') ?? (smoke ? '0' : '0,1,2')).split(',').map(Number);
   const root = flags.get('keep') ?? mkdtempSync(path.join(os.tmpdir(), 'iacnas-bench-'));
   const out = flags.get('out') ?? (smoke ? path.join(root, 'nas-cost.json') : path.join(repoRoot, 'test/bench/results/nas-cost.json'));
-  const result = { machine: machine(), datasets: [] as Awaited<ReturnType<typeof benchDataset>>[] };
+  const command = `npm run bench:nas-cost -- ${process.argv.slice(2).join(' ')}`.trim();
+  const result = { machine: machine(), command, datasets: [] as ReturnType<typeof summarize>[] };
   for (const d of datasets) result.datasets.push(await benchDataset(d, seeds, smoke, root));
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.error(`wrote ${out}`);
-  if (!smoke) updateBenchmarksMd('nas-cost', markdown(result, `npm run bench:nas-cost -- ${process.argv.slice(2).join(' ')}`.trim()));
+  if (!smoke) updateBenchmarksMd('nas-cost', markdown(result, command));
   if (!flags.has('keep')) rmSync(root, { recursive: true, force: true });
 }
 
