@@ -104,7 +104,9 @@ describe.skipIf(tools.skip)('Helm chart charts/iac-operator', () => {
       expect(c.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
       // A writable /tmp is the only writable path.
       expect(c.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
-      expect(c.env.map((e: { name: string }) => e.name)).toEqual(['POD_NAME', 'POD_NAMESPACE']);
+      expect(c.env.map((e: { name: string }) => e.name)).toEqual(['POD_NAME', 'POD_NAMESPACE', 'POD_IP']);
+      // The leader's address for standbys to forward progress to.
+      expect(c.env.find((e: { name: string }) => e.name === 'POD_IP').valueFrom.fieldRef.fieldPath).toBe('status.podIP');
     });
 
     it('keeps one replica through voluntary disruptions and selects the operator pods only', () => {
