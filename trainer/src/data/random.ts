@@ -1,5 +1,6 @@
-// Small deterministic random sources for the data layer: splits, the phantom and
-// augmentation must give the same result for the same seed on every machine.
+// Small deterministic random sources of the trainer: splits, the phantom,
+// augmentation, batch order and weight initialisation must give the same result for
+// the same seed on every machine.
 
 /** mulberry32: a 32-bit seeded generator, uniform in [0, 1). */
 export function mulberry32(seed: number): () => number {

@@ -3,6 +3,7 @@
 // order, or on which other weights a network has: a supernet, a discrete network and
 // a plain U-Net built with the same seed hold the same backbone weights.
 import * as tf from '@tensorflow/tfjs-core';
+import { mulberry32 } from '../data/random.ts';
 
 /** FNV-1a of the name mixed with the seed. */
 function hashSeed(seed: number, name: string): number {
@@ -13,18 +14,6 @@ function hashSeed(seed: number, name: string): number {
   }
   h ^= Math.imul(seed >>> 0, 0x9e3779b1);
   return h >>> 0;
-}
-
-/** mulberry32: small, fast, good enough for weight initialisation. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function size(shape: readonly number[]): number {
