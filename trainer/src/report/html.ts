@@ -8,6 +8,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OPERATIONS } from '../config/index.ts';
+import { readHistory } from '../train/history.ts';
 import type { Genotype, GenotypeCell } from '../model/api.ts';
 import { cellDiagram } from './cell-diagram.ts';
 import { type Series, escapeXml, heatMap, lineChart } from './charts.ts';
@@ -76,20 +77,6 @@ export interface ReportOptions {
   threshold?: number;
 }
 
-function readJsonLines<T>(file: string): T[] {
-  if (!existsSync(file)) return [];
-  const out: T[] = [];
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      out.push(JSON.parse(line) as T);
-    } catch {
-      break; // a torn last line
-    }
-  }
-  return out;
-}
-
 function readJson<T>(file: string): T | undefined {
   try {
     return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as T) : undefined;
@@ -112,7 +99,7 @@ function toGenotype(raw: unknown): Genotype | undefined {
 
 /** Gathers the report's inputs from a work directory. */
 export function readReportInputs(workdir: string, o: ReportOptions = {}): ReportInputs {
-  const search = readJsonLines<SearchEpoch>(join(workdir, 'search', 'history.jsonl'));
+  const search = readHistory<SearchEpoch>(join(workdir, 'search', 'history.jsonl'));
   const state = readJson<{ state?: { operations?: string[] } }>(join(workdir, 'search', 'checkpoint', 'state.json'));
   const genotypeFile = readJson<{ operations?: string[] }>(join(workdir, 'genotype.json'));
   const opCount = search.find((e) => e.alphas?.[0]?.[0])?.alphas?.[0]?.[0]?.length ?? 0;
@@ -125,8 +112,8 @@ export function readReportInputs(workdir: string, o: ReportOptions = {}): Report
     title: o.title ?? readJson<{ name?: string }>(join(workdir, 'config.json'))?.name ?? workdir.split('/').filter(Boolean).at(-1) ?? 'search',
     operations,
     search,
-    backbone: readJsonLines<TrainEpoch>(join(workdir, 'backbone-training', 'history.jsonl')),
-    retrain: readJsonLines<TrainEpoch>(join(workdir, 'retrain', 'history.jsonl')),
+    backbone: readHistory<TrainEpoch>(join(workdir, 'backbone-training', 'history.jsonl')),
+    retrain: readHistory<TrainEpoch>(join(workdir, 'retrain', 'history.jsonl')),
     genotype,
     results: readJson<ResultsLike>(join(workdir, 'results.json')),
     threshold: o.threshold,
