@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { depthwiseSameDilated, dilateFilter } from './gradients.ts';
 import { initBackend } from './index.ts';
+import { nativeInstalled } from './testing.ts';
 
 // The loss sum(f(x, w) * r) is linear in each argument separately, so a central
 // difference is exact up to float32 rounding and a large step keeps rounding small.
@@ -66,8 +68,12 @@ const depthwiseCases = [
   { k: 2, d: 1, m: 1 },
 ];
 
-for (const backend of ['cpu', 'wasm'] as const) {
-  describe(`convolution gradients on ${backend}`, () => {
+// Every backend the trainer may run on: the pure-JS reference, wasm, and native
+// TensorFlow (required in CI; see testing.ts).
+const ALL = nativeInstalled ? (['cpu', 'wasm', 'tensorflow'] as const) : (['cpu', 'wasm'] as const);
+
+for (const backend of ALL) {
+  describe(`convolution and pooling gradients on ${backend}`, () => {
     beforeAll(async () => {
       await initBackend({ backend, quiet: true });
       expect(tf.getBackend()).toBe(backend);
@@ -86,7 +92,8 @@ for (const backend of ['cpu', 'wasm'] as const) {
       it(`depthwise ${c.k}x${c.k} dilation ${c.d} multiplier ${c.m} matches finite differences`, () => {
         const x = seeded([2, 6, 7, 3], 4);
         const w = seeded([c.k, c.k, 3, c.m], 5);
-        checkGradients(([a, b]) => tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same', 'NHWC', c.d), [x, w], `depthwise k${c.k} d${c.d} m${c.m}`, 6);
+        // depthwiseSameDilated: how the model calls it (native TensorFlow takes dilations only through oneDNN).
+        checkGradients(([a, b]) => depthwiseSameDilated(a as tf.Tensor4D, b as tf.Tensor4D, c.d), [x, w], `depthwise k${c.k} d${c.d} m${c.m}`, 6);
         tf.dispose([x, w]);
       });
     }
@@ -96,10 +103,57 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const dw = seeded([3, 3, 3, 1], 8);
       const pw = seeded([1, 1, 3, 4], 9);
       const sep = ([a, b, c]: tf.Tensor[]) =>
-        tf.conv2d(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same', 'NHWC', 2), c as tf.Tensor4D, 1, 'same');
+        tf.conv2d(depthwiseSameDilated(a as tf.Tensor4D, b as tf.Tensor4D, 2), c as tf.Tensor4D, 1, 'same');
       // Bilinear in (dw, pw) jointly, so check each argument with the others fixed.
       checkGradients(sep, [x, dw, pw], 'separable', 10);
       tf.dispose([x, dw, pw]);
+    });
+
+    for (const pool of ['avg', 'max'] as const) {
+      it(`${pool}Pool 3x3 stride 1 'same' matches finite differences, borders and corners included`, () => {
+        // 5x6: every position is a border, a corner or next to one, where the window is cut.
+        const x = seeded([2, 5, 6, 3], 30);
+        const f = ([a]: tf.Tensor[]) => (pool === 'avg' ? tf.avgPool(a as tf.Tensor4D, 3, 1, 'same') : tf.maxPool(a as tf.Tensor4D, 3, 1, 'same'));
+        if (pool === 'avg') {
+          checkGradients(f, [x], 'avgPool', 31);
+        } else {
+          // Max pooling is piecewise linear: a small step keeps every window's argmax.
+          const r = seeded(tf.tidy(() => f([x]).shape), 31);
+          const loss = (a: tf.Tensor[]) => tf.sum(tf.mul(f(a), r)) as tf.Scalar;
+          const [g] = tf.grads((a: tf.Tensor) => loss([a]))([x]);
+          const base = x.dataSync().slice();
+          const num = new Float32Array(base.length);
+          for (let i = 0; i < base.length; i++) {
+            const probe = (d: number) => tf.tidy(() => { const v = base.slice(); v[i] += d; return loss([tf.tensor(v, x.shape)]).dataSync()[0]; });
+            num[i] = (probe(1e-3) - probe(-1e-3)) / 2e-3;
+          }
+          expectClose(g.dataSync() as Float32Array, num, 'maxPool grad');
+          tf.dispose([g, r]);
+        }
+        tf.dispose(x);
+      });
+    }
+
+    it('avgPool divides by the part of the window inside the image (as TensorFlow does)', () => {
+      const y = tf.avgPool(tf.ones([1, 4, 4, 1]) as tf.Tensor4D, 3, 1, 'same');
+      expect(Array.from(y.dataSync())).toEqual(new Array(16).fill(1));
+      tf.dispose(y);
+    });
+
+    it('a dilated depthwise convolution equals the undilated one with a zero-dilated filter, gradients too', () => {
+      const x = seeded([2, 7, 6, 4], 40);
+      const w = seeded([3, 3, 4, 2], 41);
+      const direct = ([a, b]: tf.Tensor[]) => depthwiseSameDilated(a as tf.Tensor4D, b as tf.Tensor4D, 2);
+      const viaFilter = ([a, b]: tf.Tensor[]) => tf.depthwiseConv2d(a as tf.Tensor4D, dilateFilter(b as tf.Tensor4D, 2), 1, 'same');
+      const r = seeded([2, 7, 6, 8], 42);
+      const g1 = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(direct([a, b]), r)))([x, w]);
+      const g2 = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(viaFilter([a, b]), r)))([x, w]);
+      const [y1, y2] = [direct([x, w]), viaFilter([x, w])];
+      expectClose(y1.dataSync() as Float32Array, y2.dataSync() as Float32Array, 'output');
+      expectClose(g1[0].dataSync() as Float32Array, g2[0].dataSync() as Float32Array, 'dx');
+      expectClose(g1[1].dataSync() as Float32Array, g2[1].dataSync() as Float32Array, 'dfilter');
+      checkGradients(direct, [x, w], 'dilated depthwise', 43);
+      tf.dispose([x, w, r, y1, y2, ...g1, ...g2]);
     });
 
     it('undilated conv2d gradient agrees with the cpu backend reference kernels', async () => {

@@ -129,7 +129,47 @@ function stride1Attrs(attrs: NamedAttrMap): { ok: boolean; dilation: [number, nu
   return { ok, dilation, pad: pad as Pad };
 }
 
-let installed = false;
+/**
+ * The count of a stride-1 'same' k x k pooling window that lies inside an h x w
+ * image, at every position: [1, h, w, 1]. TensorFlow's average pooling divides by
+ * this count (padding is not averaged in); cached per shape, shared by every cell.
+ */
+const windowCounts = new Map<string, tf.Tensor4D>();
+function windowCount(h: number, w: number, kh: number, kw: number): tf.Tensor4D {
+  const key = `${h}x${w}/${kh}x${kw}`;
+  let t = windowCounts.get(key);
+  if (!t || t.isDisposed) {
+    const along = (n: number, k: number) => {
+      const before = Math.floor((k - 1) / 2);
+      return Array.from({ length: n }, (_, i) => Math.min(n - 1, i - before + k - 1) - Math.max(0, i - before) + 1);
+    };
+    const rows = along(h, kh);
+    const cols = along(w, kw);
+    const v = new Float32Array(h * w);
+    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) v[i * w + j] = rows[i] * cols[j];
+    t = tf.keep(tf.tensor4d(v, [1, h, w, 1]));
+    windowCounts.set(key, t);
+  }
+  return t;
+}
+
+/**
+ * dL/dx of avgPool(x, [kh, kw], stride 1, 'same') for odd kh, kw. With n the window
+ * count, y(p) = sum over the window N(p) of x(q), divided by n(p); since q is in N(p)
+ * exactly when p is in N(q), dx(p) = sum over N(p) of dy(q) / n(q)
+ * = avgPool(dy / n)(p) * n(p). (tfjs's AvgPoolGrad on the cpu and wasm backends
+ * divides by kh * kw everywhere, which is wrong at the borders.)
+ */
+export function avgPoolSameInputGrad(dy: tf.Tensor4D, kh: number, kw: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [, h, w] = dy.shape;
+    const n = windowCount(h, w, kh, kw);
+    return tf.mul(tf.avgPool(tf.div(dy, n) as tf.Tensor4D, [kh, kw], 1, 'same'), n);
+  });
+}
+
+/** Ours, once made; registered again whenever something replaced them. */
+let ours: GradConfig[] | undefined;
 
 /** Backends whose native backprop kernels are fast (tfjs-node). */
 const NATIVE = new Set(['tensorflow']);
@@ -142,8 +182,12 @@ const NATIVE = new Set(['tensorflow']);
  * tfjs's gradient.
  */
 export function installConvGradients(): void {
-  if (installed) return;
-  installed = true;
+  // Loading @tensorflow/tfjs-node (the union package it imports registers all of
+  // tfjs-core's gradients again) replaces ours, so check rather than remember.
+  if (ours) {
+    for (const g of ours) if (tf.getGradient(g.kernelName) !== g) tf.registerGradient(g);
+    return;
+  }
   const preferNative = () => NATIVE.has(tf.getBackend());
   const conv2dNative = tf.getGradient('Conv2D');
   const depthwiseNative = tf.getGradient('DepthwiseConv2dNative');
@@ -176,6 +220,51 @@ export function installConvGradients(): void {
       };
     },
   };
-  tf.registerGradient(conv2dGrad);
-  tf.registerGradient(depthwiseGrad);
+  const avgPoolNative = tf.getGradient('AvgPool');
+  const avgPoolGrad: GradConfig = {
+    kernelName: 'AvgPool',
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved, attrs) => {
+      const [kh, kw] = pair(attrs.filterSize, 'filterSize');
+      const strides = pair(attrs.strides, 'strides');
+      const sameStride1 = strides[0] === 1 && strides[1] === 1 && attrs.pad === 'same' && kh % 2 === 1 && kw % 2 === 1;
+      // TensorFlow's own AvgPoolGrad (tfjs-node) is right; tfjs's cpu and wasm kernels are not.
+      if (!sameStride1 || preferNative()) return avgPoolNative.gradFunc(dy, saved, attrs);
+      return { x: () => avgPoolSameInputGrad(dy as tf.Tensor4D, kh, kw) };
+    },
+  };
+  ours = [conv2dGrad, depthwiseGrad, avgPoolGrad];
+  for (const g of ours) tf.registerGradient(g);
+}
+
+/**
+ * The filter of a depthwise convolution with dilation d as an undilated one: d - 1
+ * zeros between taps, [k, k, C, M] -> [(k - 1) d + 1, (k - 1) d + 1, C, M]. For
+ * stride 1 and 'same' padding the two convolutions are equal.
+ */
+export function dilateFilter(filter: tf.Tensor4D, d: number): tf.Tensor4D {
+  if (d === 1) return filter;
+  const [kh, kw, c, m] = filter.shape;
+  const spread = tf.pad(tf.reshape(filter, [kh, 1, kw, 1, c, m]), [
+    [0, 0],
+    [0, d - 1],
+    [0, 0],
+    [0, d - 1],
+    [0, 0],
+    [0, 0],
+  ]);
+  return tf.slice4d(tf.reshape(spread, [kh * d, kw * d, c, m]) as tf.Tensor4D, [0, 0, 0, 0], [(kh - 1) * d + 1, (kw - 1) * d + 1, c, m]);
+}
+
+/**
+ * depthwiseConv2d(x, filter, stride 1, 'same', dilation) on every backend. TensorFlow's
+ * DepthwiseConv2dNative takes dilations only through oneDNN, which is off by default
+ * on most CPUs and never used on a GPU ("Current kernel implementation does not
+ * support dilations"), so on the native backends the filter is dilated instead and
+ * the convolution and its gradients stay native kernels.
+ */
+export function depthwiseSameDilated(x: tf.Tensor4D, filter: tf.Tensor4D, dilation: number): tf.Tensor4D {
+  if (dilation === 1) return tf.depthwiseConv2d(x, filter, 1, 'same');
+  if (NATIVE.has(tf.getBackend())) return tf.depthwiseConv2d(x, dilateFilter(filter, dilation), 1, 'same');
+  return tf.depthwiseConv2d(x, filter, 1, 'same', 'NHWC', dilation);
 }

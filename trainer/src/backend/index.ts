@@ -9,7 +9,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { registerCoreGradients } from './core-gradients.ts';
 import { installConvGradients } from './gradients.ts';
-import { installWasmTuning } from './wasm-tuning.ts';
+import { installWasmFixes, installWasmTuning } from './wasm-tuning.ts';
 
 export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKENDS)[number];
@@ -40,6 +40,9 @@ function firstLine(e: unknown): string {
 
 async function tryNode(choice: 'tensorflow-gpu' | 'tensorflow'): Promise<string | undefined> {
   const pkg = PACKAGES[choice];
+  // TensorFlow's INFO lines ("This TensorFlow binary is optimized to use available CPU
+  // instructions...") would come before our own first line; warnings still show.
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
   try {
     // A variable specifier keeps TypeScript from resolving the optional package.
     const spec: string = pkg;
@@ -52,6 +55,14 @@ async function tryNode(choice: 'tensorflow-gpu' | 'tensorflow'): Promise<string 
     await tf.ready();
   } catch (e) {
     return `${pkg} failed to initialise: ${firstLine(e)}`;
+  }
+  try {
+    // One kernel: the stock 4.22 package fails here on Node >= 23 (util.isNullOrUndefined).
+    tf.tidy(() => tf.add(tf.scalar(1), tf.scalar(2)).dataSync());
+  } catch (e) {
+    const msg = firstLine(e);
+    const hint = /isNullOrUndefined/.test(msg) ? ` (the stock ${pkg} 4.22 needs Node < 23: run scripts/native-backend.sh --patch-installed, or build it with scripts/native-backend.sh)` : '';
+    return `${pkg} loaded but cannot run a kernel: ${msg}${hint}`;
   }
   if (choice === 'tensorflow-gpu') {
     // tfjs-node-gpu falls back to the CPU silently when CUDA is missing.
@@ -111,7 +122,16 @@ function attempt(choice: BackendChoice): Promise<string | undefined> {
   }
 }
 
+/** TensorFlow's version as the native library reports it ('' when not native). */
+export function tensorflowVersion(): string {
+  const binding = (tf.backend() as unknown as { binding?: { TF_Version?: string } }).binding;
+  return binding?.TF_Version ?? '';
+}
+
 function describe(choice: BackendChoice): string {
+  if (choice === 'tensorflow' || choice === 'tensorflow-gpu') {
+    return `${choice} (TensorFlow ${tensorflowVersion() || 'native'}${choice === 'tensorflow-gpu' ? ', CUDA' : ', CPU'})`;
+  }
   if (choice === 'wasm') {
     const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
     const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
@@ -136,7 +156,10 @@ async function choose(opts: { backend?: BackendChoice; quiet?: boolean }): Promi
     const reason = await attempt(choice);
     if (reason === undefined) {
       installConvGradients();
-      if (choice === 'wasm') installWasmTuning();
+      if (choice === 'wasm') {
+        installWasmFixes();
+        installWasmTuning();
+      }
       const why = forced
         ? 'forced by IACNAS_BACKEND'
         : skipped.length === 0

@@ -49,6 +49,70 @@ function sliceFromHeap(backend: WasmBackendLike, x: TensorInfo, begin: number[],
   return out;
 }
 
+/**
+ * MaxPoolGrad computed in JavaScript on views of the heap. The backend's own kernel
+ * drops the gradient of inputs whose window is cut by a 'same' border (found against
+ * finite differences; the cpu backend and TensorFlow are right). The maximum of each
+ * window goes to its first largest input, as in TensorFlow.
+ */
+function maxPoolGradFromHeap(backend: WasmBackendLike, dy: TensorInfo, x: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo {
+  const out = backend.makeOutput([...x.shape], 'float32');
+  const xs = backend.typedArrayFromHeap(x);
+  const dys = backend.typedArrayFromHeap(dy);
+  const dx = backend.typedArrayFromHeap(out);
+  dx.fill(0);
+  const { batchSize, inHeight, inWidth, inChannels: ch, outHeight, outWidth, strideHeight, strideWidth, dilationHeight, dilationWidth } = info;
+  const { effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
+  const { top, left } = info.padInfo;
+  for (let b = 0; b < batchSize; b++) {
+    const xb = b * inHeight * inWidth * ch;
+    for (let oh = 0; oh < outHeight; oh++) {
+      const h0 = oh * strideHeight - top;
+      for (let ow = 0; ow < outWidth; ow++) {
+        const w0 = ow * strideWidth - left;
+        const o = ((b * outHeight + oh) * outWidth + ow) * ch;
+        for (let c = 0; c < ch; c++) {
+          let best = -Infinity;
+          let at = -1;
+          for (let i = 0; i < fh; i += dilationHeight) {
+            const h = h0 + i;
+            if (h < 0 || h >= inHeight) continue;
+            for (let j = 0; j < fw; j += dilationWidth) {
+              const w = w0 + j;
+              if (w < 0 || w >= inWidth) continue;
+              const k = xb + (h * inWidth + w) * ch + c;
+              if (xs[k] > best || at < 0) {
+                best = xs[k];
+                at = k;
+              }
+            }
+          }
+          if (at >= 0) dx[at] += dys[o + c];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+let fixed = false;
+
+/** Corrections of wrong wasm kernels: always on (unlike the speed changes below). */
+export function installWasmFixes(): void {
+  if (fixed || !tf.getKernel('MaxPoolGrad', 'wasm')) return;
+  fixed = true;
+  swapKernel({
+    kernelName: 'MaxPoolGrad',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { dy, input } = inputs as { dy: TensorInfo; input: TensorInfo };
+      const a = attrs as unknown as { filterSize: number | [number, number]; strides: number | [number, number]; pad: 'same' | 'valid' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+      const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
+      return maxPoolGradFromHeap(backend as unknown as WasmBackendLike, dy, input, info);
+    },
+  });
+}
+
 let installed = false;
 const originals: { kernels: KernelConfig[]; gradients: GradConfig[] } = { kernels: [], gradients: [] };
 const replacements: { kernels: KernelConfig[]; gradients: GradConfig[] } = { kernels: [], gradients: [] };

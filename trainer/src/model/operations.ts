@@ -6,6 +6,7 @@
 // parameter-free operations once for all of them, convolutions as one convolution
 // whose output channels are the edges' blocks side by side.
 import * as tf from '@tensorflow/tfjs-core';
+import { depthwiseSameDilated } from '../backend/gradients.ts';
 import type { Operation } from '../config/index.ts';
 import type { WeightStore } from './init.ts';
 import { instanceNorm, pointwise } from './layers.ts';
@@ -87,7 +88,7 @@ export function rawOutput(op: Operation, x: tf.Tensor4D, weights: readonly EdgeO
     case 'conv':
       return tf.conv2d(relu ?? tf.relu(x), cat('kernel', 3), 1, 'same');
     case 'dil': {
-      const dw = tf.depthwiseConv2d(relu ?? tf.relu(x), cat('dw', 3), 1, 'same', 'NHWC', spec.dilation);
+      const dw = depthwiseSameDilated(relu ?? tf.relu(x), cat('dw', 3), spec.dilation);
       return pointwise(dw, blockDiagonal(weights.map((w) => w.pw), true));
     }
     case 'sep': {
