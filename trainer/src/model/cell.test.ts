@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
+import { nativeInstalled } from '../backend/testing.ts';
 import type { Operation } from '../config/index.ts';
 import { instanceNorm, pointwise } from './layers.ts';
 import { UNet } from './network.ts';
@@ -77,7 +78,7 @@ function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
-for (const backend of ['wasm', 'cpu'] as const) {
+for (const backend of nativeInstalled ? (['wasm', 'cpu', 'tensorflow'] as const) : (['wasm', 'cpu'] as const)) {
   describe(`IAC cell on ${backend}`, () => {
     beforeAll(async () => {
       await initBackend({ backend, quiet: true });

@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
+import { describeEachBackend } from '../backend/testing.ts';
 import { instanceNorm, useReferenceNorm } from './layers.ts';
 
-describe('instance norm', () => {
+describeEachBackend('instance norm', (backend) => {
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm', quiet: true });
+    await initBackend({ backend, quiet: true });
   });
 
   it('normalises every sample and channel to mean 0 and variance 1', () => {

@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
+import { describeEachBackend } from '../backend/testing.ts';
 import { accumulateDiceCounts, diceCrossEntropyLoss, diceFromCounts, emptyCounts, hardDice } from './loss.ts';
 
-describe('loss and Dice', () => {
+describeEachBackend('loss and Dice', (backend) => {
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm', quiet: true });
+    await initBackend({ backend, quiet: true });
   });
 
   it('matches a hand computation of cross-entropy + soft Dice', () => {

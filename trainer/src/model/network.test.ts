@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
+import { describeEachBackend } from '../backend/testing.ts';
 import { OPERATIONS } from '../config/index.ts';
 import type { Genotype, NetworkOptions } from './api.ts';
 import { deriveGenotype } from './genotype.ts';
@@ -15,9 +16,9 @@ function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
-describe('U-Net with IAC cells (wasm)', () => {
+describeEachBackend('U-Net with IAC cells', (backend) => {
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm', quiet: true });
+    await initBackend({ backend, quiet: true });
   });
 
   it('gives exactly the plain U-Net output with fresh cells (supernet and discrete)', () => {

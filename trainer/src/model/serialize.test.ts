@@ -4,6 +4,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
+import { describeEachBackend } from '../backend/testing.ts';
 import type { NetworkOptions } from './api.ts';
 import { createNetwork } from './network.ts';
 import { loadNamedTensors, loadWeights, MANIFEST, saveNamedTensors, saveWeights } from './serialize.ts';
@@ -16,10 +17,10 @@ const base: Omit<NetworkOptions, 'cells'> = {
   seed: 1,
 };
 
-describe('weight serialisation', () => {
+describeEachBackend('weight serialisation', (backend) => {
   let dir: string;
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm', quiet: true });
+    await initBackend({ backend, quiet: true });
     dir = mkdtempSync(path.join(tmpdir(), 'iacnas-weights-'));
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,7 +6,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
+import { describeEachBackend } from '../backend/testing.ts';
 import { readHistory } from '../train/history.ts';
 
 const root = join(import.meta.dirname, '..', '..', '..');
@@ -27,9 +28,9 @@ const config = JSON.stringify({
   },
 });
 
-function start(workdir: string): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+function start(workdir: string, backend: string): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
   const child = spawn(process.execPath, [join(root, 'bin', 'iacnas.ts'), 'trainer', 'search', '--workdir', workdir, '--config-json', config, '--result-file', join(workdir, 'result.json')], {
-    env: { ...process.env, IACNAS_BACKEND: 'wasm', IACNAS_PROGRESS_URL: '', IACNAS_RESULT_FILE: '' },
+    env: { ...process.env, IACNAS_BACKEND: backend, IACNAS_PROGRESS_URL: '', IACNAS_RESULT_FILE: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -56,17 +57,17 @@ const events = (stdout: string) =>
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { type: string; epoch?: number; epochs?: number; stoppedBy?: string; genotype?: unknown });
 
-describe('iacnas trainer search, killed and started again', () => {
+describeEachBackend('iacnas trainer search, killed and started again', (backend) => {
   it('resumes from the last checkpoint and ends as the uninterrupted run', async () => {
     const reference = mkdtempSync(join(tmpdir(), 'search-ref-'));
-    const ref = await start(reference).done;
+    const ref = await start(reference, backend).done;
     expect(ref.code, ref.stderr).toBe(0);
     const refResult = events(ref.stdout).at(-1)!;
     expect(refResult.type).toBe('result');
     expect(refResult.epochs).toBeGreaterThanOrEqual(4);
 
     const workdir = mkdtempSync(join(tmpdir(), 'search-kill-'));
-    const first = start(workdir);
+    const first = start(workdir, backend);
     let killedAfter = 0;
     while (killedAfter === 0) {
       await new Promise((r) => setTimeout(r, 20));
@@ -82,7 +83,7 @@ describe('iacnas trainer search, killed and started again', () => {
     const atKill = checkpointEpoch(workdir);
     expect(atKill).toBeLessThan(refResult.epochs!);
 
-    const second = await start(workdir).done;
+    const second = await start(workdir, backend).done;
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).toContain('reusing the trained backbone');
     expect(second.stderr).toContain(`resuming after epoch ${atKill}`);

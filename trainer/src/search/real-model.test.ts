@@ -6,16 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
+import { describeEachBackend } from '../backend/testing.ts';
 import { parseTrainerConfig } from '../config/index.ts';
 import { loadDataset } from '../data/index.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { ensureBackbone } from '../train/backbone.ts';
 import { loadModelKit } from '../train/model-kit.ts';
 import { runSearch } from './search.ts';
-
-beforeAll(async () => {
-  await initBackend({ backend: 'wasm', quiet: true });
-});
 
 const quiet = { write: () => true };
 
@@ -53,7 +50,11 @@ async function search(opts: { seed: number; maxEpochs: number; onEpoch?: (e: num
   });
 }
 
-describe('search with the real model', () => {
+describeEachBackend('search with the real model', (backend) => {
+  beforeAll(async () => {
+    await initBackend({ backend, quiet: true });
+  });
+
   it('gives the same genotype for the same seed on the same backend', async () => {
     const a = await search({ seed: 7, maxEpochs: 3 });
     const b = await search({ seed: 7, maxEpochs: 3 });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
+import { describeEachBackend } from '../backend/testing.ts';
 import { type TrainerConfigInput, parseTrainerConfig } from '../config/index.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { ensureBackbone } from '../train/backbone.ts';
@@ -14,10 +15,6 @@ import { readHistory } from '../train/history.ts';
 import { type SearchOutcome, runSearch } from './search.ts';
 import { fakeDataset } from './testing/fake-data.ts';
 import { fakeModelKit } from './testing/fake-model.ts';
-
-beforeAll(async () => {
-  await initBackend({ backend: 'wasm', quiet: true });
-});
 
 const quiet = { write: () => true };
 
@@ -58,7 +55,11 @@ async function search(workdir: string, cfg = config(), onEpoch?: (epoch: number)
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'search-'));
 
-describe('runSearch', () => {
+describeEachBackend('runSearch', (backend) => {
+  beforeAll(async () => {
+    await initBackend({ backend, quiet: true });
+  });
+
   it('prunes stable edges, stops early, and records every epoch', async () => {
     const dir = tmp();
     const r = await search(dir);

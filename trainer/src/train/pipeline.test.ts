@@ -4,7 +4,9 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
+import { initBackend } from '../backend/index.ts';
+import { describeEachBackend } from '../backend/testing.ts';
 import { trainerMain } from '../cli.ts';
 import { PhaseResult, ProgressEvent } from '../report/events.ts';
 import { readHistory } from './history.ts';
@@ -27,15 +29,17 @@ async function phase(argv: string[]) {
   return { code, lines, result: PhaseResult.parse(lines.at(-1)), stderr: err.join('') };
 }
 
-let workdir: string;
 const cfg = JSON.stringify(base);
 
-beforeAll(() => {
-  process.env.IACNAS_BACKEND = 'wasm';
-  workdir = mkdtempSync(join(tmpdir(), 'pipeline-'));
-});
+describeEachBackend('search, prune, retrain, evaluate', (backend) => {
+  let workdir: string;
+  beforeAll(async () => {
+    // The phases run in this process and start the backend chosen here.
+    process.env.IACNAS_BACKEND = backend;
+    await initBackend({ backend, quiet: true });
+    workdir = mkdtempSync(join(tmpdir(), 'pipeline-'));
+  });
 
-describe('search, prune, retrain, evaluate', () => {
   it('runs every phase and leaves each phase\'s artifacts', async () => {
     const s = await phase(['search', '--workdir', workdir, '--config-json', cfg]);
     expect(s.code, s.stderr).toBe(0);
@@ -88,7 +92,7 @@ describe('search, prune, retrain, evaluate', () => {
     const config = JSON.stringify({ ...base, retrain: { epochs: 6, batchSize: 4, stepsPerEpoch: 4, earlyStoppingPatience: 100 } });
     const run = () => {
       const child = spawn(process.execPath, [join(root, 'bin', 'iacnas.ts'), 'trainer', 'retrain', '--workdir', dir, '--config-json', config], {
-        env: { ...process.env, IACNAS_BACKEND: 'wasm', IACNAS_RESULT_FILE: join(dir, 'result.json') },
+        env: { ...process.env, IACNAS_BACKEND: backend, IACNAS_RESULT_FILE: join(dir, 'result.json') },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';

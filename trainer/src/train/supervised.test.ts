@@ -4,16 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
+import { describeEachBackend } from '../backend/testing.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { fakeDataset } from '../search/testing/fake-data.ts';
 import { fakeModelKit } from '../search/testing/fake-model.ts';
 import { namedVariables, validate } from './common.ts';
 import { readHistory } from './history.ts';
 import { type SupervisedOptions, trainSupervised, trainingPaths } from './supervised.ts';
-
-beforeAll(async () => {
-  await initBackend({ backend: 'wasm', quiet: true });
-});
 
 const quiet = { write: () => true };
 const data = fakeDataset({ patients: 6 });
@@ -49,7 +46,11 @@ async function train(root: string, over: Partial<SupervisedOptions> = {}) {
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'supervised-'));
 
-describe('trainSupervised', () => {
+describeEachBackend('trainSupervised', (backend) => {
+  beforeAll(async () => {
+    await initBackend({ backend, quiet: true });
+  });
+
   it('keeps the best-validation weights as the result', async () => {
     const { r, val, events } = await train(tmp());
     expect(r.epochs).toBe(6);
