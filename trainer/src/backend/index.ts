@@ -161,7 +161,9 @@ async function choose(opts: { backend?: BackendChoice; quiet?: boolean }): Promi
         installWasmTuning();
       }
       const why = forced
-        ? 'forced by IACNAS_BACKEND'
+        ? opts.backend
+          ? 'asked for'
+          : 'forced by IACNAS_BACKEND'
         : skipped.length === 0
           ? 'the best available'
           : skipped.map((s) => `${s.choice}: ${s.reason}`).join('; ');
