@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -129,11 +129,16 @@ describe('iacnas dataset check', () => {
   });
 
   it('passes real MSD hippocampus cases, float32 labels included', () => {
-    // A subset: a dataset.json pointing at 4 of the real files (hippocampus_003 has float32 labels).
+    // A subset: 4 of the real cases copied into a dataset of their own (hippocampus_003 has
+    // float32 labels); paths in dataset.json must stay inside the dataset directory.
     const real = resolve('../shared/data/msd-hippocampus');
     const root = mkdtempSync(join(tmpdir(), 'hippo-'));
     const ids = ['hippocampus_003', 'hippocampus_004', 'hippocampus_006', 'hippocampus_243'];
-    const training = ids.map((id) => ({ image: join(real, 'imagesTr', `${id}.nii.gz`), label: join(real, 'labelsTr', `${id}.nii.gz`) }));
+    for (const d of ['imagesTr', 'labelsTr']) {
+      mkdirSync(join(root, d));
+      for (const id of ids) copyFileSync(join(real, d, `${id}.nii.gz`), join(root, d, `${id}.nii.gz`));
+    }
+    const training = ids.map((id) => ({ image: `./imagesTr/${id}.nii.gz`, label: `./labelsTr/${id}.nii.gz` }));
     writeFileSync(join(root, 'dataset.json'), JSON.stringify({ name: 'Hippocampus', modality: { '0': 'MRI' }, labels: { '0': 'background', '1': 'Anterior', '2': 'Posterior' }, training }));
     const report = checkDataset(root);
     expect(report.problems).toEqual([]);

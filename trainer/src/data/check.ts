@@ -3,8 +3,8 @@
 // data holds. Also writes the phantom dataset to disk in nnU-Net v2 layout.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkHeaders, detectFormat, readLayout } from './layout.ts';
-import { DataError, readNifti, readNiftiLabels, writeNifti } from './nifti.ts';
+import { checkHeaders, checkIntensities, detectFormat, readLayout } from './layout.ts';
+import { DataError, dataLimits, readNifti, readNiftiLabels, writeNifti } from './nifti.ts';
 import { PHANTOM_CLASSES, phantomVolume } from './phantom.ts';
 
 export interface RangeSummary {
@@ -47,11 +47,12 @@ export function checkDataset(dir: string, format?: 'msd' | 'nnunet'): CheckRepor
   const warnings: string[] = [];
   let layout;
   try {
+    dataLimits(); // a bad IACNAS_MAX_* is reported once, not for every file
     layout = readLayout(dir, format ?? detectFormat(dir));
   } catch (e) {
     return { problems: [(e as Error).message], warnings };
   }
-  const { ok, problems: headerProblems } = checkHeaders(layout.cases);
+  const { ok, problems: headerProblems } = checkHeaders(layout.cases, layout.root);
   problems.push(...headerProblems);
   const shapes: number[][] = [[], [], []];
   const spacings: number[][] = [[], [], []];
@@ -65,13 +66,7 @@ export function checkDataset(dir: string, format?: 'msd' | 'nnunet'): CheckRepor
     try {
       const img = readNifti(c.files.image);
       const { labels } = readNiftiLabels(c.files.label);
-      let caseLo = Infinity;
-      let caseHi = -Infinity;
-      for (const v of img.data) {
-        if (!Number.isFinite(v)) throw new DataError(`${c.files.image}: holds NaN or infinite intensities`, c.files.image);
-        if (v < caseLo) caseLo = v;
-        if (v > caseHi) caseHi = v;
-      }
+      const { min: caseLo, max: caseHi } = checkIntensities(c.files.image, img.data, img.header.shape);
       const counts = new Map<number, number>();
       for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
       const unknown = [...counts.keys()].filter((v) => v >= layout.classNames.length);

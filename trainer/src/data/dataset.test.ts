@@ -3,9 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseTrainerConfig } from '../config/index.ts';
-import { writePhantomDataset } from './check.ts';
+import { isBadInput, trainerMain } from '../cli.ts';
+import { checkDataset, writePhantomDataset } from './check.ts';
 import { loadDataset } from './index.ts';
-import type { SliceDataset } from './types.ts';
+import { encodeNifti, readNiftiRaw, writeNifti } from './nifti.ts';
+import { splitPatients } from './split.ts';
+import type { SliceDataset, SliceSource } from './types.ts';
 
 const phantomConfig = (over: Record<string, unknown> = {}) => parseTrainerConfig({ dataset: { cases: 10, ...over } }).dataset;
 
@@ -133,5 +136,74 @@ describe('dataset.json details', () => {
     rmSync(join(dir, 'labelsTr', 'phantom_002.nii.gz'));
     rmSync(join(dir, 'imagesTr', 'phantom_002_0000.nii.gz'));
     await expect(loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir } }).dataset)).rejects.toThrow(/2 case\(s\); a train\/val\/test split needs at least 3 patients/);
+  });
+});
+
+describe('training reads cases with the checks of iacnas dataset check', () => {
+  /** A phantom dataset on disk in which `bad` (a training patient) gets `spoil` applied to its image. */
+  function spoiled(spoil: (file: string) => void): { dir: string; file: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'spoiled-'));
+    writePhantomDataset(dir, 6, 0);
+    const ids = Array.from({ length: 6 }, (_, i) => `phantom_00${i}`);
+    const bad = splitPatients(ids, { train: 0.6, val: 0.2, test: 0.2 }, 0).train[0];
+    const file = join(dir, 'imagesTr', `${bad}_0000.nii.gz`);
+    spoil(file);
+    return { dir, file };
+  }
+  const withNaN = (file: string) => {
+    const { header, raw } = readNiftiRaw(file);
+    const data = Float32Array.from(raw);
+    data[100] = NaN;
+    data[101] = Infinity;
+    writeNifti(file, { shape: header.shape, spacing: header.spacing, datatype: 'float32', data });
+  };
+  async function failure(source: SliceSource): Promise<Error | undefined> {
+    try {
+      for (let i = 0; i < source.length; i += 16) await source.batch(all(Math.min(16, source.length - i)).map((k) => k + i));
+    } catch (e) {
+      return e as Error;
+    }
+    return undefined;
+  }
+
+  it('refuses NaN/Inf intensities when the case is read, naming the file and the voxel (bad input: exit status 2)', async () => {
+    const { dir, file } = spoiled(withNaN);
+    expect(checkDataset(dir).problems).toEqual([expect.stringContaining(`${file}: holds NaN or infinite intensities (first: NaN at voxel (`)]);
+    const ds = await loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir } }).dataset);
+    const err = await failure(ds.train);
+    expect(err?.name).toBe('DataError');
+    expect(err?.message).toMatch(/_0000\.nii\.gz: holds NaN or infinite intensities \(first: NaN at voxel \(\d+, \d+, \d+\)\)/);
+    expect(err?.message).toContain(file);
+    expect(isBadInput(err)).toBe(true);
+    expect(await failure(ds.val)).toBeUndefined(); // the other patients still read
+  });
+
+  it('refuses a header that does not describe the data before loading, like the check', async () => {
+    const { dir, file } = spoiled((f) => {
+      const bytes = encodeNifti({ shape: [4, 4, 4], datatype: 'float32', data: new Float32Array(64) }, false);
+      new DataView(bytes.buffer).setInt16(70, 2, true); // uint8 header on float32 voxels
+      writeFileSync(f, bytes);
+    });
+    expect(checkDataset(dir).problems).toEqual([expect.stringContaining(`${file}: holds 608 bytes but the header describes 416`)]);
+    await expect(loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir } }).dataset)).rejects.toThrow(/1 problem\(s\) found before loading.*\n.*_0000\.nii\.gz: holds 608 bytes but the header describes 416/);
+  });
+
+  it('a search phase on a dataset with a NaN image exits with status 2 naming the file', async () => {
+    const { dir, file } = spoiled(withNaN);
+    const workdir = mkdtempSync(join(tmpdir(), 'nan-run-'));
+    const config = {
+      seed: 0,
+      dataset: { format: 'nnunet', path: dir, sliceSize: 16 },
+      backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 1 },
+      search: { maxEpochs: 2, warmupEpochs: 1, batchSize: 4, stepsPerEpoch: 2, nodes: 1, operations: ['none', 'skip_connect'] },
+    };
+    const err: string[] = [];
+    const code = await trainerMain(['search', '--workdir', workdir, '--config-json', JSON.stringify(config)], {
+      stdout: { write: () => true },
+      stderr: { write: (t: string) => err.push(t) },
+      env: {},
+    });
+    expect(code, err.join('')).toBe(2);
+    expect(err.join('')).toContain(`${file}: holds NaN or infinite intensities`);
   });
 });

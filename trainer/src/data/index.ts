@@ -4,8 +4,8 @@
 // and slice volumes on demand through one bounded cache.
 import type { DatasetConfig } from '../config/index.ts';
 import type { SliceDataset } from './types.ts';
-import { DataError, readNifti, readNiftiLabels } from './nifti.ts';
-import { checkHeaders, checkLabelValues, readLayout } from './layout.ts';
+import { DataError, dataLimits, readNifti, readNiftiLabels } from './nifti.ts';
+import { checkHeaders, checkIntensities, checkLabelRange, checkLabelValues, readLayout } from './layout.ts';
 import { PHANTOM_CLASSES, PHANTOM_DEFAULT_CASES, phantomCase, phantomVolume } from './phantom.ts';
 import { type Axis, type Modality, chooseAxis, slicedSpacing } from './slicing.ts';
 import { splitPatients } from './split.ts';
@@ -34,30 +34,37 @@ class PhantomReader implements CaseReader {
   }
 }
 
+/**
+ * Reads cases from NIfTI files with the checks of `iacnas dataset check`: header
+ * consistency and limits (in nifti.ts), NaN/Inf intensities, label values, and the
+ * shape the case had when loadDataset checked it. Any failure is a DataError naming
+ * the file, which makes the trainer phase exit with status 2.
+ */
 class FileReader implements CaseReader {
   readonly cases: CaseInfo[];
   readonly modality: Modality;
   #files: Map<string, { image: string; label: string }>;
+  #shapes: Map<string, [number, number, number]>;
   #numClasses: number;
   constructor(cases: CaseInfo[], files: Map<string, { image: string; label: string }>, modality: Modality, numClasses: number) {
     this.cases = cases;
     this.#files = files;
+    this.#shapes = new Map(cases.map((c) => [c.id, c.shape]));
     this.modality = modality;
     this.#numClasses = numClasses;
   }
   async read(id: string): Promise<CaseVolume> {
     const f = this.#files.get(id)!;
-    const image = readNifti(f.image).data;
-    const { labels } = readNiftiLabels(f.label);
-    for (let i = 0; i < labels.length; i++) {
-      if (labels[i] >= this.#numClasses) {
-        throw new DataError(
-          `${f.label}: label value ${labels[i]} but dataset.json names only ${this.#numClasses} classes (0..${this.#numClasses - 1}); add it to 'labels' or fix the label file`,
-          f.label,
-        );
-      }
-    }
-    return { image, labels };
+    const shape = this.#shapes.get(id)!;
+    const changed = (file: string, now: readonly number[]) =>
+      new DataError(`${file}: shape ${now.join('x')} differs from ${shape.join('x')} when the dataset was loaded; the file changed during the run`, file);
+    const img = readNifti(f.image);
+    if (img.header.shape.some((s, d) => s !== shape[d])) throw changed(f.image, img.header.shape);
+    checkIntensities(f.image, img.data, shape);
+    const { header, labels } = readNiftiLabels(f.label);
+    if (header.shape.some((s, d) => s !== shape[d])) throw changed(f.label, header.shape);
+    checkLabelRange(f.label, labels, shape, this.#numClasses);
+    return { image: img.data, labels };
   }
 }
 
@@ -71,9 +78,10 @@ export function openCases(config: DatasetConfig): { name: string; classNames: st
     return { name: 'phantom', classNames: [...PHANTOM_CLASSES], reader: new PhantomReader(config.seed, count) };
   }
   if (!config.path) throw new DataError(`dataset.path: required for format '${config.format}' (the directory holding dataset.json)`);
+  dataLimits(); // a bad IACNAS_MAX_* is reported once, not for every file
   const layout = readLayout(config.path, config.format);
   const chosen = config.cases !== undefined ? layout.cases.slice(0, config.cases) : layout.cases;
-  const { ok, problems } = checkHeaders(chosen);
+  const { ok, problems } = checkHeaders(chosen, layout.root);
   problems.push(...checkLabelValues(ok, layout.classNames.length));
   if (problems.length > 0) {
     throw new DataError(

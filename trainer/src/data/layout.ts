@@ -1,9 +1,11 @@
 // Raw dataset layouts: the Medical Segmentation Decathlon (dataset.json with
 // `training: [{image, label}]`) and nnU-Net v2 (dataset.json with `channel_names`,
 // `labels`, `file_ending`; imagesTr/<case>_0000<ending>, labelsTr/<case><ending>).
-// This file only finds the cases and reads their headers; decoding is in files.ts.
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+// This file only finds the cases and reads their headers; decoding is in nifti.ts.
+// Every path a dataset.json names must stay inside the dataset directory (no absolute
+// paths, no '..', no symbolic links leading out of it).
+import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, realpathSync } from 'node:fs';
+import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { DataError, type NiftiHeader, readNiftiHeader, readNiftiLabels } from './nifti.ts';
 import type { Modality } from './slicing.ts';
 
@@ -28,11 +30,65 @@ function stripNifti(name: string): string {
   return name.replace(/\.nii(\.gz)?$/, '');
 }
 
+/** dataset.json larger than this is refused unread (MSD's largest is a few hundred KiB). */
+const MAX_JSON_BYTES = 64 * 1024 * 1024;
+
+/** Whether `path` is `root` or lies below it (both absolute and normalised). */
+function isInside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
+/**
+ * Refuses a file that a symbolic link (of the file or of a directory on its way)
+ * takes outside the dataset directory. Missing files pass: they are reported where
+ * they are opened.
+ */
+export function confineToRoot(root: string, file: string): void {
+  let realRoot: string;
+  let real: string;
+  try {
+    realRoot = realpathSync(root);
+    real = realpathSync(file);
+  } catch {
+    return;
+  }
+  if (!isInside(realRoot, real)) {
+    throw new DataError(
+      `${file}: a symbolic link to a file outside the dataset directory ${root}; copy the file into the dataset directory or point dataset.path at the directory that holds it`,
+      file,
+    );
+  }
+}
+
+/** JSON.parse's message without the excerpt of the text (and the token) that V8 quotes in it. */
+function jsonMessage(e: unknown): string {
+  const m = (e as Error).message;
+  const quote = m.indexOf(', "');
+  return quote < 0 ? m : m.slice(0, quote).replace(/ '.*'$/, '');
+}
+
 function readJson(file: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    const fd = openSync(file, 'r');
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw new DataError(`${file}: not a regular file; dataset.json must be a JSON file`, file);
+      if (st.size > MAX_JSON_BYTES) throw new DataError(`${file}: ${st.size} bytes, more than the ${MAX_JSON_BYTES / 1024 / 1024} MiB a dataset.json may have`, file);
+      const bytes = new Uint8Array(st.size);
+      let done = 0;
+      while (done < bytes.length) {
+        const n = readSync(fd, bytes, done, bytes.length - done, done);
+        if (n === 0) break;
+        done += n;
+      }
+      text = new TextDecoder().decode(bytes.subarray(0, done));
+    } finally {
+      closeSync(fd);
+    }
   } catch (e) {
+    if (e instanceof DataError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw new DataError(
       code === 'ENOENT'
@@ -46,8 +102,21 @@ function readJson(file: string): Record<string, unknown> {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw new DataError(`${file}: not valid JSON (${(e as Error).message})`, file);
+    throw new DataError(`${file}: not valid JSON (${jsonMessage(e)})`, file);
   }
+}
+
+/** A path from dataset.json, resolved; refused when absolute or leading out of `root`. */
+function datasetPath(root: string, jsonFile: string, where: string, path: string): string {
+  const shown = JSON.stringify(path.length > 120 ? `${path.slice(0, 120)}...` : path);
+  if (isAbsolute(path)) {
+    throw new DataError(`${jsonFile}: ${where} is the absolute path ${shown}; paths in dataset.json must be relative to the dataset directory`, jsonFile);
+  }
+  const resolved = resolve(root, path);
+  if (!isInside(root, resolved) || path.includes('\0')) {
+    throw new DataError(`${jsonFile}: ${where} ${shown} leads outside the dataset directory ${root}; paths in dataset.json must stay inside it`, jsonFile);
+  }
+  return resolved;
 }
 
 function modalityOf(value: unknown): Modality {
@@ -65,6 +134,7 @@ function channelCount(value: unknown): number {
 
 /** Which layout a directory holds, from its dataset.json. */
 export function detectFormat(root: string): 'msd' | 'nnunet' {
+  confineToRoot(root, join(root, 'dataset.json'));
   const json = readJson(join(root, 'dataset.json'));
   if (Array.isArray(json.training)) return 'msd';
   if (json.channel_names && json.file_ending) return 'nnunet';
@@ -78,6 +148,7 @@ export function detectFormat(root: string): 'msd' | 'nnunet' {
 export function readLayout(rootDir: string, format: 'msd' | 'nnunet'): DatasetLayout {
   const root = resolve(rootDir);
   const jsonFile = join(root, 'dataset.json');
+  confineToRoot(root, jsonFile);
   const json = readJson(jsonFile);
   const name = typeof json.name === 'string' ? json.name : basename(root);
   const classNames: string[] = [];
@@ -109,7 +180,11 @@ export function readLayout(rootDir: string, format: 'msd' | 'nnunet'): DatasetLa
       if (typeof e?.image !== 'string' || typeof e?.label !== 'string') {
         throw new DataError(`${jsonFile}: training[${i}] needs string 'image' and 'label' paths`, jsonFile);
       }
-      return { id: stripNifti(basename(e.image)), image: resolve(root, e.image), label: resolve(root, e.label) };
+      return {
+        id: stripNifti(basename(e.image)),
+        image: datasetPath(root, jsonFile, `training[${i}].image`, e.image),
+        label: datasetPath(root, jsonFile, `training[${i}].label`, e.label),
+      };
     });
   } else {
     if (!json.channel_names || typeof json.file_ending !== 'string') {
@@ -130,6 +205,9 @@ export function readLayout(rootDir: string, format: 'msd' | 'nnunet'): DatasetLa
       classNames[value as number] = cls;
     }
     const ending = json.file_ending;
+    if (ending.includes('/') || ending.includes(sep) || ending.includes('\0')) {
+      throw new DataError(`${jsonFile}: file_ending must be a file name ending such as '.nii.gz', not a path`, jsonFile);
+    }
     const labelsDir = join(root, 'labelsTr');
     let files: string[];
     try {
@@ -167,32 +245,30 @@ export interface CaseHeaders {
 }
 
 /**
- * Reads every case's image and label header and checks that they belong together.
+ * Reads every case's image and label header and checks that they belong together
+ * (and, given the dataset directory, that no symbolic link takes a file out of it).
  * Returns the headers and the problems (one line each, naming the file); never stops
  * at the first bad case so all of them are reported at once.
  */
-export function checkHeaders(cases: readonly CaseFiles[]): { ok: CaseHeaders[]; problems: string[] } {
+export function checkHeaders(cases: readonly CaseFiles[], root?: string): { ok: CaseHeaders[]; problems: string[] } {
   const ok: CaseHeaders[] = [];
   const problems: string[] = [];
+  const header = (file: string, what: string, id: string): NiftiHeader | undefined => {
+    if (!existsSync(file)) {
+      problems.push(`${file}: ${what} file missing for case ${id}`);
+      return undefined;
+    }
+    try {
+      if (root !== undefined) confineToRoot(root, file);
+      return readNiftiHeader(file);
+    } catch (e) {
+      problems.push(e instanceof DataError ? e.message : `${file}: ${(e as Error).message}`);
+      return undefined;
+    }
+  };
   for (const c of cases) {
-    let image: NiftiHeader | undefined;
-    let label: NiftiHeader | undefined;
-    if (!existsSync(c.image)) problems.push(`${c.image}: image file missing for case ${c.id}`);
-    else {
-      try {
-        image = readNiftiHeader(c.image);
-      } catch (e) {
-        problems.push((e as Error).message);
-      }
-    }
-    if (!existsSync(c.label)) problems.push(`${c.label}: label file missing for case ${c.id}`);
-    else {
-      try {
-        label = readNiftiHeader(c.label);
-      } catch (e) {
-        problems.push((e as Error).message);
-      }
-    }
+    const image = header(c.image, 'image', c.id);
+    const label = header(c.label, 'label', c.id);
     if (!image || !label) continue;
     if (image.shape.some((s, i) => s !== label.shape[i])) {
       problems.push(`${c.label}: shape ${label.shape.join('x')} does not match its image ${c.image} (${image.shape.join('x')})`);
@@ -225,4 +301,44 @@ export function checkLabelValues(cases: readonly CaseHeaders[], numClasses: numb
     }
   }
   return problems;
+}
+
+/** (i, j, k) of voxel `index` in a volume of `shape`, i fastest. */
+export function voxelAt(index: number, shape: readonly number[]): [number, number, number] {
+  const [nx, ny] = shape;
+  return [index % nx, Math.floor(index / nx) % ny, Math.floor(index / (nx * ny))];
+}
+
+/**
+ * The intensity range of a decoded image; throws a DataError naming the file and the
+ * first voxel that is NaN or infinite (after scl_slope/scl_inter). Used by both
+ * `iacnas dataset check` and the training data loader, so the two agree.
+ */
+export function checkIntensities(file: string, data: Float32Array, shape: readonly number[]): { min: number; max: number } {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (!Number.isFinite(v)) {
+      throw new DataError(
+        `${file}: holds NaN or infinite intensities (first: ${v} at voxel (${voxelAt(i, shape).join(', ')})); a network cannot train on them — fix or drop the case`,
+        file,
+      );
+    }
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { min, max };
+}
+
+/** Throws a DataError naming the file when a label value has no class in dataset.json. */
+export function checkLabelRange(file: string, labels: Uint8Array, shape: readonly number[], numClasses: number): void {
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] >= numClasses) {
+      throw new DataError(
+        `${file}: label value ${labels[i]} at voxel (${voxelAt(i, shape).join(', ')}) but dataset.json names only ${numClasses} classes (0..${numClasses - 1}); add it to 'labels' or fix the label file`,
+        file,
+      );
+    }
+  }
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -135,5 +135,78 @@ describe('NIfTI-1 reading and writing', () => {
     expect(String.fromCharCode(bytes[344], bytes[345], bytes[346], bytes[347])).toBe('n+1\0');
     expect(view.getFloat32(108, true)).toBe(352); // vox_offset
     expect(bytes.length).toBe(352 + n);
+  });
+});
+
+describe('header consistency', () => {
+  /** A valid float32 file with the header patched by `patch`; .nii and .nii.gz. */
+  function patched(name: string, patch: (view: DataView) => void): string[] {
+    const bytes = encodeNifti({ shape, datatype: 'float32', data: values('float32') }, false);
+    patch(new DataView(bytes.buffer));
+    const nii = join(dir, `${name}.nii`);
+    const gz = join(dir, `${name}.nii.gz`);
+    writeFileSync(nii, bytes);
+    writeFileSync(gz, gzipSync(bytes));
+    return [nii, gz];
+  }
+
+  it('refuses a datatype that does not match the data (uint8 header on float32 voxels)', () => {
+    for (const file of patched('u8-on-f32', (v) => v.setInt16(70, 2, true))) {
+      const what = file.endsWith('.gz') ? 'more than 412 decompressed' : '592';
+      expect(() => readNiftiHeader(file)).toThrow(
+        new RegExp(`u8-on-f32\\.nii(\\.gz)?: holds ${what} bytes but the header describes 412 \\(vox_offset 352 \\+ 3x4x5 voxels x 1 byte\\(s\\) of uint8\\); the datatype or dimensions`),
+      );
+      expect(() => readNifti(file)).toThrow(DataError);
+    }
+    // Dimensions that promise less than the file holds, too.
+    for (const file of patched('short-dims', (v) => v.setInt16(46, 4, true))) expect(() => readNifti(file)).toThrow(/short-dims\.nii(\.gz)?: holds .* describes 544 \(vox_offset 352 \+ 3x4x4 voxels/);
+  });
+
+  it('refuses a vox_offset that is NaN, negative, inside the header or fractional, naming the field', () => {
+    for (const [name, offset] of [['nan', NaN], ['negative', -16], ['348', 348], ['zero', 0], ['frac', 352.5], ['inf', Infinity]] as const) {
+      for (const file of patched(`off-${name}`, (v) => v.setFloat32(108, offset, true))) {
+        expect(() => readNiftiHeader(file)).toThrow(new RegExp(`off-${name}\\.nii(\\.gz)?: invalid vox_offset ${String(offset).replace('.', '\\.')} \\(header field at byte 108\\)`));
+        expect(() => readNifti(file)).toThrow(/invalid vox_offset/);
+      }
+    }
+    // An offset past the extension area is honoured exactly (the file carries the extra bytes).
+    const bytes = encodeNifti({ shape, datatype: 'float32', data: values('float32') }, false);
+    const shifted = new Uint8Array(bytes.length + 16);
+    shifted.set(bytes.subarray(0, 352));
+    shifted.set(bytes.subarray(352), 368);
+    new DataView(shifted.buffer).setFloat32(108, 368, true);
+    const file = join(dir, 'off-368.nii.gz');
+    writeFileSync(file, gzipSync(shifted));
+    expect(Array.from(readNifti(file).data)).toEqual(values('float32'));
+  });
+
+  it('names the file for a directory, a device and an unreadable path', () => {
+    const folder = join(dir, 'folder.nii.gz');
+    mkdirSync(folder);
+    expect(() => readNiftiHeader(folder)).toThrow(/folder\.nii\.gz: is a directory, not a NIfTI file/);
+    expect(() => readNifti(folder)).toThrow(/folder\.nii\.gz: is a directory/);
+    expect(() => readNifti('/dev/zero')).toThrow(/\/dev\/zero: not a regular file/);
+    expect(() => readNifti(join(dir, 'nowhere.nii'))).toThrow(/nowhere\.nii: cannot open \(ENOENT\)/);
+  });
+
+  it('never quotes the bytes of a file that is not a NIfTI', () => {
+    const secret = join(dir, 'passwd.nii');
+    writeFileSync(secret, `root:x:0:0:root:/root:/bin/bash\n${'daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n'.repeat(10)}`);
+    let message = '';
+    try {
+      readNifti(secret);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/passwd\.nii: not a NIfTI-1 file \(its first 4 bytes are not the header size 348\)/);
+    const first4 = readFileSync(secret).readInt32LE(0); // what the old message quoted
+    expect(message).not.toMatch(new RegExp(`root|daemon|nologin|${first4}`));
+    // A 348 header size but no magic: the magic is not quoted either.
+    const bytes = encodeNifti({ shape, datatype: 'uint8', data: values('uint8') }, false);
+    bytes.set([0x72, 0x6f, 0x6f, 0x74], 344); // "root"
+    const analyze = join(dir, 'nomagic.nii');
+    writeFileSync(analyze, bytes);
+    expect(() => readNiftiHeader(analyze)).toThrow(/nomagic\.nii: not a NIfTI-1 file \(no 'n\+1' magic at byte 344\)/);
+    expect(() => readNiftiHeader(analyze)).not.toThrow(/roo/);
   });
 });

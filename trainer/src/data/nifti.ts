@@ -4,7 +4,7 @@
 // problem a real file can have (truncation, a NIfTI-2 or Analyze file, 4-D data, an
 // unknown datatype, labels stored as floats) comes out as one error naming the file
 // and what to do about it.
-import { closeSync, openSync, readFileSync, readSync, fstatSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { constants as zc, gunzipSync, gzipSync } from 'node:zlib';
 
 /** NIfTI-1 datatype codes that can be read and written. */
@@ -73,7 +73,87 @@ function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
-/** Parses the 348-byte NIfTI-1 header. */
+// ---------------------------------------------------------------------------------
+// Limits. A NIfTI header is 348 bytes that can promise terabytes, and a few MB of
+// gzip can inflate to gigabytes, so every read checks what the header promises
+// against these limits (and against the file) before allocating anything.
+
+/** Upper bounds on one NIfTI file; see docs/data-limits.md. */
+export interface DataLimits {
+  /** Voxels in one volume (dim[1] x dim[2] x dim[3]). */
+  maxVoxels: number;
+  /** Bytes of one decompressed file (vox_offset + voxel data). */
+  maxBytes: number;
+}
+
+/** 512 x 512 x 2000 voxels: a whole-body CT at 512 x 512 with 2000 slices. */
+export const DEFAULT_MAX_VOXELS = 512 * 512 * 2000;
+/** 2 GiB: the default voxel limit stored as float32, with its header. */
+export const DEFAULT_MAX_BYTES = 2048 * 1024 * 1024;
+
+let limitOverride: Partial<DataLimits> = {};
+
+function envLimit(env: Record<string, string | undefined>, name: string, scale: number): number | undefined {
+  const text = env[name];
+  if (text === undefined || text.trim() === '') return undefined;
+  const v = Number(text);
+  if (!Number.isSafeInteger(v) || v < 1) throw new DataError(`${name}: '${text.slice(0, 40)}' is not a positive whole number`);
+  return v * scale;
+}
+
+/**
+ * The limits in force: those given to setDataLimits, else the environment
+ * (IACNAS_MAX_VOXELS, IACNAS_MAX_DECOMPRESSED_MB), else the defaults.
+ */
+export function dataLimits(env: Record<string, string | undefined> = process.env): DataLimits {
+  return {
+    maxVoxels: limitOverride.maxVoxels ?? envLimit(env, 'IACNAS_MAX_VOXELS', 1) ?? DEFAULT_MAX_VOXELS,
+    maxBytes: limitOverride.maxBytes ?? envLimit(env, 'IACNAS_MAX_DECOMPRESSED_MB', 1024 * 1024) ?? DEFAULT_MAX_BYTES,
+  };
+}
+
+/**
+ * Overrides the limits for this process (undefined fields fall back to the
+ * environment and the defaults); returns the previous overrides so a caller can
+ * restore them.
+ */
+export function setDataLimits(limits: Partial<DataLimits>): Partial<DataLimits> {
+  for (const [k, v] of Object.entries(limits)) {
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new RangeError(`setDataLimits: ${k} must be a positive whole number, got ${v}`);
+  }
+  const previous = limitOverride;
+  limitOverride = { ...limits };
+  return previous;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(bytes < 1024 * 1024 ? 3 : 0)} MiB`;
+}
+
+/** Bytes of the whole decompressed file the header promises. */
+function fileBytes(h: NiftiHeader): number {
+  return h.voxOffset + h.dataBytes;
+}
+
+/** Refuses, from the header alone, a volume larger than the limits. */
+function checkLimits(h: NiftiHeader, file: string): void {
+  const { maxVoxels, maxBytes } = dataLimits();
+  const voxels = h.shape[0] * h.shape[1] * h.shape[2];
+  if (voxels > maxVoxels) {
+    throw new DataError(
+      `${file}: the header claims ${h.shape.join('x')} = ${voxels} voxels, more than the limit of ${maxVoxels} (IACNAS_MAX_VOXELS); refused before reading the data. If the volume is real, raise the limit`,
+      file,
+    );
+  }
+  if (fileBytes(h) > maxBytes) {
+    throw new DataError(
+      `${file}: the header claims ${fileBytes(h)} bytes of data (${h.shape.join('x')} ${h.datatype} from vox_offset ${h.voxOffset}), more than the limit of ${mib(maxBytes)} (IACNAS_MAX_DECOMPRESSED_MB); refused before reading the data. If the volume is real, raise the limit`,
+      file,
+    );
+  }
+}
+
+/** Parses the 348-byte NIfTI-1 header. Messages never quote the file's bytes. */
 export function parseNiftiHeader(bytes: Uint8Array, file: string): NiftiHeader {
   if (bytes.length < HEADER_BYTES) {
     throw new DataError(`${file}: not a NIfTI-1 file (only ${bytes.length} bytes, a header needs ${HEADER_BYTES}); the file is truncated or empty`, file);
@@ -86,15 +166,16 @@ export function parseNiftiHeader(bytes: Uint8Array, file: string): NiftiHeader {
     else if (sizeLE === 540 || view.getInt32(0, false) === 540) {
       throw new DataError(`${file}: NIfTI-2 files are not supported; convert it to NIfTI-1 (e.g. nibabel: nib.Nifti1Image(img.dataobj, img.affine))`, file);
     } else {
-      throw new DataError(`${file}: not a NIfTI-1 file (header size field is ${sizeLE}, expected 348)`, file);
+      // Not even a NIfTI header: say so without quoting what the file holds.
+      throw new DataError(`${file}: not a NIfTI-1 file (its first 4 bytes are not the header size 348)`, file);
     }
   }
   const magic = String.fromCharCode(bytes[344], bytes[345], bytes[346]);
-  if (magic !== 'n+1' && magic !== 'ni1') {
-    throw new DataError(`${file}: not a NIfTI-1 file (magic '${magic.replace(/\0/g, '')}' instead of 'n+1'); Analyze 7.5 .hdr/.img pairs are not supported`, file);
-  }
   if (magic === 'ni1') {
     throw new DataError(`${file}: a NIfTI-1 header with separate .img data (magic 'ni1') is not supported; store it as a single .nii or .nii.gz`, file);
+  }
+  if (magic !== 'n+1') {
+    throw new DataError(`${file}: not a NIfTI-1 file (no 'n+1' magic at byte 344); Analyze 7.5 .hdr/.img pairs are not supported`, file);
   }
   const dim: number[] = [];
   for (let d = 0; d < 8; d++) dim.push(view.getInt16(40 + 2 * d, le));
@@ -125,7 +206,16 @@ export function parseNiftiHeader(bytes: Uint8Array, file: string): NiftiHeader {
     const p = Math.abs(view.getFloat32(80 + 4 * d, le)); // pixdim[1..3]
     spacing[d] = Number.isFinite(p) && p > 0 ? p : 1;
   }
-  const voxOffset = Math.max(HEADER_BYTES, Math.round(view.getFloat32(108, le)));
+  // vox_offset is a float in the header; in a single-file NIfTI-1 it must be a whole
+  // number of bytes past the 348-byte header and the 4-byte extension flag. Anything
+  // else (NaN, 0, 348, 352.5) would shift or misread every voxel, so it is refused.
+  const voxOffset = view.getFloat32(108, le);
+  if (!Number.isInteger(voxOffset) || voxOffset < HEADER_BYTES + 4) {
+    throw new DataError(
+      `${file}: invalid vox_offset ${voxOffset} (header field at byte 108): a single-file NIfTI-1 keeps its voxels at a whole-number offset >= 352; re-export the file`,
+      file,
+    );
+  }
   let sclSlope = view.getFloat32(112, le);
   let sclInter = view.getFloat32(116, le);
   // The standard: slope 0 (or not a number) means "no scaling".
@@ -146,21 +236,47 @@ export function parseNiftiHeader(bytes: Uint8Array, file: string): NiftiHeader {
   };
 }
 
-function gunzip(bytes: Uint8Array, file: string, partial: boolean): Uint8Array {
-  try {
-    // A partial read decompresses only what the given bytes hold (for the header).
-    return gunzipSync(bytes, partial ? { finishFlush: zc.Z_SYNC_FLUSH } : {});
-  } catch (e) {
-    throw new DataError(`${file}: gzip data is corrupt or truncated (${(e as Error).message}); re-export or re-download the file`, file);
+function corruptGzip(file: string, e: unknown): DataError {
+  return new DataError(`${file}: gzip data is corrupt or truncated (${(e as Error).message}); re-export or re-download the file`, file);
+}
+
+/** Length of a gzip member header (RFC 1952), or undefined when `bytes` does not hold all of it. */
+function gzipHeaderLength(bytes: Uint8Array): number | undefined {
+  if (bytes.length < 10) return undefined;
+  const flags = bytes[3];
+  let pos = 10;
+  if (flags & 0x04) {
+    if (bytes.length < pos + 2) return undefined;
+    pos += 2 + (bytes[pos] | (bytes[pos + 1] << 8)); // FEXTRA
   }
+  for (const flag of [0x08, 0x10]) {
+    // FNAME, FCOMMENT: zero-terminated
+    if (flags & flag) {
+      while (pos < bytes.length && bytes[pos] !== 0) pos++;
+      pos++;
+    }
+  }
+  if (flags & 0x02) pos += 2; // FHCRC
+  return pos <= bytes.length ? pos : undefined;
 }
 
 /**
- * Reads only the header, cheaply: the first 64 KiB of a file. For .nii.gz the gzip
- * trailer's uncompressed size is compared with what the header promises, which
- * catches a truncated download without decompressing the whole file.
+ * Decompresses only the start of a gzip file, enough for the header. The input is cut
+ * to 4 KiB of deflate data so the output is bounded (deflate inflates at most ~1032:1)
+ * whatever the file holds.
  */
-export function readNiftiHeader(file: string): NiftiHeader {
+function gunzipHead(head: Uint8Array, file: string): Uint8Array {
+  const start = gzipHeaderLength(head);
+  if (start === undefined) throw new DataError(`${file}: gzip data is corrupt or truncated (gzip header longer than ${head.length} bytes)`, file);
+  try {
+    return gunzipSync(head.subarray(0, start + 4096), { finishFlush: zc.Z_SYNC_FLUSH, maxOutputLength: 8 * 1024 * 1024 });
+  } catch (e) {
+    throw corruptGzip(file, e);
+  }
+}
+
+/** An open regular file; anything else (a directory, a device, a FIFO) is refused by name. */
+function openRegular(file: string): { fd: number; size: number } {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -168,51 +284,138 @@ export function readNiftiHeader(file: string): NiftiHeader {
     throw new DataError(`${file}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file);
   }
   try {
-    const size = fstatSync(fd).size;
-    const head = new Uint8Array(Math.min(size, 65536));
-    readSync(fd, head, 0, head.length, 0);
-    if (isGzip(head)) {
-      const header = parseNiftiHeader(gunzip(head, file, true), file);
-      if (size < 18) throw new DataError(`${file}: gzip file is truncated (${size} bytes)`, file);
-      const tail = new Uint8Array(4);
-      readSync(fd, tail, 0, 4, size - 4);
-      const isize = new DataView(tail.buffer).getUint32(0, true);
-      const expected = (header.voxOffset + header.dataBytes) % 2 ** 32;
-      // A mismatch means truncation, trailing bytes or a multi-member gzip: decompressing
-      // the whole file tells them apart (and throws a clear error for truncation).
-      if (isize !== expected) readNiftiRaw(file);
-      return header;
-    }
-    const header = parseNiftiHeader(head, file);
-    if (size < header.voxOffset + header.dataBytes) {
-      throw new DataError(
-        `${file}: truncated: the header promises ${header.voxOffset + header.dataBytes} bytes (shape ${header.shape.join('x')} ${header.datatype}) but the file holds ${size}; re-export or re-download the file`,
-        file,
-      );
-    }
-    return header;
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw new DataError(`${file}: is a directory, not a NIfTI file`, file);
+    if (!st.isFile()) throw new DataError(`${file}: not a regular file (a device, socket or pipe); give a .nii or .nii.gz file`, file);
+    return { fd, size: st.size };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+function readAt(fd: number, length: number, position: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, out, done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done === length ? out : out.subarray(0, done);
+}
+
+/** Runs `body` on an open regular file; every error it throws names the file. */
+function withFile<T>(file: string, body: (fd: number, size: number) => T): T {
+  const { fd, size } = openRegular(file);
+  try {
+    return body(fd, size);
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    throw new DataError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file);
   } finally {
     closeSync(fd);
   }
 }
 
+function truncated(file: string, h: NiftiHeader, holds: number): DataError {
+  return new DataError(
+    `${file}: truncated: the header promises ${fileBytes(h)} bytes (shape ${h.shape.join('x')} ${h.datatype}) but the file holds ${holds}; re-export or re-download the file`,
+    file,
+  );
+}
+
+function tooLong(file: string, h: NiftiHeader, holds: string): DataError {
+  return new DataError(
+    `${file}: holds ${holds} bytes but the header describes ${fileBytes(h)} (vox_offset ${h.voxOffset} + ${h.shape.join('x')} voxels x ${BYTES[h.datatype]} byte(s) of ${h.datatype}); the datatype or dimensions in the header do not match the data`,
+    file,
+  );
+}
+
+/** The largest a gzip file of `bytes` decompressed bytes can sensibly be (stored blocks, several members). */
+function maxCompressed(bytes: number): number {
+  return bytes + Math.ceil(bytes / 64) + 1024 * 1024;
+}
+
+interface Opened {
+  header: NiftiHeader;
+  gzip: boolean;
+  size: number;
+}
+
+/** Reads and checks the header of an open file: limits, vox_offset, file size. */
+function openHeader(file: string, fd: number, size: number): Opened {
+  const head = readAt(fd, Math.min(size, 65536), 0);
+  if (isGzip(head)) {
+    if (size < 18) throw new DataError(`${file}: gzip file is truncated (${size} bytes)`, file);
+    const header = parseNiftiHeader(gunzipHead(head, file), file);
+    checkLimits(header, file);
+    if (size > maxCompressed(fileBytes(header))) {
+      throw tooLong(file, header, `${size} compressed`);
+    }
+    return { header, gzip: true, size };
+  }
+  const header = parseNiftiHeader(head, file);
+  checkLimits(header, file);
+  // The size on disk is checked against the header, not trusted: a sparse file can
+  // claim any size, and a uint8 header on float32 data would otherwise pass.
+  if (size < fileBytes(header)) throw truncated(file, header, size);
+  if (size > fileBytes(header)) throw tooLong(file, header, String(size));
+  return { header, gzip: false, size };
+}
+
+/**
+ * Reads only the header, cheaply (at most 64 KiB of the file and 8 MiB of inflated
+ * bytes), and checks it against the limits and the file size. For .nii.gz the gzip
+ * trailer's uncompressed size is compared with what the header promises, which
+ * catches a truncated download or a wrong datatype without decompressing the file.
+ */
+export function readNiftiHeader(file: string): NiftiHeader {
+  return withFile(file, (fd, size) => {
+    const { header, gzip } = openHeader(file, fd, size);
+    if (gzip) {
+      const tail = readAt(fd, 4, size - 4);
+      const isize = new DataView(tail.buffer).getUint32(0, true);
+      // A mismatch means truncation, a wrong header or a multi-member gzip: decompressing
+      // the whole file (bounded by what the header promises) tells them apart.
+      if (isize !== fileBytes(header) % 2 ** 32) readWhole(file, fd, size, header, true);
+    }
+    return header;
+  });
+}
+
+/**
+ * The whole decompressed file. Decompression stops as soon as the output passes what
+ * the header promises (at most the byte limit), so a bomb costs no more memory than an
+ * honest file of the size its header claims.
+ */
+function readWhole(file: string, fd: number, size: number, header: NiftiHeader, gzip: boolean): Uint8Array {
+  const bytes = readAt(fd, size, 0);
+  const expected = fileBytes(header);
+  if (!gzip) {
+    if (bytes.length < expected) throw truncated(file, header, bytes.length); // shrank since fstat
+    return bytes;
+  }
+  let out: Uint8Array;
+  try {
+    out = gunzipSync(bytes, { maxOutputLength: expected, chunkSize: 1024 * 1024 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw tooLong(file, header, `more than ${expected} decompressed`);
+    }
+    throw corruptGzip(file, e);
+  }
+  if (out.length < expected) throw truncated(file, header, out.length);
+  return out;
+}
+
 /** Reads the stored values (before scaling) of a whole file into a typed array. */
 export function readNiftiRaw(file: string): { header: NiftiHeader; raw: ArrayLike<number> } {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(file);
-  } catch (e) {
-    throw new DataError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, file);
-  }
-  if (isGzip(bytes)) bytes = gunzip(bytes, file, false);
-  const header = parseNiftiHeader(bytes, file);
-  const end = header.voxOffset + header.dataBytes;
-  if (bytes.length < end) {
-    throw new DataError(
-      `${file}: truncated: the header promises ${end} bytes (shape ${header.shape.join('x')} ${header.datatype}) but the file holds ${bytes.length}; re-export or re-download the file`,
-      file,
-    );
-  }
+  const { header, bytes } = withFile(file, (fd, size) => {
+    const o = openHeader(file, fd, size);
+    return { header: o.header, bytes: readWhole(file, fd, size, o.header, o.gzip) };
+  });
+  const end = fileBytes(header);
   const n = header.shape[0] * header.shape[1] * header.shape[2];
   const view = new DataView(bytes.buffer, bytes.byteOffset + header.voxOffset, header.dataBytes);
   const le = header.littleEndian;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SliceStackCache } from './source.ts';
+import { DataError } from './nifti.ts';
+import { PatientSliceSource, SliceStackCache } from './source.ts';
 import type { SliceStack } from './slicing.ts';
 
 // A stack of `mb` MiB (images only; labels of 0 bytes keep the arithmetic simple).
@@ -57,5 +58,33 @@ describe('SliceStackCache', () => {
     await expect(cache.get('p')).rejects.toThrow('file vanished');
     fail = false;
     await expect(cache.get('p')).resolves.toBeDefined();
+  });
+});
+
+describe('PatientSliceSource', () => {
+  it('a batch that fails while nobody awaits it yet (loaded ahead) is no unhandled rejection', async () => {
+    // The training loops ask for batch i + 1 while batch i trains and await it later; a
+    // bad file must reach them as a rejection (exit status 2), not crash the process.
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => void unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const cache = new SliceStackCache(1024 * 1024, async () => {
+        throw new DataError('/data/bad.nii.gz: holds NaN or infinite intensities', '/data/bad.nii.gz');
+      });
+      const source = new PatientSliceSource({
+        patients: [{ id: 'p', shape: [4, 4, 2], spacing: [1, 1, 1], count: 2 }],
+        cache,
+        sliceSize: 4,
+        augment: { flip: false, rotate90: false, intensityScale: 0 },
+        seed: 0,
+      });
+      const ahead = source.batch([0, 1]);
+      await new Promise((r) => setTimeout(r, 20)); // the step on the previous batch
+      await expect(ahead).rejects.toThrow(/bad\.nii\.gz: holds NaN/);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 });

@@ -147,7 +147,17 @@ export class PatientSliceSource implements SliceSource {
     return { patient: this.patients[r.patient].id, index: r.index };
   }
 
-  async batch(indices: readonly number[], opts: { augment?: boolean; random?: () => number } = {}): Promise<SliceBatch> {
+  batch(indices: readonly number[], opts: { augment?: boolean; random?: () => number } = {}): Promise<SliceBatch> {
+    const p = this.#batch(indices, opts);
+    // The training loops ask for batch i + 1 while batch i trains and await it only
+    // later. A failed load (a bad file: DataError) must reach them as a rejection, so
+    // the phase exits with status 2 naming the file, instead of first crashing the
+    // process as an unhandled rejection. The caller still sees the error.
+    p.catch(() => undefined);
+    return p;
+  }
+
+  async #batch(indices: readonly number[], opts: { augment?: boolean; random?: () => number }): Promise<SliceBatch> {
     const plane = this.#size * this.#size;
     const n = indices.length;
     const images = new Float32Array(n * plane);
