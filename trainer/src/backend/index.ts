@@ -38,8 +38,17 @@ function firstLine(e: unknown): string {
   return msg.split('\n')[0].replace(/ imported from \S+$/, '').slice(0, 200);
 }
 
+/** The tfjs-node package that runs the 'tensorflow' backend, once one does. */
+let nodePackage: string | undefined;
+
 async function tryNode(choice: 'tensorflow-gpu' | 'tensorflow'): Promise<string | undefined> {
-  const pkg = PACKAGES[choice];
+  const reason = await tryPackage(PACKAGES[choice], choice);
+  if (reason === undefined || choice === 'tensorflow-gpu' || !reason.includes('not loadable')) return reason;
+  // A GPU image carries only tfjs-node-gpu, which runs on the CPU as well.
+  return (await tryPackage(PACKAGES['tensorflow-gpu'], choice)) === undefined ? undefined : reason;
+}
+
+async function tryPackage(pkg: string, choice: 'tensorflow-gpu' | 'tensorflow'): Promise<string | undefined> {
   // TensorFlow's INFO lines ("This TensorFlow binary is optimized to use available CPU
   // instructions...") would come before our own first line; warnings still show.
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '1';
@@ -69,6 +78,7 @@ async function tryNode(choice: 'tensorflow-gpu' | 'tensorflow'): Promise<string 
     const gpu = await hasGpu();
     if (!gpu) return `${pkg} loaded but no CUDA device is visible`;
   }
+  nodePackage = pkg;
   return undefined;
 }
 
@@ -130,7 +140,8 @@ export function tensorflowVersion(): string {
 
 function describe(choice: BackendChoice): string {
   if (choice === 'tensorflow' || choice === 'tensorflow-gpu') {
-    return `${choice} (TensorFlow ${tensorflowVersion() || 'native'}${choice === 'tensorflow-gpu' ? ', CUDA' : ', CPU'})`;
+    const gpuPackageOnCpu = choice === 'tensorflow' && nodePackage === PACKAGES['tensorflow-gpu'] ? `, ${nodePackage}` : '';
+    return `${choice} (TensorFlow ${tensorflowVersion() || 'native'}${choice === 'tensorflow-gpu' ? ', CUDA' : ', CPU'}${gpuPackageOnCpu})`;
   }
   if (choice === 'wasm') {
     const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
