@@ -38,7 +38,7 @@
 #
 # With IACNAS_CACHE set, this script takes Node from $IACNAS_CACHE/node24 and npm's
 # packages from $IACNAS_CACHE/npm (offline) where those exist, and native-backend.sh takes
-# the built package from $IACNAS_CACHE/native/ (its key hashes scripts/native-backend.sh
+# the built package from $IACNAS_CACHE/native/ (its key hashes the recipe version in scripts/native-backend.sh
 # and scripts/native/*: the cache must come from the same versions of them). Such a cache
 # is about 5.7 GB.
 #
