@@ -126,7 +126,7 @@ build() {
   mkdir -p "$wheels"
   python3 -m pip download --quiet --no-deps --only-binary=:all: "${PY_TAGS[@]}" -d "$wheels" "$wheel==$TF_VERSION" >&2
   local whl
-  whl=$(ls "$wheels"/"${wheel//-/_}"-"$TF_VERSION"-cp312-*.whl | head -n1)
+  whl=$(ls "$wheels"/"${wheel//-/_}"-"$TF_VERSION"-cp312-*.whl | sed -n 1p)
 
   log "unpacking $pkg@$TFJS_VERSION"
   (cd "$work" && npm pack --silent "$pkg@$TFJS_VERSION" >/dev/null && tar xzf ./*.tgz && rm ./*.tgz)
@@ -180,7 +180,7 @@ for f in sys.stdin.read().split("\n"):
       found=0
       for d in "${dirs[@]}"; do if [ -e "$d/$so" ]; then found=1; break; fi; done
       if [ $found = 1 ]; then continue; fi
-      src=$(cd "$work/package/deps/nvidia" && ls -d -- */lib/"$so" 2>/dev/null | head -n1)
+      src=$(cd "$work/package/deps/nvidia" && ls -d -- */lib/"$so" 2>/dev/null | sed -n 1p)
       [ -n "$src" ] || { log "none of the CUDA wheels holds $so"; exit 1; }
       ln -s "../../$src" "${dirs[0]}/$so"
       log "linked $so into ${dirs[0]#"$work/package/deps/lib/../"} (libtensorflow_framework.so.2's RUNPATH misses $(dirname "$src"))"

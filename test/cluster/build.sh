@@ -63,7 +63,7 @@ gorun() { nice -n "$NICE" go "$@"; }
 if [ ${#k8s_missing[@]} -gt 0 ]; then
   echo "build.sh: building ${k8s_missing[*]} ${K8S_VERSION} (cold: tens of minutes on 2 cores)"
   gorun mod download -json "k8s.io/kubernetes@${K8S_VERSION}" >"$work/dl.json"
-  gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' "$work/dl.json" | head -1)
+  gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' "$work/dl.json" | sed -n 1p)
   [ -f "$gomod" ] || { echo "build.sh: go.mod of k8s.io/kubernetes@${K8S_VERSION} not found" >&2; exit 1; }
   staging_v="v0.${K8S_VERSION#v1.}"
   mkdir -p "$work/k8s"
@@ -107,5 +107,5 @@ if [ $etcd_missing -eq 1 ]; then
 fi
 
 "$BIN_DIR/kube-apiserver" --version
-"$BIN_DIR/etcd" --version | head -1
+"$BIN_DIR/etcd" --version | sed -n 1p
 echo "build.sh: control plane ready in $BIN_DIR after $(( $(date +%s) - start )) s"

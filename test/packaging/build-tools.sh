@@ -52,7 +52,7 @@ build() { # <binary name> <module> <version> <package> [go build flags...]
       helm)
         # As helm's Makefile: the version, and the Kubernetes version `helm template`
         # and `helm lint` assume (client-go v0.X.Y is Kubernetes 1.X).
-        local kminor; kminor="$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' go.mod | head -1)"
+        local kminor; kminor="$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' go.mod | sed -n 1p)"
         ldflags="$ldflags -X helm.sh/helm/v3/internal/version.version=$version"
         for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
           ldflags="$ldflags -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$kminor"
