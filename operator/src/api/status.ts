@@ -16,13 +16,25 @@ export const STAGE_PHASE: Record<Stage, SearchPhase> = {
   evaluate: 'Evaluating',
 };
 
+// Every status string has a maxLength (in the CRD too), so nothing a trainer or a pod
+// reports can grow a status without bound. Generous: a stored value over one of these
+// makes reconcile drop and rebuild that whole top-level field (see readStatus).
+/** RFC 3339 times (at most 35 characters), with room to spare. */
+const MAX_TIME = 64;
+/** Object names (DNS subdomains). */
+const MAX_NAME = 253;
+/** CamelCase reasons (metav1.Condition's limit). */
+const MAX_REASON = 1024;
+/** Human-readable messages (metav1.Condition's limit; termination messages are at most 4 KiB). */
+const MAX_MESSAGE = 32768;
+
 export const Condition = z
   .object({
     type: z.string().max(316).describe('Ready, Reconciling, Stalled or BudgetExceeded.'),
     status: z.enum(['True', 'False', 'Unknown']).describe('True, False or Unknown.'),
-    reason: z.string().max(1024).describe('CamelCase reason of the last transition.'),
-    message: z.string().max(32768).describe('Human-readable detail.'),
-    lastTransitionTime: z.string().describe('When status last changed (RFC 3339).'),
+    reason: z.string().max(MAX_REASON).describe('CamelCase reason of the last transition.'),
+    message: z.string().max(MAX_MESSAGE).describe('Human-readable detail.'),
+    lastTransitionTime: z.string().max(MAX_TIME).describe('When status last changed (RFC 3339).'),
     observedGeneration: z.int().min(0).optional().describe('metadata.generation the condition was computed from.'),
   })
   .describe('A metav1.Condition.');
@@ -33,29 +45,29 @@ export type AttemptOutcome = z.infer<typeof AttemptOutcome>;
 
 export const AttemptRecord = z
   .object({
-    pod: z.string().describe('Pod of the attempt.'),
+    pod: z.string().max(MAX_NAME).describe('Pod of the attempt.'),
     outcome: AttemptOutcome.describe('Succeeded; Failed (counts against backoffLimit); Disrupted (preemption, eviction, node loss: does not count); Stopped (suspend, budget or deadline).'),
     gpuSeconds: z.number().min(0).describe('GPU-seconds the attempt used (container run time times GPUs requested).'),
-    startTime: z.string().optional().describe('When the trainer container started.'),
-    endTime: z.string().optional().describe('When the attempt ended.'),
+    startTime: z.string().max(MAX_TIME).optional().describe('When the trainer container started.'),
+    endTime: z.string().max(MAX_TIME).optional().describe('When the attempt ended.'),
     exitCode: z.int().optional().describe('Exit status of the trainer container.'),
-    reason: z.string().optional().describe('Why it ended (pod or container reason).'),
+    reason: z.string().max(MAX_REASON).optional().describe('Why it ended (pod or container reason).'),
   })
   .describe('One finished attempt, recorded once (keyed by pod) so its GPU-seconds are never counted twice.');
 export type AttemptRecord = z.infer<typeof AttemptRecord>;
 
 export const PhaseRecord = z
   .object({
-    startTime: z.string().optional().describe('When the first attempt of this phase was created.'),
-    endTime: z.string().optional().describe('When the phase succeeded or failed for good.'),
+    startTime: z.string().max(MAX_TIME).optional().describe('When the first attempt of this phase was created.'),
+    endTime: z.string().max(MAX_TIME).optional().describe('When the phase succeeded or failed for good.'),
     attempts: z.int().min(0).default(0).describe('Pods created for this phase.'),
     failures: z.int().min(0).default(0).describe('Failed attempts (count against backoffLimit).'),
     preemptions: z.int().min(0).default(0).describe('Attempts ended by a disruption (do not count against backoffLimit).'),
     gpuSeconds: z.number().min(0).default(0).describe('GPU-seconds of all attempts, the running one up to now.'),
-    pod: z.string().optional().describe('Pod of the latest attempt.'),
-    lastAttemptTime: z.string().optional().describe('When the latest attempt\'s pod was created.'),
+    pod: z.string().max(MAX_NAME).optional().describe('Pod of the latest attempt.'),
+    lastAttemptTime: z.string().max(MAX_TIME).optional().describe('When the latest attempt\'s pod was created.'),
     succeeded: z.boolean().optional().describe('The phase finished successfully.'),
-    message: z.string().optional().describe('Latest news of this phase.'),
+    message: z.string().max(MAX_MESSAGE).optional().describe('Latest news of this phase.'),
     history: z.array(AttemptRecord).optional().describe('Finished attempts.'),
   })
   .describe('Record of one phase.');
@@ -63,17 +75,17 @@ export type PhaseRecord = z.infer<typeof PhaseRecord>;
 
 export const Progress = z
   .object({
-    phase: z.string().optional().describe('Trainer phase the progress is from.'),
+    phase: z.string().max(32).optional().describe('Trainer phase the progress is from.'),
     epoch: z.int().min(0).optional().describe('Epoch just finished.'),
     maxEpochs: z.int().min(0).optional().describe('Epoch budget of the phase.'),
     activeOperations: z.int().min(0).optional().describe('Candidate operations still computed, over all cell edges.'),
     totalOperations: z.int().min(0).optional().describe('Candidate operations at the start of the search.'),
     stableEdges: z.int().min(0).optional().describe('Cell edges whose operation distribution is stable.'),
     totalEdges: z.int().min(0).optional().describe('Cell edges in all cells.'),
-    stable: z.string().optional().describe('stableEdges/totalEdges, for kubectl get.'),
+    stable: z.string().max(64).optional().describe('stableEdges/totalEdges, for kubectl get.'),
     bestValDice: z.number().optional().describe('Best validation Dice so far.'),
     etaSeconds: z.number().min(0).optional().describe('Estimated seconds until the phase ends.'),
-    updateTime: z.string().optional().describe('When the progress was reported.'),
+    updateTime: z.string().max(MAX_TIME).optional().describe('When the progress was reported.'),
   })
   .describe('Latest progress of the running phase (advisory: from the trainer\'s progress events and the phase results).');
 
@@ -102,9 +114,9 @@ export const IACSearchStatus = z
     phase: SearchPhase.optional(),
     observedGeneration: z.int().min(0).optional().describe('metadata.generation the status was computed from.'),
     conditions: z.array(Condition).optional().describe('Ready, Reconciling, Stalled (kstatus) and BudgetExceeded.'),
-    startTime: z.string().optional().describe('When the search started running (reset on resume, for activeDeadlineSeconds).'),
+    startTime: z.string().max(MAX_TIME).optional().describe('When the search started running (reset on resume, for activeDeadlineSeconds).'),
     activeSeconds: z.number().min(0).optional().describe('Running time before the latest resume (suspended time excluded).'),
-    completionTime: z.string().optional().describe('When the search succeeded or failed.'),
+    completionTime: z.string().max(MAX_TIME).optional().describe('When the search succeeded or failed.'),
     phases: z
       .object({
         search: PhaseRecord.optional(),

@@ -1,41 +1,80 @@
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
-import { checkToken } from '../controller/progress.ts';
-import type { KubeObject } from '../k8s/types.ts';
 import { OperatorMetrics } from '../metrics/registry.ts';
 import { buildApp, type AppOptions } from './app.ts';
 
-const secret = (ns: string, search: string, token: string): KubeObject => ({
-  apiVersion: 'v1',
-  kind: 'Secret',
-  metadata: { name: `${search}-progress`, namespace: ns, labels: { 'iac.dev/search': search } },
-  data: { token: Buffer.from(token).toString('base64') },
-});
-
-const secrets = [secret('lab', 'acdc', 'token-acdc'), secret('lab', 'brats', 'token-brats')];
+// The token check itself (the search's own Secret, owner reference, constant time) is
+// tested in controller/progress.test.ts; here a search's token is a plain lookup.
+const tokens: Record<string, string> = { 'lab/acdc': 'token-acdc', 'lab/brats': 'token-brats' };
 const event = { type: 'progress', phase: 'search', epoch: 3, maxEpochs: 200, valDice: 0.81, stableEdges: 2, totalEdges: 8, edgeJsd: { '0.1': 0.02 } };
 
 function app(overrides: Partial<AppOptions> = {}, leader = true) {
   let ready = false;
   const accepted: Array<{ ns: string; name: string; event: ProgressEvent }> = [];
+  const checked: string[] = [];
   const metrics = new OperatorMetrics({ searches: () => [], exportsSearchMetrics: () => leader, queueDepth: () => 0 });
   const a = buildApp({
     metrics,
     isReady: () => ready,
     progress: {
       accepting: () => leader,
-      checkToken: (ns, name, token) => checkToken(secrets, ns, name, token),
-      accept: (ns, name, e) => accepted.push({ ns, name, event: e }),
+      checkToken: (ns, name, token) => {
+        checked.push(`${ns}/${name}`);
+        return tokens[`${ns}/${name}`] === token ? 'ok' : 'unauthorized';
+      },
+      accept: (ns, name, e) => {
+        accepted.push({ ns, name, event: e });
+      },
     },
     ...overrides,
   });
-  return { a, accepted, metrics, setReady: (r: boolean) => (ready = r) };
+  return { a, accepted, checked, metrics, setReady: (r: boolean) => (ready = r) };
 }
 
-const post = (a: ReturnType<typeof app>['a'], headers: Record<string, string>, payload: unknown) =>
-  a.inject({ method: 'POST', url: '/v1/progress', headers: { 'content-type': 'application/json', ...headers }, payload: JSON.stringify(payload) });
+type App = ReturnType<typeof app>['a'];
+
+const post = (a: App, headers: Record<string, string>, payload: unknown, remoteAddress?: string) =>
+  a.inject({
+    method: 'POST',
+    url: '/v1/progress',
+    headers: { 'content-type': 'application/json', ...headers },
+    payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+    ...(remoteAddress && { remoteAddress }),
+  });
 
 const good = { authorization: 'Bearer token-acdc', 'x-iacsearch': 'lab/acdc' };
+const fieldsOf = (res: { json: () => { issues: Array<{ field: string }> } }) => res.json().issues.map((i) => i.field);
+
+/** Opens a TCP connection to the app; resolves with the socket and everything the server sent until it closed. */
+async function rawConnection(a: App): Promise<{ socket: Socket; closed: Promise<string> }> {
+  const { port } = a.server.address() as { port: number };
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => undefined); // writes after the server hung up
+  let received = '';
+  socket.on('data', (d) => (received += d.toString()));
+  // 'close' comes after a reset too (the server may answer a slow client with RST)
+  const closed = new Promise<string>((resolve) => socket.once('close', () => resolve(received)));
+  await once(socket, 'connect');
+  return { socket, closed };
+}
+
+/** Writes one byte every `ms` until the socket closes (a slow-body client). */
+function drip(socket: Socket, byte: string, ms: number): () => void {
+  const timer = setInterval(() => {
+    if (!socket.destroyed) socket.write(byte);
+  }, ms);
+  socket.once('close', () => clearInterval(timer));
+  return () => clearInterval(timer);
+}
+
+const progressHead = (headers: Record<string, string>, contentLength: number) =>
+  `POST /v1/progress HTTP/1.1\r\nHost: op\r\nContent-Type: application/json\r\nContent-Length: ${contentLength}\r\n` +
+  Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('') +
+  '\r\n';
 
 describe('HTTP app', () => {
   it('serves /healthz always and /readyz once the informers synced', async () => {
@@ -63,8 +102,8 @@ describe('HTTP app', () => {
     expect(await metrics.metrics()).toMatch(/iac_operator_progress_requests_total\{code="202"\} 1/);
   });
 
-  it('answers 401 without a token or with a wrong one', async () => {
-    const { a, accepted } = app();
+  it('answers 401 without a token, with a wrong one, or with another search\'s', async () => {
+    const { a, accepted, checked } = app();
     const none = await post(a, { 'x-iacsearch': 'lab/acdc' }, event);
     expect(none.statusCode).toBe(401);
     expect(none.json().error).toMatch(/Authorization/);
@@ -72,16 +111,15 @@ describe('HTTP app', () => {
     expect(wrong.statusCode).toBe(401);
     const basic = await post(a, { ...good, authorization: 'Basic dG9rZW4tYWNkYw==' }, event);
     expect(basic.statusCode).toBe(401);
-    expect(accepted).toEqual([]);
-  });
-
-  it('answers 403 when one search\'s token reports for another', async () => {
-    const { a, accepted } = app();
-    const res = await post(a, { authorization: 'Bearer token-brats', 'x-iacsearch': 'lab/acdc' }, event);
-    expect(res.statusCode).toBe(403);
-    // the same token in another namespace is not that search either
+    // a token is checked against the named search's Secret only: another search's token is just wrong
+    const other = await post(a, { authorization: 'Bearer token-brats', 'x-iacsearch': 'lab/acdc' }, event);
+    expect(other.statusCode).toBe(401);
     const otherNs = await post(a, { authorization: 'Bearer token-acdc', 'x-iacsearch': 'prod/acdc' }, event);
-    expect(otherNs.statusCode).toBe(403);
+    expect(otherNs.statusCode).toBe(401);
+    // an absurdly long token is refused before any check
+    const long = await post(a, { ...good, authorization: `Bearer ${'x'.repeat(5000)}` }, event);
+    expect(long.statusCode).toBe(401);
+    expect(checked).toEqual(['lab/acdc', 'lab/acdc', 'prod/acdc']);
     expect(accepted).toEqual([]);
   });
 
@@ -92,12 +130,11 @@ describe('HTTP app', () => {
     expect(noHeader.json().error).toMatch(/X-IACSearch/);
     const bad = await post(a, good, { ...event, epoch: 1.5, valDice: 2 });
     expect(bad.statusCode).toBe(400);
-    const fields = bad.json().issues.map((i: { field: string }) => i.field);
-    expect(fields).toEqual(expect.arrayContaining(['epoch', 'valDice']));
+    expect(fieldsOf(bad)).toEqual(expect.arrayContaining(['epoch', 'valDice']));
     expect(bad.json().error).toMatch(/epoch: /);
     const missing = await post(a, good, { type: 'progress', phase: 'search' });
-    expect(missing.json().issues.map((i: { field: string }) => i.field)).toEqual(expect.arrayContaining(['epoch', 'maxEpochs']));
-    const notJson = await a.inject({ method: 'POST', url: '/v1/progress', headers: { ...good, 'content-type': 'application/json' }, payload: '{not json' });
+    expect(fieldsOf(missing)).toEqual(expect.arrayContaining(['epoch', 'maxEpochs']));
+    const notJson = await post(a, good, '{not json');
     expect(notJson.statusCode).toBe(400);
   });
 
@@ -123,19 +160,94 @@ describe('HTTP app', () => {
     expect((await post(a, good, event)).statusCode).toBe(202);
   });
 
+  // Attack 6: wrong-token floods are limited per client address and in total before any
+  // token is looked at, so they cannot take the event loop from /healthz and the Lease.
+  it('limits each client address and all clients together before any token check (429 with Retry-After)', async () => {
+    let t = 0;
+    const { a, checked, accepted } = app({ clientRateLimit: { burst: 3, perSecond: 1 }, globalRateLimit: { burst: 5, perSecond: 2 }, now: () => t });
+    const wrong = { ...good, authorization: 'Bearer guess' };
+    const codes = [];
+    for (let i = 0; i < 4; i++) codes.push((await post(a, wrong, event, '10.0.0.1')).statusCode);
+    expect(codes).toEqual([401, 401, 401, 429]);
+    const limited = await post(a, good, event, '10.0.0.1'); // the right token too: the limit comes first
+    expect(limited.statusCode).toBe(429);
+    expect(limited.headers['retry-after']).toBe('1');
+    expect(limited.json().error).toMatch(/10\.0\.0\.1/);
+    expect(checked).toHaveLength(3);
+    // another address has its own bucket, until the global one runs dry (5 requests in all)
+    expect((await post(a, good, event, '10.0.0.2')).statusCode).toBe(202);
+    expect((await post(a, wrong, event, '10.0.0.2')).statusCode).toBe(401);
+    const global = await post(a, good, event, '10.0.0.3');
+    expect(global.statusCode).toBe(429);
+    expect(global.headers['retry-after']).toBe('1');
+    expect(checked).toHaveLength(5);
+    // health and metrics are never limited
+    expect((await a.inject({ url: '/healthz', remoteAddress: '10.0.0.1' })).statusCode).toBe(200);
+    t += 1000;
+    expect((await post(a, good, event, '10.0.0.3')).statusCode).toBe(202);
+    expect(accepted).toHaveLength(2);
+  });
+
+  // Attack 9: events are bounded and consistent before anything is kept.
+  it.each([
+    ['epoch', { epoch: 201, maxEpochs: 200 }],
+    ['stableEdges', { stableEdges: 9, totalEdges: 8 }],
+    ['activeOperations', { activeOperations: 50, totalOperations: 40 }],
+    ['maxEpochs', { epoch: 1, maxEpochs: 1e9 }],
+    ['totalOperations', { activeOperations: 1, totalOperations: 1e12 }],
+    ['time', { time: `2025-01-01T00:00:00Z${'x'.repeat(60_000)}` }],
+    ['time', { time: 'yesterday' }],
+    ['etaSeconds', { etaSeconds: 1e308 }],
+    ['epochSeconds', { epochSeconds: 1e308 }],
+    ['trainLoss', { trainLoss: -1e308 }],
+    ['edgeJsd', { edgeJsd: { ['0.'.padEnd(500, '1')]: 0.1 } }],
+    ['edgeJsd', { edgeJsd: Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`${i >> 4}.${i & 15}`, 0.1])) }],
+  ])('refuses an event with a bad %s (400 naming it)', async (field, change) => {
+    const { a, accepted, metrics } = app();
+    const res = await post(a, good, { ...event, ...change });
+    expect(res.statusCode).toBe(400);
+    expect(fieldsOf(res).some((f: string) => f === field || f.startsWith(`${field}.`)), JSON.stringify(fieldsOf(res))).toBe(true);
+    expect(res.json().error).toMatch(new RegExp(`(^|; |: )${field}[.:]`));
+    expect(res.json().error.length).toBeLessThan(1000); // names the field, does not echo the input
+    expect(accepted).toEqual([]);
+    expect(await metrics.metrics()).toMatch(/iac_operator_progress_requests_total\{code="400"\} 1/);
+  });
+
+  it('refuses numbers JSON cannot carry (1e999 reads as Infinity)', async () => {
+    const { a, accepted } = app();
+    const res = await post(a, good, JSON.stringify(event).replace('"epoch":3', '"epoch":3,"etaSeconds":1e999'));
+    expect(res.statusCode).toBe(400);
+    expect(fieldsOf(res)).toContain('etaSeconds');
+    expect(accepted).toEqual([]);
+  });
+
+  it('answers 400 naming the field when the event does not fit the search (the sink checks the spec)', async () => {
+    const { a } = app({
+      progress: {
+        accepting: () => true,
+        checkToken: () => 'ok',
+        accept: (_ns, _name, e) => (e.epoch > 20 ? [{ field: 'epoch', message: 'more than spec.search.maxEpochs (20)' }] : undefined),
+      },
+    });
+    const res = await post(a, good, { ...event, epoch: 21 });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({ error: 'invalid progress event: epoch: more than spec.search.maxEpochs (20)', issues: [{ field: 'epoch' }] });
+    expect((await post(a, good, event)).statusCode).toBe(202);
+  });
+
   it('a standby forwards progress to the leader, once', async () => {
     const leader = app();
     await leader.a.listen({ host: '127.0.0.1', port: 0 });
     try {
       const port = (leader.a.server.address() as { port: number }).port;
-      const standby = app({}, false);
+      const standby = app({ progress: undefined }, false);
       const sb = buildApp({
         metrics: standby.metrics,
         isReady: () => true,
         progress: {
           accepting: () => false,
           leaderURL: () => `http://127.0.0.1:${port}`,
-          checkToken: (ns, name, token) => checkToken(secrets, ns, name, token),
+          checkToken: (ns, name, token) => (tokens[`${ns}/${name}`] === token ? 'ok' : 'unauthorized'),
           accept: () => {
             throw new Error('a standby keeps no progress');
           },
@@ -145,7 +257,7 @@ describe('HTTP app', () => {
       expect(res.statusCode).toBe(202);
       expect(leader.accepted).toEqual([{ ns: 'lab', name: 'acdc', event }]);
       // the standby checks the token itself before forwarding
-      expect((await post(sb, { ...good, authorization: 'Bearer token-brats' }, event)).statusCode).toBe(403);
+      expect((await post(sb, { ...good, authorization: 'Bearer token-brats' }, event)).statusCode).toBe(401);
       // a request another standby already forwarded is not forwarded again
       expect((await post(sb, { ...good, 'x-iac-forwarded': '1' }, event)).statusCode).toBe(503);
       expect(leader.accepted).toHaveLength(1);
@@ -159,5 +271,84 @@ describe('HTTP app', () => {
     const res = await post(a, good, event);
     expect(res.statusCode).toBe(503);
     expect(accepted).toEqual([]);
+  });
+});
+
+// Attack 7: without timeouts a client that sends its body one byte every few seconds
+// holds its connection (and a request slot) for as long as it likes. Each test waits for
+// the server to close the socket; nothing here measures elapsed time.
+describe('HTTP timeouts', () => {
+  it('are on by default: headers, whole request, idle socket and keep-alive', () => {
+    const { a } = app();
+    const server = a.server;
+    expect(server.headersTimeout).toBeGreaterThan(0);
+    expect(server.requestTimeout).toBeGreaterThan(0);
+    expect(server.headersTimeout).toBeLessThanOrEqual(server.requestTimeout);
+    expect(server.requestTimeout).toBeLessThanOrEqual(60_000);
+    expect(server.timeout).toBeGreaterThan(0);
+    expect(server.keepAliveTimeout).toBeGreaterThan(0);
+    expect(server.keepAliveTimeout).toBeLessThanOrEqual(60_000);
+  });
+
+  // Short timeouts; the idle timeout stays long so that only the one under test can cut.
+  const short = (t: NonNullable<AppOptions['timeouts']>): Partial<AppOptions> => ({
+    timeouts: { headersMs: 60_000, requestMs: 60_000, idleMs: 60_000, keepAliveMs: 60_000, checkIntervalMs: 20, ...t },
+  });
+
+  it.each([
+    // authenticated: the request timeout ends it (408, or a reset)
+    ['with the search\'s token', good, /^(|HTTP\/1\.1 408 [^]*)$/],
+    // refused before the body is read, and the connection closed at once
+    ['without a token', { 'x-iacsearch': 'lab/acdc' }, /^HTTP\/1\.1 401 [^]*connection: close/i],
+  ])('cut off a client that sends its body one byte at a time (%s)', async (_what, headers, answered) => {
+    const { a, accepted } = app(short({ headersMs: 200, requestMs: 400 }));
+    await a.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { socket, closed } = await rawConnection(a);
+      socket.write(progressHead(headers, 10_000));
+      drip(socket, ' ', 25);
+      expect(await closed).toMatch(answered);
+      expect(accepted).toEqual([]);
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('cut off a client that never finishes its headers', async () => {
+    const { a } = app(short({ headersMs: 200, requestMs: 400 }));
+    await a.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { socket, closed } = await rawConnection(a);
+      socket.write('POST /v1/progress HTTP/1.1\r\nHost: op\r\n');
+      drip(socket, 'x', 25); // one endless header line
+      expect(await closed).toMatch(/^(|HTTP\/1\.1 (408|431|400)[^]*)$/);
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('close a connection that sends nothing', async () => {
+    const { a } = app(short({ idleMs: 200 }));
+    await a.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { closed } = await rawConnection(a);
+      await closed;
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('close a kept-alive connection that stays idle after its request', async () => {
+    const { a } = app(short({ keepAliveMs: 200 }));
+    await a.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { socket, closed } = await rawConnection(a);
+      socket.write('GET /healthz HTTP/1.1\r\nHost: op\r\n\r\n');
+      const answer = await closed;
+      expect(answer).toMatch(/^HTTP\/1\.1 200/);
+      expect(answer).toMatch(/keep-alive/i);
+    } finally {
+      await a.close();
+    }
   });
 });
