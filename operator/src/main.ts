@@ -13,6 +13,7 @@ import { EventRecorder } from './k8s/events.ts';
 import type { KubeApi } from './k8s/types.ts';
 import { OperatorMetrics } from './metrics/registry.ts';
 import { reconcile } from './reconcile/index.ts';
+import { DEFAULT_NODE_SELECTOR_KEYS, DEFAULT_TOLERATIONS, formatAllowedToleration, imageRepository, parseAllowedToleration, type PodPolicy } from './reconcile/policy.ts';
 
 export const DEFAULT_TRAINER_IMAGE = 'iac-operator/trainer-gpu:0.1.0';
 
@@ -34,10 +35,27 @@ options:
   --service-name <name>               Service of the operator, for the default --progress-url (default iac-operator)
   --trainer-image <image>             trainer image for searches without spec.image
                                       (default ${DEFAULT_TRAINER_IMAGE})
+  --allowed-images <a,b,...>          image patterns a spec.image may match ([registry/]repo[:tag][@digest],
+                                      '*' within a path segment, '**' across; no tag or digest: any)
+                                      (default: the --trainer-image repository, any tag or digest)
+  --allowed-priority-classes <a,...>  priorityClassName values a search may set (default: none, only empty)
+  --allowed-node-selector-keys <a,...>
+                                      nodeSelector key patterns a search may set; empty: none
+                                      (default ${DEFAULT_NODE_SELECTOR_KEYS.join(',')})
+  --allowed-tolerations <a,...>       tolerations a search may set, each key[=value][:effect]; a search's
+                                      toleration must be as narrow as one of them; empty: none
+                                      (default ${DEFAULT_TOLERATIONS.join(',')})
   --advertise-address <ip>            address other replicas reach this one at; a standby forwards
                                       progress to the leader's (default $POD_IP; none: a standby answers 503)
   --progress-interval <duration>      write progress into a search's status at most this often (default 5s)
   --progress-body-limit <bytes>       largest progress request body (default 65536)
+  --http-headers-timeout <duration>   until a request's headers are in (default 10s)
+  --http-request-timeout <duration>   until a whole request is in, body included; then 408 (default 30s)
+  --http-idle-timeout <duration>      close a socket without traffic after this long (default 60s)
+  --http-keepalive-timeout <duration> close a kept-alive connection without a new request (default 15s)
+  --progress-rate-per-client <n/s>    progress requests per second per client address, before any
+                                      token check; bursts of twice that (default 100)
+  --progress-rate-total <n/s>         progress requests per second from all clients (default 500)
   --leader-elect                      elect a leader on a Lease; only the leader reconciles (default off)
   --leader-election-namespace <ns>    namespace of the Lease (default $POD_NAMESPACE, else default)
   --leader-election-lease <name>      name of the Lease (default iac-operator-leader)
@@ -65,6 +83,14 @@ function parseIntFlag(flag: string, value: string, min: number, max: number): nu
   return n;
 }
 
+/** "a, b,,c" -> ["a", "b", "c"]; "" -> []. */
+function csv(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
 /** http://<address>:<port>, with IPv6 addresses in brackets. */
 export function advertiseURL(address: string | undefined, port: number): string | undefined {
   if (!address) return undefined;
@@ -82,10 +108,14 @@ export interface OperatorConfig {
   port: number;
   progressURL?: string;
   trainerImage: string;
+  /** What a search may ask of its pods (docs/pod-policy.md). */
+  policy: PodPolicy;
   /** Address of this replica for the other replicas (standbys forward progress to the leader's). */
   advertiseAddress?: string;
   progressIntervalMs: number;
   progressBodyLimit: number;
+  /** HTTP timeouts (ms) and progress rate limits (requests per second) of the endpoint. */
+  http: { headersMs: number; requestMs: number; idleMs: number; keepAliveMs: number; perClient: number; total: number };
   leaderElect: boolean;
   leaseNamespace: string;
   leaseName: string;
@@ -108,9 +138,19 @@ export const OPTIONS = {
   'progress-url': { type: 'string' },
   'service-name': { type: 'string', default: 'iac-operator' },
   'trainer-image': { type: 'string', default: DEFAULT_TRAINER_IMAGE },
+  'allowed-images': { type: 'string' },
+  'allowed-priority-classes': { type: 'string', default: '' },
+  'allowed-node-selector-keys': { type: 'string', default: DEFAULT_NODE_SELECTOR_KEYS.join(',') },
+  'allowed-tolerations': { type: 'string', default: DEFAULT_TOLERATIONS.join(',') },
   'advertise-address': { type: 'string' },
   'progress-interval': { type: 'string', default: '5s' },
   'progress-body-limit': { type: 'string', default: '65536' },
+  'http-headers-timeout': { type: 'string', default: '10s' },
+  'http-request-timeout': { type: 'string', default: '30s' },
+  'http-idle-timeout': { type: 'string', default: '60s' },
+  'http-keepalive-timeout': { type: 'string', default: '15s' },
+  'progress-rate-per-client': { type: 'string', default: '100' },
+  'progress-rate-total': { type: 'string', default: '500' },
   'leader-elect': { type: 'boolean', default: false },
   'leader-election-namespace': { type: 'string' },
   'leader-election-lease': { type: 'string', default: 'iac-operator-leader' },
@@ -161,9 +201,29 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     port,
     progressURL: progressURL || undefined,
     trainerImage: values['trainer-image']!,
+    policy: {
+      allowedImages: values['allowed-images'] !== undefined ? csv(values['allowed-images']) : [imageRepository(values['trainer-image']!)],
+      allowedPriorityClasses: csv(values['allowed-priority-classes']!),
+      allowedNodeSelectorKeys: csv(values['allowed-node-selector-keys']!),
+      allowedTolerations: csv(values['allowed-tolerations']!).map((t) => {
+        try {
+          return parseAllowedToleration(t);
+        } catch (err) {
+          throw new Error(`--allowed-tolerations: ${(err as Error).message} (e.g. nvidia.com/gpu or dedicated=ml:NoSchedule)`);
+        }
+      }),
+    },
     advertiseAddress: values['advertise-address'] ?? (env.POD_IP || undefined),
     progressIntervalMs: parseDuration('--progress-interval', values['progress-interval']!),
     progressBodyLimit: parseIntFlag('--progress-body-limit', values['progress-body-limit']!, 1024, 16 * 1024 * 1024),
+    http: {
+      headersMs: parseDuration('--http-headers-timeout', values['http-headers-timeout']!),
+      requestMs: parseDuration('--http-request-timeout', values['http-request-timeout']!),
+      idleMs: parseDuration('--http-idle-timeout', values['http-idle-timeout']!),
+      keepAliveMs: parseDuration('--http-keepalive-timeout', values['http-keepalive-timeout']!),
+      perClient: parseIntFlag('--progress-rate-per-client', values['progress-rate-per-client']!, 1, 1_000_000),
+      total: parseIntFlag('--progress-rate-total', values['progress-rate-total']!, 1, 10_000_000),
+    },
     leaderElect: values['leader-elect']!,
     leaseNamespace: values['leader-election-namespace'] || env.POD_NAMESPACE || 'default',
     leaseName: values['leader-election-lease']!,
@@ -175,6 +235,9 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = proce
     logLevel: parseLogLevel(values['log-level']!),
   };
   if (!cfg.trainerImage) throw new Error('--trainer-image: must not be empty');
+  for (const image of cfg.policy.allowedImages) {
+    if (/\s/.test(image)) throw new Error(`--allowed-images: '${image}' is not an image pattern`);
+  }
   if (cfg.leaderElect && !(cfg.retryPeriodMs < cfg.renewDeadlineMs && cfg.renewDeadlineMs < cfg.leaseDurationMs)) {
     throw new Error('--retry-period < --renew-deadline < --lease-duration must hold (defaults 2s, 10s, 15s)');
   }
@@ -206,7 +269,7 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
   controller = new Controller({
     api,
     reconcile,
-    settings: { progressURL: cfg.progressURL, defaultImage: cfg.trainerImage },
+    settings: { progressURL: cfg.progressURL, defaultImage: cfg.trainerImage, policy: cfg.policy },
     namespaces: cfg.namespaces,
     workers: cfg.workers,
     metrics,
@@ -218,6 +281,9 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
     metrics,
     isReady: () => controller.hasSynced(),
     bodyLimit: cfg.progressBodyLimit,
+    timeouts: { headersMs: Math.min(cfg.http.headersMs, cfg.http.requestMs), requestMs: cfg.http.requestMs, idleMs: cfg.http.idleMs, keepAliveMs: cfg.http.keepAliveMs },
+    clientRateLimit: { burst: 2 * cfg.http.perClient, perSecond: cfg.http.perClient },
+    globalRateLimit: { burst: 2 * cfg.http.total, perSecond: cfg.http.total },
     log,
     progress: {
       accepting: () => leading() && controller.isRunning(),
@@ -261,6 +327,10 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
     leaderElection: cfg.leaderElect ? `${cfg.leaseNamespace}/${cfg.leaseName}` : 'off',
     identity: cfg.identity,
     progressURL: cfg.progressURL ?? '',
+    allowedImages: cfg.policy.allowedImages.join(','),
+    allowedPriorityClasses: cfg.policy.allowedPriorityClasses.join(','),
+    allowedNodeSelectorKeys: cfg.policy.allowedNodeSelectorKeys.join(','),
+    allowedTolerations: cfg.policy.allowedTolerations.map(formatAllowedToleration).join(','),
   });
 
   let stopping: Promise<void> | undefined;

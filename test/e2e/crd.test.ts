@@ -104,7 +104,7 @@ describe.skipIf(availability.skip)('IACSearch CRD in a real API server', () => {
   });
 
   it('refuses a change to the search definition and accepts suspend and budget changes', async () => {
-    await env.cluster.client.create(iacsPath(ns), search('immutable', { search: { maxEpochs: 5 } }));
+    await env.cluster.client.create(iacsPath(ns), search('immutable', { search: { maxEpochs: 5, warmupEpochs: 1 } }));
     const tries: Array<[string, Record<string, unknown>]> = [
       ['spec.search', { spec: { search: { maxEpochs: 6 } } }],
       ['spec.dataset', { spec: { dataset: { sliceSize: 64 } } }],

@@ -84,6 +84,8 @@ describe.skipIf(availability.skip)('faults', () => {
     // The trainer cannot create its search checkpoint directory: a file is in the way.
     const dir = await boundClaim(env.cluster, ns, 'broken-artifacts');
     writeFileSync(path.join(dir, 'search'), 'a file where the search checkpoints belong\n');
+    // An existing artifacts claim must be labelled for the search that writes to it (docs/pod-policy.md).
+    await env.cluster.client.mergePatch(`/api/v1/namespaces/${ns}/persistentvolumeclaims/broken-artifacts`, { metadata: { labels: { 'iac.dev/search': 'broken' } } });
     await create(tinySearch('broken', ns, { spec: { backoffLimit: 1, artifacts: { claimName: 'broken-artifacts' } } }));
 
     const s = await waitForSearch(env.cluster, ns, 'broken', 'Failed', isPhase('Failed'), 240_000);

@@ -44,6 +44,24 @@ describe('IACSearch schemas', () => {
     expect(split.ok).toBe(false);
   });
 
+  it('refuses up front what could never run: a name over 63 characters, no spec, bad pod fields, prune GPUs, the trainer\'s cross-field checks', () => {
+    const bad = (obj: unknown) => {
+      const r = parseIACSearch(obj);
+      if (r.ok) throw new Error(`accepted: ${JSON.stringify(obj)}`);
+      return r.message;
+    };
+    expect(bad({ ...object({}), metadata: { name: 'x'.repeat(64) } })).toMatch(/^metadata\.name: at most 63 characters/);
+    expect(parseIACSearch({ ...object({}), metadata: { name: 'x'.repeat(63) } }).ok).toBe(true);
+    expect(bad({ apiVersion: API_VERSION, kind: KIND, metadata: { name: 'demo' } })).toMatch(/^spec: required/);
+    expect(bad(object({ resources: { nodeSelector: { 'a b': 'x' } } }))).toMatch(/^spec\.resources\.nodeSelector: 'a b' is not a label key/);
+    expect(bad(object({ resources: { nodeSelector: { ['p'.repeat(254) + '/k']: 'x' } } }))).toMatch(/prefix before '\/' is longer than 253/);
+    expect(bad(object({ resources: { priorityClassName: 'System_Critical' } }))).toMatch(/spec\.resources\.priorityClassName/);
+    expect(parseIACSearch(object({ resources: { priorityClassName: '', nodeSelector: { 'nvidia.com/gpu.product': 'NVIDIA-A100-SXM4-80GB' } } })).ok).toBe(true);
+    expect(bad(object({ resources: { phases: { prune: { gpus: 1 } } } }))).toMatch(/^spec\.resources\.phases\.prune\.gpus: prune never requests a GPU/);
+    expect(bad(object({ search: { maxEpochs: 5 } }))).toMatch(/^spec\.search\.warmupEpochs: 15 is not below search\.maxEpochs 5/);
+    expect(bad(object({ backbone: { baseFilters: 6 } }))).toMatch(/^spec\.search\.partialChannels/);
+  });
+
   it('rejects the wrong kind and a missing name', () => {
     expect(parseIACSearch({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' } }).ok).toBe(false);
     const r = parseIACSearch({ apiVersion: API_VERSION, kind: KIND, metadata: {} });

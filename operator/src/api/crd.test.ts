@@ -61,6 +61,22 @@ describe('IACSearch CRD', () => {
     for (const f of ['suspend', 'budget', 'backoffLimit']) expect(rules).not.toContain(`self.${f}`);
   });
 
+  it('refuses at apply time what the operator could never run: a long name, no spec, a bad node selector key, GPUs for prune, warm-up past the budget', () => {
+    expect(openAPI.required).toEqual(['spec']);
+    expect(openAPI.properties.spec).not.toHaveProperty('default');
+    // the name rule holds at creation only (names never change): a search stored before it keeps a writable status
+    expect(openAPI['x-kubernetes-validations']).toEqual([expect.objectContaining({ rule: 'oldSelf.hasValue() || self.metadata.name.size() <= 63', optionalOldSelf: true })]);
+    const resources = openAPI.properties.spec.properties.resources.properties;
+    expect(resources.nodeSelector['x-kubernetes-validations'][0].rule).toMatch(/^self\.all\(k, k\.matches\('\^/);
+    expect(resources.nodeSelector.additionalProperties.pattern).toBeTypeOf('string');
+    expect(resources.tolerations.items['x-kubernetes-validations']).toHaveLength(4);
+    expect(resources.phases.properties.prune.properties.gpus.maximum).toBe(0);
+    expect(resources.phases.properties.search.properties.gpus.maximum).toBe(64);
+    expect(openAPI.properties.spec.properties.search['x-kubernetes-validations'][0].rule).toContain('self.warmupEpochs < self.maxEpochs');
+    // CEL string literals: no backslash escapes that CEL would refuse
+    for (const [path, node] of walk(openAPI)) for (const r of (node['x-kubernetes-validations'] ?? []) as Array<{ rule: string }>) expect(r.rule, path).not.toContain('\\');
+  });
+
   it('has the status subresource, names and printer columns', () => {
     expect(version.subresources).toEqual({ status: {} });
     expect(crd.spec.names).toMatchObject({ kind: 'IACSearch', plural: 'iacsearches', shortNames: ['iacs'], categories: ['nas'] });

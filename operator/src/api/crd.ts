@@ -1,8 +1,8 @@
 // The IACSearch CustomResourceDefinition, built from the zod schemas (the one source of
 // truth). `npm run gen:crds` writes it to crds/; a test fails when the file is stale.
 import { stringify } from 'yaml';
-import { CATEGORIES, GROUP, KIND, LIST_KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION } from './index.ts';
-import { IACSearchSpec, IMMUTABLE_SPEC_FIELDS } from './spec.ts';
+import { CATEGORIES, GROUP, KIND, LIST_KIND, MAX_NAME_LENGTH, PLURAL, SHORT_NAMES, SINGULAR, VERSION } from './index.ts';
+import { IACSearchSpec, IMMUTABLE_SPEC_FIELDS, LABEL_KEY_PATTERN } from './spec.ts';
 import { IACSearchStatus } from './status.ts';
 import { jsonSchemaOf, type OpenAPISchema, toStructural } from './structural.ts';
 
@@ -16,11 +16,50 @@ function immutabilityRules(): Array<{ rule: string; message: string }> {
   }));
 }
 
+/**
+ * CEL rules on the whole object. The name is the iac.dev/search label value of every child,
+ * so it has the label-value limit. Checked at creation only (names never change), so a
+ * search stored before the rule existed keeps its status writable and is told why it cannot
+ * run by the operator instead.
+ */
+export function rootRules(): Array<Record<string, unknown>> {
+  return [
+    {
+      rule: `oldSelf.hasValue() || self.metadata.name.size() <= ${MAX_NAME_LENGTH}`,
+      optionalOldSelf: true,
+      message: `metadata.name must be at most ${MAX_NAME_LENGTH} characters: it is the iac.dev/search label value of every pod, Secret and claim of the search`,
+    },
+  ];
+}
+
 export function specSchema(): OpenAPISchema {
+  // No default for spec itself: it is required (see rootRules), so a search whose spec was
+  // lost to a typo is refused instead of starting a full-length default search.
   const spec = toStructural(jsonSchemaOf(IACSearchSpec), { defaults: true, boundForCEL: true }, 'spec');
-  spec.default = {};
   spec['x-kubernetes-validations'] = immutabilityRules();
   const properties = spec.properties as Record<string, OpenAPISchema>;
+  // What the Pod API would refuse with 422 only when the operator creates the first pod:
+  // refused here, when the search is applied. (The operator checks the same, for searches
+  // stored before these rules existed.)
+  const resources = properties.resources.properties as Record<string, OpenAPISchema>;
+  resources.nodeSelector['x-kubernetes-validations'] = [
+    {
+      rule: `self.all(k, k.matches('${LABEL_KEY_PATTERN}'))`,
+      message: "resources.nodeSelector: every key must be a label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. nvidia.com/gpu.product)",
+    },
+  ];
+  (resources.tolerations.items as OpenAPISchema)['x-kubernetes-validations'] = [
+    { rule: "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')", message: 'a toleration without a key must have operator Exists' },
+    { rule: "!has(self.key) || self.key == '' || self.key.matches('" + LABEL_KEY_PATTERN + "')", message: 'toleration key must be a label key (e.g. nvidia.com/gpu)' },
+    { rule: "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''", message: 'toleration value must be empty when operator is Exists' },
+    { rule: "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')", message: 'tolerationSeconds is only allowed with effect NoExecute' },
+  ];
+  properties.search['x-kubernetes-validations'] = [
+    {
+      rule: '!has(self.warmupEpochs) || !has(self.maxEpochs) || self.warmupEpochs < self.maxEpochs',
+      message: 'search.warmupEpochs must be below search.maxEpochs: the architecture would never be trained',
+    },
+  ];
   properties.dataset['x-kubernetes-validations'] = [
     {
       rule: "!has(self.format) || self.format == 'phantom' || has(self.path)",
@@ -69,6 +108,8 @@ export function buildCRD(): Record<string, unknown> {
             openAPIV3Schema: {
               type: 'object',
               description: 'A neural-architecture search of Implantable Adaptive Cells (IAC-LTH) for a U-Net on a medical segmentation dataset, run as one pod per phase: search, prune, retrain, evaluate.',
+              required: ['spec'],
+              'x-kubernetes-validations': rootRules(),
               properties: {
                 apiVersion: { type: 'string', description: 'APIVersion defines the versioned schema of this representation of an object.' },
                 kind: { type: 'string', description: 'Kind is a string value representing the REST resource this object represents.' },

@@ -2,6 +2,7 @@
 // every reader of an IACSearch goes through (operator, `iacnas run`, the CRD generator).
 import { z } from 'zod';
 import { formatIssues, parseTrainerConfig, type TrainerConfig } from '../../../trainer/src/config/index.ts';
+import { validateForTraining } from '../../../trainer/src/search/validate.ts';
 import { IACSearchSpec } from './spec.ts';
 import { IACSearchStatus } from './status.ts';
 
@@ -23,8 +24,21 @@ export const LABEL_SEARCH = 'iac.dev/search';
 export const LABEL_PHASE = 'iac.dev/phase';
 export const LABEL_ATTEMPT = 'iac.dev/attempt';
 
+/**
+ * Longest search name the operator can run: the name is the value of the iac.dev/search
+ * label on every child (label values have at most 63 characters), so a longer one could
+ * never get its progress Secret, claim or pods. The CRD refuses longer names too.
+ */
+export const MAX_NAME_LENGTH = 63;
+
 export const IACSearchMetadata = z.object({
-  name: z.string().min(1),
+  name: z
+    .string()
+    .min(1)
+    .max(
+      MAX_NAME_LENGTH,
+      `at most ${MAX_NAME_LENGTH} characters: the name is the iac.dev/search label value of every pod, Secret and claim of the search; create it again with a shorter name`,
+    ),
   namespace: z.string().optional(),
   uid: z.string().optional(),
   generation: z.int().optional(),
@@ -38,7 +52,9 @@ export const IACSearch = z.object({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal(KIND),
   metadata: IACSearchMetadata.loose(),
-  spec: IACSearchSpec.prefault({}),
+  // Required: a search whose spec was lost (a typo in the key, wrong indentation) must not
+  // start a full-length default GPU search. `spec: {}` asks for the defaults explicitly.
+  spec: IACSearchSpec,
   status: IACSearchStatus.optional(),
 });
 export type IACSearch = z.infer<typeof IACSearch>;
@@ -60,15 +76,27 @@ export function parseIACSearch(obj: unknown): ParseResult {
   const readable = IACSearchStatus.safeParse(status);
   const result = IACSearch.safeParse(typeof obj === 'object' && obj !== null ? { ...rest, ...(readable.success && readable.data && { status: readable.data }) } : obj);
   if (!result.success) {
+    const message = formatIssues(result.error)
+      .split('\n')
+      .map((line) =>
+        /^spec: Invalid input: expected object/.test(line)
+          ? 'spec: required: without one the operator would run a full-length default search; give spec: {} to ask for the defaults'
+          : line,
+      )
+      .join('\n');
     return {
       ok: false,
-      message: formatIssues(result.error),
+      message,
       fields: result.error.issues.map((i) => i.path.map(String).join('.') || '(root)'),
     };
   }
   const search = result.data;
   try {
     const trainerConfig = parseTrainerConfig(trainerConfigInput(search));
+    // The checks the trainer makes before it trains (warmupEpochs below maxEpochs, slices a
+    // multiple of 2^depth, ...): found here they cost no pod and no GPU.
+    validateForTraining(trainerConfig, 'search');
+    validateForTraining(trainerConfig, 'retrain');
     return { ok: true, search, trainerConfig };
   } catch (e) {
     // The trainer names fields relative to its configuration; the user edits spec.

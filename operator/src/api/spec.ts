@@ -19,13 +19,35 @@ const DNSName = z
 export const DatasetClaim = z
   .object({
     claimName: DNSName.describe('Name of a PersistentVolumeClaim in the search\'s namespace that holds the dataset.'),
-    readOnly: z.boolean().default(true).describe('Mount the dataset claim read-only.'),
+    readOnly: z.boolean().default(true).describe('Mount the dataset claim read-only. false (read-write) needs the label iac.dev/search=<this search\'s name> on the claim.'),
   })
   .describe('A PersistentVolumeClaim that holds the dataset. It is mounted at /data in every phase pod; dataset.path is then relative to the claim.');
 
 export const IACSearchDataset = DatasetConfig.extend({
   pvc: DatasetClaim.optional(),
 }).describe(DatasetConfig.description ?? 'The dataset.');
+
+/** A label key (qualified name): an optional DNS-subdomain prefix and '/', then a name of at most 63 characters. */
+export const LABEL_KEY_PATTERN = '^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$';
+/** A label value: empty, or at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit. */
+export const LABEL_VALUE_PATTERN = '^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$';
+const LABEL_KEY_RE = new RegExp(LABEL_KEY_PATTERN);
+const LABEL_VALUE_RE = new RegExp(LABEL_VALUE_PATTERN);
+
+/** Why a label key is not one the Pod API accepts; undefined when it is fine. */
+export function labelKeyProblem(key: string): string | undefined {
+  const slash = key.lastIndexOf('/');
+  if (slash > 253) return `'${key}': the prefix before '/' is longer than 253 characters`;
+  if (!LABEL_KEY_RE.test(key)) {
+    return `'${key}' is not a label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. nvidia.com/gpu.product)`;
+  }
+  return undefined;
+}
+
+const LabelValue = z
+  .string()
+  .max(63)
+  .regex(LABEL_VALUE_RE, 'must be a label value: at most 63 letters, digits, \'-\', \'_\' or \'.\', starting and ending with a letter or digit');
 
 export const Toleration = z
   .object({
@@ -34,6 +56,23 @@ export const Toleration = z
     value: z.string().max(63).optional().describe('Taint value the toleration matches (operator Equal).'),
     effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional().describe('Taint effect to match; empty matches every effect.'),
     tolerationSeconds: z.int().min(0).max(2147483647).optional().describe('How long a NoExecute taint is tolerated; unset is forever.'),
+  })
+  // The Pod API's own checks (ValidateTolerations): a pod carrying a toleration that fails
+  // them is refused with 422, after the search was accepted.
+  .superRefine((t, ctx) => {
+    if (t.key) {
+      const problem = labelKeyProblem(t.key);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['key'], message: problem });
+    } else if (t.operator !== 'Exists') {
+      ctx.addIssue({ code: 'custom', path: ['operator'], message: "must be Exists when key is empty (a toleration of every taint)" });
+    }
+    if (t.operator === 'Exists' && t.value) ctx.addIssue({ code: 'custom', path: ['value'], message: 'must be empty when operator is Exists' });
+    if (t.operator !== 'Exists' && t.value && !LABEL_VALUE_RE.test(t.value)) {
+      ctx.addIssue({ code: 'custom', path: ['value'], message: 'must be a label value: letters, digits, \'-\', \'_\' or \'.\', starting and ending with a letter or digit' });
+    }
+    if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') {
+      ctx.addIssue({ code: 'custom', path: ['tolerationSeconds'], message: 'is only allowed with effect NoExecute' });
+    }
   })
   .describe('A Kubernetes toleration (core/v1 Toleration).');
 
@@ -45,21 +84,43 @@ export const PhaseResources = z
   })
   .describe('Resources of one phase; unset fields fall back to the search-wide value.');
 
+/** Prune only derives the discrete cells from the search's alphas: it never requests a GPU, so a GPU count for it is refused rather than ignored. */
+export const PrunePhaseResources = PhaseResources.extend({
+  gpus: z
+    .int()
+    .min(0)
+    .max(0, 'prune never requests a GPU (it only derives the cells); remove resources.phases.prune.gpus')
+    .optional()
+    .describe('Prune never requests a GPU: only 0 is accepted (any other value is refused, not ignored).'),
+}).describe('Resources of the prune phase (cpu and memory; it never requests a GPU).');
+
 export const Resources = z
   .object({
     gpus: z.int().min(0).max(64).default(1).describe('nvidia.com/gpu requested (and limited) by each GPU phase pod. Prune never requests a GPU.'),
     cpu: Quantity.default('2').describe('CPU request and limit of each phase pod.'),
     memory: Quantity.default('8Gi').describe('Memory request and limit of each phase pod.'),
     nodeSelector: z
-      .record(z.string().max(316), z.string().max(63))
+      .record(z.string().max(316), LabelValue)
+      // (keys checked here, not in the record's key schema, so the message says what is wrong)
+      .superRefine((selector, ctx) => {
+        for (const key of Object.keys(selector)) {
+          const problem = labelKeyProblem(key);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }
+      })
       .optional()
-      .describe('Node labels a phase pod must match, e.g. {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}.'),
-    tolerations: z.array(Toleration).max(32).optional().describe('Tolerations of every phase pod, e.g. for tainted GPU nodes.'),
-    priorityClassName: z.string().max(253).optional().describe('PriorityClass of every phase pod (preemptible searches use a low one).'),
+      .describe('Node labels a phase pod must match, e.g. {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}; only keys the operator\'s policy allows (--allowed-node-selector-keys; by default GPU models, instance types, node pools and zones).'),
+    tolerations: z.array(Toleration).max(32).optional().describe('Tolerations of every phase pod, e.g. for tainted GPU nodes; only as broad as the operator\'s policy allows (--allowed-tolerations; by default the nvidia.com/gpu taint).'),
+    priorityClassName: z
+      .string()
+      .max(253)
+      .regex(/^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$/, 'must be the name of a PriorityClass (a lowercase DNS name)')
+      .optional()
+      .describe('PriorityClass of every phase pod (preemptible searches use a low one); only the classes the operator\'s policy allows (--allowed-priority-classes).'),
     phases: z
       .object({
         search: PhaseResources.optional(),
-        prune: PhaseResources.optional(),
+        prune: PrunePhaseResources.optional(),
         retrain: PhaseResources.optional(),
         evaluate: PhaseResources.optional(),
       })
@@ -70,7 +131,7 @@ export const Resources = z
 
 export const Artifacts = z
   .object({
-    claimName: DNSName.optional().describe('An existing PersistentVolumeClaim to keep the artifacts on. When unset, the operator creates <name>-artifacts from storageClassName and size, owned by the search.'),
+    claimName: DNSName.optional().describe('An existing PersistentVolumeClaim to keep the artifacts on; it must carry the label iac.dev/search=<this search\'s name> (the phase pods write to it). When unset, the operator creates <name>-artifacts from storageClassName and size, owned by the search.'),
     storageClassName: z.string().max(253).optional().describe('Storage class of the claim the operator creates; the cluster default when unset.'),
     size: Quantity.default('10Gi').describe('Size of the claim the operator creates.'),
   })
@@ -102,7 +163,7 @@ export const IACSearchSpec = z
     retrain: RetrainConfig.prefault({}),
     evaluate: EvaluateConfig.prefault({}),
     resources: Resources.prefault({}),
-    image: z.string().max(512).optional().describe('Trainer image; the operator\'s default trainer image when unset.'),
+    image: z.string().max(512).optional().describe('Trainer image; the operator\'s default trainer image when unset. Only images the operator\'s policy allows (--allowed-images; by default the repository of its own trainer image).'),
     artifacts: Artifacts.prefault({}),
     cost: Cost.prefault({}),
     budget: Budget.prefault({}),

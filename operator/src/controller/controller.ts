@@ -15,12 +15,12 @@ import {
   SecretType,
   resourceTypeOf,
 } from '../k8s/resources.ts';
-import { isConflict, isNotFound, objectKey, splitKey, type KubeApi, type KubeObject } from '../k8s/types.ts';
+import { ApiError, errorCode, isConflict, isNotFound, objectKey, splitKey, type KubeApi, type KubeObject } from '../k8s/types.ts';
 import type { OperatorMetrics } from '../metrics/registry.ts';
-import type { Action, OperatorSettings, ReconcileInput, ReconcileResult } from '../reconcile/types.ts';
+import type { Action, OperatorSettings, ReconcileInput, ReconcileResult, RefusedCreate } from '../reconcile/types.ts';
 import { Informer } from './informer.ts';
 import { silentLogger, type Logger } from './log.ts';
-import { LABEL_SEARCH, ProgressStore, checkToken, type TokenCheck } from './progress.ts';
+import { LABEL_SEARCH, ProgressStore, checkToken, progressIssuesAgainstSpec, progressSecretName, slimSecretsApi, type ProgressIssue, type TokenCheck } from './progress.ts';
 import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
 
 export type ReconcileFn = (input: ReconcileInput) => ReconcileResult;
@@ -74,6 +74,11 @@ export class Controller {
    * a newer version, a reconcile would work from the old status (and end in 409).
    */
   private readonly replacedVersion = new Map<string, { rv: string; at: number }>();
+  /**
+   * Per key, the status this operator last wrote: a status change that is not it was
+   * written by someone else, and is reconciled (and corrected) at once.
+   */
+  private readonly writtenStatus = new Map<string, Record<string, unknown>>();
   /** Events being written in the background. */
   private readonly eventsInFlight = new Set<Promise<void>>();
 
@@ -89,13 +94,15 @@ export class Controller {
     this.searches = new Informer(opts.api, IACSearchType, common);
     const owned = { ...common, labelSelector: LABEL_SEARCH };
     this.pods = new Informer(opts.api, PodType, owned);
-    this.secrets = new Informer(opts.api, SecretType, owned);
+    // Secrets are cached slimmed (a token hash, no data): anyone may create labelled ones.
+    this.secrets = new Informer(slimSecretsApi(opts.api), SecretType, owned);
     this.claims = new Informer(opts.api, PersistentVolumeClaimType, owned);
 
     this.searches.on((event, obj, old) => {
       // A status-only change (our own write) needs no new reconcile: generation,
       // labels, annotations, deletion and finalizers are what matter.
-      if (event === 'update' && old && sameIntent(old, obj)) return;
+      // Someone else's status write is reconciled: the status is checked against the pods.
+      if (event === 'update' && old && sameIntent(old, obj) && !this.foreignStatus(obj)) return;
       this.enqueue(objectKey(obj));
     });
     for (const inf of [this.pods, this.secrets, this.claims]) inf.on((_e, obj) => this.enqueueOwner(obj));
@@ -168,16 +175,18 @@ export class Controller {
     return this.queue?.len() ?? 0;
   }
 
-  /** Checks a trainer's bearer token against the named search's progress Secret. */
+  /** Checks a trainer's bearer token against the progress Secret the operator created for the named search. */
   checkProgressToken(namespace: string, name: string, token: string): TokenCheck {
-    return checkToken(this.secrets.list(), namespace, name, token);
+    return checkToken(this.secrets.get(namespace, progressSecretName(name)), this.searches.get(namespace, name), token);
   }
 
   /**
    * Keeps an accepted progress event and schedules a reconcile of its search so that
    * the status follows at most once per progressIntervalMs.
    */
-  acceptProgress(namespace: string, name: string, event: ProgressEvent): void {
+  acceptProgress(namespace: string, name: string, event: ProgressEvent): ProgressIssue[] | undefined {
+    const issues = progressIssuesAgainstSpec(this.searches.get(namespace, name), event);
+    if (issues.length) return issues; // refused (400): more epochs than the spec gives the phase
     const key = `${namespace}/${name}`;
     this.progress.set(key, event);
     const interval = this.o.progressIntervalMs ?? 5_000;
@@ -185,6 +194,12 @@ export class Controller {
     const due = Math.max(now, (this.lastProgressSync.get(key) ?? 0) + interval);
     this.lastProgressSync.set(key, due);
     this.queue?.addAfter(key, due - now);
+  }
+
+  /** Whether a search's status differs from what this operator last wrote (a status-only update by someone else). */
+  private foreignStatus(obj: KubeObject): boolean {
+    const written = this.writtenStatus.get(objectKey(obj));
+    return written !== undefined && obj.status !== undefined && !jsonEqual(obj.status, written);
   }
 
   enqueue(key: string): void {
@@ -269,6 +284,7 @@ export class Controller {
       this.progress.delete(key);
       this.lastProgressSync.delete(key);
       this.replacedVersion.delete(key);
+      this.writtenStatus.delete(key);
       return undefined;
     }
     const replaced = this.replacedVersion.get(key);
@@ -304,28 +320,52 @@ export class Controller {
       this.guard(term);
       let j = i + 1;
       if (!alone(result.actions[i])) while (j < result.actions.length && !alone(result.actions[j])) j++;
-      const outcomes = await Promise.allSettled(result.actions.slice(i, j).map((action) => this.apply(action, search, log)));
-      const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-      if (failed) throw failed.reason;
+      const batch = result.actions.slice(i, j);
+      const outcomes = await Promise.allSettled(batch.map((action) => this.apply(action, search, log)));
+      const failedAt = outcomes.findIndex((o) => o.status === 'rejected');
+      if (failedAt >= 0) {
+        const err = (outcomes[failedAt] as PromiseRejectedResult).reason;
+        const refused = refusalOf(batch[failedAt], err);
+        if (refused) {
+          // The API server said no (quota, admission, a missing priority class, ...): the
+          // search says so itself, in its status and a Warning event with the server's
+          // message, instead of only this log; the key is retried with backoff below.
+          const told = this.o.reconcile({ ...input, refused });
+          const said = new Set(result.actions.map((a) => (a.type === 'event' ? `${a.reason}\u0000${a.message}` : '')));
+          for (const action of told.actions) {
+            if (action.type === 'event' && !said.has(`${action.reason}\u0000${action.message}`)) await this.apply(action, search, log);
+          }
+          this.guard(term);
+          if ((await this.writeStatus(key, search, told.status, log)) === 'gone') return undefined;
+        }
+        throw err;
+      }
       i = j;
     }
     this.guard(term);
-    const oldStatus = (search.status ?? {}) as Record<string, unknown>;
-    const patch = createMergePatch(oldStatus, result.status);
-    if (patch !== undefined && !jsonEqual(oldStatus, result.status)) {
-      try {
-        await this.o.api.mergePatchStatus(IACSearchType, namespace, name, {
-          metadata: { resourceVersion: search.metadata.resourceVersion },
-          status: patch,
-        });
-        if (search.metadata.resourceVersion) this.replacedVersion.set(key, { rv: search.metadata.resourceVersion, at: Date.now() });
-        log.debug('status written', { phase: result.status.phase });
-      } catch (err) {
-        if (isNotFound(err)) return undefined; // deleted meanwhile
-        throw err;
-      }
-    }
+    if ((await this.writeStatus(key, search, result.status, log)) === 'gone') return undefined;
     return result.requeueAfterMs;
+  }
+
+  /** Writes a status when it changed: one merge patch, the read resourceVersion as precondition. */
+  private async writeStatus(key: string, search: KubeObject, status: Record<string, unknown>, log: Logger): Promise<'written' | 'same' | 'gone'> {
+    const { namespace, name } = splitKey(key);
+    const oldStatus = (search.status ?? {}) as Record<string, unknown>;
+    const patch = createMergePatch(oldStatus, status);
+    if (patch === undefined || jsonEqual(oldStatus, status)) return 'same';
+    this.writtenStatus.set(key, status); // before the write: its watch event may come before the answer
+    try {
+      await this.o.api.mergePatchStatus(IACSearchType, namespace, name, {
+        metadata: { resourceVersion: search.metadata.resourceVersion },
+        status: patch,
+      });
+      if (search.metadata.resourceVersion) this.replacedVersion.set(key, { rv: search.metadata.resourceVersion, at: Date.now() });
+      log.debug('status written', { phase: status.phase });
+      return 'written';
+    } catch (err) {
+      if (isNotFound(err)) return 'gone'; // deleted meanwhile
+      throw err;
+    }
   }
 
   private async apply(action: Action, search: KubeObject, log: Logger): Promise<void> {
@@ -369,6 +409,24 @@ export class Controller {
       }
     }
   }
+}
+
+/** Answers of the API server that retrying alone will not change: a refused create the search must show. */
+const REFUSALS = new Set([400, 403, 404, 422]);
+
+/** The refusal of a create, in the API server's words; undefined for other failures (timeouts, 5xx, 429). */
+function refusalOf(action: Action, err: unknown): RefusedCreate | undefined {
+  const code = errorCode(err);
+  if (action.type !== 'create' || code === undefined || !REFUSALS.has(code)) return undefined;
+  const text = err instanceof Error ? err.message : String(err);
+  return {
+    kind: action.object.kind,
+    name: action.object.metadata.name,
+    code,
+    reason: err instanceof ApiError ? err.reason : undefined,
+    // client.ts prefixes "<METHOD> <path>: <code> " to the server's own message
+    message: text.replace(/^[A-Z]+ \S+: \d{3} /, ''),
+  };
 }
 
 /** True when old and next differ only in status and server bookkeeping. */

@@ -12,6 +12,20 @@ export function microTime(d: Date): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
+/** Longest object name (a DNS subdomain), the Event's own included. */
+const MAX_NAME = 253;
+
+/**
+ * `<object name>.<suffix>`, the object's name shortened when needed: an object with a
+ * name of 253 characters (the most the API server allows) still gets its events.
+ */
+export function eventName(objectName: string, suffix: string): string {
+  const room = MAX_NAME - suffix.length - 1;
+  // A cut must not leave a DNS label ending in '-' or '.'.
+  const prefix = objectName.length <= room ? objectName : objectName.slice(0, room).replace(/[-.]+$/, '');
+  return `${prefix}.${suffix}`;
+}
+
 export interface EventRecorderOptions {
   /** reportingInstance: this replica (pod name). */
   instance: string;
@@ -57,7 +71,7 @@ export class EventRecorder {
         // the event expired on the server: create a new one
       }
     }
-    const name = `${regarding.metadata.name}.${now.getTime().toString(16)}${randomBytes(3).toString('hex')}`;
+    const name = eventName(regarding.metadata.name, `${now.getTime().toString(16)}${randomBytes(3).toString('hex')}`);
     await this.api.create({
       apiVersion: 'events.k8s.io/v1',
       kind: 'Event',

@@ -25,7 +25,7 @@ function searchFile(spec: Record<string, unknown> = {}, name = 'tiny') {
   const file = join(dir, 'search.yaml');
   writeFileSync(
     file,
-    `# a comment\napiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata:\n  name: ${name}\nspec: ${JSON.stringify({ search: { maxEpochs: 10 }, ...spec })}\n`,
+    `# a comment\napiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata:\n  name: ${name}\nspec: ${JSON.stringify({ search: { maxEpochs: 10, warmupEpochs: 2 }, ...spec })}\n`,
   );
   return file;
 }
@@ -123,7 +123,7 @@ describe('iacnas run input', () => {
 
   it('refuses to reuse a run directory for a changed search definition', async () => {
     expect((await run(searchFile())).code).toBe(0);
-    const r = await run(searchFile({ search: { maxEpochs: 11 } }));
+    const r = await run(searchFile({ search: { maxEpochs: 11, warmupEpochs: 2 } }));
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/differs from the one/);
   });

@@ -19,9 +19,12 @@ import { artifactsClaimName, buildArtifactsClaim, buildPod, buildProgressSecret,
 import { getCondition, setCondition } from './conditions.ts';
 import { computeCost, type CostStatus } from './cost.ts';
 import { attemptGPUSeconds, observePod, type ObservedAttempt } from './observe.ts';
+import { policyViolations } from './policy.ts';
 import type { Action, KubeObject, ReconcileInput, ReconcileResult } from './types.ts';
+import { verifyStatus, type Correction } from './verify.ts';
 
-export type { Action, KubeObject, ReconcileInput, ReconcileResult, OperatorSettings } from './types.ts';
+export type { Action, KubeObject, ReconcileInput, ReconcileResult, OperatorSettings, PodPolicy, RefusedCreate } from './types.ts';
+export { defaultPolicy, parseAllowedToleration, policyViolations } from './policy.ts';
 export { buildPod, podName, trainerArgs, TRAINER_COMMAND, ARTIFACTS_MOUNT, TERMINATION_MESSAGE_PATH } from './children.ts';
 export { observePod } from './observe.ts';
 
@@ -70,6 +73,8 @@ class Machine {
   readonly actions: Action[] = [];
   readonly status: Status;
   readonly attempts: ObservedAttempt[];
+  /** What the stored status claimed that the pods contradict (overwritten). */
+  readonly corrections: Correction[];
   private requeue: number[] = [];
   private readonly previousPhase: SearchPhase | undefined;
   private readonly search: IACSearch;
@@ -83,13 +88,11 @@ class Machine {
     this.now = input.now;
     this.generation = search.metadata.generation;
     this.status = readStatus(input.search.status);
+    this.attempts = observeAttempts(input.pods);
+    this.corrections = verifyStatus(this.status, this.attempts, search.metadata.name, this.now);
     this.previousPhase = this.status.phase;
     this.status.observedGeneration = this.generation;
     this.status.phases ??= {};
-    this.attempts = input.pods
-      .map(observePod)
-      .filter((a): a is ObservedAttempt => a !== undefined)
-      .sort((a, b) => a.attempt - b.attempt);
   }
 
   get spec() {
@@ -305,14 +308,24 @@ class Machine {
     this.status.phase = phase;
   }
 
-  ensureChildren() {
+  /** Creates the progress Secret and the artifacts claim when missing; false when the API server refused one. */
+  ensureChildren(): boolean {
     const name = this.search.metadata.name;
+    const wanted: KubeObject[] = [];
     if (!this.input.secrets.some((s) => s.metadata.name === progressSecretName(name))) {
-      this.actions.push({ type: 'create', object: buildProgressSecret(this.search, this.input.newToken) });
+      wanted.push(buildProgressSecret(this.search, this.input.newToken));
     }
     if (!this.spec.artifacts.claimName && !this.input.persistentVolumeClaims.some((c) => c.metadata.name === artifactsClaimName(this.search))) {
-      this.actions.push({ type: 'create', object: buildArtifactsClaim(this.search) });
+      wanted.push(buildArtifactsClaim(this.search));
     }
+    if (wanted.some((o) => this.refusedCreate(o))) return false;
+    for (const object of wanted) this.actions.push({ type: 'create', object });
+    return true;
+  }
+
+  dropEvent(event: Action | undefined) {
+    const i = event ? this.actions.indexOf(event) : -1;
+    if (i >= 0) this.actions.splice(i, 1);
   }
 
   finish(phase: 'Succeeded' | 'Failed', reason: string, message: string) {
@@ -359,12 +372,72 @@ class Machine {
     if (this.previousPhase !== 'Suspended') this.event(reason === 'Suspended' ? 'Normal' : 'Warning', reason, message);
   }
 
+  /** Whether the API server refused creating this object in the previous try of this reconcile. */
+  refusedCreate(object: KubeObject): boolean {
+    const refused = this.input.refused;
+    return refused !== undefined && refused.kind === object.kind && refused.name === object.metadata.name;
+  }
+
+  /**
+   * Nothing can go on until someone changes something: kstatus Stalled with the reason, and
+   * one Warning event (repeated only when the message changes). No pod is created.
+   */
+  stall(stage: Stage, reason: string, message: string) {
+    const previous = getCondition(this.status.conditions, 'Stalled');
+    this.summarize('stalled', reason, message);
+    if (previous?.status !== 'True' || previous.reason !== reason || previous.message !== message) this.event('Warning', reason, message);
+    // Pending until the first pod exists; later, the phase that cannot start.
+    this.setPhase(this.previousPhase === undefined || this.previousPhase === 'Pending' ? 'Pending' : STAGE_PHASE[stage]);
+  }
+
+  /** The API server refused a create: the search says so with the server's own words. */
+  stallOnRefusal(stage: Stage) {
+    const r = this.input.refused!;
+    const answer = `${r.code}${r.reason ? ` ${r.reason}` : ''}`;
+    this.stall(
+      stage,
+      'CreateRefused',
+      `the API server refused to create ${r.kind} ${r.name} (${answer}): ${r.message}; the operator retries with backoff, fix the cause (quota, admission policy, priority class, ...) or the spec`,
+    );
+  }
+
+  /** The operator's pod policy (docs/pod-policy.md); an empty list when there is none. */
+  policyViolations(): string[] {
+    const policy = this.input.settings.policy;
+    return policy ? policyViolations(this.search, policy, this.input.settings.defaultImage, this.input.persistentVolumeClaims) : [];
+  }
+
   run(stage: Stage) {
     const r = this.record(stage);
     const phase = STAGE_PHASE[stage];
     const resuming = this.previousPhase === 'Suspended';
+
+    const mine = this.attempts.filter((a) => a.stage === stage && (a.state === 'Waiting' || a.state === 'Running'));
+    const stopped = new Set((r.history ?? []).map((h) => h.pod));
+    const live = mine.filter((a) => !a.terminating && !stopped.has(a.name));
+    const going = mine.filter((a) => a.terminating || stopped.has(a.name));
+
+    if (live.length === 0) {
+      // Before anything is created for the next attempt (its claim included): what the
+      // platform team's policy refuses never becomes a pod. A pod already running is left
+      // to finish.
+      const violations = this.policyViolations();
+      if (violations.length > 0) {
+        r.message = `no ${stage} pod is created: the operator's pod policy refuses this search`;
+        this.stall(
+          stage,
+          'PolicyViolation',
+          `the operator's pod policy (set by the platform team) refuses what this search asks of its pods, so no pod is created:\n${violations.map((v) => `- ${v}`).join('\n')}\nThese fields are immutable: create a new IACSearch without them (see docs/pod-policy.md).`,
+        );
+        return;
+      }
+    }
+
     if (!this.status.startTime) this.status.startTime = iso(this.now);
-    this.ensureChildren();
+    if (!this.ensureChildren()) {
+      this.stallOnRefusal(stage);
+      return;
+    }
     this.setPhase(phase);
     // The phase's event; when this reconcile also creates the pod it names it, instead of a
     // PodCreated event of its own (an API request per phase saved: events are the most
@@ -374,11 +447,6 @@ class Machine {
       this.event('Normal', resuming ? 'Resumed' : phase, resuming ? `resuming ${stage} from its checkpoint` : `${stage} phase started`);
       started = this.actions[this.actions.length - 1] as Extract<Action, { type: 'event' }>;
     }
-
-    const mine = this.attempts.filter((a) => a.stage === stage && (a.state === 'Waiting' || a.state === 'Running'));
-    const stopped = new Set((r.history ?? []).map((h) => h.pod));
-    const live = mine.filter((a) => !a.terminating && !stopped.has(a.name));
-    const going = mine.filter((a) => a.terminating || stopped.has(a.name));
 
     if (live.length > 0) {
       // Keep the newest attempt; an older one still alive (it cannot normally be) must not write the same checkpoints.
@@ -415,7 +483,13 @@ class Machine {
       if (createdAgo < CREATE_GRACE_SECONDS) {
         // Likely just created and not yet in the informer's cache: creating it again is
         // harmless (AlreadyExists) and never starts a second attempt.
-        this.actions.push({ type: 'create', object: buildPod(this.search, stage, attempt, this.input.settings) });
+        const again = buildPod(this.search, stage, attempt, this.input.settings);
+        if (this.refusedCreate(again)) {
+          this.dropEvent(started);
+          this.stallOnRefusal(stage);
+          return;
+        }
+        this.actions.push({ type: 'create', object: again });
         r.message = `${stage} attempt ${attempt} created (pod ${r.pod})`;
         this.summarize('working', phase, r.message);
         this.requeueAfter(WAIT_RESYNC_SECONDS);
@@ -440,6 +514,13 @@ class Machine {
 
     attempt += 1;
     const pod = buildPod(this.search, stage, attempt, this.input.settings);
+    if (this.refusedCreate(pod)) {
+      // Not an attempt: it never existed. The attempt number stays for the retry.
+      this.dropEvent(started);
+      r.message = `${stage} attempt ${attempt} could not be created (pod ${pod.metadata.name}): the API server refused it`;
+      this.stallOnRefusal(stage);
+      return;
+    }
     this.actions.push({ type: 'create', object: pod });
     r.attempts = attempt;
     r.pod = pod.metadata.name;
@@ -447,10 +528,35 @@ class Machine {
     r.startTime ??= iso(this.now);
     r.message = `${stage} attempt ${attempt} created (pod ${pod.metadata.name})`;
     this.summarize('working', phase, r.message);
-    if (started) started.message = `${started.message}: ${r.message}`;
-    else this.event('Normal', 'PodCreated', r.message);
+    if (started) {
+      // After the pod in the actions: a pod the API server refuses was never started.
+      started.message = `${started.message}: ${r.message}`;
+      this.dropEvent(started);
+      this.actions.push(started);
+    } else {
+      this.event('Normal', 'PodCreated', r.message);
+    }
     this.requeueAfter(WAIT_RESYNC_SECONDS);
   }
+}
+
+function observeAttempts(pods: KubeObject[]): ObservedAttempt[] {
+  return pods
+    .map(observePod)
+    .filter((a): a is ObservedAttempt => a !== undefined)
+    .sort((a, b) => a.attempt - b.attempt);
+}
+
+/** One Warning event naming what a stored status claimed that the pods contradict. */
+function correctionEvent(corrections: Correction[]): Action | undefined {
+  const loud = corrections.filter((c) => !c.quiet);
+  if (loud.length === 0) return undefined;
+  return {
+    type: 'event',
+    eventType: 'Warning',
+    reason: 'StatusCorrected',
+    message: `the stored status claimed what this search's pods and attempt records do not show; overwritten from them: ${loud.map((c) => c.message).join('; ')}`,
+  };
 }
 
 function currentStage(status: Status): Stage | undefined {
@@ -478,6 +584,7 @@ function plain(status: Status): Record<string, unknown> {
 
 function invalidSpec(input: ReconcileInput, message: string): ReconcileResult {
   const status = readStatus(input.search.status);
+  const corrections = verifyStatus(status, observeAttempts(input.pods), String(input.search.metadata.name ?? ''), input.now);
   const generation = input.search.metadata.generation;
   const previous = getCondition(status.conditions, 'Stalled');
   const text = `the spec is invalid; fix these fields and apply again:\n${message}`;
@@ -486,6 +593,8 @@ function invalidSpec(input: ReconcileInput, message: string): ReconcileResult {
     conditions = setCondition(conditions, { type, status: value, reason: 'InvalidSpec', message: text }, input.now, generation);
   }
   const actions: Action[] = [];
+  const corrected = correctionEvent(corrections);
+  if (corrected) actions.push(corrected);
   if (previous?.reason !== 'InvalidSpec' || previous.message !== text) {
     actions.push({ type: 'event', eventType: 'Warning', reason: 'InvalidSpec', message: text });
   }
@@ -505,6 +614,8 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
 
   const m = new Machine(parsed.search, input);
   const { spec } = m;
+  const corrected = correctionEvent(m.corrections);
+  if (corrected) m.actions.push(corrected);
   m.recordFinishedAttempts();
 
   if (m.status.phase && TERMINAL.includes(m.status.phase)) {

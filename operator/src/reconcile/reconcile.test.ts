@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffSeconds, CREATE_GRACE_SECONDS } from './index.ts';
-import { at, result, searchObject, setPodState, World } from './testing.ts';
+import { at, result, runningWorld, searchObject, setPodState, World } from './testing.ts';
 
 const creates = (r: { actions: Array<{ type: string; object?: { kind: string; metadata: { name: string } } }> }, kind = 'Pod') =>
   r.actions.filter((a) => a.type === 'create' && a.object?.kind === kind).map((a) => a.object!.metadata.name);
@@ -82,14 +82,7 @@ describe('reconcile: the happy path', () => {
   });
 });
 
-/** A world whose search pod demo-search-1 was created at 0 and runs from 10. */
-function running(spec: Record<string, unknown> = {}) {
-  const w = new World(spec);
-  w.step(at(0));
-  w.setPod('demo-search-1', { phase: 'Running', startedAt: at(10) });
-  w.step(at(20));
-  return w;
-}
+const running = runningWorld;
 
 describe('reconcile: failures, disruptions and retries', () => {
   it.each([

@@ -4,19 +4,28 @@ import { API_VERSION, KIND } from '../api/index.ts';
 import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
 import { TRAINER_CONTAINER } from './children.ts';
 import { reconcile } from './index.ts';
-import type { Action, KubeObject, ReconcileResult } from './types.ts';
+import type { Action, KubeObject, OperatorSettings, ReconcileResult, RefusedCreate } from './types.ts';
 
 export const T0 = new Date('2026-03-01T12:00:00Z');
 export const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
 
-export function searchObject(spec: Record<string, unknown> = {}, status?: Record<string, unknown>): KubeObject {
+export function searchObject(spec: Record<string, unknown> = {}, status?: Record<string, unknown>, name = 'demo'): KubeObject {
   return {
     apiVersion: API_VERSION,
     kind: KIND,
-    metadata: { name: 'demo', namespace: 'ml', uid: 'uid-1', generation: 1, creationTimestamp: T0.toISOString() },
+    metadata: { name, namespace: 'ml', uid: 'uid-1', generation: 1, creationTimestamp: T0.toISOString() },
     spec,
     ...(status && { status }),
   };
+}
+
+export const TEST_SETTINGS: OperatorSettings = { defaultImage: 'iacnas/trainer:test', progressURL: 'http://op:8080/v1/progress' };
+
+export interface WorldOptions {
+  /** metadata.name of the search (default demo). */
+  name?: string;
+  /** Settings merged over TEST_SETTINGS (e.g. a pod policy). */
+  settings?: Partial<OperatorSettings>;
 }
 
 export type PodPhaseSpec =
@@ -62,12 +71,14 @@ export class World {
   events: Array<Extract<Action, { type: 'event' }>> = [];
   progress?: ProgressEvent;
   last?: ReconcileResult;
+  readonly settings: OperatorSettings;
 
-  constructor(spec: Record<string, unknown> = {}) {
-    this.search = searchObject(spec);
+  constructor(spec: Record<string, unknown> = {}, opts: WorldOptions = {}) {
+    this.search = searchObject(spec, undefined, opts.name);
+    this.settings = { ...TEST_SETTINGS, ...opts.settings };
   }
 
-  reconcile(now: Date): ReconcileResult {
+  reconcile(now: Date, refused?: RefusedCreate): ReconcileResult {
     return reconcile({
       search: this.search,
       pods: this.pods,
@@ -76,14 +87,38 @@ export class World {
       progress: this.progress,
       now,
       newToken: 'token-' + now.getTime(),
-      settings: { defaultImage: 'iacnas/trainer:test', progressURL: 'http://op:8080/v1/progress' },
+      settings: this.settings,
+      ...(refused && { refused }),
     });
   }
 
-  /** One reconcile, its actions applied (created pods start Pending, deleted ones vanish). */
-  step(now: Date): ReconcileResult {
-    const result = this.reconcile(now);
-    for (const a of result.actions) {
+  /**
+   * One reconcile, its actions applied (created pods start Pending, deleted ones vanish).
+   * With `refuse`, the API server refuses creates that this returns true for, and the
+   * reconcile runs once more with the refusal as the controller does.
+   */
+  step(now: Date, refuse?: (object: KubeObject) => RefusedCreate | undefined): ReconcileResult {
+    let result = this.reconcile(now);
+    const refusal = refuse && result.actions.map((a) => (a.type === 'create' ? refuse(a.object) : undefined)).find(Boolean);
+    if (refusal) {
+      // The creates before the refused one went through; then the controller reconciles
+      // again with the refusal and applies only events and the status.
+      const upTo = result.actions.findIndex((a) => a.type === 'create' && a.object.kind === refusal.kind && a.object.metadata.name === refusal.name);
+      this.apply(result.actions.slice(0, upTo).filter((a) => a.type === 'create'));
+      result = this.reconcile(now, refusal);
+      this.apply(result.actions.filter((a) => a.type === 'event'));
+      this.search = { ...this.search, status: result.status };
+      this.last = result;
+      return result;
+    }
+    this.apply(result.actions);
+    this.search = { ...this.search, status: result.status };
+    this.last = result;
+    return result;
+  }
+
+  private apply(actions: Action[]) {
+    for (const a of actions) {
       if (a.type === 'create') {
         const list = a.object.kind === 'Pod' ? this.pods : a.object.kind === 'Secret' ? this.secrets : this.claims;
         if (!list.some((o) => o.metadata.name === a.object.metadata.name)) list.push(structuredClone(a.object));
@@ -94,9 +129,6 @@ export class World {
         this.events.push(a);
       }
     }
-    this.search = { ...this.search, status: result.status };
-    this.last = result;
-    return result;
   }
 
   pod(name: string): KubeObject {
@@ -125,3 +157,12 @@ export class World {
 }
 
 export const result = (r: Record<string, unknown>) => JSON.stringify({ type: 'result', ok: true, ...r });
+
+/** A world whose search pod demo-search-1 was created at 0 and runs from 10, seen at 20. */
+export function runningWorld(spec: Record<string, unknown> = {}): World {
+  const w = new World(spec);
+  w.step(at(0));
+  w.setPod('demo-search-1', { phase: 'Running', startedAt: at(10) });
+  w.step(at(20));
+  return w;
+}

@@ -49,8 +49,26 @@ export interface ReconcileInput {
    * reconcile stays a pure function of its input.
    */
   newToken: string;
-  /** Operator settings that the state machine needs (progress URL, default image). */
+  /** Operator settings that the state machine needs (progress URL, default image, pod policy). */
   settings: OperatorSettings;
+  /**
+   * The API server refused a create of the previous reconcile of this same input (the
+   * controller reconciles once more with it, writes the status and retries with backoff):
+   * the search then says so (Stalled, reason CreateRefused) instead of only the log.
+   */
+  refused?: RefusedCreate;
+}
+
+/** A create the API server refused (403 quota or admission, 422 invalid, 404 namespace gone, ...). */
+export interface RefusedCreate {
+  kind: string;
+  name: string;
+  /** HTTP status code of the answer. */
+  code: number;
+  /** The Status reason, e.g. Forbidden, Invalid, NotFound. */
+  reason?: string;
+  /** The API server's message. */
+  message: string;
 }
 
 export interface OperatorSettings {
@@ -58,6 +76,34 @@ export interface OperatorSettings {
   progressURL?: string;
   /** Trainer image used when spec.image is empty. */
   defaultImage: string;
+  /**
+   * What a search may ask of its pods (set by the platform team). Unset: no restriction
+   * (`iacnas run`, where the pods are local processes); the operator always sets one.
+   */
+  policy?: PodPolicy;
+}
+
+/**
+ * What an IACSearch may ask of its pods: an IACSearch editor must not get more than
+ * "run the trainer" through the operator's pod-creation rights. Patterns are globs: `*`
+ * matches within one path segment, `**` across segments.
+ */
+export interface PodPolicy {
+  /** Image patterns a spec.image must match (the default image is always allowed). */
+  allowedImages: string[];
+  /** priorityClassName values allowed besides empty. */
+  allowedPriorityClasses: string[];
+  /** Patterns of the nodeSelector keys a search may set. */
+  allowedNodeSelectorKeys: string[];
+  /** Tolerations a search may set: each of its tolerations must fall within one of these. */
+  allowedTolerations: AllowedToleration[];
+}
+
+/** An allowed toleration: `key[=value][:effect]`; an unset value or effect allows any. */
+export interface AllowedToleration {
+  key: string;
+  value?: string;
+  effect?: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
 }
 
 export type Action =
