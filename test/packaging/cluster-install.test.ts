@@ -1,6 +1,9 @@
 // The chart and the kustomize base against a real API server (the test/cluster control
 // plane): every rendered manifest is accepted by server-side dry-run, the installed RBAC
-// gives the operator's service account what it needs and nothing more, and a committed
+// of each mode (default: the release namespace; watchNamespaces; rbac.clusterWide) gives
+// the operator's service account what it needs where it watches and nothing more
+// (`kubectl auth can-i`, and the operator running on nothing but that RBAC, with the
+// OwnerReferencesPermissionEnforcement admission plugin on), and a committed
 // IACSearch shows no drift after the API server applied the CRD's defaults (what Argo CD
 // and Flux compare).
 //
@@ -67,9 +70,12 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
   beforeAll(async () => {
     tools.assertPresent();
     if (cluster.reason) throw new Error(cluster.reason);
-    c = await startCluster({ persistentVolumes: 0 });
+    // The admission plugin hardened clusters (OpenShift) enable: blockOwnerDeletion on a
+    // child needs update on its owner's finalizers, which the chart grants.
+    c = await startCluster({ persistentVolumes: 0, apiserverArgs: ['--enable-admission-plugins=OwnerReferencesPermissionEnforcement'] });
     dir = mkdtempSync(join(tmpdir(), 'iac-packaging-'));
-    for (const ns of [NS, 'team-a', 'team-b', 'elsewhere']) {
+    for (const ns of [NS, 'team-a', 'team-b', 'elsewhere', 'kube-system']) {
+      if (await c.client.find(`/api/v1/namespaces/${ns}`)) continue;
       await c.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     }
     const crds = standInCRD('ServiceMonitor', 'servicemonitors') + '---\n' + standInCRD('PrometheusRule', 'prometheusrules');
@@ -88,6 +94,7 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
   it.each([
     ['default values', []],
     ['namespaced mode with every optional object', ['watchNamespaces={team-a,team-b}', ...everything]],
+    ['cluster-wide mode', ['rbac.clusterWide=true']],
   ])('accepts every object of helm template (%s) in a server-side dry-run', async (_, sets) => {
     const manifests = helmTemplate(sets as string[]);
     const r = await kubectl(['apply', '--server-side', '--dry-run=server', '--field-manager=helm', '-f', '-'], manifests);
@@ -108,58 +115,108 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
   });
 
   describe('installed for real', () => {
-    const sa = `system:serviceaccount:${NS}:iac-operator`;
-    // "resource/sub" means a subresource here (kubectl reads "a/b" as resource a, name b).
-    const can = async (verb: string, resource: string, ns?: string) => {
+    // Three releases, one per mode, each with its own service account in iac-system:
+    //   iac-operator  default values: the release namespace (iac-system) only
+    //   iac-ns        watchNamespaces={team-b}
+    //   iac-cw        rbac.clusterWide=true
+    const releases: Record<string, string[]> = {
+      'iac-operator': [],
+      'iac-ns': ['watchNamespaces={team-b}', 'fullnameOverride=iac-ns'],
+      'iac-cw': ['rbac.clusterWide=true', 'fullnameOverride=iac-cw'],
+    };
+    /** May the release's service account do this? "resource/sub" is a subresource; ns undefined: all namespaces. */
+    const can = async (release: string, verb: string, resource: string, ns?: string, name?: string) => {
       const [res, sub] = resource.split('/');
-      const r = await kubectl(['auth', 'can-i', verb, res, ...(sub ? [`--subresource=${sub}`] : []), `--as=${sa}`, ...(ns ? ['-n', ns] : ['--all-namespaces'])]);
+      const r = await kubectl([
+        'auth', 'can-i', verb, name ? `${res}/${name}` : res,
+        ...(sub ? [`--subresource=${sub}`] : []),
+        `--as=system:serviceaccount:${NS}:${release}`,
+        ...(ns ? ['-n', ns] : ['--all-namespaces']),
+      ]);
+      expect(r.stdout.trim(), r.out).toMatch(/^(yes|no)$/);
       return r.stdout.trim() === 'yes';
     };
+    /** What the operator does in a namespace it watches (docs/rbac.md). */
+    const work: Array<[string, string]> = [
+      ['list', 'iacsearches.nas.iac.dev'],
+      ['watch', 'iacsearches.nas.iac.dev'],
+      ['delete', 'iacsearches.nas.iac.dev'],
+      ['patch', 'iacsearches.nas.iac.dev/status'],
+      ['update', 'iacsearches.nas.iac.dev/finalizers'],
+      ['create', 'pods'],
+      ['get', 'pods'],
+      ['delete', 'pods'],
+      ['list', 'secrets'],
+      ['get', 'secrets'],
+      ['create', 'secrets'],
+      ['create', 'persistentvolumeclaims'],
+      ['create', 'events.events.k8s.io'],
+      ['patch', 'events.events.k8s.io'],
+    ];
+    /** Never, anywhere. */
+    const never: Array<[string, string]> = [
+      ['update', 'iacsearches.nas.iac.dev'],
+      ['patch', 'iacsearches.nas.iac.dev'],
+      ['get', 'iacsearches.nas.iac.dev'],
+      ['create', 'iacsearches.nas.iac.dev'],
+      ['update', 'iacsearches.nas.iac.dev/status'],
+      ['update', 'secrets'],
+      ['delete', 'secrets'],
+      ['delete', 'persistentvolumeclaims'],
+      ['update', 'pods/status'],
+      ['create', 'pods/exec'],
+      ['get', 'pods/log'],
+      ['create', 'deployments.apps'],
+      ['get', 'configmaps'],
+      ['create', 'serviceaccounts/token'],
+    ];
 
     beforeAll(async () => {
-      const r = await kubectl(['apply', '--server-side', '--field-manager=helm', '-f', '-'], helmTemplate([]));
-      expect(r.code, r.out).toBe(0);
+      for (const sets of Object.values(releases)) {
+        const r = await kubectl(['apply', '--server-side', '--field-manager=helm', '-f', '-'], helmTemplate(sets));
+        expect(r.code, r.out).toBe(0);
+      }
       await waitFor('IACSearch served', () => c.client.find('/apis/nas.iac.dev/v1alpha1/iacsearches'), 60_000);
     }, 120_000);
 
-    it('the operator may do its work in any namespace (cluster-wide mode)', async () => {
-      for (const [verb, res] of [
-        ['watch', 'iacsearches.nas.iac.dev'],
-        ['patch', 'iacsearches.nas.iac.dev/status'],
-        ['create', 'pods'],
-        ['delete', 'pods'],
-        ['create', 'secrets'],
-        ['create', 'persistentvolumeclaims'],
-        ['create', 'events.events.k8s.io'],
-      ]) {
-        expect(await can(verb, res, 'team-a'), `${verb} ${res}`).toBe(true);
+    it('default values: the operator may do its work in the release namespace and nowhere else', async () => {
+      for (const [verb, res] of work) expect(await can('iac-operator', verb, res, NS), `${verb} ${res} in ${NS}`).toBe(true);
+      for (const ns of ['kube-system', 'default', 'team-a', 'elsewhere']) {
+        for (const [verb, res] of [['get', 'secrets'], ['list', 'secrets'], ['create', 'pods'], ['list', 'pods'], ['list', 'iacsearches.nas.iac.dev']]) {
+          expect(await can('iac-operator', verb, res, ns), `${verb} ${res} in ${ns}`).toBe(false);
+        }
       }
-      expect(await can('update', 'leases.coordination.k8s.io', NS)).toBe(true);
+      expect(await can('iac-operator', 'list', 'secrets')).toBe(false);
+      expect(await can('iac-operator', 'list', 'iacsearches.nas.iac.dev')).toBe(false);
     });
 
-    it('the operator may not do anything else', async () => {
-      expect(await can('update', 'leases.coordination.k8s.io', 'team-a')).toBe(false);
-      expect(await can('update', 'pods/status', 'team-a')).toBe(false);
-      expect(await can('get', 'nodes')).toBe(false);
-      expect(await can('create', 'deployments.apps', 'team-a')).toBe(false);
-      expect(await can('update', 'secrets', 'team-a')).toBe(false);
-      expect(await can('create', 'pods/exec', 'team-a')).toBe(false);
-      expect(await can('create', 'customresourcedefinitions.apiextensions.k8s.io')).toBe(false);
+    it('watchNamespaces: only in the listed namespaces, not even in the release namespace', async () => {
+      for (const [verb, res] of work) expect(await can('iac-ns', verb, res, 'team-b'), `${verb} ${res} in team-b`).toBe(true);
+      for (const ns of [NS, 'kube-system', 'team-a', 'elsewhere']) {
+        expect(await can('iac-ns', 'get', 'secrets', ns), `get secrets in ${ns}`).toBe(false);
+        expect(await can('iac-ns', 'create', 'pods', ns), `create pods in ${ns}`).toBe(false);
+      }
     });
 
-    it('namespaced mode grants pods and secrets only in the watched namespaces', async () => {
-      // A second release in namespaced mode, with its own service account.
-      const manifests = helmTemplate(['watchNamespaces={team-b}', 'fullnameOverride=iac-ns']);
-      const r = await kubectl(['apply', '--server-side', '--field-manager=helm', '-f', '-'], manifests);
-      expect(r.code, r.out).toBe(0);
-      const nsSA = `system:serviceaccount:${NS}:iac-ns`;
-      const canNs = async (verb: string, res: string, ns: string) =>
-        (await kubectl(['auth', 'can-i', verb, res, `--as=${nsSA}`, '-n', ns])).stdout.trim() === 'yes';
-      expect(await canNs('create', 'pods', 'team-b')).toBe(true);
-      expect(await canNs('get', 'secrets', 'team-b')).toBe(true);
-      expect(await canNs('create', 'pods', 'elsewhere')).toBe(false);
-      expect(await canNs('get', 'secrets', 'elsewhere')).toBe(false);
-      expect(await canNs('update', 'leases.coordination.k8s.io', NS)).toBe(true);
+    it('rbac.clusterWide=true: everywhere, kube-system included (why it must be chosen explicitly)', async () => {
+      for (const ns of ['team-a', 'elsewhere', 'kube-system']) {
+        for (const [verb, res] of work) expect(await can('iac-cw', verb, res, ns), `${verb} ${res} in ${ns}`).toBe(true);
+      }
+      expect(await can('iac-cw', 'list', 'secrets')).toBe(true);
+    });
+
+    it('no mode lets the operator update IACSearch specs or do anything else', async () => {
+      for (const [release, ns] of [['iac-operator', NS], ['iac-ns', 'team-b'], ['iac-cw', 'team-a']]) {
+        for (const [verb, res] of never) expect(await can(release, verb, res, ns), `${release}: ${verb} ${res} in ${ns}`).toBe(false);
+        expect(await can(release, 'get', 'nodes'), `${release}: get nodes`).toBe(false);
+        expect(await can(release, 'create', 'customresourcedefinitions.apiextensions.k8s.io'), `${release}: create CRDs`).toBe(false);
+        expect(await can(release, 'create', 'clusterrolebindings.rbac.authorization.k8s.io'), `${release}: bind roles`).toBe(false);
+        // Its own Lease in the release namespace, no other.
+        expect(await can(release, 'update', 'leases.coordination.k8s.io', NS, `${release}-leader`), `${release}: update its lease`).toBe(true);
+        expect(await can(release, 'create', 'leases.coordination.k8s.io', NS), `${release}: create its lease`).toBe(true);
+        expect(await can(release, 'update', 'leases.coordination.k8s.io', NS, 'other-leader'), `${release}: update another lease`).toBe(false);
+        expect(await can(release, 'update', 'leases.coordination.k8s.io', 'team-a', `${release}-leader`), `${release}: lease elsewhere`).toBe(false);
+      }
     });
 
     it('a committed IACSearch shows no drift once the API server has defaulted it (GitOps)', async () => {
@@ -181,8 +238,17 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
       expect(live.status ?? {}).not.toHaveProperty('phase');
     });
 
-    /** Runs the operator with a service account's token, as in its pod, until `check` passes. */
-    async function operatorAs(serviceAccount: string, extraArgs: string[], searchNS: string, name: string) {
+    /**
+     * Runs the operator with a release's service account token, as in its pod, and with the
+     * --namespaces its chart Deployment passes: it must create a search's children, write
+     * its status, record events, hold its Lease and delete the pod on suspend, and never be
+     * refused.
+     */
+    async function operatorAs(serviceAccount: string, searchNS: string, name: string) {
+      const deployment = helmTemplate(releases[serviceAccount])
+        .split(/^---$/m)
+        .find((d) => /^kind: Deployment$/m.test(d))!;
+      const extraArgs = [...deployment.matchAll(/^\s+- (--namespaces=\S+)$/gm)].map((m) => m[1]);
       const token = (await kubectl(['create', 'token', serviceAccount, '-n', NS, '--duration=1h'])).stdout.trim();
       expect(token.length).toBeGreaterThan(20);
       const kubeconfig = join(dir, `${serviceAccount}.kubeconfig`);
@@ -224,9 +290,17 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
         const applied = await kubectl(['apply', '-f', file]);
         expect(applied.code, applied.out).toBe(0);
         const base = `/api/v1/namespaces/${searchNS}`;
+        /** The operator's log lines about requests the API server refused ('' while none): a wait ends at the first. */
+        const refusals = () =>
+          readFileSync(log, 'utf8')
+            .split('\n')
+            .filter((l) => /forbidden/i.test(l))
+            .slice(0, 5)
+            .join('\n');
         await waitFor(
           `${serviceAccount} to create the pod, Secret and claim of ${searchNS}/${name} and write its status`,
           async () => {
+            if (refusals()) return true;
             const search = await c.client.get(`/apis/nas.iac.dev/v1alpha1/namespaces/${searchNS}/iacsearches/${name}`);
             return (
               search.status?.phase === 'Searching' &&
@@ -238,10 +312,22 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
           90_000,
           500,
         );
+        expect(refusals(), `${serviceAccount} was refused`).toBe('');
         const lease = await c.client.get(`/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${serviceAccount}-leader`);
         expect(lease.spec.holderIdentity).toBe(`${serviceAccount}-0`);
         const events = await c.client.get(`/apis/events.k8s.io/v1/namespaces/${searchNS}/events`);
         expect(events.items.some((e: { regarding?: { name?: string } }) => e.regarding?.name === name)).toBe(true);
+        // Suspend: the operator deletes the pod (the IACSearch's spec is the user's to write).
+        await c.client.mergePatch(`/apis/nas.iac.dev/v1alpha1/namespaces/${searchNS}/iacsearches/${name}`, { spec: { suspend: true } });
+        await waitFor(
+          `${serviceAccount} to delete the pod of ${searchNS}/${name} on suspend`,
+          async () =>
+            !!refusals() ||
+            ((await c.client.get(`/apis/nas.iac.dev/v1alpha1/namespaces/${searchNS}/iacsearches/${name}`)).status?.phase === 'Suspended' &&
+              !(await c.client.find(`${base}/pods/${name}-search-1`))),
+          90_000,
+          500,
+        );
       } finally {
         await op.stop(5_000);
       }
@@ -249,13 +335,16 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
       expect(text).not.toMatch(/forbidden/i);
     }
 
-    it('the operator does its work with the cluster-wide RBAC of the chart alone', async () => {
-      await operatorAs('iac-operator', [], 'team-a', 'rbac-cluster');
+    it('the operator does its work with the default RBAC alone (its own namespace)', async () => {
+      await operatorAs('iac-operator', NS, 'rbac-default');
     }, 180_000);
 
-    it('the operator does its work with the namespaced RBAC alone', async () => {
-      // The namespaced release (iac-ns, watching team-b) was installed by the test above.
-      await operatorAs('iac-ns', ['--namespaces=team-b'], 'team-b', 'rbac-namespaced');
+    it('the operator does its work with the watchNamespaces RBAC alone', async () => {
+      await operatorAs('iac-ns', 'team-b', 'rbac-namespaced');
+    }, 180_000);
+
+    it('the operator does its work with the cluster-wide RBAC alone', async () => {
+      await operatorAs('iac-cw', 'team-a', 'rbac-cluster');
     }, 180_000);
   });
 });

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const inCI = process.env.CI === 'true' || process.env.CI === '1';
@@ -109,4 +110,18 @@ export function run(
   });
   if (r.error) throw r.error;
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A rendered Kubernetes object (helm template output). */
+export type RenderedObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: any };
+
+/** `helm template` of the chart with `--set` values, parsed; throws with helm's stderr on failure. */
+export function helmTemplate(helm: string, sets: string[] = [], ns = 'iac-system'): RenderedObject[] {
+  const args = ['template', 'iac-operator', resolve(repoRoot, 'charts/iac-operator'), '--namespace', ns];
+  for (const s of sets) args.push('--set', s);
+  const r = run(helm, args);
+  if (r.status !== 0) throw new Error(`helm template ${sets.join(' ')} failed:\n${r.stderr}`);
+  return parseAllDocuments(r.stdout)
+    .map((d) => d.toJS() as RenderedObject | null)
+    .filter((o): o is RenderedObject => o !== null);
 }

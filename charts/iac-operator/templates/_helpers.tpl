@@ -64,24 +64,3 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "iac-operator.leaseName" -}}
 {{- default (printf "%s-leader" (include "iac-operator.fullname" .)) .Values.leaderElection.leaseName }}
 {{- end }}
-
-{{/* The verbs on the objects the operator manages, shared by the ClusterRole and the per-namespace Roles. */}}
-{{- define "iac-operator.searchRules" -}}
-- apiGroups: ["nas.iac.dev"]
-  resources: ["iacsearches"]
-  verbs: ["get", "list", "watch", "update", "patch", "delete"]
-- apiGroups: ["nas.iac.dev"]
-  resources: ["iacsearches/status"]
-  verbs: ["get", "update", "patch"]
-# Setting blockOwnerDeletion on the pods, secrets and claims a search owns needs
-# update on its finalizers subresource where OwnerReferencesPermissionEnforcement is on.
-- apiGroups: ["nas.iac.dev"]
-  resources: ["iacsearches/finalizers"]
-  verbs: ["update"]
-- apiGroups: [""]
-  resources: ["pods", "secrets", "persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "create", "delete"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-{{- end }}
