@@ -32,7 +32,8 @@ describe.skipIf(availability.skip)('GPU scheduling of several searches', () => {
       const searches: KubeJSON[] = await Promise.all(names.map((n) => env.cluster.client.get(iacsPath(ns, n))));
       const pods: KubeJSON[] = (await Promise.all(names.map((n) => searchPods(env.cluster, ns, n)))).flat();
       const running = pods.filter((p) => p.status?.phase === 'Running');
-      const queued = searches.filter((s) => condition(s, 'Reconciling')?.reason === 'WaitingForResources');
+      // The scheduler may first report the claim still binding; wait until the GPUs are the reason.
+      const queued = searches.filter((s) => condition(s, 'Reconciling')?.reason === 'WaitingForResources' && String(condition(s, 'Reconciling').message).includes('nvidia.com/gpu'));
       return running.length === 2 && queued.length === 2 ? queued : undefined;
     }, 180_000, 500);
     for (const s of waiting) {
