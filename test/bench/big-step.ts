@@ -15,7 +15,7 @@
 //
 // On wasm the check refuses this size and the steps are not run (they would end in
 // "memory access out of bounds"); --force runs them anyway.
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -26,6 +26,7 @@ import { diceCrossEntropyLoss } from '../../trainer/src/model/loss.ts';
 import { assertFitsInMemory, estimateTrainingMemory, memoryLimit } from '../../trainer/src/model/memory.ts';
 import { createNetwork } from '../../trainer/src/model/network.ts';
 import { gradients, namedVariables } from '../../trainer/src/train/common.ts';
+import { benchNetworkOptions, CLASSES, peakRssBytes, randomBatches } from './step.ts';
 import { Adam, SgdMomentum, type NamedVariable, type Optimizer } from '../../trainer/src/train/optimizers.ts';
 
 const args = process.argv.slice(2);
@@ -39,24 +40,13 @@ const DEPTH = Number(arg('--depth', '3'));
 const BASE = Number(arg('--base', '16'));
 /** 'none': a plain U-Net's training step (Adam on every weight, as backbone.ts and retrain.ts) instead. */
 const CELLS = arg('--cells', 'supernet') as 'supernet' | 'none';
-const CLASSES = 4;
 
-const options: NetworkOptions = {
-  backbone: { depth: DEPTH, baseFilters: BASE, pretrainEpochs: 1, learningRate: 1e-3 },
-  inChannels: 1,
-  numClasses: CLASSES,
-  cells: CELLS,
-  space: { operations: [...OPERATIONS], nodes: 4, partialChannels: K },
-  seed: 0,
-};
+const options: NetworkOptions = benchNetworkOptions({ depth: DEPTH, base: BASE, k: K, cells: CELLS });
 
 const MiB = 2 ** 20;
 const mib = (bytes: number) => Math.round(bytes / MiB);
 /** Peak resident memory since the last reset (Linux: VmHWM). */
-function peakRss(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) * 1024 : process.resourceUsage().maxRSS * 1024;
-}
+const peakRss = peakRssBytes;
 /** Resets the peak to the current RSS (Linux >= 4.0); false where not allowed. */
 function resetPeakRss(): boolean {
   try {
@@ -105,10 +95,7 @@ if (!args.includes('--check-only') && (mine.refusal === null || args.includes('-
   const weightOpt: Optimizer = arch ? new SgdMomentum(weightVars, { momentum: 0.9, weightDecay: 3e-4, gradClip: 5 }) : new Adam(weightVars);
   const archOpt = new Adam(archVars, { beta1: 0.5, beta2: 0.999, weightDecay: 1e-3 });
   const loss = (logits: tf.Tensor4D, labels: tf.Tensor3D) => diceCrossEntropyLoss(logits, labels);
-  const batches = [0, 1].map((s) => ({
-    x: tf.randomNormal([BATCH, SIZE, SIZE, 1], 0, 1, 'float32', s + 1) as tf.Tensor4D,
-    y: tf.randomUniform([BATCH, SIZE, SIZE], 0, CLASSES, 'int32', s + 7) as tf.Tensor3D,
-  }));
+  const batches = randomBatches(BATCH, SIZE);
   const step = async () => {
     const value = tf.tidy(() => {
       if (arch) archOpt.apply(gradients(net, loss, batches[1].x, batches[1].y, CLASSES, archVars).grads, 6e-4);

@@ -14,14 +14,14 @@
 // nvidia-smi reports (run with TF_FORCE_GPU_ALLOW_GROWTH=true, or TensorFlow reserves
 // nearly all of it at start and that figure says nothing about the step).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, parseBackendOverride, tensorflowVersion, type BackendChoice } from '../../trainer/src/backend/index.ts';
 import { OPERATIONS } from '../../trainer/src/config/index.ts';
-import { diceCrossEntropyLoss } from '../../trainer/src/model/loss.ts';
 import { UNet } from '../../trainer/src/model/network.ts';
+import { benchNetworkOptions, CLASSES, peakRssBytes, randomBatches, searchOptimizers, searchStep as step } from './step.ts';
 
 const args = process.argv.slice(2);
 function option(name: string): string | undefined {
@@ -49,22 +49,12 @@ const WARMUP = integer('--warmup', 2, 1);
 const DEPTH = integer('--depth', 3, 1);
 const BASE = integer('--base', 16, 4);
 const K = integer('--k', 4, 1);
-const CLASSES = 4;
 if (SIZE % 2 ** DEPTH !== 0) throw new Error(`--size ${SIZE} is not a multiple of 2^depth = ${2 ** DEPTH}`);
 
 const MiB = 2 ** 20;
 const log = (s: string) => process.stderr.write(`gpu-step: ${s}\n`);
 
-/** Peak resident memory of this process so far (Linux VmHWM). */
-function peakRssMiB(): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-    if (m) return Math.round(Number(m[1]) / 1024);
-  } catch {
-    // not Linux
-  }
-  return Math.round(process.resourceUsage().maxRSS / 1024);
-}
+const peakRssMiB = () => Math.round(peakRssBytes() / MiB);
 
 /** GPU memory as nvidia-smi sees it: this process's (where it lists processes) and the device's; undefined without nvidia-smi. */
 function gpuMemory(): { processMiB: number | null; deviceUsedMiB: number; deviceTotalMiB: number; gpu: string } | undefined {
@@ -88,29 +78,10 @@ function gpuMemory(): { processMiB: number | null; deviceUsedMiB: number; device
 
 const t00 = performance.now();
 const info = await initBackend({ backend });
-const net = new UNet({
-  backbone: { depth: DEPTH, baseFilters: BASE, pretrainEpochs: 1, learningRate: 1e-3 },
-  inChannels: 1,
-  numClasses: CLASSES,
-  cells: 'supernet',
-  space: { operations: [...OPERATIONS], nodes: 4, partialChannels: K },
-  seed: 0,
-});
-const batch = [0, 1].map((s) => ({
-  x: tf.randomNormal([BATCH, SIZE, SIZE, 1], 0, 1, 'float32', s + 1) as tf.Tensor4D,
-  y: tf.randomUniform([BATCH, SIZE, SIZE], 0, CLASSES, 'int32', s + 7) as tf.Tensor3D,
-}));
-const opt = { w: tf.train.momentum(0.025, 0.9), a: tf.train.adam(6e-4, 0.5, 0.999) };
-
-/** One search step: momentum SGD on the cell weights (backbone frozen), then Adam on alphas and betas. Returns the two losses. */
-function searchStep(): [number, number] {
-  const loss = (i: number) => () => diceCrossEntropyLoss(net.apply(batch[i].x, { training: true }), batch[i].y);
-  const l1 = opt.w.minimize(loss(0), true, net.cellVariables as tf.Variable[]);
-  const l2 = opt.a.minimize(loss(1), true, [...net.arch!.alphas, ...net.arch!.betas]);
-  const v: [number, number] = [l1!.dataSync()[0], l2!.dataSync()[0]];
-  tf.dispose([l1!, l2!]);
-  return v;
-}
+const net = new UNet(benchNetworkOptions({ depth: DEPTH, base: BASE, k: K }));
+const batch = randomBatches(BATCH, SIZE);
+const opt = searchOptimizers();
+const searchStep = (): [number, number] => step(net, opt, batch);
 
 const warmupMs: number[] = [];
 for (let s = 0; s < WARMUP; s++) {

@@ -35,8 +35,8 @@ import { initBackend, type BackendChoice } from '../../trainer/src/backend/index
 import { IacCell } from '../../trainer/src/model/cell.ts';
 import { instanceNorm, pointwise, useReferenceNorm } from '../../trainer/src/model/layers.ts';
 import { setWasmTuning } from '../../trainer/src/backend/wasm-tuning.ts';
-import { diceCrossEntropyLoss } from '../../trainer/src/model/loss.ts';
 import { UNet } from '../../trainer/src/model/network.ts';
+import { benchNetworkOptions, randomBatches, searchOptimizers, searchStep } from './step.ts';
 import { applyFused, applyShared, isShared, type EdgeOpWeights } from '../../trainer/src/model/operations.ts';
 import { edgeIndex } from '../../trainer/src/model/topology.ts';
 
@@ -327,25 +327,7 @@ function edgeByEdge(this: IacCell, s0: tf.Tensor4D, s1: tf.Tensor4D): tf.Tensor4
   return tf.add(s0, pointwise(tf.concat(nodes, 3) as tf.Tensor4D, self.out as unknown as tf.Tensor2D));
 }
 
-function makeNet(): UNet {
-  return new UNet({
-    backbone: { depth: 3, baseFilters: 16, pretrainEpochs: 1, learningRate: 1e-3 },
-    inChannels: 1,
-    numClasses: 4,
-    cells: 'supernet',
-    space: { operations: [...OPERATIONS], nodes: 4, partialChannels: 4 },
-    seed: 0,
-  });
-}
-
-function searchStep(net: UNet, opt: { w: tf.Optimizer; a: tf.Optimizer }, batch: { x: tf.Tensor4D; y: tf.Tensor3D }[]): void {
-  const loss = (i: number) => () => diceCrossEntropyLoss(net.apply(batch[i].x, { training: true }), batch[i].y);
-  const l1 = opt.w.minimize(loss(0), true, net.cellVariables as tf.Variable[]);
-  const l2 = opt.a.minimize(loss(1), true, [...net.arch!.alphas, ...net.arch!.betas]);
-  l1?.dataSync();
-  l2?.dataSync();
-  tf.dispose([l1, l2].filter((t): t is tf.Scalar => t !== null));
-}
+const makeNet = (): UNet => new UNet(benchNetworkOptions());
 
 function osThreads(): number | undefined {
   try {
@@ -362,11 +344,8 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
   await initBackend({ backend, quiet: true });
   const net = makeNet();
   setup(net);
-  const batch = [0, 1].map((s) => ({
-    x: tf.randomNormal([BATCH, SIZE, SIZE, 1], 0, 1, 'float32', s + 1) as tf.Tensor4D,
-    y: tf.randomUniform([BATCH, SIZE, SIZE], 0, 4, 'int32', s + 7) as tf.Tensor3D,
-  }));
-  const opt = { w: tf.train.momentum(0.025, 0.9), a: tf.train.adam(6e-4, 0.5, 0.999) };
+  const batch = randomBatches(BATCH, SIZE);
+  const opt = searchOptimizers();
   searchStep(net, opt, batch); // warm-up: plans, optimizer slots
   const tensorsBefore = tf.memory().numTensors;
   const t0 = performance.now();
