@@ -118,4 +118,52 @@ describe('Informer', () => {
     expect(inf.list().map((p) => p.metadata.namespace).sort()).toEqual(['a', 'c']);
     inf.stop();
   });
+
+  it('caches objects without managedFields or kubectl\'s last-applied copy, reduced by its transform', async () => {
+    const api = new FakeKubeApi();
+    api.seed({
+      ...pod('a', 'p1'),
+      metadata: {
+        name: 'p1',
+        namespace: 'a',
+        labels: { 'iac.dev/search': 's' },
+        annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":1}', keep: 'me' },
+        managedFields: [{ manager: 'kubectl' }],
+      } as KubeObject['metadata'],
+      spec: { containers: [{ name: 'c' }], volumes: [{ name: 'v' }] },
+    });
+    const inf = new Informer(api, PodType, { transform: (o) => ({ ...o, spec: { containers: (o.spec as { containers: unknown }).containers } }) });
+    inf.start();
+    await until(() => inf.hasSynced());
+    const cached = inf.get('a', 'p1')!;
+    expect(cached.metadata).not.toHaveProperty('managedFields');
+    expect(cached.metadata.annotations).toEqual({ keep: 'me' });
+    expect(cached.metadata.labels).toEqual({ 'iac.dev/search': 's' });
+    expect(cached.spec).toEqual({ containers: [{ name: 'c' }] });
+    expect(Object.isFrozen(cached.spec)).toBe(true);
+    inf.stop();
+  });
+
+  it('keeps its index in step with adds, label changes and deletes', async () => {
+    const api = new FakeKubeApi();
+    api.seed(pod('a', 'p1', { 'iac.dev/search': 's1' }));
+    api.seed(pod('a', 'p2', { 'iac.dev/search': 's1' }));
+    api.seed(pod('b', 'p1', { 'iac.dev/search': 's1' }));
+    const inf = new Informer(api, PodType, { indexBy: (o) => (o.metadata.labels?.['iac.dev/search'] ? `${o.metadata.namespace}/${o.metadata.labels['iac.dev/search']}` : undefined) });
+    inf.start();
+    await until(() => inf.hasSynced());
+    const names = (key: string) => inf.byIndex(key).map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort();
+    expect(names('a/s1')).toEqual(['a/p1', 'a/p2']);
+    expect(names('b/s1')).toEqual(['b/p1']);
+    await until(() => api.openWatches() === 1);
+    await api.mergePatch(PodType, 'a', 'p2', { metadata: { labels: { 'iac.dev/search': 's2' } } });
+    await until(() => names('a/s2').length === 1);
+    expect(names('a/s1')).toEqual(['a/p1']);
+    await api.mergePatch(PodType, 'a', 'p1', { metadata: { labels: { 'iac.dev/search': null } } });
+    await until(() => names('a/s1').length === 0);
+    await api.delete(PodType, 'a', 'p2');
+    await until(() => names('a/s2').length === 0);
+    expect(names('b/s1')).toEqual(['b/p1']);
+    inf.stop();
+  });
 });

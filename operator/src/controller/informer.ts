@@ -20,6 +20,28 @@ export interface InformerOptions {
   /** Called each time the informer restarts after an error. */
   onRestart?: (resource: string, err: unknown) => void;
   log?: Logger;
+  /**
+   * Reduces each object before it is cached (client-go's SetTransform): the cache holds
+   * only what its readers use. Applied after the fields every cache drops (stripObject).
+   */
+  transform?: (object: KubeObject) => KubeObject;
+  /** Indexes cached objects by the key this returns (undefined: not indexed); read with byIndex(). */
+  indexBy?: (object: KubeObject) => string | undefined;
+}
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * What no reader of the cache uses and every object carries: managedFields (often larger
+ * than the object itself) and kubectl's copy of the last applied object.
+ */
+export function stripObject(object: KubeObject): KubeObject {
+  const { managedFields: _managed, ...metadata } = object.metadata as KubeObject['metadata'] & { managedFields?: unknown };
+  if (metadata.annotations && LAST_APPLIED in metadata.annotations) {
+    const { [LAST_APPLIED]: _applied, ...annotations } = metadata.annotations;
+    metadata.annotations = annotations;
+  }
+  return { ...object, metadata };
 }
 
 function deepFreeze<T>(o: T): T {
@@ -185,11 +207,16 @@ function isTimeout(err: unknown): boolean {
 export class Informer {
   readonly type: ResourceType;
   private readonly cache = new Map<string, KubeObject>();
+  private readonly index = new Map<string, Map<string, KubeObject>>();
   private readonly handlers: InformerHandler[] = [];
   private readonly reflectors: Reflector[];
+  private readonly transform?: (object: KubeObject) => KubeObject;
+  private readonly indexBy?: (object: KubeObject) => string | undefined;
 
   constructor(api: KubeApi, type: ResourceType, opts: InformerOptions = {}) {
     this.type = type;
+    this.transform = opts.transform;
+    this.indexBy = opts.indexBy;
     const namespaces = opts.namespaces?.length ? opts.namespaces : [undefined];
     this.reflectors = namespaces.map((ns) => new Reflector(this, api, type, ns, opts));
   }
@@ -220,6 +247,34 @@ export class Informer {
     return namespace === undefined ? all : all.filter((o) => o.metadata.namespace === namespace);
   }
 
+  /** The cached objects whose indexBy key is `key` (needs the indexBy option). */
+  byIndex(key: string): KubeObject[] {
+    const hit = this.index.get(key);
+    return hit ? [...hit.values()] : [];
+  }
+
+  size(): number {
+    return this.cache.size;
+  }
+
+  private setCached(key: string, obj: KubeObject | undefined, old: KubeObject | undefined): void {
+    if (obj) this.cache.set(key, obj);
+    else this.cache.delete(key);
+    if (!this.indexBy) return;
+    const before = old && this.indexBy(old);
+    const after = obj && this.indexBy(obj);
+    if (before !== undefined && before !== after) {
+      const set = this.index.get(before);
+      set?.delete(key);
+      if (set?.size === 0) this.index.delete(before);
+    }
+    if (after !== undefined && obj) {
+      let set = this.index.get(after);
+      if (!set) this.index.set(after, (set = new Map()));
+      set.set(key, obj);
+    }
+  }
+
   /** @internal the reflector's result of a fresh list: adds, updates and deletes the difference. */
   replaceNamespace(namespace: string | undefined, items: KubeObject[]): void {
     const seen = new Set<string>();
@@ -229,7 +284,7 @@ export class Informer {
     }
     for (const [key, old] of [...this.cache]) {
       if ((namespace === undefined || old.metadata.namespace === namespace) && !seen.has(key)) {
-        this.cache.delete(key);
+        this.setCached(key, undefined, old);
         this.dispatch('delete', old);
       }
     }
@@ -237,11 +292,13 @@ export class Informer {
 
   /** @internal */
   upsert(object: KubeObject): void {
-    const obj = deepFreeze(object.apiVersion ? object : { ...object, apiVersion: this.type.apiVersion, kind: this.type.kind });
-    const key = objectKey(obj);
+    const key = objectKey(object);
     const old = this.cache.get(key);
-    if (old && old.metadata.resourceVersion === obj.metadata.resourceVersion) return;
-    this.cache.set(key, obj);
+    if (old && old.metadata.resourceVersion === object.metadata.resourceVersion) return;
+    let obj = stripObject(object.apiVersion ? object : { ...object, apiVersion: this.type.apiVersion, kind: this.type.kind });
+    if (this.transform) obj = this.transform(obj);
+    deepFreeze(obj);
+    this.setCached(key, obj, old);
     this.dispatch(old ? 'update' : 'add', obj, old);
   }
 
@@ -249,8 +306,8 @@ export class Informer {
   remove(object: KubeObject): void {
     const key = objectKey(object);
     const old = this.cache.get(key);
-    this.cache.delete(key);
-    this.dispatch('delete', deepFreeze(old ?? object));
+    this.setCached(key, undefined, old);
+    this.dispatch('delete', old ?? deepFreeze(this.transform ? this.transform(stripObject(object)) : stripObject(object)));
   }
 
   private dispatch(event: InformerEvent, obj: KubeObject, old?: KubeObject): void {

@@ -11,7 +11,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { RetrainConfig, SearchConfig } from '../../../trainer/src/config/index.ts';
 import { ProgressEvent } from '../../../trainer/src/report/events.ts';
-import type { KubeApi, KubeObject, ListResult } from '../k8s/types.ts';
+import type { KubeObject } from '../k8s/types.ts';
 
 export const LABEL_SEARCH = 'iac.dev/search';
 export const progressSecretName = (search: string) => `${search}-progress`;
@@ -82,28 +82,6 @@ export function slimSecret(secret: KubeObject): KubeObject {
   const slim: KubeObject = { apiVersion: secret.apiVersion || 'v1', kind: secret.kind || 'Secret', metadata };
   if (bytes) slim[TOKEN_HASH] = sha256(bytes).toString('base64');
   return slim;
-}
-
-/**
- * `api` as the Secret informer should see it: listed and watched Secrets are slimmed
- * (slimSecret) before they reach the cache, so large Secrets are never kept. Every other
- * call goes to `api` unchanged.
- */
-export function slimSecretsApi(api: KubeApi): KubeApi {
-  return {
-    list: async (type, opts): Promise<ListResult> => {
-      const res = await api.list(type, opts);
-      return { resourceVersion: res.resourceVersion, items: res.items.map(slimSecret) };
-    },
-    watch: (type, opts, onEvent, onClose) =>
-      api.watch(type, opts, (eventType, object) => onEvent(eventType, eventType === 'ERROR' || eventType === 'BOOKMARK' ? object : slimSecret(object)), onClose),
-    get: (type, namespace, name) => api.get(type, namespace, name),
-    create: (object) => api.create(object),
-    replace: (object) => api.replace(object),
-    delete: (type, namespace, name) => api.delete(type, namespace, name),
-    mergePatch: (type, namespace, name, patch) => api.mergePatch(type, namespace, name, patch),
-    mergePatchStatus: (type, namespace, name, patch) => api.mergePatchStatus(type, namespace, name, patch),
-  };
 }
 
 /** True when `secret` is the progress Secret the operator created for `search`. */

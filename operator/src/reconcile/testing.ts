@@ -9,6 +9,16 @@ import type { Action, KubeObject, OperatorSettings, ReconcileResult, RefusedCrea
 export const T0 = new Date('2026-03-01T12:00:00Z');
 export const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
 
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+const frozenCopy = <T>(o: T): T => deepFreeze(structuredClone(o));
+
 export function searchObject(spec: Record<string, unknown> = {}, status?: Record<string, unknown>, name = 'demo'): KubeObject {
   return {
     apiVersion: API_VERSION,
@@ -78,12 +88,13 @@ export class World {
     this.settings = { ...TEST_SETTINGS, ...opts.settings };
   }
 
+  /** One reconcile on frozen copies of the world, as the controller hands it its frozen cache. */
   reconcile(now: Date, refused?: RefusedCreate): ReconcileResult {
     return reconcile({
-      search: this.search,
-      pods: this.pods,
-      secrets: this.secrets,
-      persistentVolumeClaims: this.claims,
+      search: frozenCopy(this.search),
+      pods: this.pods.map(frozenCopy),
+      secrets: this.secrets.map(frozenCopy),
+      persistentVolumeClaims: this.claims.map(frozenCopy),
       progress: this.progress,
       now,
       newToken: 'token-' + now.getTime(),
