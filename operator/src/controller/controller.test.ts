@@ -182,7 +182,7 @@ describe('Controller', () => {
   it('honours requeueAfter', async () => {
     let n = 0;
     const { api, ctl, calls } = setup({
-      reconcile: (input) => ({ actions: [], status: { phase: 'Pending', n: ++n }, requeueAfterMs: n < 3 ? 30 : undefined }),
+      reconcile: () => ({ actions: [], status: { phase: 'Pending' }, requeueAfterMs: ++n < 3 ? 30 : undefined }),
     });
     await api.create(searchObj());
     ctl.startInformers();
@@ -221,6 +221,39 @@ describe('Controller', () => {
     expect(statusPatches(api).length - before).toBe(1);
     expect(calls.length - callsBefore).toBeLessThanOrEqual(2);
     expect(calls.at(-1)!.progress?.epoch).toBe(5);
+    await ctl.shutdown();
+  });
+
+  it('writes a transition at once and news (messages, running totals) at most once per progress interval', async () => {
+    let phase = 'Searching';
+    let message = 0;
+    const { api, ctl } = setup({
+      progressIntervalMs: 300,
+      reconcile: () => ({ actions: [], status: { phase, conditions: [{ type: 'Ready', status: 'False', reason: phase, message: `m${message}` }] } }),
+    });
+    await api.create(searchObj());
+    ctl.startInformers();
+    ctl.startWorkers();
+    await until(() => statusPatches(api).length === 1);
+    const written = () => (api.objects('IACSearch')[0].status as { phase: string; conditions: Array<{ message: string }> });
+    // News right after a write waits for the interval, then goes out once with the latest.
+    const t0 = Date.now();
+    for (message = 1; message <= 3; message++) {
+      ctl.enqueue('lab/s');
+      await sleep(20);
+    }
+    message = 3;
+    ctl.enqueue('lab/s');
+    await until(() => written().conditions[0].message === 'm3');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(statusPatches(api)).toHaveLength(2);
+    // A transition goes out at once, even right after a write.
+    phase = 'Pruning';
+    const t1 = Date.now();
+    ctl.enqueue('lab/s');
+    await until(() => written().phase === 'Pruning');
+    expect(statusPatches(api)).toHaveLength(3);
+    expect(Date.now() - t1).toBeLessThan(250);
     await ctl.shutdown();
   });
 
@@ -316,7 +349,7 @@ describe('Controller', () => {
     await ctl.shutdown();
   });
 
-  it('hands reconcile copies, never the cached objects', async () => {
+  it('hands reconcile the frozen cached objects: a reconcile that writes into them fails and the cache stays as it was', async () => {
     const { api, ctl } = setup({
       reconcile: (input) => {
         (input.search.metadata as { name: string }).name = 'mutated';
@@ -326,7 +359,7 @@ describe('Controller', () => {
     await api.create(searchObj());
     ctl.startInformers();
     await until(() => ctl.hasSynced());
-    await ctl.sync('lab/s');
+    await expect(ctl.sync('lab/s')).rejects.toThrow(TypeError);
     expect(ctl.searches.get('lab', 's')!.metadata.name).toBe('s');
     await ctl.shutdown();
   });

@@ -20,7 +20,9 @@ import type { OperatorMetrics } from '../metrics/registry.ts';
 import type { Action, OperatorSettings, ReconcileInput, ReconcileResult, RefusedCreate } from '../reconcile/types.ts';
 import { Informer } from './informer.ts';
 import { silentLogger, type Logger } from './log.ts';
-import { LABEL_SEARCH, ProgressStore, checkToken, progressIssuesAgainstSpec, progressSecretName, slimSecretsApi, type ProgressIssue, type TokenCheck } from './progress.ts';
+import { ownerIndex, slimClaim, slimPod } from './cache.ts';
+import { LABEL_SEARCH, ProgressStore, checkToken, progressIssuesAgainstSpec, progressSecretName, slimSecret, type ProgressIssue, type TokenCheck } from './progress.ts';
+import { isTransition } from './status-change.ts';
 import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
 
 export type ReconcileFn = (input: ReconcileInput) => ReconcileResult;
@@ -35,7 +37,10 @@ export interface ControllerOptions {
   metrics?: OperatorMetrics;
   events?: EventRecorder;
   log?: Logger;
-  /** Progress events change the status at most once per this many ms per search. */
+  /**
+   * Progress events, and other status changes that are no transition (status-change.ts),
+   * are written at most once per this many ms per search.
+   */
   progressIntervalMs?: number;
   queue?: WorkQueueOptions;
   informerBackoffMs?: number;
@@ -79,6 +84,8 @@ export class Controller {
    * written by someone else, and is reconciled (and corrected) at once.
    */
   private readonly writtenStatus = new Map<string, Record<string, unknown>>();
+  /** Per key, when this operator last wrote the search's status (news waits for the interval after it). */
+  private readonly lastStatusWrite = new Map<string, number>();
   /** Events being written in the background. */
   private readonly eventsInFlight = new Set<Promise<void>>();
 
@@ -92,11 +99,13 @@ export class Controller {
       onRestart: (resource: string) => opts.metrics?.informerRestarts.inc({ resource }),
     };
     this.searches = new Informer(opts.api, IACSearchType, common);
-    const owned = { ...common, labelSelector: LABEL_SEARCH };
-    this.pods = new Informer(opts.api, PodType, owned);
+    // The children: only labelled ones, cached reduced to what the reconcile reads
+    // (cache.ts) and indexed by their search.
+    const owned = { ...common, labelSelector: LABEL_SEARCH, indexBy: ownerIndex };
+    this.pods = new Informer(opts.api, PodType, { ...owned, transform: slimPod });
     // Secrets are cached slimmed (a token hash, no data): anyone may create labelled ones.
-    this.secrets = new Informer(slimSecretsApi(opts.api), SecretType, owned);
-    this.claims = new Informer(opts.api, PersistentVolumeClaimType, owned);
+    this.secrets = new Informer(opts.api, SecretType, { ...owned, transform: slimSecret });
+    this.claims = new Informer(opts.api, PersistentVolumeClaimType, { ...owned, transform: slimClaim });
 
     this.searches.on((event, obj, old) => {
       // A status-only change (our own write) needs no new reconcile: generation,
@@ -285,6 +294,7 @@ export class Controller {
       this.lastProgressSync.delete(key);
       this.replacedVersion.delete(key);
       this.writtenStatus.delete(key);
+      this.lastStatusWrite.delete(key);
       return undefined;
     }
     const replaced = this.replacedVersion.get(key);
@@ -300,11 +310,12 @@ export class Controller {
       const ref = o.metadata.ownerReferences?.find((r) => r.controller);
       return !ref || !uid || ref.uid === uid;
     };
+    // Cached objects are frozen and the reconcile copies what it changes: no clones here.
     const input: ReconcileInput = {
-      search: structuredClone(search),
-      pods: this.pods.list(namespace).filter(owned).map((o) => structuredClone(o)),
-      secrets: this.secrets.list(namespace).filter(owned).map((o) => structuredClone(o)),
-      persistentVolumeClaims: this.claims.list(namespace).filter(owned).map((o) => structuredClone(o)),
+      search,
+      pods: this.pods.byIndex(key).filter(owned),
+      secrets: this.secrets.byIndex(key).filter(owned),
+      persistentVolumeClaims: this.claims.byIndex(key).filter(owned),
       progress: this.progress.get(key),
       now: this.o.now?.() ?? new Date(),
       newToken: (this.o.newToken ?? newProgressToken)(),
@@ -343,8 +354,27 @@ export class Controller {
       i = j;
     }
     this.guard(term);
+    const wait = this.newsWait(key, search, result.status);
+    if (wait > 0) {
+      // Only news since the last write (status-change.ts): it goes out with the next write.
+      return Math.min(result.requeueAfterMs ?? wait, wait);
+    }
     if ((await this.writeStatus(key, search, result.status, log)) === 'gone') return undefined;
     return result.requeueAfterMs;
+  }
+
+  /**
+   * How long a status change that is only news (no transition, status-change.ts) waits
+   * for its write: until --progress-interval after this search's last status write. 0:
+   * write now (a transition, a status someone else wrote, or no recent write).
+   */
+  private newsWait(key: string, search: KubeObject, status: Record<string, unknown>): number {
+    const last = this.lastStatusWrite.get(key);
+    if (last === undefined) return 0;
+    const wait = last + (this.o.progressIntervalMs ?? 5_000) - Date.now();
+    const old = (search.status ?? {}) as Record<string, unknown>;
+    if (wait <= 0 || jsonEqual(old, status) || this.foreignStatus(search)) return 0;
+    return isTransition(old, status) ? 0 : wait;
   }
 
   /** Writes a status when it changed: one merge patch, the read resourceVersion as precondition. */
@@ -360,6 +390,7 @@ export class Controller {
         status: patch,
       });
       if (search.metadata.resourceVersion) this.replacedVersion.set(key, { rv: search.metadata.resourceVersion, at: Date.now() });
+      this.lastStatusWrite.set(key, Date.now());
       log.debug('status written', { phase: status.phase });
       return 'written';
     } catch (err) {
