@@ -171,7 +171,7 @@ class Machine {
     const known = r.history?.find((h) => h.pod === a.name);
     if (known) known.outcome = 'Succeeded';
     this.applyResult(a);
-    this.event('Normal', 'PhaseSucceeded', `${a.stage} finished (pod ${a.name})${describeResult(a)}`);
+    if (this.input.settings.phaseEvents) this.event('Normal', 'PhaseSucceeded', `${a.stage} finished (pod ${a.name})${describeResult(a)}`);
   }
 
   applyResult(a: ObservedAttempt) {
@@ -439,11 +439,12 @@ class Machine {
       return;
     }
     this.setPhase(phase);
-    // The phase's event; when this reconcile also creates the pod it names it, instead of a
-    // PodCreated event of its own (an API request per phase saved: events are the most
-    // frequent request of a search's life).
+    // A phase change is in the status (phase, conditions, phases.<stage>); an event for it
+    // only with settings.phaseEvents, or when a suspended search resumes. When this
+    // reconcile also creates the pod the event names it (docs/operator-scale.md: events
+    // were the most frequent request of a search's life).
     let started: Extract<Action, { type: 'event' }> | undefined;
-    if (this.previousPhase !== phase) {
+    if (this.previousPhase !== phase && (resuming || this.input.settings.phaseEvents)) {
       this.event('Normal', resuming ? 'Resumed' : phase, resuming ? `resuming ${stage} from its checkpoint` : `${stage} phase started`);
       started = this.actions[this.actions.length - 1] as Extract<Action, { type: 'event' }>;
     }
@@ -533,7 +534,8 @@ class Machine {
       started.message = `${started.message}: ${r.message}`;
       this.dropEvent(started);
       this.actions.push(started);
-    } else {
+    } else if (attempt > 1) {
+      // A new attempt after a failure or a disruption (each had its Warning).
       this.event('Normal', 'PodCreated', r.message);
     }
     this.requeueAfter(WAIT_RESYNC_SECONDS);

@@ -13,8 +13,25 @@ function finish(w: World, name: string, start: number, end: number, message = re
 }
 
 describe('reconcile: the happy path', () => {
-  it('records one event when a phase starts with its pod, naming the pod (no separate PodCreated)', () => {
+  it('records one Normal event over a search\'s happy path: the outcome (phase changes are in the status)', () => {
     const w = new World();
+    const events = (r: { actions: Array<{ type: string; reason?: string; message?: string }> }) => r.actions.filter((a) => a.type === 'event');
+    const all: string[] = [];
+    let r = w.step(at(0));
+    all.push(...events(r).map((e) => e.reason!));
+    let t = 10;
+    for (const stage of ['search', 'prune', 'retrain', 'evaluate']) {
+      finish(w, `demo-${stage}-1`, t, t + 10);
+      t += 20;
+      r = w.step(at(t));
+      all.push(...events(r).map((e) => e.reason!));
+    }
+    expect(w.status.phase).toBe('Succeeded');
+    expect(all).toEqual(['Succeeded']);
+  });
+
+  it('with phaseEvents, records one event when a phase starts with its pod, naming the pod, and one when it ends', () => {
+    const w = new World({}, { settings: { phaseEvents: true } });
     const events = (r: { actions: Array<{ type: string; reason?: string; message?: string }> }) => r.actions.filter((a) => a.type === 'event');
     let r = w.step(at(0));
     expect(events(r)).toEqual([expect.objectContaining({ reason: 'Searching', message: 'search phase started: search attempt 1 created (pod demo-search-1)' })]);

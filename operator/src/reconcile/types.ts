@@ -81,6 +81,12 @@ export interface OperatorSettings {
    * (`iacnas run`, where the pods are local processes); the operator always sets one.
    */
   policy?: PodPolicy;
+  /**
+   * A Normal event at every phase start and end (PhaseStarted-style reasons Searching,
+   * Pruning, ..., and PhaseSucceeded). Off: Normal events only for the outcome and for
+   * suspend and resume; Warnings always.
+   */
+  phaseEvents?: boolean;
 }
 
 /**
