@@ -334,18 +334,35 @@ describe('Controller', () => {
 
   it('waits for its own status write to reach the cache instead of reconciling from the old status', async () => {
     let n = 0;
-    const { api, ctl, calls } = setup({ reconcile: () => ({ actions: [], status: { phase: 'Pending', n: ++n } }) });
+    const api = new FakeKubeApi();
+    // the cache lags: watch events stop arriving (the watches stay open)
+    let lagging = false;
+    const watch = api.watch.bind(api);
+    api.watch = (type, opts, onEvent, onClose) => watch(type, opts, (t, o) => lagging || onEvent(t, o), onClose);
+    const { ctl, calls } = setup({ api, reconcile: () => ({ actions: [], status: { phase: 'Pending', n: ++n } }) });
     await api.create(searchObj());
     ctl.startInformers();
     await until(() => ctl.hasSynced() && api.openWatches() === 4);
-    // freeze the cache: every watch breaks and cannot come back
-    api.failNext('list', new ApiError(503, 'down'), { times: 10_000 });
-    api.breakWatches();
+    lagging = true;
     expect(await ctl.sync('lab/s')).toBeUndefined();
     expect(statusPatches(api)).toHaveLength(1);
     expect(await ctl.sync('lab/s')).toBe(25); // deferred: the cache still holds the version we replaced
     expect(calls).toHaveLength(1);
     expect(statusPatches(api)).toHaveLength(1);
+    await ctl.shutdown();
+  });
+
+  it('does not reconcile while an informer relists after a failed watch (its cache may miss a child)', async () => {
+    const { api, ctl, calls } = setup();
+    await api.create(searchObj());
+    ctl.startInformers();
+    await until(() => ctl.hasSynced() && api.openWatches() === 4);
+    api.failNext('list', new ApiError(503, 'down'), { times: 10_000 });
+    api.breakWatches();
+    await until(() => !ctl.pods.isCurrent());
+    expect(await ctl.sync('lab/s')).toBe(500);
+    expect(calls).toHaveLength(0);
+    expect(statusPatches(api)).toHaveLength(0);
     await ctl.shutdown();
   });
 

@@ -56,6 +56,8 @@ class NotLeading extends Error {
 /** How long a reconcile waits for the cache to show the operator's own status write. */
 const CACHE_LAG_LIMIT_MS = 2_000;
 const CACHE_LAG_RETRY_MS = 25;
+/** How often a key is tried again while an informer relists after a failed watch. */
+const STALE_CACHE_RETRY_MS = 500;
 /** Events written in the background at once, at most (see apply()). */
 const MAX_EVENTS_IN_FLIGHT = 64;
 
@@ -296,6 +298,12 @@ export class Controller {
       this.writtenStatus.delete(key);
       this.lastStatusWrite.delete(key);
       return undefined;
+    }
+    if (!this.informers().every((i) => i.isCurrent())) {
+      // A watch failed (an API server restart, a network cut) and its informer has not
+      // listed again: a child created meanwhile may be missing from the cache, and a
+      // reconcile would take it for vanished. Wait for the lists.
+      return STALE_CACHE_RETRY_MS;
     }
     const replaced = this.replacedVersion.get(key);
     if (replaced) {

@@ -3,6 +3,7 @@ import { FakeKubeApi } from '../k8s/fake.ts';
 import { PodType } from '../k8s/resources.ts';
 import type { KubeObject } from '../k8s/types.ts';
 import { Informer } from './informer.ts';
+import { silentLogger } from './log.ts';
 
 const pod = (ns: string, name: string, labels: Record<string, string> = { 'iac.dev/search': 's' }): KubeObject => ({
   apiVersion: 'v1',
@@ -62,6 +63,30 @@ describe('Informer', () => {
     await api.create(pod('a', 'missed'));
     await until(() => inf.get('a', 'missed') !== undefined);
     expect(restarts.length).toBe(3); // the broken watch and two failed lists
+    inf.stop();
+  });
+
+  it('is not current from a failed watch until it has listed again, and starts the next backoff from the first delay', async () => {
+    const api = new FakeKubeApi();
+    const restartedAt: number[] = [];
+    const backoffs: unknown[] = [];
+    const log = { ...silentLogger, warn: (_msg: string, fields?: Record<string, unknown>) => backoffs.push(fields?.backoffMs) };
+    const inf = new Informer(api, PodType, { initialBackoffMs: 20, maxBackoffMs: 10_000, log, onRestart: () => restartedAt.push(Date.now()) });
+    inf.start();
+    await until(() => inf.hasSynced() && api.openWatches() === 1);
+    expect(inf.isCurrent()).toBe(true);
+    // An outage: the watch breaks, four lists fail (backoff 20, 40, 80, 160 ms).
+    api.failNext('list', new Error('apiserver down'), { times: 4 });
+    api.breakWatches(new Error('connection reset'));
+    await until(() => restartedAt.length === 1);
+    expect(inf.isCurrent()).toBe(false);
+    await until(() => inf.isCurrent() && api.openWatches() === 1, 5000);
+    expect(backoffs).toEqual([20, 40, 80, 160, 320]);
+    // A second outage right after: it starts again from the first delay.
+    api.failNext('list', new Error('apiserver down'), { times: 1 });
+    api.breakWatches(new Error('connection reset'));
+    await until(() => restartedAt.length === 7 && inf.isCurrent(), 5000);
+    expect(backoffs.slice(5)).toEqual([20, 40]);
     inf.stop();
   });
 

@@ -65,6 +65,8 @@ class Reflector {
   private backoffMs: number;
   private wakeUp: (() => void) | undefined;
   synced = false;
+  /** False from an error until the next successful list: the cache may miss changes meanwhile. */
+  current = false;
 
   constructor(owner: Informer, api: KubeApi, type: ResourceType, namespace: string | undefined, opts: InformerOptions) {
     this.owner = owner;
@@ -98,10 +100,15 @@ class Reflector {
           this.owner.replaceNamespace(this.namespace, items);
           this.lastRV = resourceVersion;
           this.synced = true;
+          this.current = true;
+          // Listed again: the next error starts from the first delay (after an outage
+          // the caches come back soon after the API server, not up to the last delay later).
+          this.backoffMs = this.opts.initialBackoffMs ?? 200;
         }
         const outcome = await this.watchOnce();
         if (outcome === 'gone') {
           needList = true;
+          this.current = false;
           continue;
         }
         // A normal end (server timeout): resume from the last version without a list.
@@ -111,9 +118,11 @@ class Reflector {
         if (this.stopped) return;
         if (isGone(err)) {
           needList = true;
+          this.current = false;
           continue;
         }
         needList = true;
+        this.current = false;
         this.opts.onRestart?.(this.type.plural, err);
         this.opts.log?.warn('informer restarts after an error', {
           resource: this.type.plural,
@@ -236,6 +245,11 @@ export class Informer {
   /** True once every namespace has been listed at least once. */
   hasSynced(): boolean {
     return this.reflectors.every((r) => r.synced);
+  }
+
+  /** True when no namespace's watch has failed since its last list (the cache misses nothing it could know). */
+  isCurrent(): boolean {
+    return this.reflectors.every((r) => r.current);
   }
 
   get(namespace: string | undefined, name: string): KubeObject | undefined {
