@@ -11,7 +11,7 @@ import { clusterAvailability } from '../../../test/cluster/suite.ts';
 import { LeaderElector } from '../controller/leader.ts';
 import { silentLogger } from '../controller/log.ts';
 import { parseOperatorArgs, startOperator } from '../main.ts';
-import { ClientNodeKubeApi, loadKubeConfig } from './client.ts';
+import { HttpKubeApi, loadKubeConfig } from './client.ts';
 import { EventRecorder } from './events.ts';
 import { IACSearchType, PodType, SecretType } from './resources.ts';
 import { ApiError, type KubeObject } from './types.ts';
@@ -21,7 +21,7 @@ const ns = 'ops';
 
 describe.skipIf(availability.skip)('operator on a real API server', () => {
   let cluster: Cluster;
-  let api: ClientNodeKubeApi;
+  let api: HttpKubeApi;
 
   beforeAll(async () => {
     cluster = await startCluster({ persistentVolumes: 2 });
@@ -33,10 +33,11 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
     }, 60_000);
     await cluster.kubectl(['create', 'namespace', ns]);
     await cluster.kubectl(['create', 'namespace', 'iac-system']);
-    api = new ClientNodeKubeApi(loadKubeConfig({ kubeconfig: cluster.kubeconfigPath }));
+    api = new HttpKubeApi(loadKubeConfig({ kubeconfig: cluster.kubeconfigPath }));
   });
 
   afterAll(async () => {
+    await api?.close();
     await cluster?.stop();
   });
 
@@ -58,6 +59,19 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
     expect(await api.delete(SecretType, ns, 'one')).toBe(true);
     expect(await api.delete(SecretType, ns, 'one')).toBe(false);
     expect(await api.get(SecretType, ns, 'one')).toBeUndefined();
+  });
+
+  it('watches from a list\'s resource version over TLS with the client certificate', async () => {
+    const { resourceVersion } = await api.list(SecretType, { namespace: ns });
+    const events: string[] = [];
+    let closed: unknown = 'open';
+    const handle = await api.watch(SecretType, { namespace: ns, resourceVersion }, (t, o) => events.push(`${t}:${o.metadata.name}`), (err) => (closed = err));
+    await api.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'watched', namespace: ns } });
+    await waitFor('ADDED event', () => events.includes('ADDED:watched'), 30_000);
+    await api.delete(SecretType, ns, 'watched');
+    await waitFor('DELETED event', () => events.includes('DELETED:watched'), 30_000);
+    handle.stop();
+    expect(closed).toBe('open'); // stop() does not call onClose
   });
 
   it('patches the status subresource with a resourceVersion precondition', async () => {

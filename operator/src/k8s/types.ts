@@ -1,6 +1,6 @@
 // The narrow Kubernetes API the controller needs. The controller, leader election and
-// the HTTP server depend on this interface only; client.ts implements it on
-// @kubernetes/client-node and fake.ts in memory for unit tests.
+// the HTTP server depend on this interface only; client.ts implements it on node:https
+// and fake.ts in memory for unit tests.
 import type { KubeObject } from '../reconcile/types.ts';
 
 export type { KubeObject };
