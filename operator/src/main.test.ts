@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from './controller/log.ts';
 import { FakeKubeApi } from './k8s/fake.ts';
 import type { KubeObject } from './k8s/types.ts';
-import { OPTIONS, advertiseURL, parseDuration, parseOperatorArgs, startOperator, usage, type OperatorConfig } from './main.ts';
+import { DEFAULT_WORKERS, OPTIONS, advertiseURL, parseDuration, parseOperatorArgs, startOperator, usage, type OperatorConfig } from './main.ts';
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
   const t0 = Date.now();
@@ -52,7 +52,10 @@ describe('iacnas operator', () => {
     expect(empty.identity).toMatch(/^.+_[0-9a-f]{8}$/);
     expect(empty.advertiseAddress).toBeUndefined();
     expect(advertiseURL('fd00::1', 8080)).toBe('http://[fd00::1]:8080');
-    expect(parseOperatorArgs([], {})).toMatchObject({ progressURL: undefined, leaderElect: false, workers: 2 });
+    expect(parseOperatorArgs([], {})).toMatchObject({ progressURL: undefined, leaderElect: false, workers: DEFAULT_WORKERS, phaseEvents: false });
+    expect(parseOperatorArgs(['--leader-elect=false'], {})).toMatchObject({ leaderElect: false });
+    expect(parseOperatorArgs(['--leader-elect=true', '--phase-events=true'], {})).toMatchObject({ leaderElect: true, phaseEvents: true });
+    expect(() => parseOperatorArgs(['--leader-elect=no'], {})).toThrow(/--leader-elect: expected true or false/);
     for (const flag of Object.keys(OPTIONS)) expect(usage, `--${flag} in --help`).toContain(`--${flag}`);
     for (const flag of usage.matchAll(/^\s+(?:-h, )?--([a-z-]+)/gm)) expect(Object.keys(OPTIONS)).toContain(flag[1]);
     expect(() => parseOperatorArgs(['--namespaces', 'Bad_NS'], {})).toThrow(/--namespaces/);

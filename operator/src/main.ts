@@ -8,7 +8,7 @@ import { Controller } from './controller/controller.ts';
 import { LeaderElector } from './controller/leader.ts';
 import { createLogger, parseLogLevel, type Logger } from './controller/log.ts';
 import { buildApp } from './http/app.ts';
-import { ClientNodeKubeApi, loadKubeConfig } from './k8s/client.ts';
+import { HttpKubeApi, loadKubeConfig } from './k8s/client.ts';
 import { EventRecorder } from './k8s/events.ts';
 import type { KubeApi } from './k8s/types.ts';
 import { OperatorMetrics } from './metrics/registry.ts';
@@ -16,6 +16,8 @@ import { reconcile } from './reconcile/index.ts';
 import { DEFAULT_NODE_SELECTOR_KEYS, DEFAULT_TOLERATIONS, formatAllowedToleration, imageRepository, parseAllowedToleration, type PodPolicy } from './reconcile/policy.ts';
 
 export const DEFAULT_TRAINER_IMAGE = 'iac-operator/trainer-gpu:0.1.0';
+/** Concurrent reconciles: a reconcile mostly waits on the API server (docs/operator-scale.md). */
+export const DEFAULT_WORKERS = 8;
 
 export const usage = `usage: iacnas operator [options]
 
@@ -27,7 +29,7 @@ options:
   --context <name>                    kubeconfig context (default: the current one)
   --namespaces <a,b,...>              watch only these namespaces (default: all); lets the
                                       operator run with namespaced RBAC
-  --workers <n>                       concurrent reconciles (default 2)
+  --workers <n>                       concurrent reconciles (default ${DEFAULT_WORKERS})
   --host <address>                    HTTP listen address (default 0.0.0.0)
   --port <n>                          HTTP port of /metrics, /healthz, /readyz, /v1/progress (default 8080)
   --progress-url <url>                URL trainer pods POST progress to (default: with POD_NAMESPACE set,
@@ -47,7 +49,8 @@ options:
                                       (default ${DEFAULT_TOLERATIONS.join(',')})
   --advertise-address <ip>            address other replicas reach this one at; a standby forwards
                                       progress to the leader's (default $POD_IP; none: a standby answers 503)
-  --progress-interval <duration>      write progress into a search's status at most this often (default 5s)
+  --progress-interval <duration>      write progress and other news (messages, running GPU-seconds) into a
+                                      search's status at most this often; transitions at once (default 1m)
   --progress-body-limit <bytes>       largest progress request body (default 65536)
   --http-headers-timeout <duration>   until a request's headers are in (default 10s)
   --http-request-timeout <duration>   until a whole request is in, body included; then 408 (default 30s)
@@ -56,7 +59,11 @@ options:
   --progress-rate-per-client <n/s>    progress requests per second per client address, before any
                                       token check; bursts of twice that (default 100)
   --progress-rate-total <n/s>         progress requests per second from all clients (default 500)
-  --leader-elect                      elect a leader on a Lease; only the leader reconciles (default off)
+  --phase-events                      a Normal event at every phase start and end (default off: Normal
+                                      events only for the outcome, suspend and resume; Warnings always;
+                                      phase changes are in the status either way)
+  --leader-elect                      elect a leader on a Lease; only the leader reconciles (default off;
+                                      --leader-elect=false also turns it off: one replica needs none)
   --leader-election-namespace <ns>    namespace of the Lease (default $POD_NAMESPACE, else default)
   --leader-election-lease <name>      name of the Lease (default iac-operator-leader)
   --leader-election-identity <id>     this replica's identity (default $POD_NAME, else hostname + random suffix)
@@ -114,6 +121,8 @@ export interface OperatorConfig {
   advertiseAddress?: string;
   progressIntervalMs: number;
   progressBodyLimit: number;
+  /** A Normal event at every phase start and end. */
+  phaseEvents: boolean;
   /** HTTP timeouts (ms) and progress rate limits (requests per second) of the endpoint. */
   http: { headersMs: number; requestMs: number; idleMs: number; keepAliveMs: number; perClient: number; total: number };
   leaderElect: boolean;
@@ -132,7 +141,7 @@ export const OPTIONS = {
   kubeconfig: { type: 'string' },
   context: { type: 'string' },
   namespaces: { type: 'string' },
-  workers: { type: 'string', default: '2' },
+  workers: { type: 'string', default: String(DEFAULT_WORKERS) },
   host: { type: 'string', default: '0.0.0.0' },
   port: { type: 'string', default: '8080' },
   'progress-url': { type: 'string' },
@@ -143,7 +152,7 @@ export const OPTIONS = {
   'allowed-node-selector-keys': { type: 'string', default: DEFAULT_NODE_SELECTOR_KEYS.join(',') },
   'allowed-tolerations': { type: 'string', default: DEFAULT_TOLERATIONS.join(',') },
   'advertise-address': { type: 'string' },
-  'progress-interval': { type: 'string', default: '5s' },
+  'progress-interval': { type: 'string', default: '1m' },
   'progress-body-limit': { type: 'string', default: '65536' },
   'http-headers-timeout': { type: 'string', default: '10s' },
   'http-request-timeout': { type: 'string', default: '30s' },
@@ -151,6 +160,7 @@ export const OPTIONS = {
   'http-keepalive-timeout': { type: 'string', default: '15s' },
   'progress-rate-per-client': { type: 'string', default: '100' },
   'progress-rate-total': { type: 'string', default: '500' },
+  'phase-events': { type: 'boolean', default: false },
   'leader-elect': { type: 'boolean', default: false },
   'leader-election-namespace': { type: 'string' },
   'leader-election-lease': { type: 'string', default: 'iac-operator-leader' },
@@ -164,9 +174,29 @@ export const OPTIONS = {
 } as const;
 
 /** Parses the command line; throws an Error naming the bad flag. `help` when asked for. */
+/**
+ * `--flag=true` and `--flag=false` for the boolean flags (as Go's flag package accepts
+ * them, e.g. `--leader-elect=false` in a manifest): the first is the flag, the second
+ * leaves it out.
+ */
+function booleanValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (const arg of argv) {
+    const m = /^--([a-z-]+)=(.*)$/.exec(arg);
+    const option = m && (OPTIONS as Record<string, { type: string }>)[m[1]];
+    if (!m || option?.type !== 'boolean') {
+      out.push(arg);
+      continue;
+    }
+    if (m[2] === 'true') out.push(`--${m[1]}`);
+    else if (m[2] !== 'false') throw new Error(`--${m[1]}: expected true or false, got '${m[2]}'`);
+  }
+  return out;
+}
+
 export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): OperatorConfig | 'help' {
   const { values, positionals } = parseArgs({
-    args: argv,
+    args: booleanValues(argv),
     allowPositionals: true,
     strict: true,
     options: OPTIONS,
@@ -224,6 +254,7 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = proce
       perClient: parseIntFlag('--progress-rate-per-client', values['progress-rate-per-client']!, 1, 1_000_000),
       total: parseIntFlag('--progress-rate-total', values['progress-rate-total']!, 1, 10_000_000),
     },
+    phaseEvents: values['phase-events']!,
     leaderElect: values['leader-elect']!,
     leaseNamespace: values['leader-election-namespace'] || env.POD_NAMESPACE || 'default',
     leaseName: values['leader-election-lease']!,
@@ -269,7 +300,7 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
   controller = new Controller({
     api,
     reconcile,
-    settings: { progressURL: cfg.progressURL, defaultImage: cfg.trainerImage, policy: cfg.policy },
+    settings: { progressURL: cfg.progressURL, defaultImage: cfg.trainerImage, policy: cfg.policy, phaseEvents: cfg.phaseEvents },
     namespaces: cfg.namespaces,
     workers: cfg.workers,
     metrics,
@@ -363,9 +394,9 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger({ level: cfg.logLevel });
-  let api: ClientNodeKubeApi;
+  let api: HttpKubeApi;
   try {
-    api = new ClientNodeKubeApi(loadKubeConfig({ kubeconfig: cfg.kubeconfig, context: cfg.context }));
+    api = new HttpKubeApi(loadKubeConfig({ kubeconfig: cfg.kubeconfig, context: cfg.context }));
   } catch (err) {
     log.error('cannot load the Kubernetes configuration', { error: err instanceof Error ? err.message : String(err) });
     return 2;

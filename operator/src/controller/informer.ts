@@ -1,8 +1,8 @@
 // A list-and-watch cache of one resource type (client-go's reflector + indexer). It lists,
 // then watches from the list's resource version; a watch that ends normally is resumed
 // from the last seen version, 410 Gone triggers a fresh list, and any other error
-// restarts the informer after an exponential backoff (client-node's own informer stops
-// on such errors). Cached objects are frozen: the cache is shared and never mutated.
+// restarts the informer after an exponential backoff (client-node's informer stops on
+// such errors). Cached objects are frozen: the cache is shared and never mutated.
 import type { KubeApi, KubeObject, ResourceType, WatchHandle } from '../k8s/types.ts';
 import { errorCode, isGone, objectKey } from '../k8s/types.ts';
 import type { Logger } from './log.ts';
