@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { FakeKubeApi } from '../k8s/fake.ts';
 import { EventRecorder } from '../k8s/events.ts';
 import { reconcile } from '../reconcile/index.ts';
@@ -335,10 +335,11 @@ describe('Controller', () => {
   it('waits for its own status write to reach the cache instead of reconciling from the old status', async () => {
     let n = 0;
     const api = new FakeKubeApi();
-    // the cache lags: watch events stop arriving (the watches stay open)
+    // the cache lags: watch events are held back (the watches stay open)
     let lagging = false;
+    const held: Array<() => void> = [];
     const watch = api.watch.bind(api);
-    api.watch = (type, opts, onEvent, onClose) => watch(type, opts, (t, o) => lagging || onEvent(t, o), onClose);
+    api.watch = (type, opts, onEvent, onClose) => watch(type, opts, (t, o) => (lagging ? held.push(() => onEvent(t, o)) : onEvent(t, o)), onClose);
     const { ctl, calls } = setup({ api, reconcile: () => ({ actions: [], status: { phase: 'Pending', n: ++n } }) });
     await api.create(searchObj());
     ctl.startInformers();
@@ -346,9 +347,14 @@ describe('Controller', () => {
     lagging = true;
     expect(await ctl.sync('lab/s')).toBeUndefined();
     expect(statusPatches(api)).toHaveLength(1);
-    expect(await ctl.sync('lab/s')).toBe(25); // deferred: the cache still holds the version we replaced
+    expect(await ctl.sync('lab/s')).toBe(2000); // deferred until the write's watch event (or 2 s): the cache still holds the version we replaced
     expect(calls).toHaveLength(1);
     expect(statusPatches(api)).toHaveLength(1);
+    // the write's watch event arrives: the key is enqueued at once, not after the 2 s fallback
+    const enqueued = vi.spyOn(ctl, 'enqueue');
+    lagging = false;
+    for (const deliver of held.splice(0)) deliver();
+    expect(enqueued).toHaveBeenCalledWith('lab/s');
     await ctl.shutdown();
   });
 

@@ -55,7 +55,6 @@ class NotLeading extends Error {
 
 /** How long a reconcile waits for the cache to show the operator's own status write. */
 const CACHE_LAG_LIMIT_MS = 2_000;
-const CACHE_LAG_RETRY_MS = 25;
 /** How often a key is tried again while an informer relists after a failed watch. */
 const STALE_CACHE_RETRY_MS = 500;
 /** Events written in the background at once, at most (see apply()). */
@@ -86,6 +85,8 @@ export class Controller {
    * written by someone else, and is reconciled (and corrected) at once.
    */
   private readonly writtenStatus = new Map<string, Record<string, unknown>>();
+  /** Keys whose reconcile waits for the cache to show this operator's own status write. */
+  private readonly awaitingCache = new Set<string>();
   /** Per key, when this operator last wrote the search's status (news waits for the interval after it). */
   private readonly lastStatusWrite = new Map<string, number>();
   /** Events being written in the background. */
@@ -113,8 +114,13 @@ export class Controller {
       // A status-only change (our own write) needs no new reconcile: generation,
       // labels, annotations, deletion and finalizers are what matter.
       // Someone else's status write is reconciled: the status is checked against the pods.
-      if (event === 'update' && old && sameIntent(old, obj) && !this.foreignStatus(obj)) return;
-      this.enqueue(objectKey(obj));
+      const key = objectKey(obj);
+      if (event === 'update' && old && sameIntent(old, obj) && !this.foreignStatus(obj)) {
+        // Our own write reached the cache: a reconcile that waited for it goes ahead.
+        if (this.awaitingCache.delete(key)) this.enqueue(key);
+        return;
+      }
+      this.enqueue(key);
     });
     for (const inf of [this.pods, this.secrets, this.claims]) inf.on((_e, obj) => this.enqueueOwner(obj));
   }
@@ -200,7 +206,7 @@ export class Controller {
     if (issues.length) return issues; // refused (400): more epochs than the spec gives the phase
     const key = `${namespace}/${name}`;
     this.progress.set(key, event);
-    const interval = this.o.progressIntervalMs ?? 5_000;
+    const interval = this.o.progressIntervalMs ?? 60_000;
     const now = Date.now();
     const due = Math.max(now, (this.lastProgressSync.get(key) ?? 0) + interval);
     this.lastProgressSync.set(key, due);
@@ -297,6 +303,7 @@ export class Controller {
       this.replacedVersion.delete(key);
       this.writtenStatus.delete(key);
       this.lastStatusWrite.delete(key);
+      this.awaitingCache.delete(key);
       return undefined;
     }
     if (!this.informers().every((i) => i.isCurrent())) {
@@ -308,7 +315,10 @@ export class Controller {
     const replaced = this.replacedVersion.get(key);
     if (replaced) {
       if (replaced.rv === search.metadata.resourceVersion && Date.now() - replaced.at < CACHE_LAG_LIMIT_MS) {
-        return CACHE_LAG_RETRY_MS; // our own status write has not reached the cache yet
+        // Our own status write has not reached the cache yet: its watch event enqueues
+        // the key again (awaitingCache); the requeue is the fallback.
+        this.awaitingCache.add(key);
+        return CACHE_LAG_LIMIT_MS;
       }
       this.replacedVersion.delete(key);
     }
@@ -379,7 +389,7 @@ export class Controller {
   private newsWait(key: string, search: KubeObject, status: Record<string, unknown>): number {
     const last = this.lastStatusWrite.get(key);
     if (last === undefined) return 0;
-    const wait = last + (this.o.progressIntervalMs ?? 5_000) - Date.now();
+    const wait = last + (this.o.progressIntervalMs ?? 60_000) - Date.now();
     const old = (search.status ?? {}) as Record<string, unknown>;
     if (wait <= 0 || jsonEqual(old, status) || this.foreignStatus(search)) return 0;
     return isTransition(old, status) ? 0 : wait;
