@@ -6,14 +6,14 @@
 // There is no storage provisioner: a pool of hostPath PersistentVolumes stands in for one,
 // and released volumes are wiped and made Available again.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { findBinaries, type Binaries } from './binaries.ts';
 import { adminKubeconfig, makeCerts, type ClusterCerts } from './certs.ts';
-import { KubeClient, type Watch } from './kube-client.ts';
+import { KubeClient, type ClientCredentials, type KubeJSON, type Watch } from './kube-client.ts';
 import { spawnGroup, type ManagedProcess } from './processes.ts';
 
 export interface ClusterOptions {
@@ -42,6 +42,27 @@ export interface KubectlOptions {
   timeoutMs?: number;
 }
 
+export interface RestartOptions {
+  /** How long etcd and kube-apiserver stay down after the kill (ms, default 0). */
+  down?: number;
+  /**
+   * Hold the admin client's requests (`cluster.client`, also the test kubelet's) while the
+   * API server is down and send them again, once it is ready, when the restart cut them
+   * (default false: they fail as any client's do). A real kubelet retries its status
+   * updates; the test kubelet does not (it reports a pod's status once per transition).
+   */
+  holdAdminRequests?: boolean;
+}
+
+export interface RestartResult {
+  /** Epoch ms of the SIGKILL of etcd and kube-apiserver. */
+  killedAt: number;
+  /** Epoch ms when etcd and kube-apiserver were started again. */
+  startedAt: number;
+  /** Epoch ms when the new kube-apiserver answered /readyz ok. */
+  readyAt: number;
+}
+
 export interface Cluster {
   readonly dir: string;
   readonly kubeconfigPath: string;
@@ -63,6 +84,64 @@ export interface Cluster {
   componentPids(): Record<string, number>;
   /** Runs `fn` first thing in stop() (latest registered first). */
   onStop(fn: () => Promise<void> | void): void;
+  /**
+   * A crash of the API server: SIGKILLs etcd and kube-apiserver together, waits `down` ms,
+   * starts them again with the same data directory, certificates, ports and flags, and
+   * resolves when /readyz is ok. Every other process (controller-manager, scheduler, test
+   * kubelet, operators) keeps running and must reconnect by itself.
+   */
+  restartApiServer(opts?: RestartOptions): Promise<RestartResult>;
+}
+
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
+/** An error of the connection (refused, reset), not an answer of the API server. */
+function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return (typeof code === 'string' && CONNECTION_ERRORS.has(code)) || (err instanceof Error && /socket hang up|timed out/.test(err.message));
+}
+
+/**
+ * The admin client. Between holdRequests() and its release a request waits until the API
+ * server is back, and a request the outage cut (refused, reset) is sent again afterwards;
+ * outside an outage it behaves exactly as KubeClient.
+ */
+class AdminClient extends KubeClient {
+  private outage: Promise<void> | undefined;
+  /** Increases at each outage: a request that fails across one is retried. */
+  private outages = 0;
+
+  constructor(creds: ClientCredentials) {
+    super(creds);
+  }
+
+  /** Starts holding requests; call the returned function when the API server is ready. */
+  holdRequests(): () => void {
+    let release!: () => void;
+    this.outage = new Promise<void>((r) => (release = r));
+    this.outages++;
+    return () => {
+      this.outage = undefined;
+      release();
+    };
+  }
+
+  /** A request that is never held (readiness probes during an outage). */
+  probe(path: string): Promise<KubeJSON> {
+    return super.request('GET', path);
+  }
+
+  override async request(method: string, path: string, body?: unknown, contentType?: string): Promise<KubeJSON> {
+    for (;;) {
+      if (this.outage) await this.outage;
+      const seen = this.outages;
+      try {
+        return await super.request(method, path, body, contentType);
+      } catch (err) {
+        if (!isConnectionError(err) || (seen === this.outages && !this.outage)) throw err;
+      }
+    }
+  }
 }
 
 export const POOL_LABEL = 'iacnas.test/volume-pool';
@@ -134,8 +213,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   const processes: ManagedProcess[] = [];
   const stopHooks: Array<() => Promise<void> | void> = [];
   const watches: Watch[] = [];
-  let client: KubeClient | undefined;
+  let client: AdminClient | undefined;
   let stopped = false;
+  let restarting: Promise<RestartResult> | undefined;
 
   const stop = async () => {
     if (stopped) return;
@@ -158,7 +238,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const certs = makeCerts(path.join(dir, 'pki'));
     const [etcdClient, etcdPeer, apiPort, kcmPort, schedPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
 
-    const etcd = spawnGroup('etcd', bins.etcd, [
+    const etcdArgs = [
       '--name=default',
       `--data-dir=${path.join(dir, 'etcd')}`,
       `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
@@ -168,12 +248,18 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
       '--unsafe-no-fsync=true',
       '--log-level=warn',
-    ], { logFile: logFile('etcd') });
-    processes.push(etcd);
-    await Promise.race([waitFor('etcd /health', () => httpOk(`http://127.0.0.1:${etcdClient}/health`), 30_000), exitGuard(etcd, logFile('etcd'))]);
+    ];
+    // Stopped in reverse order: etcd stays first in `processes`, the API server second.
+    const startEtcd = async () => {
+      const p = spawnGroup('etcd', bins.etcd, etcdArgs, { logFile: logFile('etcd') });
+      processes.unshift(p);
+      await Promise.race([waitFor('etcd /health', () => httpOk(`http://127.0.0.1:${etcdClient}/health`), 30_000), exitGuard(p, logFile('etcd'))]);
+      return p;
+    };
+    let etcd = await startEtcd();
 
     const server = `https://127.0.0.1:${apiPort}`;
-    const apiserver = spawnGroup('kube-apiserver', bins['kube-apiserver'], [
+    const apiserverArgs = [
       `--etcd-servers=http://127.0.0.1:${etcdClient}`,
       `--bind-address=127.0.0.1`,
       `--advertise-address=127.0.0.1`,
@@ -199,18 +285,22 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       '--requestheader-group-headers=X-Remote-Group',
       '--requestheader-extra-headers-prefix=X-Remote-Extra-',
       ...(opts.apiserverArgs ?? []),
-    ], { logFile: logFile('kube-apiserver') });
-    processes.push(apiserver);
+    ];
+    const spawnApiserver = () => {
+      const p = spawnGroup('kube-apiserver', bins['kube-apiserver'], apiserverArgs, { logFile: logFile('kube-apiserver') });
+      processes.splice(1, 0, p);
+      return p;
+    };
+    let apiserver = spawnApiserver();
 
     const kubeconfigPath = path.join(dir, 'kubeconfig');
     writeFileSync(kubeconfigPath, adminKubeconfig(server, certs), { mode: 0o600 });
     const creds = { server, ca: readFileSync(certs.caCert, 'utf8'), cert: readFileSync(certs.adminCert, 'utf8'), key: readFileSync(certs.adminKey, 'utf8') };
-    client = new KubeClient(creds);
+    client = new AdminClient(creds);
     const c = client;
-    await Promise.race([
-      waitFor('kube-apiserver /readyz', async () => (await c.get('/readyz')) === 'ok', 120_000, 500),
-      exitGuard(apiserver, logFile('kube-apiserver')),
-    ]);
+    const apiserverReady = (p: ManagedProcess) =>
+      Promise.race([waitFor('kube-apiserver /readyz', async () => (await c.probe('/readyz')) === 'ok', 120_000, 500), exitGuard(p, logFile('kube-apiserver'))]);
+    await apiserverReady(apiserver);
 
     const common = [`--kubeconfig=${kubeconfigPath}`, `--authentication-kubeconfig=${kubeconfigPath}`, `--authorization-kubeconfig=${kubeconfigPath}`, '--bind-address=127.0.0.1', '--leader-elect=false'];
     const kcm = spawnGroup('kube-controller-manager', bins['kube-controller-manager'], [
@@ -291,6 +381,30 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       }),
     );
 
+    const restart = async (ropts: RestartOptions): Promise<RestartResult> => {
+      if (stopped) throw new Error('restartApiServer: the cluster is stopped');
+      const release = ropts.holdAdminRequests ? c.holdRequests() : undefined;
+      try {
+        const killedAt = Date.now();
+        // Both at once, as a crash of the control-plane node would; no graceful shutdown.
+        apiserver.signal('SIGKILL');
+        etcd.signal('SIGKILL');
+        await Promise.all([apiserver.exited, etcd.exited]);
+        for (const p of [apiserver, etcd]) processes.splice(processes.indexOf(p), 1);
+        if (ropts.down) await sleep(ropts.down);
+        if (stopped) throw new Error('restartApiServer: the cluster was stopped during the restart');
+        const startedAt = Date.now();
+        for (const comp of ['etcd', 'kube-apiserver']) appendFileSync(logFile(comp), `--- restartApiServer: killed at ${new Date(killedAt).toISOString()}, started again at ${new Date(startedAt).toISOString()}\n`);
+        // etcd first: the API server's storage must answer before its post-start hooks run.
+        etcd = await startEtcd();
+        apiserver = spawnApiserver();
+        await apiserverReady(apiserver);
+        return { killedAt, startedAt, readyAt: Date.now() };
+      } finally {
+        release?.();
+      }
+    };
+
     return {
       dir,
       kubeconfigPath,
@@ -305,6 +419,15 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       stop,
       componentPids: () => Object.fromEntries(processes.map((p) => [p.name, p.pid])),
       onStop: (fn) => stopHooks.push(fn),
+      restartApiServer: async (ropts = {}) => {
+        if (restarting) throw new Error('restartApiServer: a restart is already in progress');
+        restarting = restart(ropts);
+        try {
+          return await restarting;
+        } finally {
+          restarting = undefined;
+        }
+      },
     };
   } catch (err) {
     // The working directory stays: its logs are the only way to tell why the start failed.
