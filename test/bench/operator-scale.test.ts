@@ -37,6 +37,8 @@ describe.skipIf(availability.skip)('operator-scale benchmark, smallest setting',
     expect(r.apiRequests.allClients.life).toBeGreaterThan(r.apiRequests.life.total);
     expect(r.operatorMemoryMiB.peakRss).toBeGreaterThan(20);
     expect(r.operatorMemoryMiB.peakRss).toBeGreaterThanOrEqual(r.operatorMemoryMiB.rssBeforeSearches);
-    expect(markdown(r)).toContain('per search');
+    const md = markdown({ benchmark: 'operator-scale', date: r.date, machine: r.machine, runs: [r, r] });
+    expect(md).toContain('per search');
+    expect(md).toContain('--searches 3,3');
   });
 });

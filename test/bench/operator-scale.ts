@@ -10,18 +10,20 @@
 //     server's audit log attributes every request to it;
 //   - the operator's memory (VmHWM and VmRSS of its process);
 //   - as a cross-check, the API server's own apiserver_request_total over all clients.
-//   scripts/with-node node test/bench/operator-scale.ts [--searches 500] [--quiet-seconds 60]
-//       [--simulate-seconds 2] [--workers 2] [--cpu-prof <dir>] [--no-write]
+//   scripts/with-node node test/bench/operator-scale.ts [--searches 100,500,2000] [--quiet-seconds 60]
+//       [--simulate-seconds 2] [--workers N] [--node-options '<operator node flags>'] [--cpu-prof <dir>] [--no-write]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import { adminKubeconfig } from '../cluster/certs.ts';
 import { freePort, sleep, startCluster, waitFor, type Cluster } from '../cluster/control-plane.ts';
 import type { KubeJSON, Watch } from '../cluster/kube-client.ts';
 import { spawnGroup } from '../cluster/processes.ts';
 import { TestKubelet } from '../cluster/test-kubelet.ts';
 import { createNamespace, installCRD, iacsPath } from '../e2e/env.ts';
+import { DEFAULT_WORKERS } from '../../operator/src/main.ts';
 import { machine, parseFlags, repoRoot, updateBenchmarksMd } from './lib.ts';
 
 export const OPERATOR_USER = 'iacnas-operator';
@@ -33,6 +35,8 @@ export interface ScaleOptions {
   /** Seconds each simulated phase takes. */
   simulateSeconds: number;
   workers: number;
+  /** Node.js options of the operator process (default: the chart's nodeOptions value). */
+  nodeOptions?: string[];
   /** Write a V8 CPU profile of the operator into this directory (node --cpu-prof). */
   cpuProfileDir?: string;
   /** Give up waiting for the searches after this long. */
@@ -221,6 +225,12 @@ function searchObject(name: string, namespace: string): KubeJSON {
   };
 }
 
+/** The Node.js options the chart gives the operator (values.yaml nodeOptions), so the benchmark runs it as installed. */
+export function chartNodeOptions(): string[] {
+  const values = parseYaml(readFileSync(path.join(repoRoot, 'charts/iac-operator/values.yaml'), 'utf8')) as { nodeOptions?: string };
+  return (values.nodeOptions ?? '').split(/\s+/).filter(Boolean);
+}
+
 /** Runs `fn` over `items` with at most `limit` in flight. */
 async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
@@ -255,6 +265,11 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
     await TestKubelet.start(cluster, {
       nodes: Array.from({ length: nodeCount }, (_, i) => ({ name: `scale-node-${i}`, cpu: '1000', memory: '4Ti', pods: 110 })),
       envOverrides: { IACNAS_SIMULATE_SECONDS: String(o.simulateSeconds) },
+      // The simulated phases run inside the benchmark's process (the same trainerMain,
+      // arguments and environment as a container): a Node.js start per pod would cost
+      // 0.5 CPU-s, 4,000 CPU-s for 2,000 searches, on the 2 cores being measured. On a
+      // real cluster the pods run on other machines.
+      inProcessSimulation: true,
     });
     for (const ns of namespaces) await createNamespace(cluster, ns);
 
@@ -263,6 +278,7 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
     const url = `http://127.0.0.1:${port}`;
     const operatorLog = cluster.logFile('operator');
     const proc = spawnGroup('operator', process.execPath, [
+      ...(o.nodeOptions ?? chartNodeOptions()),
       ...(o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfileDir}`] : []),
       path.join(repoRoot, 'bin', 'iacnas.ts'),
       'operator',
@@ -396,38 +412,49 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
   }
 }
 
-export function markdown(r: ScaleResult): string {
-  const life = r.apiRequests.life;
-  const quiet = r.apiRequests.quiet;
-  const top = Object.entries(life.perSearchByVerbResource)
+export interface ScaleRuns {
+  benchmark: 'operator-scale';
+  date: string;
+  machine: ReturnType<typeof machine>;
+  runs: ScaleResult[];
+}
+
+const perSearchList = (r: ScaleResult) =>
+  Object.entries(r.apiRequests.life.perSearchByVerbResource)
     .slice(0, 8)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  const quietList = Object.entries(quiet.byVerbResource).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+
+/** The BENCHMARKS.md section: one column per number of searches. */
+export function markdown(all: ScaleRuns): string {
+  const runs = all.runs;
+  const first = runs[0];
+  const row = (label: string, cell: (r: ScaleResult) => string | number) => `| ${label} | ${runs.map(cell).join(' | ')} |`;
+  const quietList = (r: ScaleResult) => Object.entries(r.apiRequests.quiet.byVerbResource).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   return `## Operator scale (real control plane)
 
-\`npm run bench:operator-scale -- --searches ${r.settings.searches} --quiet-seconds ${r.settings.quietSeconds}\`
-(\`test/bench/operator-scale.ts\`; result in \`test/bench/results/operator-scale.json\`). ${r.machine.cores} cores
-(${r.machine.cpu}), Node ${r.machine.node}; etcd, kube-apiserver, controller-manager, scheduler, the test
-kubelet (${r.settings.nodes} nodes), the operator (${r.settings.workers} workers, leader election on) and every
-pod's process share the machine. ${r.settings.searches} IACSearches created at once in ${r.settings.namespaces}
-namespaces, no GPUs, each phase pod running the simulated trainer for ${r.settings.simulateSecondsPerPhase} s
-(\`IACNAS_SIMULATE_SECONDS\`, docs/trainer-phases.md). The operator's requests are counted from
-the API server's audit log (the operator runs as its own user). Method, and the costs found
-and removed with before/after figures: docs/operator-scale.md.
+\`npm run bench:operator-scale -- --searches ${runs.map((r) => r.settings.searches).join(',')} --quiet-seconds ${first.settings.quietSeconds}\`
+(\`test/bench/operator-scale.ts\`; result in \`test/bench/results/operator-scale.json\`). ${all.machine.cores} cores
+(${all.machine.cpu}), Node ${all.machine.node}; etcd, kube-apiserver, controller-manager, scheduler, the test
+kubelet, the operator (${first.settings.workers} workers, leader election on) share the machine. The
+IACSearches are created at once in up to 10 namespaces, no GPUs; each phase pod runs the
+simulated trainer for ${first.settings.simulateSecondsPerPhase} s (\`IACNAS_SIMULATE_SECONDS\`, docs/trainer-phases.md) inside the test
+kubelet's process. The operator's requests are counted from the API server's audit log
+(the operator runs as its own user). Method, and the costs found and removed with
+before/after figures: docs/operator-scale.md.
 
-| measure | value |
-|---|---|
-| every search's first pod exists | ${r.seconds.toEveryFirstPod} s |
-| every search Succeeded (4 phase pods each) | ${r.seconds.toAllSucceeded} s |
-| reconciles | ${r.reconcile.count} (p50 ${r.reconcile.p50Ms} ms, p99 ${r.reconcile.p99Ms} ms, mean ${r.reconcile.meanMs} ms) |
-| operator API requests over the searches' lives (watches and Lease apart) | ${life.total}, **${life.perSearch} per search** |
-| per search, by request | ${top} |
-| leader Lease requests / watches started over the lives | ${life.lease} / ${life.watches} |
-| quiet ${quiet.seconds} s after all finished: operator requests (Lease apart) | **${quiet.total}** (${quietList}); Lease ${quiet.lease}; new watches ${quiet.watches}; reconciles ${quiet.reconciles} |
-| all clients (apiserver_request_total, watches apart): lives / quiet | ${r.apiRequests.allClients.life} / ${r.apiRequests.allClients.quiet} |
-| operator CPU: over the lives / in the quiet period | ${r.operatorCpuSeconds.life} s / ${r.operatorCpuSeconds.quiet} s |
-| operator memory: before the searches / peak / at the end | ${r.operatorMemoryMiB.rssBeforeSearches} / ${r.operatorMemoryMiB.peakRss} / ${r.operatorMemoryMiB.rssAtEnd} MiB RSS |
+${row('searches (test kubelet nodes)', (r) => `**${r.settings.searches}** (${r.settings.nodes})`)}
+|---|${runs.map(() => '---').join('|')}|
+${row('every search\'s first pod exists', (r) => `**${r.seconds.toEveryFirstPod} s**`)}
+${row('every search Succeeded (4 phase pods each)', (r) => `${r.seconds.toAllSucceeded} s`)}
+${row('reconciles (p50 / p99)', (r) => `${r.reconcile.count} (${r.reconcile.p50Ms} / ${r.reconcile.p99Ms} ms)`)}
+${row('operator API requests per search over its life (watches and Lease apart)', (r) => `**${r.apiRequests.life.perSearch}**`)}
+${row('per search, by request', perSearchList)}
+${row('watches started / Lease requests over the lives', (r) => `${r.apiRequests.life.watches} / ${r.apiRequests.life.lease}`)}
+${row(`quiet period after all finished: operator requests (Lease apart)`, (r) => `**${r.apiRequests.quiet.total}** in ${r.apiRequests.quiet.seconds} s (${quietList(r)}); Lease ${r.apiRequests.quiet.lease}; reconciles ${r.apiRequests.quiet.reconciles}`)}
+${row('all clients\' requests (apiserver_request_total, watches apart): lives / quiet', (r) => `${r.apiRequests.allClients.life} / ${r.apiRequests.allClients.quiet}`)}
+${row('operator CPU over the lives / quiet', (r) => `${r.operatorCpuSeconds.life} s / ${r.operatorCpuSeconds.quiet} s`)}
+${row('operator RSS: before the searches / **peak** / at the end', (r) => `${r.operatorMemoryMiB.rssBeforeSearches} / **${r.operatorMemoryMiB.peakRss}** / ${r.operatorMemoryMiB.rssAtEnd} MiB`)}
 `;
 }
 
@@ -440,14 +467,26 @@ async function main(): Promise<void> {
     if (!Number.isFinite(x) || x <= 0) throw new Error(`--${name}: '${v}' is not a positive number`);
     return x;
   };
-  const result = await runOperatorScale({
-    searches: Math.round(num('searches', 500)),
-    quietSeconds: num('quiet-seconds', 60),
-    simulateSeconds: num('simulate-seconds', 2),
-    workers: Math.round(num('workers', 2)),
-    cpuProfileDir: flags.get('cpu-prof'),
-    log: (line) => console.error(`[operator-scale ${new Date().toISOString().slice(11, 19)}] ${line}`),
+  const sizes = (flags.get('searches') ?? '100,500,2000').split(',').map((v) => {
+    const x = Number(v);
+    if (!Number.isInteger(x) || x <= 0) throw new Error(`--searches: '${v}' is not a positive whole number (e.g. --searches 500 or --searches 100,500,2000)`);
+    return x;
   });
+  const runs: ScaleResult[] = [];
+  for (const searches of sizes) {
+    runs.push(
+      await runOperatorScale({
+        searches,
+        quietSeconds: num('quiet-seconds', 60),
+        simulateSeconds: num('simulate-seconds', 2),
+        workers: Math.round(num('workers', DEFAULT_WORKERS)),
+        cpuProfileDir: flags.get('cpu-prof'),
+        nodeOptions: flags.has('node-options') ? flags.get('node-options')!.split(/\s+/).filter(Boolean) : undefined,
+        log: (line) => console.error(`[operator-scale N=${searches} ${new Date().toISOString().slice(11, 19)}] ${line}`),
+      }),
+    );
+  }
+  const result: ScaleRuns = { benchmark: 'operator-scale', date: new Date().toISOString(), machine: machine(), runs };
   console.log(JSON.stringify(result, null, 2));
   if (flags.get('no-write') !== 'true') {
     const out = path.join(repoRoot, 'test/bench/results/operator-scale.json');

@@ -24,6 +24,7 @@ import { KubeApiError, type KubeClient, type KubeJSON, type Watch } from './kube
 import { spawnGroup, type ExitStatus, type ManagedProcess } from './processes.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const IACNAS = path.join(REPO_ROOT, 'bin', 'iacnas.ts');
 
 export interface TestNodeSpec {
   name: string;
@@ -43,6 +44,15 @@ export interface TestKubeletOptions {
   imageEntrypoint?: string[];
   /** Lease renewal interval (default 5 s; the lease lasts 40 s as a kubelet's does). */
   leaseRenewMs?: number;
+  /**
+   * Runs a simulated trainer phase (`iacnas trainer ...` with IACNAS_SIMULATE_SECONDS in
+   * its environment) inside this process instead of as a process of its own: the same
+   * trainerMain with the container's arguments and environment, so the API objects,
+   * progress POSTs and termination messages are the same, without a Node.js start per
+   * pod. For benchmarks of thousands of pods on one machine; signals end the container
+   * at once (the simulation's late output is ignored).
+   */
+  inProcessSimulation?: boolean;
 }
 
 export interface EvictOptions {
@@ -388,7 +398,11 @@ export class TestKubelet {
     const cwd = c.workingDir ? mounts.map(c.workingDir) : path.join(run.dir, 'cwd');
     mkdirSync(cwd, { recursive: true });
     run.startedAt = rfc3339();
-    run.proc = spawnGroup(`pod ${run.namespace}/${run.name}`, argv[0], argv.slice(1), { env, cwd, logFile: path.join(run.dir, 'container.log') });
+    const logFile = path.join(run.dir, 'container.log');
+    const simulated = this.opts.inProcessSimulation && env.IACNAS_SIMULATE_SECONDS && argv[0] === process.execPath && argv[1] === IACNAS && argv[2] === 'trainer';
+    run.proc = simulated
+      ? inProcessTrainer(`pod ${run.namespace}/${run.name}`, argv.slice(3), env, logFile)
+      : spawnGroup(`pod ${run.namespace}/${run.name}`, argv[0], argv.slice(1), { env, cwd, logFile });
     run.phase = 'Running';
     const containerID = `iacnas-test://${run.proc.pid}`;
     const t = run.startedAt;
@@ -604,7 +618,7 @@ export class TestKubelet {
   private commandLine(c: KubeJSON, env: Record<string, string>, mounts: Mounts): string[] {
     const command: string[] = c.command?.length ? c.command : (this.opts.imageEntrypoint ?? ['iacnas']);
     const argv = [...command, ...(c.args ?? [])].map((a) => mounts.mapArg(expand(String(a), env)));
-    const iacnas = path.join(REPO_ROOT, 'bin', 'iacnas.ts');
+    const iacnas = IACNAS;
     const isIacnas = (a: string) => /(^|\/)iacnas(\.ts)?$/.test(a);
     if (isIacnas(argv[0])) return [process.execPath, iacnas, ...argv.slice(1)];
     if (/(^|\/)node$/.test(argv[0])) {
@@ -622,6 +636,46 @@ export class TestKubelet {
     this.podWatch?.stop();
     await Promise.all([...this.runs.values()].map((r) => r.proc?.stop(2000)));
   }
+}
+
+let inProcessPids = 4_000_000;
+
+/** A container whose simulated trainer phase runs in this process (TestKubeletOptions.inProcessSimulation). */
+function inProcessTrainer(name: string, args: string[], env: Record<string, string>, logFile: string): ManagedProcess {
+  let finished = false;
+  let resolveExit!: (s: ExitStatus) => void;
+  const exited = new Promise<ExitStatus>((r) => (resolveExit = r));
+  const end = (status: ExitStatus) => {
+    if (finished) return;
+    finished = true;
+    resolveExit(status);
+  };
+  const sink = {
+    write: (text: string) => {
+      if (!finished) appendFileSync(logFile, text);
+      return true;
+    },
+  };
+  void import('../../trainer/src/cli.ts')
+    .then((cli) => cli.trainerMain(args, { env, stdout: sink, stderr: sink }))
+    .then(
+      (code) => end({ code, signal: null }),
+      (err: unknown) => {
+        sink.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        end({ code: 1, signal: null });
+      },
+    );
+  return {
+    name,
+    pid: inProcessPids++,
+    exited,
+    done: () => finished,
+    signal: (sig) => end({ code: null, signal: sig }),
+    stop: () => {
+      end({ code: null, signal: 'SIGTERM' });
+      return exited;
+    },
+  };
 }
 
 /** Container paths -> local paths (longest mount first). */
