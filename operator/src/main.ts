@@ -59,9 +59,9 @@ options:
   --progress-rate-per-client <n/s>    progress requests per second per client address, before any
                                       token check; bursts of twice that (default 100)
   --progress-rate-total <n/s>         progress requests per second from all clients (default 500)
-  --phase-events                      a Normal event at every phase start and end (default off: Normal
-                                      events only for the outcome, suspend and resume; Warnings always;
-                                      phase changes are in the status either way)
+  --phase-events                      a Normal event at every phase start and end and at success (default
+                                      off: Normal events only for suspend, resume and a retry; Warnings
+                                      always; phase changes and the outcome are in the status either way)
   --leader-elect                      elect a leader on a Lease; only the leader reconciles (default off;
                                       --leader-elect=false also turns it off: one replica needs none)
   --leader-election-namespace <ns>    namespace of the Lease (default $POD_NAMESPACE, else default)

@@ -335,7 +335,7 @@ class Machine {
     this.status.completionTime ??= iso(this.now);
     if (phase === 'Succeeded') {
       this.summarize('succeeded', 'Succeeded', message);
-      this.event('Normal', 'Succeeded', message);
+      if (this.input.settings.phaseEvents) this.event('Normal', 'Succeeded', message);
     } else {
       const stage = currentStage(this.status);
       if (stage) {

@@ -82,9 +82,10 @@ export interface OperatorSettings {
    */
   policy?: PodPolicy;
   /**
-   * A Normal event at every phase start and end (PhaseStarted-style reasons Searching,
-   * Pruning, ..., and PhaseSucceeded). Off: Normal events only for the outcome and for
-   * suspend and resume; Warnings always.
+   * A Normal event at every phase start and end (reasons Searching, Pruning, ...,
+   * PhaseSucceeded) and when the search Succeeded. Off: Normal events only for suspend,
+   * resume and a retry's pod; Warnings (failures, refusals, budget, corrections) always.
+   * Phase changes and the outcome are in the status either way.
    */
   phaseEvents?: boolean;
 }
