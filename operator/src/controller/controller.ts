@@ -306,7 +306,7 @@ export class Controller {
       this.awaitingCache.delete(key);
       return undefined;
     }
-    if (!this.informers().every((i) => i.isCurrent())) {
+    if (!this.informers().every((i) => i.isCurrent(namespace))) {
       // A watch failed (an API server restart, a network cut) and its informer has not
       // listed again: a child created meanwhile may be missing from the cache, and a
       // reconcile would take it for vanished. Wait for the lists.

@@ -90,6 +90,25 @@ describe('Informer', () => {
     inf.stop();
   });
 
+  it('with several namespaces, is not current only where a watch failed', async () => {
+    const api = new FakeKubeApi();
+    const inf = new Informer(api, PodType, { namespaces: ['a', 'b'], initialBackoffMs: 10 });
+    const watch = api.watch.bind(api);
+    let breakB: ((err: unknown) => void) | undefined;
+    api.watch = (type, opts, onEvent, onClose) => {
+      if (opts.namespace === 'b') breakB = onClose;
+      return watch(type, opts, onEvent, onClose);
+    };
+    inf.start();
+    await until(() => inf.hasSynced() && api.openWatches() === 2);
+    api.failNext('list', new Error('forbidden'), { times: 10_000 });
+    breakB!(new Error('connection reset'));
+    await until(() => !inf.isCurrent('b'));
+    expect(inf.isCurrent('a')).toBe(true);
+    expect(inf.isCurrent()).toBe(false);
+    inf.stop();
+  });
+
   it('resumes a normally ended watch without relisting, and relists on 410 Gone', async () => {
     const api = new FakeKubeApi();
     const inf = new Informer(api, PodType, { initialBackoffMs: 10 });

@@ -56,7 +56,7 @@ function deepFreeze<T>(o: T): T {
 class Reflector {
   private readonly api: KubeApi;
   private readonly type: ResourceType;
-  private readonly namespace: string | undefined;
+  readonly namespace: string | undefined;
   private readonly owner: Informer;
   private readonly opts: InformerOptions;
   private stopped = false;
@@ -247,9 +247,12 @@ export class Informer {
     return this.reflectors.every((r) => r.synced);
   }
 
-  /** True when no namespace's watch has failed since its last list (the cache misses nothing it could know). */
-  isCurrent(): boolean {
-    return this.reflectors.every((r) => r.current);
+  /**
+   * True when no watch covering `namespace` (every namespace when omitted) has failed
+   * since its last list: the cache misses nothing it could know there.
+   */
+  isCurrent(namespace?: string): boolean {
+    return this.reflectors.every((r) => r.current || (namespace !== undefined && r.namespace !== undefined && r.namespace !== namespace));
   }
 
   get(namespace: string | undefined, name: string): KubeObject | undefined {
