@@ -40,5 +40,7 @@ describe.skipIf(availability.skip)('operator-scale benchmark, smallest setting',
     const md = markdown({ benchmark: 'operator-scale', date: r.date, machine: r.machine, runs: [r, r] });
     expect(md).toContain('per search');
     expect(md).toContain('--searches 3,3');
+    const before = { benchmark: 'operator-scale' as const, date: r.date, machine: r.machine, runs: [{ ...r, apiRequests: { ...r.apiRequests, life: { ...r.apiRequests.life, perSearch: 20.5 } } }] };
+    expect(markdown({ benchmark: 'operator-scale', date: r.date, machine: r.machine, runs: [r] }, before)).toMatch(/Before and after, N = 3, .*20\.5 requests per search.*this one/);
   });
 });

@@ -425,8 +425,29 @@ const perSearchList = (r: ScaleResult) =>
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
 
+/**
+ * The before/after line: `before` is a run of the same benchmark on the operator before
+ * the fleet-scale changes (commit 214ae9f, docs/operator-scale.md), committed as
+ * test/bench/results/operator-scale-before.json.
+ */
+function beforeAfter(runs: ScaleResult[], before: ScaleRuns | undefined): string {
+  const b = before?.runs[0];
+  const a = b && runs.find((r) => r.settings.searches === b.settings.searches);
+  if (!b || !a) return '';
+  const f = (r: ScaleResult) => `${r.seconds.toEveryFirstPod} s to every first pod, ${r.apiRequests.life.perSearch} requests per search, peak RSS ${r.operatorMemoryMiB.peakRss} MiB, ${r.operatorCpuSeconds.life} CPU-s`;
+  return `\nBefore and after, N = ${b.settings.searches}, same harness: commit 214ae9f's operator ${f(b)}; this one ${f(a)} (\`test/bench/results/operator-scale-before.json\`, docs/operator-scale.md).\n`;
+}
+
+function readBefore(): ScaleRuns | undefined {
+  try {
+    return JSON.parse(readFileSync(path.join(repoRoot, 'test/bench/results/operator-scale-before.json'), 'utf8')) as ScaleRuns;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The BENCHMARKS.md section: one column per number of searches. */
-export function markdown(all: ScaleRuns): string {
+export function markdown(all: ScaleRuns, before: ScaleRuns | undefined = readBefore()): string {
   const runs = all.runs;
   const first = runs[0];
   const row = (label: string, cell: (r: ScaleResult) => string | number) => `| ${label} | ${runs.map(cell).join(' | ')} |`;
@@ -455,7 +476,7 @@ ${row(`quiet period after all finished: operator requests (Lease apart)`, (r) =>
 ${row('all clients\' requests (apiserver_request_total, watches apart): lives / quiet', (r) => `${r.apiRequests.allClients.life} / ${r.apiRequests.allClients.quiet}`)}
 ${row('operator CPU over the lives / quiet', (r) => `${r.operatorCpuSeconds.life} s / ${r.operatorCpuSeconds.quiet} s`)}
 ${row('operator RSS: before the searches / **peak** / at the end', (r) => `${r.operatorMemoryMiB.rssBeforeSearches} / **${r.operatorMemoryMiB.peakRss}** / ${r.operatorMemoryMiB.rssAtEnd} MiB`)}
-`;
+${beforeAfter(runs, before)}`;
 }
 
 async function main(): Promise<void> {
