@@ -315,8 +315,6 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
         expect(refusals(), `${serviceAccount} was refused`).toBe('');
         const lease = await c.client.get(`/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${serviceAccount}-leader`);
         expect(lease.spec.holderIdentity).toBe(`${serviceAccount}-0`);
-        const events = await c.client.get(`/apis/events.k8s.io/v1/namespaces/${searchNS}/events`);
-        expect(events.items.some((e: { regarding?: { name?: string } }) => e.regarding?.name === name)).toBe(true);
         // Suspend: the operator deletes the pod (the IACSearch's spec is the user's to write).
         await c.client.mergePatch(`/apis/nas.iac.dev/v1alpha1/namespaces/${searchNS}/iacsearches/${name}`, { spec: { suspend: true } });
         await waitFor(
@@ -326,6 +324,17 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
             ((await c.client.get(`/apis/nas.iac.dev/v1alpha1/namespaces/${searchNS}/iacsearches/${name}`)).status?.phase === 'Suspended' &&
               !(await c.client.find(`${base}/pods/${name}-search-1`))),
           90_000,
+          500,
+        );
+        // The Suspended event: the operator may record events where it works.
+        await waitFor(
+          `${serviceAccount}'s Suspended event about ${searchNS}/${name}`,
+          async () =>
+            !!refusals() ||
+            (await c.client.get(`/apis/events.k8s.io/v1/namespaces/${searchNS}/events`)).items.some(
+              (e: { regarding?: { name?: string }; reason?: string }) => e.regarding?.name === name && e.reason === 'Suspended',
+            ),
+          60_000,
           500,
         );
       } finally {
