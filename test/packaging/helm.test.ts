@@ -100,7 +100,13 @@ describe.skipIf(tools.skip)('Helm chart charts/iac-operator', () => {
       expect(c.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
       // A writable /tmp is the only writable path.
       expect(c.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
-      expect(c.env.map((e: { name: string }) => e.name)).toEqual(['POD_NAME', 'POD_NAMESPACE', 'POD_IP']);
+      expect(c.env.map((e: { name: string }) => e.name)).toEqual(['POD_NAME', 'POD_NAMESPACE', 'POD_IP', 'NODE_OPTIONS']);
+      // V8 keeps the operator's memory flat: the old generation stays well below the limit.
+      const nodeOptions = c.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS').value as string;
+      const oldSpaceMiB = Number(/--max-old-space-size=(\d+)/.exec(nodeOptions)?.[1]);
+      expect(oldSpaceMiB).toBeGreaterThan(0);
+      const limit = /^(\d+)(Mi|Gi)$/.exec(c.resources.limits.memory)!;
+      expect(oldSpaceMiB).toBeLessThan(0.6 * Number(limit[1]) * (limit[2] === 'Gi' ? 1024 : 1));
       // The leader's address for standbys to forward progress to.
       expect(c.env.find((e: { name: string }) => e.name === 'POD_IP').valueFrom.fieldRef.fieldPath).toBe('status.podIP');
     });
