@@ -201,7 +201,8 @@ export async function runSearch(opts: RunOptions, io: RunIO = {}): Promise<numbe
         progress: latest,
         now: new Date(),
         newToken: randomBytes(24).toString('base64url'),
-        settings: { defaultImage: 'local' },
+        // Events are this command's progress lines: every phase start and end is shown.
+        settings: { defaultImage: 'local', phaseEvents: true },
       });
       for (const action of result.actions) {
         if (action.type === 'event') {

@@ -62,6 +62,11 @@ describe('iacnas run with a fake trainer', () => {
     expect(r.stdout).toMatch(/tiny succeeded: test mean Dice 0\.7500/);
     expect(r.stdout).toMatch(/\[search\] search epoch 3\/3\n/);
     expect(r.stdout).toMatch(/\[evaluate\] evaluate epoch 1\/1\n/);
+    // every phase's start and end is a line of its own
+    for (const stage of ['search', 'prune', 'retrain', 'evaluate']) {
+      expect(r.stdout).toMatch(new RegExp(`${stage} phase started: ${stage} attempt 1 created`));
+      expect(r.stdout).toMatch(new RegExp(`${stage} finished \\(pod tiny-${stage}-1\\)`));
+    }
 
     // Running it again does not run it again.
     const again = await run(searchFile({ cost: { gpuHourlyUSD: 2 } }));
