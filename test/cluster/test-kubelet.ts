@@ -618,12 +618,11 @@ export class TestKubelet {
   private commandLine(c: KubeJSON, env: Record<string, string>, mounts: Mounts): string[] {
     const command: string[] = c.command?.length ? c.command : (this.opts.imageEntrypoint ?? ['iacnas']);
     const argv = [...command, ...(c.args ?? [])].map((a) => mounts.mapArg(expand(String(a), env)));
-    const iacnas = IACNAS;
     const isIacnas = (a: string) => /(^|\/)iacnas(\.ts)?$/.test(a);
-    if (isIacnas(argv[0])) return [process.execPath, iacnas, ...argv.slice(1)];
+    if (isIacnas(argv[0])) return [process.execPath, IACNAS, ...argv.slice(1)];
     if (/(^|\/)node$/.test(argv[0])) {
       const rest = argv.slice(1);
-      if (rest.length && isIacnas(rest[0])) rest[0] = iacnas;
+      if (rest.length && isIacnas(rest[0])) rest[0] = IACNAS;
       return [process.execPath, ...rest];
     }
     return argv;

@@ -259,19 +259,14 @@ export class Informer {
     return this.cache.get(namespace ? `${namespace}/${name}` : name);
   }
 
-  list(namespace?: string): KubeObject[] {
-    const all = [...this.cache.values()];
-    return namespace === undefined ? all : all.filter((o) => o.metadata.namespace === namespace);
+  list(): KubeObject[] {
+    return [...this.cache.values()];
   }
 
   /** The cached objects whose indexBy key is `key` (needs the indexBy option). */
   byIndex(key: string): KubeObject[] {
     const hit = this.index.get(key);
     return hit ? [...hit.values()] : [];
-  }
-
-  size(): number {
-    return this.cache.size;
   }
 
   private setCached(key: string, obj: KubeObject | undefined, old: KubeObject | undefined): void {

@@ -295,60 +295,51 @@ describe('HTTP timeouts', () => {
     timeouts: { headersMs: 60_000, requestMs: 60_000, idleMs: 60_000, keepAliveMs: 60_000, checkIntervalMs: 20, ...t },
   });
 
+  /** Runs `fn` with a raw connection to the app listening on loopback with these timeouts. */
+  async function onRawConnection(t: NonNullable<AppOptions['timeouts']>, fn: (conn: Awaited<ReturnType<typeof rawConnection>>, accepted: ReturnType<typeof app>['accepted']) => Promise<void>) {
+    const { a, accepted } = app(short(t));
+    await a.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      await fn(await rawConnection(a), accepted);
+    } finally {
+      await a.close();
+    }
+  }
+
   it.each([
     // authenticated: the request timeout ends it (408, or a reset)
     ['with the search\'s token', good, /^(|HTTP\/1\.1 408 [^]*)$/],
     // refused before the body is read, and the connection closed at once
     ['without a token', { 'x-iacsearch': 'lab/acdc' }, /^HTTP\/1\.1 401 [^]*connection: close/i],
   ])('cut off a client that sends its body one byte at a time (%s)', async (_what, headers, answered) => {
-    const { a, accepted } = app(short({ headersMs: 200, requestMs: 400 }));
-    await a.listen({ host: '127.0.0.1', port: 0 });
-    try {
-      const { socket, closed } = await rawConnection(a);
+    await onRawConnection({ headersMs: 200, requestMs: 400 }, async ({ socket, closed }, accepted) => {
       socket.write(progressHead(headers, 10_000));
       drip(socket, ' ', 25);
       expect(await closed).toMatch(answered);
       expect(accepted).toEqual([]);
-    } finally {
-      await a.close();
-    }
+    });
   });
 
   it('cut off a client that never finishes its headers', async () => {
-    const { a } = app(short({ headersMs: 200, requestMs: 400 }));
-    await a.listen({ host: '127.0.0.1', port: 0 });
-    try {
-      const { socket, closed } = await rawConnection(a);
+    await onRawConnection({ headersMs: 200, requestMs: 400 }, async ({ socket, closed }) => {
       socket.write('POST /v1/progress HTTP/1.1\r\nHost: op\r\n');
       drip(socket, 'x', 25); // one endless header line
       expect(await closed).toMatch(/^(|HTTP\/1\.1 (408|431|400)[^]*)$/);
-    } finally {
-      await a.close();
-    }
+    });
   });
 
   it('close a connection that sends nothing', async () => {
-    const { a } = app(short({ idleMs: 200 }));
-    await a.listen({ host: '127.0.0.1', port: 0 });
-    try {
-      const { closed } = await rawConnection(a);
+    await onRawConnection({ idleMs: 200 }, async ({ closed }) => {
       await closed;
-    } finally {
-      await a.close();
-    }
+    });
   });
 
   it('close a kept-alive connection that stays idle after its request', async () => {
-    const { a } = app(short({ keepAliveMs: 200 }));
-    await a.listen({ host: '127.0.0.1', port: 0 });
-    try {
-      const { socket, closed } = await rawConnection(a);
+    await onRawConnection({ keepAliveMs: 200 }, async ({ socket, closed }) => {
       socket.write('GET /healthz HTTP/1.1\r\nHost: op\r\n\r\n');
       const answer = await closed;
       expect(answer).toMatch(/^HTTP\/1\.1 200/);
       expect(answer).toMatch(/keep-alive/i);
-    } finally {
-      await a.close();
-    }
+    });
   });
 });
