@@ -66,6 +66,13 @@ export function parseResult(message: string | undefined): PhaseResult | undefine
   return undefined;
 }
 
+/** What a user reads when the kernel killed the trainer at its container's memory limit. */
+export function outOfMemory(stage: Stage, limit: string | undefined, exitCode: number | undefined): string {
+  const at = limit ? `its memory limit of ${limit}` : 'its memory limit';
+  const code = exitCode !== undefined ? `, exit code ${exitCode}` : '';
+  return `the trainer ran out of memory: the kernel killed it at ${at} (OOMKilled${code}); raise spec.resources.memory, or spec.resources.phases.${stage}.memory for this phase alone, or make the phase smaller (spec.search.batchSize, spec.dataset.sliceSize)`;
+}
+
 export function observePod(pod: KubeObject): ObservedAttempt | undefined {
   const labels = pod.metadata.labels ?? {};
   const stage = labels[LABEL_PHASE] as Stage;
@@ -102,7 +109,10 @@ export function observePod(pod: KubeObject): ObservedAttempt | undefined {
     } else {
       out.state = 'Failed';
       out.reason = terminated?.reason ?? status?.reason ?? 'Failed';
-      out.message = out.result?.message ?? status?.message ?? (terminated?.exitCode !== undefined ? `exit code ${terminated.exitCode}` : undefined);
+      out.message =
+        terminated?.reason === 'OOMKilled'
+          ? outOfMemory(stage, container?.resources?.limits?.memory, terminated.exitCode)
+          : (out.result?.message ?? status?.message ?? (terminated?.exitCode !== undefined ? `exit code ${terminated.exitCode}` : undefined));
     }
   } else if (cs?.state?.running || (terminated && phase === 'Running')) {
     out.state = 'Running';
