@@ -47,3 +47,28 @@ export function findBinaries(): BinaryLookup {
       `or point KUBEBUILDER_ASSETS / IACNAS_K8S_BIN_DIR at a directory holding them`,
   };
 }
+
+/** The node binaries of the real-node suites (test/node); the control-plane suites never need them. */
+export const NODE_BINARY_NAMES = ['kubelet', 'kube-proxy'] as const;
+export type NodeBinaryName = (typeof NODE_BINARY_NAMES)[number];
+export type NodeBinaries = Record<NodeBinaryName, string>;
+
+export type NodeBinaryLookup = { ok: true; binaries: NodeBinaries } | { ok: false; missing: string[]; reason: string };
+
+/** Finds kubelet and kube-proxy in the build cache (test/cluster/build.sh builds them). */
+export function findNodeBinaries(): NodeBinaryLookup {
+  const dir = defaultBinDir();
+  const found: Partial<NodeBinaries> = {};
+  const missing: string[] = [];
+  for (const name of NODE_BINARY_NAMES) {
+    const p = path.join(dir, name);
+    if (executable(p)) found[name] = p;
+    else missing.push(name);
+  }
+  if (missing.length === 0) return { ok: true, binaries: found as NodeBinaries };
+  return {
+    ok: false,
+    missing,
+    reason: `node binaries missing (${missing.join(', ')}) in ${dir}; build them with test/cluster/build.sh (about a minute when the control plane was built before)`,
+  };
+}

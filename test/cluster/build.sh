@@ -2,6 +2,9 @@
 # Builds, once, the control-plane binaries the cluster tests run on loopback:
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
 #   etcd                                                              (go.etcd.io/etcd/server/v3)
+# and the node binaries the real-node suites (test/node, docs/real-node.md) run:
+#   kubelet, kube-proxy                                               (k8s.io/kubernetes)
+# (the pause image those suites need is built by test/node/images.ts at their first run).
 # from the Go module proxy (there is no release download nor Docker on CI machines).
 #
 # Output: $IACNAS_K8S_BIN_DIR (default ~/.cache/iac-operator/k8s-<version>/bin). A binary
@@ -44,7 +47,7 @@ have() {
 }
 
 k8s_missing=()
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
   have "$b" || k8s_missing+=("$b")
 done
 etcd_missing=0

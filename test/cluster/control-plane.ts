@@ -27,6 +27,16 @@ export interface ClusterOptions {
   volumeSize?: string;
   /** Extra kube-apiserver flags. */
   apiserverArgs?: string[];
+  /**
+   * Ready the control plane for real kubelets (test/node/real-node.ts): Node,RBAC
+   * authorization with the NodeRestriction admission plugin, the admin client certificate
+   * for the API server's calls to kubelets (logs, exec), and the controllers real pods
+   * need besides the usual ones: the kube-root-ca.crt publisher (service-account token
+   * volumes mount it) and the Endpoints/EndpointSlice controllers (kube-proxy routes
+   * ClusterIP Services by their EndpointSlices), and the Deployment and ReplicaSet controllers
+   * (the chart runs the operator as a Deployment). Default false: the test kubelet needs none.
+   */
+  realNodes?: boolean;
 }
 
 export interface KubectlResult {
@@ -272,7 +282,16 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       `--service-account-signing-key-file=${certs.serviceAccountKey}`,
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       '--service-cluster-ip-range=10.0.0.0/24',
-      '--authorization-mode=RBAC',
+      ...(opts.realNodes
+        ? [
+            '--authorization-mode=Node,RBAC',
+            '--enable-admission-plugins=NodeRestriction',
+            `--kubelet-client-certificate=${certs.adminCert}`,
+            `--kubelet-client-key=${certs.adminKey}`,
+            // The Node's InternalIP (its bridge address), never a DNS lookup of its name.
+            '--kubelet-preferred-address-types=InternalIP',
+          ]
+        : ['--authorization-mode=RBAC']),
       '--allow-privileged=true',
       // The endpoint reconciler would try to publish 127.0.0.1 as the `kubernetes`
       // Service's endpoint, which validation refuses (loopback); nothing here needs it.
@@ -307,7 +326,9 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       ...common,
       `--secure-port=${kcmPort}`,
       `--cert-dir=${path.join(dir, 'pki', 'kcm')}`,
-      '--controllers=garbage-collector-controller,serviceaccount-controller,namespace-controller,persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,persistentvolume-protection-controller,pod-garbage-collector-controller',
+      `--controllers=garbage-collector-controller,serviceaccount-controller,namespace-controller,persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,persistentvolume-protection-controller,pod-garbage-collector-controller${
+        opts.realNodes ? ',root-ca-certificate-publisher-controller,endpoints-controller,endpointslice-controller,deployment-controller,replicaset-controller' : ''
+      }`,
       `--root-ca-file=${certs.caCert}`,
       // Binding happens on claim events; the periodic resync is only a safety net.
       '--pvclaimbinder-sync-period=2s',
