@@ -1,42 +1,63 @@
 # syntax=docker/dockerfile:1.7
-# The trainer image for NVIDIA GPU nodes: `iacnas trainer <phase>` with the
-# @tensorflow/tfjs-node-gpu 4.22.0 backend. That package binds libtensorflow 2.9.1, which
-# is built against CUDA 11.2 and cuDNN 8.1 (TensorFlow's tested build configurations),
-# so the runtime base is NVIDIA's CUDA 11.2 image with cuDNN 8. The node needs an NVIDIA
-# driver >= 450.80.02 and the NVIDIA device plugin (the pods request nvidia.com/gpu).
+# The trainer image for NVIDIA GPU nodes: `iacnas trainer <phase>` with native TensorFlow
+# 2.21 built for CUDA 12 (@tensorflow/tfjs-node-gpu 4.22.0 built by
+# scripts/native-backend.sh --gpu from the PyPI wheel tensorflow and the nvidia-*-cu12
+# wheels, which land in the package's deps/nvidia; see docs/native-backend.md). No CUDA
+# base image: the CUDA libraries are inside the package, the driver comes from the host
+# (NVIDIA container toolkit; the pods request nvidia.com/gpu). Hopper (sm_90) included.
+# The backend is chosen automatically: tensorflow-gpu where a GPU is visible, else the same
+# package on the CPU (named on the trainer's first line).
 # Build from the repository root:
 #   docker build -f deploy/docker/trainer-gpu.Dockerfile -t iac-operator/trainer-gpu:0.1.0 .
 
 ARG NODE_IMAGE=node:24-bookworm-slim
-ARG CUDA_IMAGE=nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04
 
-FROM ${NODE_IMAGE} AS deps
-RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+FROM ${NODE_IMAGE} AS build
+# Builder stage only: python3 + pip download the wheels, g++/make/patch compile the addon
+# (binutils' readelf reads libtensorflow's RUNPATH). None of it reaches the final image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-pip g++ make patch binutils ca-certificates \
  && rm -rf /var/lib/apt/lists/*
+# BUILD_CA_FILE: a CA bundle the build mounts for npm and pip behind a TLS-inspecting proxy.
+# IACNAS_CACHE: a cache the build mounts (scripts/native-backend.sh reuses the wheels and
+# the built package there); empty: the stage's own ~/.cache. Build arguments of this
+# stage only: they are not in the final image.
+ARG BUILD_CA_FILE=
+ARG IACNAS_CACHE=
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Its install script downloads libtensorflow-gpu 2.9.1 into the package's deps/ directory,
-# which the binding finds through its rpath.
-RUN npm ci --omit=dev --omit=optional --no-audit --no-fund \
- && npm install --no-save --no-package-lock --omit=dev --no-audit --no-fund @tensorflow/tfjs-node-gpu@4.22.0 \
+RUN if [ -n "$BUILD_CA_FILE" ]; then export NODE_EXTRA_CA_CERTS="$BUILD_CA_FILE" PIP_CERT="$BUILD_CA_FILE"; fi \
+ && npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
+COPY scripts/with-node scripts/native-backend.sh ./scripts/
+COPY scripts/native ./scripts/native
+# Builds (or takes from the cache) tfjs-node-gpu on TensorFlow 2.21 / CUDA 12, installs it
+# into /app/node_modules with its libraries copied in (its npm dependencies without the dev
+# tools: npm_config_omit=dev), then loads it and runs a convolution (on the CPU where the
+# build has no GPU): the build fails when it cannot load.
+RUN if [ -n "$BUILD_CA_FILE" ]; then export NODE_EXTRA_CA_CERTS="$BUILD_CA_FILE" PIP_CERT="$BUILD_CA_FILE"; fi \
+ && export npm_config_omit=dev \
+ && scripts/native-backend.sh --gpu --prefix /app --copy \
+ # Test files some packages publish (zod, pino): an image holds no tests.
+ && find node_modules -type f \( -name '*.test.ts' -o -name '*.spec.ts' \) -delete \
+ && npm cache clean --force
+COPY bin ./bin
+COPY trainer/src ./trainer/src
+# The trainer's own choice must be native TensorFlow: tensorflow-gpu with a GPU, else
+# tensorflow (this package on the CPU), never a silent fall back to wasm.
+RUN node -e "import('/app/trainer/src/backend/index.ts').then(async (b) => { const i = await b.initBackend(); if (i.choice !== 'tensorflow' && i.choice !== 'tensorflow-gpu') throw new Error('the trainer chose ' + i.line); })"
 
-FROM ${NODE_IMAGE} AS node
-
-FROM ${CUDA_IMAGE}
+FROM ${NODE_IMAGE}
 LABEL org.opencontainers.image.title="iac-trainer-gpu" \
-      org.opencontainers.image.description="IAC-LTH trainer (TensorFlow.js, CUDA 11.2 / cuDNN 8.1 backend)" \
+      org.opencontainers.image.description="IAC-LTH trainer (TensorFlow.js on native TensorFlow 2.21, CUDA 12.x / cuDNN 9)" \
       org.opencontainers.image.licenses="Apache-2.0"
-# Node.js 24 from the official image: its binary needs glibc >= 2.28 (Ubuntu 20.04 has 2.31).
-COPY --from=node /usr/local/bin/node /usr/local/bin/node
 ENV NODE_ENV=production \
     HOME=/tmp \
-    IACNAS_BACKEND=tensorflow-gpu \
     TF_CPP_MIN_LOG_LEVEL=1 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
 COPY trainer/src ./trainer/src

@@ -1,34 +1,58 @@
 # syntax=docker/dockerfile:1.7
-# The trainer image for CPU nodes: `iacnas trainer <phase>` with the @tensorflow/tfjs-node
-# backend (native TensorFlow 2.9.1 for x86-64 Linux; falls back to wasm, then cpu).
+# The trainer image for CPU nodes: `iacnas trainer <phase>` with native TensorFlow 2.21
+# (@tensorflow/tfjs-node 4.22.0 built by scripts/native-backend.sh from the PyPI wheel
+# tensorflow-cpu; see docs/native-backend.md). The backend is chosen automatically at
+# start (tensorflow, else wasm, else cpu) and named on the trainer's first line.
 # Build from the repository root:
 #   docker build -f deploy/docker/trainer.Dockerfile -t iac-operator/trainer-cpu:0.1.0 .
-# The GPU image is trainer-gpu.Dockerfile.
+# The GPU image is trainer-gpu.Dockerfile. NODE_IMAGE is any Debian-based Node 24 image
+# (test/images/build.sh passes one it made itself, see docs/images.md).
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-FROM ${NODE_IMAGE} AS deps
-# A C++ toolchain in case the prebuilt tfjs binding cannot be fetched and node-pre-gyp
-# builds it from source.
-RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+FROM ${NODE_IMAGE} AS build
+# Builder stage only: python3 + pip download the TensorFlow wheel, g++/make/patch compile
+# the tfjs-node addon. None of it reaches the final image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-pip g++ make patch ca-certificates \
  && rm -rf /var/lib/apt/lists/*
+# BUILD_CA_FILE: a CA bundle the build mounts for npm and pip behind a TLS-inspecting proxy.
+# IACNAS_CACHE: a cache the build mounts (scripts/native-backend.sh reuses the wheels and
+# the built package there); empty: the stage's own ~/.cache. Build arguments of this
+# stage only: they are not in the final image.
+ARG BUILD_CA_FILE=
+ARG IACNAS_CACHE=
 WORKDIR /app
 COPY package.json package-lock.json ./
-# The locked dependencies without the optional native backends, then the CPU one only
-# (its install script downloads libtensorflow).
-RUN npm ci --omit=dev --omit=optional --no-audit --no-fund \
- && npm install --no-save --no-package-lock --omit=dev --no-audit --no-fund @tensorflow/tfjs-node@4.22.0 \
+RUN if [ -n "$BUILD_CA_FILE" ]; then export NODE_EXTRA_CA_CERTS="$BUILD_CA_FILE" PIP_CERT="$BUILD_CA_FILE"; fi \
+ && npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
+COPY scripts/with-node scripts/native-backend.sh ./scripts/
+COPY scripts/native ./scripts/native
+# Builds (or takes from the cache) tfjs-node on TensorFlow 2.21, installs it into
+# /app/node_modules with its libraries copied in (its npm dependencies without the dev
+# tools: npm_config_omit=dev), then loads it and runs a convolution: the build fails here
+# when the backend cannot load.
+RUN if [ -n "$BUILD_CA_FILE" ]; then export NODE_EXTRA_CA_CERTS="$BUILD_CA_FILE" PIP_CERT="$BUILD_CA_FILE"; fi \
+ && export npm_config_omit=dev \
+ && scripts/native-backend.sh --prefix /app --copy \
+ # Test files some packages publish (zod, pino): an image holds no tests.
+ && find node_modules -type f \( -name '*.test.ts' -o -name '*.spec.ts' \) -delete \
+ && npm cache clean --force
+COPY bin ./bin
+COPY trainer/src ./trainer/src
+# The trainer's own choice must be the native backend (not a silent fall back to wasm).
+RUN node -e "import('/app/trainer/src/backend/index.ts').then(async (b) => { const i = await b.initBackend(); if (i.choice !== 'tensorflow') throw new Error('the trainer chose ' + i.line); })"
 
 FROM ${NODE_IMAGE}
 LABEL org.opencontainers.image.title="iac-trainer-cpu" \
-      org.opencontainers.image.description="IAC-LTH trainer (TensorFlow.js, native CPU backend)" \
+      org.opencontainers.image.description="IAC-LTH trainer (TensorFlow.js on native TensorFlow 2.21, CPU)" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production \
     HOME=/tmp \
-    IACNAS_BACKEND=tensorflow
+    TF_CPP_MIN_LOG_LEVEL=1
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
 COPY trainer/src ./trainer/src

@@ -1,8 +1,11 @@
-// The container images, checked without a container engine (there is none on CI):
-// what each Dockerfile copies is what its entry point loads at run time, the operator
-// image may drop TensorFlow.js because the operator never imports it, the trainer
-// image's entry point is the command the operator's pods run, and the GPU image's CUDA
-// and cuDNN are the ones @tensorflow/tfjs-node-gpu's libtensorflow was built for.
+// The container images, checked without a container engine (test/images/images.test.ts
+// runs the built images): what each Dockerfile copies is what its entry point loads at
+// run time, the operator image may drop TensorFlow.js because the operator never imports
+// it, the trainer image's entry point is the command the operator's pods run, the trainer
+// images build their native backend with scripts/native-backend.sh in a builder stage
+// (the build fails when it cannot load) and their final stage has no compiler, no build
+// setting and no forced backend, and every image starts from a Debian-based Node 24 image
+// that the NODE_IMAGE build argument can replace.
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -98,6 +101,32 @@ describe('operator image (deploy/docker/operator.Dockerfile)', () => {
   });
 });
 
+describe.each(['operator', 'trainer', 'trainer-gpu'])('base image of %s.Dockerfile', (name) => {
+  const file = `deploy/docker/${name}.Dockerfile`;
+  it('every stage starts FROM ${NODE_IMAGE}, by default a public Debian bookworm Node 24 image (never musl)', () => {
+    const text = read(file);
+    expect(text).toMatch(/^ARG NODE_IMAGE=node:24-bookworm-slim$/m);
+    const froms = [...text.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
+    expect(froms.length).toBeGreaterThan(1);
+    for (const f of froms) expect(f).toBe('${NODE_IMAGE}');
+    expect(text).not.toMatch(/alpine|nvidia\/cuda/);
+  });
+
+  it('takes a CA bundle for the downloads as a build argument of the builder stage only', () => {
+    const all = stages(file);
+    const builders = all.slice(0, -1);
+    const args = (s: Stage) => instr(s, 'ARG').map((a) => a.split('=')[0]);
+    expect(builders.some((s) => args(s).includes('BUILD_CA_FILE'))).toBe(true);
+    expect(args(final(file))).toEqual([]);
+    const finalText = final(file).instructions.map((i) => `${i.op} ${i.args}`).join('\n');
+    for (const v of ['BUILD_CA_FILE', 'NODE_EXTRA_CA_CERTS', 'PIP_CERT', 'IACNAS_CACHE', 'ca-certificates']) expect(finalText).not.toContain(v);
+    // Every RUN that downloads (npm, pip) is given the bundle when there is one.
+    for (const run of builders.flatMap((s) => instr(s, 'RUN')).filter((r) => /npm ci|native-backend\.sh/.test(r))) {
+      expect(run).toMatch(/^if \[ -n "\$BUILD_CA_FILE" \]; then export NODE_EXTRA_CA_CERTS="\$BUILD_CA_FILE"/);
+    }
+  });
+});
+
 describe.each([
   ['deploy/docker/trainer.Dockerfile', '@tensorflow/tfjs-node'],
   ['deploy/docker/trainer-gpu.Dockerfile', '@tensorflow/tfjs-node-gpu'],
@@ -119,24 +148,43 @@ describe.each([
     }
   });
 
-  it(`installs ${backend} at the version the lockfile pins`, () => {
+  it(`builds ${backend} with scripts/native-backend.sh at the version the lockfile pins, and fails when it cannot load`, () => {
     const version = lockVersion(backend);
     expect(version).toBeDefined();
-    const install = all.flatMap((s) => instr(s, 'RUN')).join(' ');
-    expect(install).toContain(`npm ci --omit=dev --omit=optional`);
-    expect(install).toContain(`${backend}@${version}`);
+    expect(read('scripts/native-backend.sh')).toContain(`TFJS_VERSION=${version}`);
+    const builder = all.slice(0, -1).flatMap((s) => instr(s, 'RUN')).join(' ');
+    expect(builder).toContain('npm ci --omit=dev --omit=optional');
+    const native = all.flatMap((s) => instr(s, 'RUN')).filter((r) => r.includes('scripts/native-backend.sh'));
+    expect(native).toHaveLength(1);
+    expect(native[0]).toMatch(backend.endsWith('-gpu') ? /scripts\/native-backend\.sh --gpu --prefix \/app --copy/ : /scripts\/native-backend\.sh --prefix \/app --copy/);
+    // The script loads the package and runs a kernel unless --no-check; then the trainer's
+    // own backend choice must be native, or the build stops.
+    expect(native[0]).not.toContain('--no-check');
+    expect(builder).toMatch(/initBackend\(\).*throw new Error\('the trainer chose '/);
+    // The stock install (libtensorflow 2.9.1 downloaded from a web host) is gone.
+    expect(builder).not.toMatch(/npm install[^&]*@tensorflow\/tfjs-node/);
+    // What the script needs, in the builder stage only.
+    expect(builder).toMatch(/apt-get install[^&]*python3 python3-pip g\+\+ make patch/);
+  });
+
+  it('final stage: the built node_modules and the sources only, no compiler, no scripts, the backend chosen automatically', () => {
+    expect(instr(img, 'COPY')).toContain('--from=build /app/node_modules ./node_modules');
+    expect(instr(img, 'RUN').join(' ')).not.toMatch(/apt-get|npm |pip|g\+\+|make/);
+    expect(copied(img).some((c) => c.startsWith('scripts'))).toBe(false);
+    expect(instr(img, 'ENV').join(' ')).not.toContain('IACNAS_BACKEND');
   });
 });
 
-describe('GPU trainer image base', () => {
-  it('uses CUDA 11.2 and cuDNN 8, what libtensorflow 2.9.1 of tfjs-node-gpu 4.22 was built against', () => {
-    // tfjs-node-gpu 4.x downloads libtensorflow 2.9.1 (scripts/deps-constants.js);
-    // TensorFlow 2.9's tested GPU configuration is CUDA 11.2 with cuDNN 8.1.
-    expect(lockVersion('@tensorflow/tfjs-node-gpu')).toBe('4.22.0');
+describe('GPU trainer image', () => {
+  it('is the CUDA 12 route: the nvidia-*-cu12 wheels inside the package, no CUDA base image, the NVIDIA runtime variables set', () => {
     const img = final('deploy/docker/trainer-gpu.Dockerfile');
-    expect(img.from).toMatch(/^nvidia\/cuda:11\.2\.\d+-cudnn8-runtime-ubuntu20\.04$/);
-    expect(instr(img, 'COPY').some((c) => c.startsWith('--from=node /usr/local/bin/node'))).toBe(true);
-    expect(instr(img, 'ENV').join(' ')).toContain('IACNAS_BACKEND=tensorflow-gpu');
+    expect(img.from).toBe('node:24-bookworm-slim');
+    const env = instr(img, 'ENV').join(' ');
+    expect(env).toContain('NVIDIA_VISIBLE_DEVICES=all');
+    expect(env).toContain('NVIDIA_DRIVER_CAPABILITIES=compute,utility');
+    // native-backend.sh --gpu puts the CUDA wheels where libtensorflow's RUNPATH looks.
+    expect(read('scripts/native-backend.sh')).toMatch(/\$work\/package\/deps/);
+    expect(read('deploy/docker/trainer-gpu.Dockerfile')).toMatch(/binutils/);
   });
 });
 
