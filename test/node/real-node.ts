@@ -442,16 +442,19 @@ export async function startNode(cluster: Cluster, opts: NodeOptions = {}): Promi
     stopped = true;
     if (deletePods) {
       // Through the kubelet, so it stops sandboxes (CNI DEL, netns removal) as on any node.
+      // Cordoned first: a Deployment's replacement pods then stay Pending instead of
+      // landing here while the node goes away.
+      const onNode = `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`;
       try {
-        const pods = await cluster.client.get(`/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`);
+        await cluster.client.request('PATCH', `/api/v1/nodes/${name}`, { spec: { unschedulable: true } }, 'application/merge-patch+json');
+        const pods = ((await cluster.client.get(onNode)).items ?? []) as Array<{ metadata: { namespace: string; name: string; uid: string } }>;
         await Promise.all(
-          (pods.items ?? []).map((p: { metadata: { namespace: string; name: string } }) =>
-            cluster.client.delete(`/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`, { gracePeriodSeconds: 1 }).catch(() => undefined),
-          ),
+          pods.map((p) => cluster.client.delete(`/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`, { gracePeriodSeconds: 1 }).catch(() => undefined)),
         );
+        const uids = new Set(pods.map((p) => p.metadata.uid));
         await waitFor(
           `pods of ${name} to be deleted`,
-          async () => ((await cluster.client.get(`/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${name}`)}`)).items ?? []).length === 0,
+          async () => !((await cluster.client.get(onNode)).items ?? []).some((p: { metadata: { uid: string } }) => uids.has(p.metadata.uid)),
           60_000,
           500,
         );
