@@ -216,7 +216,20 @@ build_image() { # name dockerfile key
 }
 build_image operator deploy/docker/operator.Dockerfile "$k_operator"
 build_image trainer-cpu deploy/docker/trainer.Dockerfile "$k_trainer"
-[ "$gpu" = 0 ] || build_image trainer-gpu deploy/docker/trainer-gpu.Dockerfile "$k_gpu"
+if [ "$gpu" != 0 ]; then
+  # The GPU image holds 5.4 GB of TensorFlow and CUDA libraries; its build writes them about
+  # four times over (builder stage, final layer, the commit's blob, the cache's package).
+  store=$(podman info --format '{{.Store.GraphRoot}}')
+  free_gb=$(( $(df --output=avail -k "$store" | tail -1) / 1048576 ))
+  if [ "$free_gb" -lt 24 ] && [ "$(podman image inspect --format '{{index .Config.Labels "iacnas.inputs"}}' "$REG/trainer-gpu:$version" 2>/dev/null || true)" != "$k_gpu" ]; then
+    echo "build.sh: the trainer-gpu image needs about 24 GB free while it builds; $store has $free_gb GB. Free space (podman image prune, old caches under $cache_root) or skip it with IACNAS_IMAGES_GPU=0" >&2
+    exit 1
+  fi
+  build_image trainer-gpu deploy/docker/trainer-gpu.Dockerfile "$k_gpu"
+fi
+# Replaced images and the builder stages are dangling now: dropped, so the store stays the
+# size of the current images (a rebuild then redoes the builders' apt layer, about a minute).
+podman image prune -f >/dev/null
 
 # ---- archives for containerd (`ctr -n k8s.io images import <file>`) -------------------------
 t=$SECONDS
