@@ -22,8 +22,11 @@ describe.skipIf(availability.skip)('operator-scale benchmark, smallest setting',
     expect(r.settings.searches).toBe(3);
     expect(r.seconds.toEveryFirstPod).toBeGreaterThan(0);
     expect(r.seconds.toAllSucceeded).toBeGreaterThan(r.seconds.toEveryFirstPod);
-    // four phases, one pod each, per search; one Secret and one claim per search
+    // four phases, one pod each, per search; one Secret and one claim per search. A create
+    // of a pod that already exists (409: the informer had not shown it yet, a load-dependent
+    // and harmless repeat, docs/iacsearch-api.md) is counted apart and is the only refusal.
     expect(r.apiRequests.life.byVerbResource['CREATE pods']).toBe(12);
+    expect(Object.keys(r.apiRequests.life.byVerbResource).filter((k) => /^CREATE pods \d+$/.test(k) && k !== 'CREATE pods 409')).toEqual([]);
     expect(r.apiRequests.life.byVerbResource['CREATE secrets']).toBe(3);
     expect(r.apiRequests.life.byVerbResource['CREATE persistentvolumeclaims']).toBe(3);
     expect(r.apiRequests.life.perSearch).toBeCloseTo(r.apiRequests.life.total / 3, 1);

@@ -80,6 +80,7 @@ interface AuditEntry {
   verb: string;
   user?: { username?: string };
   objectRef?: { resource?: string; subresource?: string; name?: string; namespace?: string };
+  responseStatus?: { code?: number };
   requestReceivedTimestamp: string;
 }
 
@@ -118,7 +119,10 @@ export function countRequests(entries: readonly AuditEntry[], from: number, to: 
     if (e.verb === 'watch') counts.watches++;
     else if (resource === 'leases') counts.lease++;
     else {
-      const key = `${e.verb.toUpperCase()} ${resource}`;
+      // A refused request (e.g. 409 for a pod created again while the informer lagged, which
+      // the operator allows) is counted apart from the ones that went through.
+      const code = e.responseStatus?.code ?? 200;
+      const key = `${e.verb.toUpperCase()} ${resource}${code >= 300 ? ` ${code}` : ''}`;
       counts.byVerbResource[key] = (counts.byVerbResource[key] ?? 0) + 1;
       counts.total++;
     }
