@@ -2,8 +2,9 @@
 // temporary file and renamed) and one binary file of named float32 tensors that
 // state.json points to. A kill at any moment leaves either the previous or the new
 // checkpoint, never a mix.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeDurable, writeFileAtomic } from './atomic.ts';
 import * as tf from '@tensorflow/tfjs-core';
 
 export interface StoredTensor {
@@ -23,27 +24,6 @@ interface StateFile<S> {
   file: string;
   tensors: TensorEntry[];
   state: S;
-}
-
-/** Writes `bytes` to `path` and flushes it to disk. */
-function writeDurable(path: string, chunks: readonly Uint8Array[]): void {
-  const fd = openSync(path, 'w');
-  try {
-    for (const c of chunks) {
-      let off = 0;
-      while (off < c.byteLength) off += writeSync(fd, c, off);
-    }
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Writes a text file atomically (temporary file, fsync, rename). */
-export function writeFileAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeDurable(tmp, [Buffer.from(text, 'utf8')]);
-  renameSync(tmp, path);
 }
 
 /** Saves `state` and `tensors` as the checkpoint in `dir`, replacing the previous one atomically. */
