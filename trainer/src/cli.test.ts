@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ describe('iacnas trainer command line', () => {
       configJson: '{"seed":1}',
       resultFile: '/r',
     });
-    expect(parseTrainerArgs(['derive', '--workdir=/w', '--history', 'h.jsonl'])).toMatchObject({ phase: 'derive', history: 'h.jsonl' });
+    expect(parseTrainerArgs(['derive', '--workdir=/w', '--config', 'c.yaml', '--history', 'h.jsonl'])).toMatchObject({ phase: 'derive', config: 'c.yaml', history: 'h.jsonl' });
   });
 
   it('prints help for the command and every phase', async () => {
@@ -34,11 +34,45 @@ describe('iacnas trainer command line', () => {
   });
 
   it('exits 2 on a bad command line', async () => {
-    for (const argv of [['fly'], ['search'], ['search', '--workdir'], ['search', '--workdir', '/w', '--bogus', '1'], ['retrain', '--workdir', '/w', '--history', 'h']]) {
+    for (const argv of [['fly'], ['search'], ['search', '--workdir'], ['search', '--workdir', '/w', '--config-json', '{}', '--bogus', '1'], ['retrain', '--workdir', '/w', '--config-json', '{}', '--history', 'h']]) {
       const t = io();
       expect(await trainerMain(argv, t.io)).toBe(2);
       expect(t.err.join('')).toMatch(/unknown phase|--workdir is required|needs a value|unknown option/);
     }
+  });
+
+  it('requires the configuration, and says how to ask for the built-in defaults', async () => {
+    for (const phase of ['search', 'prune', 'retrain', 'evaluate']) {
+      const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+      const t = io();
+      expect(await trainerMain([phase, '--workdir', dir, '--simulate', '0'], t.io)).toBe(2);
+      expect(t.err.join('')).toContain("--config <file> or --config-json <json> is required");
+      expect(t.err.join('')).toContain("For the built-in defaults (the phantom dataset, a 200-epoch search) say so: --config-json '{}'");
+      expect(t.err.join('')).toContain(`usage: iacnas trainer ${phase}`);
+      expect(existsSync(join(dir, 'search'))).toBe(false);
+    }
+    const help = io();
+    await trainerMain(['--help'], help.io);
+    expect(help.out.join('')).toContain("--config-json '{}' asks for the built-in defaults explicitly");
+  });
+
+  it('reads an IACSearch manifest as its spec, saying what it leaves to the cluster', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    const file = join(dir, 'search.yaml');
+    writeFileSync(file, 'apiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata: {name: demo}\nspec:\n  search: {maxEpochs: 5}\n  resources: {gpus: 1}\n');
+    const t = io();
+    expect(await trainerMain(['retrain', '--workdir', dir, '--config', file, '--simulate', '0'], t.io)).toBe(0);
+    expect(t.err.join('')).toContain('config: an IACSearch manifest; spec.resources only say how a cluster runs it and are not used here');
+  });
+
+  it('exits 2 on a misspelt key, naming it with its path and the key it most likely meant', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+    const file = join(dir, 'search.yaml');
+    writeFileSync(file, 'apiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata: {name: demo}\nspec:\n  search: {maxEpoch: 5}\n');
+    const t = io();
+    expect(await trainerMain(['evaluate', '--workdir', dir, '--config', file], t.io)).toBe(2);
+    expect(t.err.join('')).toContain('spec.search.maxEpoch: unknown key; did you mean maxEpochs?');
+    expect(t.err.join('')).not.toContain('    at '); // a message, not a stack trace
   });
 
   it('exits 2 on a bad configuration, names the field and writes a failed result', async () => {
@@ -56,7 +90,7 @@ describe('iacnas trainer command line', () => {
   it('exits 2 when a phase is missing what an earlier phase writes', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-'));
     const t = io();
-    expect(await trainerMain(['prune', '--workdir', dir], t.io)).toBe(2);
+    expect(await trainerMain(['prune', '--workdir', dir, '--config-json', '{}'], t.io)).toBe(2);
     expect(t.err.join('')).toContain('run the search phase first');
   });
 
@@ -66,7 +100,7 @@ describe('iacnas trainer command line', () => {
     const saved = process.env.IACNAS_BACKEND;
     process.env.IACNAS_BACKEND = 'tpu';
     try {
-      expect(await trainerMain(['search', '--workdir', dir], t.io)).toBe(2);
+      expect(await trainerMain(['search', '--workdir', dir, '--config-json', '{}'], t.io)).toBe(2);
     } finally {
       if (saved === undefined) delete process.env.IACNAS_BACKEND;
       else process.env.IACNAS_BACKEND = saved;
@@ -96,7 +130,7 @@ describe('iacnas trainer command line', () => {
       const dir = mkdtempSync(join(tmpdir(), 'cli-'));
       const file = join(dir, 'result.json');
       const t = io();
-      const argv = [phase, '--workdir', dir, '--result-file', file];
+      const argv = [phase, '--workdir', dir, '--config-json', '{}', '--result-file', file];
       const started = performance.now();
       const code = phase === 'retrain' ? await trainerMain(argv, { ...t.io, env: { IACNAS_SIMULATE_SECONDS: '0.2' } }) : await trainerMain([...argv, '--simulate', '0.2'], t.io);
       expect(code).toBe(0);
@@ -113,7 +147,7 @@ describe('iacnas trainer command line', () => {
   it('exits 2 on a --simulate that is no number of seconds', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-'));
     const t = io();
-    expect(await trainerMain(['search', '--workdir', dir, '--simulate', 'soon'], t.io)).toBe(2);
+    expect(await trainerMain(['search', '--workdir', dir, '--config-json', '{}', '--simulate', 'soon'], t.io)).toBe(2);
     expect(t.err.join('')).toContain("--simulate: 'soon' is not a number of seconds");
   });
 });

@@ -1,10 +1,15 @@
 // `iacnas trainer <phase>`: the command the operator's pods and `iacnas run` start.
 // The contract (flags, outputs, exit codes) is docs/trainer-phases.md.
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError, type TrainerConfig, loadTrainerConfig } from './config/index.ts';
 import type { Phase } from './report/events.ts';
 import { ProgressReporter, type ResultFields, resultFilePath } from './report/progress.ts';
+import { writeFileAtomic } from './train/atomic.ts';
 import { simulatePhase, simulateSeconds } from './simulate.ts';
+
+/** The trainer configuration of the latest phase, written into the work directory. */
+export const TRAINER_CONFIG_FILE = 'trainer-config.json';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -14,8 +19,11 @@ const PHASES = ['search', 'prune', 'derive', 'retrain', 'evaluate'] as const;
 type PhaseCommand = (typeof PHASES)[number];
 
 const COMMON = `  --workdir <dir>          work directory shared by the phases (required)
-  --config <file>          trainer configuration, YAML or JSON
-  --config-json <json>     trainer configuration inline (instead of --config)
+  --config <file>          trainer configuration, YAML or JSON (this or --config-json is
+                           required); an IACSearch manifest is read as its spec
+  --config-json <json>     trainer configuration inline (instead of --config);
+                           --config-json '{}' asks for the built-in defaults (the
+                           phantom dataset, a 200-epoch search)
   --result-file <path>     where the JSON result goes (default $IACNAS_RESULT_FILE,
                            else /dev/termination-log when it exists)
   --simulate <seconds>     benchmark/test aid: do no training, wait this long while
@@ -24,13 +32,17 @@ const COMMON = `  --workdir <dir>          work directory shared by the phases (
   -h, --help               this help`;
 
 const HELP: Record<PhaseCommand | 'trainer', string> = {
-  trainer: `usage: iacnas trainer <phase> --workdir <dir> [--config <file> | --config-json <json>] [--result-file <path>]
+  trainer: `usage: iacnas trainer <phase> --workdir <dir> (--config <file> | --config-json <json>) [--result-file <path>]
 
 phases:
   search     train (or load) the U-Net backbone, then search the cells with IAC-LTH stability pruning
   prune      derive genotype.json from the search's final checkpoint (alias: derive)
   retrain    train the U-Net with the discrete cells of genotype.json
   evaluate   patient-level Dice and HD95 of the retrained model on the test split
+
+The configuration is required: a trainer configuration (dataset, backbone, search,
+retrain, evaluate; unknown keys are refused) or an IACSearch manifest, whose spec is
+used. --config-json '{}' asks for the built-in defaults explicitly.
 
 stdout carries JSON lines (a progress event per epoch, then the result); stderr a
 human-readable line per epoch. Exit status: 0 done, 1 failed, 2 bad configuration or data.
@@ -58,12 +70,16 @@ Builds the U-Net with the discrete cells of <workdir>/genotype.json and trains i
 (from the backbone weights in <workdir>/backbone/ with fresh cells, or from scratch
 with retrain.fromScratch), with validation Dice every epoch, early stopping and a
 checkpoint every epoch. The best-validation weights go to <workdir>/retrain/model/.
+With evaluate.baseline: true it then trains the plain U-Net (no cells) from the same
+start with the same budget, data order, schedule, early stopping and seed, into
+<workdir>/baseline/model/ and baseline/training.json.
 
 ${COMMON}`,
   evaluate: `usage: iacnas trainer evaluate --workdir <dir> [options]
 
-Evaluates <workdir>/retrain/model/ on the test split: patient-level Dice and HD95,
-written to <workdir>/results.json, patients.csv and report.html.
+Evaluates <workdir>/retrain/model/ (and <workdir>/baseline/model/ with
+evaluate.baseline) on the test split: patient-level Dice and HD95, written to
+<workdir>/results.json, patients.csv and report.html.
 
 ${COMMON}`,
 };
@@ -122,6 +138,11 @@ export function parseTrainerArgs(argv: readonly string[]): TrainerArgs | { help:
   if (args.help) return args;
   if (!args.workdir) throw new UsageError(`--workdir is required (the work directory shared by the phases)`);
   if (args.config && args.configJson) throw new UsageError('give either --config or --config-json, not both');
+  if (!args.config && !args.configJson) {
+    throw new UsageError(
+      "--config <file> or --config-json <json> is required: the trainer configuration, or an IACSearch manifest (its spec is used). For the built-in defaults (the phantom dataset, a 200-epoch search) say so: --config-json '{}'",
+    );
+  }
   return args;
 }
 
@@ -183,8 +204,11 @@ export async function trainerMain(argv: string[], io: TrainerIO = {}): Promise<n
   };
   try {
     const simulate = simulateSeconds(args.simulate, env);
-    const config = loadTrainerConfig({ file: args.config, json: args.configJson });
+    const config = loadTrainerConfig({ file: args.config, json: args.configJson, log: (line) => reporter.log(line) });
     mkdirSync(args.workdir!, { recursive: true });
+    // The configuration the work directory's models were trained with, for `iacnas predict`,
+    // `evaluate` and `export` on the finished run (docs/trainer-phases.md).
+    writeFileAtomic(join(args.workdir!, TRAINER_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
     const fields = simulate !== undefined ? await simulatePhase(phase, simulate, reporter) : await runPhase(phase, { config, workdir: args.workdir!, reporter, args });
     await reporter.result({ ...fields, cpuSeconds: cpuSeconds() });
     return fields.ok ? EXIT_OK : EXIT_FAILED;

@@ -121,6 +121,32 @@ describe('ProgressReporter', () => {
     expect(JSON.parse(out.lines.at(-1)!)).toEqual(written);
   });
 
+  it('says what the ETA counts: the stability criterion against the budget, or the budget as an upper bound', () => {
+    expect(humanLine('search', { epoch: 9, maxEpochs: 30, etaSeconds: 240, etaBasis: 'stable', etaMaxSeconds: 2520 })).toContain('| ETA 4m (stability), <= 42m (maxEpochs)');
+    expect(humanLine('search', { epoch: 9, maxEpochs: 30, etaSeconds: 120, etaBasis: 'genotype-unchanged', etaMaxSeconds: 2520 })).toContain('| ETA 2m (genotype unchanged), <= 42m (maxEpochs)');
+    expect(humanLine('search', { epoch: 9, maxEpochs: 30, etaSeconds: 2520, etaBasis: 'max-epochs' })).toContain('| ETA <= 42m (maxEpochs)');
+    expect(humanLine('retrain', { epoch: 2, maxEpochs: 30, etaSeconds: 600, etaBasis: 'max-epochs' })).toContain('| ETA <= 10m (epochs)');
+    expect(humanLine('search', { epoch: 12, maxEpochs: 30, etaSeconds: 0, etaBasis: 'stable' })).toMatch(/\| ETA 0s$/);
+  });
+
+  it('names the model a retrain epoch trained', () => {
+    expect(humanLine('retrain', { epoch: 2, maxEpochs: 30, model: 'cells' })).toBe('retrain (cell model) epoch 2/30');
+    expect(humanLine('retrain', { epoch: 2, maxEpochs: 30, model: 'baseline' })).toBe('retrain (U-Net baseline) epoch 2/30');
+    expect(ProgressEvent.parse({ type: 'progress', phase: 'retrain', epoch: 1, maxEpochs: 2, model: 'baseline', etaBasis: 'max-epochs' }).model).toBe('baseline');
+  });
+
+  it('drops the external datasets\' per-class figures, then the list, before the result outgrows the termination message', () => {
+    const external = Array.from({ length: 12 }, (_, i) => ({ name: `set-${i}`, cases: 10, meanDice: 0.5, hd95: 3, dicePerClass: Object.fromEntries(Array.from({ length: 12 }, (_, c) => [`a-long-class-name-${c}`, 0.5])) }));
+    const text = encodeResult({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, baselineMeanDice: 0.75, diceGain: 0.05, external });
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(RESULT_LIMIT_BYTES);
+    const r = PhaseResult.parse(JSON.parse(text));
+    expect(r).toMatchObject({ meanDice: 0.8, baselineMeanDice: 0.75, diceGain: 0.05 });
+    expect(r.external).toHaveLength(12);
+    expect(r.external!.every((e) => e.dicePerClass === undefined && e.meanDice === 0.5)).toBe(true);
+    // A malformed list reads as none: the rest of the result is kept.
+    expect(PhaseResult.parse({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, external: [{ name: 1 }] })).toMatchObject({ meanDice: 0.8, external: undefined });
+  });
+
   it('keeps the result under the termination-message limit', () => {
     const huge = encodeResult({ type: 'result', phase: 'search', ok: false, message: 'x'.repeat(10_000) });
     expect(Buffer.byteLength(huge)).toBeLessThanOrEqual(RESULT_LIMIT_BYTES);

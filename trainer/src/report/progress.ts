@@ -42,16 +42,34 @@ function formatSeconds(s: number): string {
   return `${(s / 3600).toFixed(1)}h`;
 }
 
+const MODEL_NAMES = { cells: 'cell model', baseline: 'U-Net baseline' } as const;
+const BASIS_NAMES = { stable: 'stability', 'genotype-unchanged': 'genotype unchanged' } as const;
+
+/**
+ * The ETA part of a progress line: "ETA 4m (stability), <= 42m (maxEpochs)" when the
+ * estimate counts fewer epochs than the budget, "ETA <= 42m (maxEpochs)" when it is the
+ * budget (early stopping or the stability criterion may end the phase sooner).
+ */
+function etaText(phase: Phase, e: ProgressFields): string | undefined {
+  if (e.etaSeconds === undefined) return undefined;
+  const budget = phase === 'search' ? 'maxEpochs' : 'epochs';
+  if (e.etaBasis === undefined || e.etaSeconds === 0) return `ETA ${formatSeconds(e.etaSeconds)}`;
+  if (e.etaBasis === 'max-epochs') return `ETA <= ${formatSeconds(e.etaSeconds)} (${budget})`;
+  const max = e.etaMaxSeconds !== undefined ? `, <= ${formatSeconds(e.etaMaxSeconds)} (${budget})` : '';
+  return `ETA ${formatSeconds(e.etaSeconds)} (${BASIS_NAMES[e.etaBasis]})${max}`;
+}
+
 /** The human progress line of one epoch. */
 export function humanLine(phase: Phase, e: ProgressFields): string {
-  const parts = [`${phase} epoch ${e.epoch}/${e.maxEpochs}`];
+  const parts = [`${phase}${e.model ? ` (${MODEL_NAMES[e.model]})` : ''} epoch ${e.epoch}/${e.maxEpochs}`];
   if (e.trainLoss !== undefined) parts.push(`loss ${e.trainLoss.toFixed(4)}`);
   if (e.valDice !== undefined) parts.push(`val Dice ${e.valDice.toFixed(4)}`);
   if (e.bestValDice !== undefined) parts.push(`best ${e.bestValDice.toFixed(4)}`);
   if (e.activeOperations !== undefined) parts.push(`ops ${e.activeOperations}/${e.totalOperations ?? '?'}`);
   if (e.stableEdges !== undefined) parts.push(`stable ${e.stableEdges}/${e.totalEdges ?? '?'}`);
   if (e.epochSeconds !== undefined) parts.push(`${e.epochSeconds.toFixed(1)}s/epoch`);
-  if (e.etaSeconds !== undefined) parts.push(`ETA ${formatSeconds(e.etaSeconds)}`);
+  const eta = etaText(phase, e);
+  if (eta) parts.push(eta);
   return parts.join(' | ');
 }
 
@@ -60,8 +78,14 @@ export function encodeResult(result: PhaseResult): string {
   let r: PhaseResult = result;
   let text = JSON.stringify(r);
   if (Buffer.byteLength(text) <= RESULT_LIMIT_BYTES) return text;
-  for (const key of ['genotype', 'dicePerClass'] as const) {
-    r = { ...r, [key]: undefined };
+  const drops: ((x: PhaseResult) => PhaseResult)[] = [
+    (x) => ({ ...x, genotype: undefined }),
+    (x) => ({ ...x, dicePerClass: undefined }),
+    (x) => ({ ...x, external: x.external?.map(({ dicePerClass: _, ...rest }) => rest) }),
+    (x) => ({ ...x, external: undefined }),
+  ];
+  for (const drop of drops) {
+    r = drop(r);
     text = JSON.stringify(r);
     if (Buffer.byteLength(text) <= RESULT_LIMIT_BYTES) return text;
   }

@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../backend/testing.ts';
 import { type TrainerConfigInput, parseTrainerConfig } from '../config/index.ts';
+import type { ProgressEvent } from '../report/events.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { ensureBackbone } from '../train/backbone.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
@@ -36,9 +37,9 @@ function config(over: { search?: Record<string, unknown>; seed?: number } = {}) 
   return parseTrainerConfig(input);
 }
 
-async function search(workdir: string, cfg = config(), onEpoch?: (epoch: number) => void): Promise<SearchOutcome> {
+async function search(workdir: string, cfg = config(), onEpoch?: (epoch: number) => void, stdout: { write(t: string): unknown } = quiet): Promise<SearchOutcome> {
   const data = fakeDataset();
-  const reporter = new ProgressReporter({ phase: 'search', stdout: quiet, stderr: quiet, env: {} });
+  const reporter = new ProgressReporter({ phase: 'search', stdout, stderr: quiet, env: {} });
   const backbone = await ensureBackbone({ config: cfg, workdir, data, kit: fakeModelKit, reporter });
   return runSearch({
     config: cfg,
@@ -69,6 +70,20 @@ describeEachBackend('runSearch', (backend) => {
     expect(r.activeOperations).toBeLessThan(r.totalOperations);
     expect(r.stoppedBy).not.toBe('max-epochs');
     expect(r.genotype.cells).toHaveLength(2);
+  });
+
+  it('estimates the time left from the stop rules, with maxEpochs as the upper bound', async () => {
+    const out: string[] = [];
+    const r = await search(tmp(), config(), undefined, { write: (t: string) => out.push(t) });
+    const events = out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) as ProgressEvent[];
+    expect(events.map((e) => e.epoch)).toEqual(Array.from({ length: r.epochs }, (_, i) => i + 1));
+    expect(events.every((e) => e.etaBasis !== undefined)).toBe(true);
+    // Before the end, somewhere the criterion needed fewer epochs than the budget had left.
+    const early = events.slice(0, -1).filter((e) => e.etaBasis !== 'max-epochs');
+    expect(early.length).toBeGreaterThan(0);
+    for (const e of early) expect(e.etaMaxSeconds!).toBeGreaterThan(e.etaSeconds!);
+    expect(events.at(-1)).toMatchObject({ etaSeconds: 0, etaBasis: r.stoppedBy });
+    expect(events.at(-1)!.etaMaxSeconds).toBeUndefined();
   });
 
   it('gives the same genotype and alphas for the same seed', async () => {

@@ -280,6 +280,9 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
       const activeOperations = countActive(d.active);
       const recent = epochSeconds.slice(-3);
       const perEpoch = recent.reduce((a, b) => a + b, 0) / recent.length;
+      // The ETA counts the epochs the stop rules still need at the least (stability.ts
+      // remaining()); the epoch budget is its upper bound.
+      const left = stab.remaining(d);
       reporter.progress({
         epoch,
         maxEpochs: sc.maxEpochs,
@@ -293,7 +296,9 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
         totalEdges,
         edgeJsd: Object.fromEntries(d.jsd.flatMap((cell, c) => cell.map((js, e) => [`${c}.${e}`, js]))),
         epochSeconds: seconds,
-        etaSeconds: stoppedBy ? 0 : perEpoch * (sc.maxEpochs - epoch),
+        etaSeconds: perEpoch * left.epochs,
+        etaBasis: left.basis,
+        ...(!stoppedBy && left.basis !== 'max-epochs' && { etaMaxSeconds: perEpoch * (sc.maxEpochs - epoch) }),
       });
       await reporter.settle();
       for (const p of d.prunes) {

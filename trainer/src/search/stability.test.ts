@@ -138,6 +138,62 @@ describe('StabilityTracker', () => {
     );
   });
 
+  describe('remaining(): the epochs the stop rules still need at the least (the ETA)', () => {
+    /** Each epoch's decision with what remaining() says right after it. */
+    function trace(opts: StabilityOptions, nodes: number, alphasAt: (t: number) => number[][]) {
+      const edges = edgeCount(nodes);
+      const tracker = new StabilityTracker(opts, { edgesPerCell: [edges] });
+      let active = Array.from({ length: edges }, () => OPS.map((_, i) => i));
+      const snap = (t: number): ArchSnapshot => ({ alphas: [alphasAt(t)], betas: [[]], active: [active] });
+      tracker.start(snap(0), derive(nodes));
+      const out: { d: EpochDecision; left: ReturnType<StabilityTracker['remaining']> }[] = [];
+      for (let t = 1; t <= opts.maxEpochs; t++) {
+        const d = tracker.observe(t, snap(t), derive(nodes));
+        active = d.active[0];
+        out.push({ d, left: tracker.remaining(d) });
+        if (d.stop) break;
+      }
+      return out;
+    }
+
+    it('never promises a stop before it comes, and is exact once the alphas stay calm', () => {
+      // Edge 1 moves until epoch 6, then neither edge moves: two pruning steps of window 2 each for edge 1.
+      const steps = trace(base, 1, twoEdges);
+      const stop = steps.at(-1)!.d;
+      expect([stop.epoch, stop.stop]).toEqual([10, 'stable']);
+      for (const { d, left } of steps) expect(d.epoch + left.epochs).toBeLessThanOrEqual(10);
+      expect(steps.filter(({ d }) => d.epoch >= 6).map(({ d, left }) => [d.epoch + left.epochs, left.basis])).toEqual([
+        [10, 'stable'],
+        [10, 'stable'],
+        [10, 'stable'],
+        [10, 'stable'],
+        [10, 'stable'],
+      ]);
+      expect(steps.at(-1)!.left).toEqual({ epochs: 0, basis: 'stable' });
+      // During the warm-up it counts the warm-up and the windows that follow it.
+      expect(steps[0].left).toEqual({ epochs: 1 + 2 + 2, basis: 'stable' });
+    });
+
+    it('counts what is left of the patience when the genotype rule comes first', () => {
+      const alphas = (t: number) => [
+        [0, 3, t % 2, 0, 0],
+        [0, 0, 3, t % 2, 0],
+      ];
+      const steps = trace({ ...base, patience: 3 }, 1, alphas);
+      expect(steps.at(-1)!.d).toMatchObject({ epoch: 5, stop: 'genotype-unchanged' });
+      // Exact from the first epoch: the warm-up, then three unchanged epochs.
+      expect(steps.map(({ d, left }) => [d.epoch + left.epochs, left.basis])).toEqual(steps.map(() => [5, 'genotype-unchanged']));
+    });
+
+    it('is the epoch budget when nothing can end the search sooner, or when stability is off', () => {
+      const short = trace({ ...base, maxEpochs: 8 }, 1, twoEdges);
+      expect(short.at(-1)!.d.stop).toBe('max-epochs');
+      expect(short[6].left).toEqual({ epochs: 1, basis: 'max-epochs' }); // after epoch 7 the criterion needs 3 more
+      const off = trace({ ...base, enabled: false, maxEpochs: 12 }, 1, twoEdges);
+      expect(off.map(({ left }) => left)).toEqual(off.map(({ d }) => (d.epoch === 12 ? { epochs: 0, basis: 'max-epochs' } : { epochs: 12 - d.epoch, basis: 'max-epochs' })));
+    });
+  });
+
   it('refuses pruneTo that is not decreasing and epochs out of order', () => {
     expect(() => new StabilityTracker({ ...base, pruneTo: [1, 3] }, { edgesPerCell: [2] })).toThrow(/pruneTo/);
     const t = new StabilityTracker(base, { edgesPerCell: [2] });

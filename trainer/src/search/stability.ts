@@ -98,6 +98,12 @@ export function genotypeKey(genotype: Genotype): string {
   );
 }
 
+/** How many more epochs the search needs at the least, and which stop rule could end it then. */
+export interface RemainingEpochs {
+  epochs: number;
+  basis: StopReason;
+}
+
 export class StabilityTracker {
   readonly options: StabilityOptions;
   private s: TrackerState;
@@ -130,6 +136,48 @@ export class StabilityTracker {
     if (this.s.previousAlphas) return;
     this.s.previousAlphas = structuredClone(initial.alphas);
     this.s.genotypeKey = genotypeKey(derive(initial));
+  }
+
+  /**
+   * The fewest further epochs after `d` (the decision of the last observed epoch) before a
+   * stop rule can end the search, if from now on every divergence stays below the
+   * threshold: each edge the genotype keeps needs `window` calm epochs (less those it
+   * already has) for each stability step it has left (one per pruning step that still
+   * removes operations, plus a last one when pruning stops above one operation), after
+   * the warm-up; the genotype rule needs what is left of `patience`. Capped by the epoch
+   * budget, which is the basis when nothing ends the search sooner.
+   */
+  remaining(d: EpochDecision): RemainingEpochs {
+    const o = this.options;
+    const budget = Math.max(0, o.maxEpochs - d.epoch);
+    if (d.stop) return { epochs: 0, basis: d.stop };
+    if (!o.enabled) return { epochs: budget, basis: 'max-epochs' };
+    const warmup = Math.max(0, o.warmupEpochs - d.epoch);
+    let stable = 0;
+    d.kept.forEach((cell, c) =>
+      cell.forEach((kept, e) => {
+        if (!kept || d.settled[c][e]) return;
+        const st = this.s.edges[c][e];
+        let calm = 0;
+        for (let i = st.window.length - 1; i >= 0 && st.window[i] < o.threshold; i--) calm++;
+        // Stability steps: the pruning steps that still remove operations, each followed by
+        // a fresh window; after the last, a final one unless it left a single operation.
+        let n = candidateOps(d.active[c][e], o.noneIndex).length;
+        let stepsLeft = 0;
+        for (let step = st.steps; step < o.pruneTo.length; step++) {
+          if (o.pruneTo[step] >= n) continue;
+          stepsLeft++;
+          n = o.pruneTo[step];
+        }
+        if (n > 1 || stepsLeft === 0) stepsLeft++;
+        const epochs = warmup + Math.max(1, o.window - Math.min(calm, o.window)) + o.window * (stepsLeft - 1);
+        stable = Math.max(stable, epochs);
+      }),
+    );
+    const patience = warmup + Math.max(1, o.patience - this.s.unchangedEpochs);
+    const best = Math.min(stable, patience);
+    if (best >= budget) return { epochs: budget, basis: 'max-epochs' };
+    return stable <= patience ? { epochs: stable, basis: 'stable' } : { epochs: patience, basis: 'genotype-unchanged' };
   }
 
   /**
