@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { TrainerConfig } from '../config/index.ts';
 import type { SliceDataset } from '../data/types.ts';
 import type { ProgressReporter } from '../report/progress.ts';
-import { writeFileAtomic } from './checkpoint.ts';
+import { writeFileAtomic } from './atomic.ts';
 import { namedVariables } from './common.ts';
 import type { ModelKit } from './model-kit.ts';
 import { readJsonFile } from './json.ts';
@@ -89,6 +89,7 @@ export async function ensureBackbone(o: {
         reporter,
         events: false,
         label: 'backbone',
+        fields: { learningRate: 'backbone.learningRate', stepsPerEpoch: 'search.stepsPerEpoch' },
       });
       info = { seconds: r.seconds, source: 'trained', epochs: r.epochs, bestValDice: r.bestValDice, fingerprint: backboneFingerprint(config) };
     }

@@ -80,18 +80,18 @@ export function meanForegroundDice(counts: ArrayLike<number>, numClasses: number
   return { mean, perClass };
 }
 
-/** Validation pass: loss and Dice summed over the whole split, read back once. */
+/** Validation pass: loss and Dice summed over the whole split, read back once; `foreground` is the labelled foreground's share of its pixels. */
 export async function validate(
   net: Network,
   data: SliceDataset,
   source: SliceSource,
   loss: LossFn,
   batchSize: number,
-): Promise<{ loss: number; dice: number; perClass: number[] }> {
+): Promise<{ loss: number; dice: number; perClass: number[]; foreground: number }> {
   const all = Array.from({ length: source.length }, (_, i) => i);
   const batches: number[][] = [];
   for (let i = 0; i < all.length; i += batchSize) batches.push(all.slice(i, i + batchSize));
-  if (batches.length === 0) return { loss: 0, dice: 0, perClass: [] };
+  if (batches.length === 0) return { loss: 0, dice: 0, perClass: [], foreground: 0 };
   const loader = new BatchLoader(source, batches);
   let counts = tf.zeros([3, data.numClasses]) as tf.Tensor2D;
   let lossSum = tf.scalar(0);
@@ -111,7 +111,10 @@ export async function validate(
   counts.dispose();
   lossSum.dispose();
   const { mean, perClass } = meanForegroundDice(countValues, data.numClasses);
-  return { loss: lossValue[0] / source.length, dice: mean, perClass };
+  // Row 2 of the counts: labelled pixels per class.
+  const truth = Array.from({ length: data.numClasses }, (_, c) => countValues[2 * data.numClasses + c]);
+  const pixels = truth.reduce((a, b) => a + b, 0);
+  return { loss: lossValue[0] / source.length, dice: mean, perClass, foreground: pixels ? (pixels - truth[0]) / pixels : 0 };
 }
 
 /**

@@ -1,42 +1,97 @@
 // `iacnas trainer retrain`: the U-Net with the discrete cells of genotype.json,
 // trained from the backbone weights with fresh cells (the IAC setting) or from
 // scratch; the best-validation weights become <workdir>/retrain/model/.
-import { existsSync, renameSync, rmSync } from 'node:fs';
+//
+// With evaluate.baseline the phase then trains the plain U-Net (cells 'none') the same
+// way: from the same start (the backbone weights, or from scratch), with the same
+// epochs, steps per epoch, batch size, learning rate, early stopping, seed and the same
+// batches in the same order (one random stream). Its best-validation weights become
+// <workdir>/baseline/model/ and its record <workdir>/baseline/training.json, so the
+// evaluate phase compares the cells against a U-Net that had the same training.
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PhaseContext } from '../cli.ts';
+import type { TrainerConfig } from '../config/index.ts';
+import type { SliceDataset } from '../data/types.ts';
 import { readGenotype } from '../eval/evaluate.ts';
-import type { ResultFields } from '../report/progress.ts';
+import type { Genotype, NetworkOptions } from '../model/api.ts';
+import type { ProgressReporter, ResultFields } from '../report/progress.ts';
 import { validateForTraining } from '../search/validate.ts';
 import { readBackboneInfo } from './backbone.ts';
-import { namedVariables } from './common.ts';
+import { writeFileAtomic } from './atomic.ts';
+import { namedVariables, stepsPerEpoch } from './common.ts';
+import type { ModelKit } from './model-kit.ts';
 import { prepare } from './setup.ts';
-import { resultRelevant, trainSupervised, trainingPaths } from './supervised.ts';
+import { type SupervisedResult, resultRelevant, trainSupervised, trainingPaths } from './supervised.ts';
 
-export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> {
-  const { config, workdir, reporter } = ctx;
+/** <workdir>/baseline/training.json: how the baseline was trained (the evaluate phase copies it into results.json). */
+export interface BaselineTraining {
+  cells: 'none';
+  startedFrom: 'backbone' | 'scratch';
+  /** Epochs it ran (early stopping may end it before maxEpochs). */
+  epochs: number;
+  maxEpochs: number;
+  /** Optimizer steps per epoch (all training slices once, capped by retrain.stepsPerEpoch). */
+  stepsPerEpoch: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  bestValDice: number;
+}
+
+/** The random stream of the retrain batches; the baseline uses the same one, so it sees the same batches in the same order. */
+const STREAM = 'retrain';
+
+export function baselineTrainingFile(workdir: string): string {
+  return join(workdir, 'baseline', 'training.json');
+}
+
+interface TrainOne {
+  ctx: PhaseContext;
+  kit: ModelKit;
+  data: SliceDataset;
+  cells: NetworkOptions['cells'];
+  /** <workdir>/retrain or <workdir>/baseline. */
+  root: string;
+  model: 'cells' | 'baseline';
+  fingerprint: string;
+  /** Epochs of trainings that follow in this phase (for the ETA). */
+  followingEpochs: number;
+}
+
+/** Where the training starts: the backbone's weights (found lazily: a resumed training does not need them). */
+function backboneDirOf(workdir: string, config: TrainerConfig): string {
+  const dir = readBackboneInfo(workdir)?.dir ?? config.backbone.pretrained;
+  if (!dir) {
+    throw Object.assign(
+      new Error(`retrain: no trained backbone in ${join(workdir, 'backbone')} and no backbone.pretrained; run the search phase first, or set retrain.fromScratch: true`),
+      { badInput: true },
+    );
+  }
+  return dir;
+}
+
+const NAMES = { cells: 'the U-Net with the found cells', baseline: 'the U-Net baseline (no cells)' } as const;
+
+async function trainOne(o: TrainOne): Promise<SupervisedResult> {
+  const { config, workdir, reporter } = o.ctx;
   const rc = config.retrain;
-  validateForTraining(config, 'retrain');
-  const genotype = readGenotype(join(workdir, 'genotype.json'));
-  const { kit, data } = await prepare(ctx, genotype, rc.batchSize, 'retrain.batchSize');
   const space = { operations: config.search.operations, nodes: config.search.nodes, partialChannels: config.search.partialChannels };
-  const net = kit.createNetwork({ backbone: config.backbone, inChannels: data.channels, numClasses: data.numClasses, cells: genotype, space, seed: config.seed });
+  const net = o.kit.createNetwork({ backbone: config.backbone, inChannels: o.data.channels, numClasses: o.data.numClasses, cells: o.cells, space, seed: config.seed });
   try {
-    const paths = trainingPaths(join(workdir, 'retrain'));
-    if (!rc.fromScratch && !existsSync(join(paths.dir, 'state.json'))) {
-      const backboneDir = readBackboneInfo(workdir)?.dir ?? config.backbone.pretrained;
-      if (!backboneDir) {
-        throw Object.assign(
-          new Error(`retrain: no trained backbone in ${join(workdir, 'backbone')} and no backbone.pretrained; run the search phase first, or set retrain.fromScratch: true`),
-          { badInput: true },
-        );
-      }
-      await kit.loadBackbone(net, backboneDir);
-      reporter.log(`retrain: backbone weights from ${backboneDir}, fresh discrete cells`);
+    const paths = trainingPaths(o.root);
+    const resumed = existsSync(join(paths.dir, 'state.json'));
+    if (!rc.fromScratch && !resumed) {
+      const backboneDir = backboneDirOf(workdir, config);
+      await o.kit.loadBackbone(net, backboneDir);
+      reporter.log(`retrain: ${NAMES[o.model]}, from the backbone weights in ${backboneDir}${o.model === 'cells' ? ', fresh discrete cells' : ''}`);
+    } else if (!resumed) {
+      reporter.log(`retrain: ${NAMES[o.model]}, from scratch (retrain.fromScratch)`);
     }
     const r = await trainSupervised({
       net,
-      loss: kit.loss,
-      data,
+      loss: o.kit.loss,
+      data: o.data,
       vars: namedVariables(net, 'all'),
       epochs: rc.epochs,
       batchSize: rc.batchSize,
@@ -44,29 +99,81 @@ export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> 
       learningRate: rc.learningRate,
       earlyStoppingPatience: rc.earlyStoppingPatience,
       seed: config.seed,
-      stream: 'retrain',
+      stream: STREAM,
       ...paths,
-      fingerprint: JSON.stringify({ seed: config.seed, dataset: resultRelevant(config.dataset), backbone: config.backbone, retrain: rc, genotype, pc: space.partialChannels }),
+      fingerprint: o.fingerprint,
       reporter,
       events: true,
-      label: 'retrain',
+      label: o.model === 'cells' ? 'retrain' : 'baseline',
+      model: o.model,
+      followingEpochs: o.followingEpochs,
+      fields: { learningRate: 'retrain.learningRate', stepsPerEpoch: 'retrain.stepsPerEpoch' },
     });
     // Written beside and renamed into place, so a kill never leaves half a model.
-    const modelDir = join(workdir, 'retrain', 'model');
+    const modelDir = join(o.root, 'model');
     const tmp = `${modelDir}.tmp-${process.pid}`;
+    mkdirSync(o.root, { recursive: true });
     rmSync(tmp, { recursive: true, force: true });
-    await kit.saveWeights(net, tmp);
+    await o.kit.saveWeights(net, tmp);
     rmSync(modelDir, { recursive: true, force: true });
     renameSync(tmp, modelDir);
-    reporter.log(`retrain: best validation Dice ${r.bestValDice.toFixed(4)} at epoch ${r.bestEpoch}; model in ${modelDir}`);
-    return {
-      ok: true,
-      epochs: r.epochs,
-      seconds: r.seconds,
-      meanEpochSeconds: r.meanEpochSeconds,
-      bestValDice: r.bestValDice,
-    };
+    reporter.log(`retrain: ${NAMES[o.model]}: best validation Dice ${r.bestValDice.toFixed(4)} at epoch ${r.bestEpoch}; model in ${modelDir}`);
+    return r;
   } finally {
     net.dispose();
   }
+}
+
+export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> {
+  const { config, workdir, reporter } = ctx;
+  const rc = config.retrain;
+  validateForTraining(config, 'retrain');
+  const genotype: Genotype = readGenotype(join(workdir, 'genotype.json'));
+  const { kit, data } = await prepare(ctx, genotype, rc.batchSize, 'retrain.batchSize');
+  const withBaseline = config.evaluate.baseline;
+  const common = { seed: config.seed, dataset: resultRelevant(config.dataset), backbone: config.backbone, retrain: rc };
+  const steps = stepsPerEpoch(data.train.length, rc.batchSize, rc.stepsPerEpoch);
+  if (withBaseline) {
+    reporter.log(
+      `retrain: evaluate.baseline is set: after the cell model, the plain U-Net is trained the same way (${rc.epochs} epochs at most x ${steps} steps of ${rc.batchSize} slices, learning rate ${rc.learningRate}, early stopping after ${rc.earlyStoppingPatience}, seed ${config.seed}, the same batches)`,
+    );
+  }
+  const cells = await trainOne({
+    ctx,
+    kit,
+    data,
+    cells: genotype,
+    root: join(workdir, 'retrain'),
+    model: 'cells',
+    fingerprint: JSON.stringify({ ...common, genotype, pc: config.search.partialChannels }),
+    followingEpochs: withBaseline ? rc.epochs : 0,
+  });
+  let baseline: SupervisedResult | undefined;
+  if (withBaseline) {
+    const root = join(workdir, 'baseline');
+    baseline = await trainOne({ ctx, kit, data, cells: 'none', root, model: 'baseline', fingerprint: JSON.stringify({ ...common, cells: 'none' }), followingEpochs: 0 });
+    const training: BaselineTraining = {
+      cells: 'none',
+      startedFrom: rc.fromScratch ? 'scratch' : 'backbone',
+      epochs: baseline.epochs,
+      maxEpochs: rc.epochs,
+      stepsPerEpoch: steps,
+      batchSize: rc.batchSize,
+      learningRate: rc.learningRate,
+      seed: config.seed,
+      bestValDice: baseline.bestValDice,
+    };
+    writeFileAtomic(baselineTrainingFile(workdir), `${JSON.stringify(training, null, 2)}\n`);
+    reporter.log(
+      `retrain: best validation Dice, same budget: cells ${cells.bestValDice.toFixed(4)}, U-Net baseline ${baseline.bestValDice.toFixed(4)} (${cells.bestValDice >= baseline.bestValDice ? '+' : ''}${(100 * (cells.bestValDice - baseline.bestValDice)).toFixed(2)} points)`,
+    );
+  }
+  return {
+    ok: true,
+    epochs: cells.epochs,
+    seconds: cells.seconds + (baseline?.seconds ?? 0),
+    meanEpochSeconds: cells.meanEpochSeconds,
+    bestValDice: cells.bestValDice,
+    ...(baseline && { baselineBestValDice: baseline.bestValDice }),
+  };
 }

@@ -10,14 +10,15 @@ import { fakeDataset } from '../search/testing/fake-data.ts';
 import { fakeModelKit } from '../search/testing/fake-model.ts';
 import { namedVariables, validate } from './common.ts';
 import { readHistory } from './history.ts';
-import { type SupervisedOptions, trainSupervised, trainingPaths } from './supervised.ts';
+import { type SupervisedOptions, nearZeroDiceLine, trainSupervised, trainingPaths } from './supervised.ts';
 
-const quiet = { write: () => true };
 const data = fakeDataset({ patients: 6 });
 
-async function train(root: string, over: Partial<SupervisedOptions> = {}) {
+async function train(root: string, over: Partial<SupervisedOptions> = {}, prepare?: (net: ReturnType<typeof fakeModelKit.createNetwork>) => void) {
   const net = fakeModelKit.createNetwork({ backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 1, learningRate: 1e-3 }, inChannels: 1, numClasses: 2, cells: 'none', seed: 1 });
+  prepare?.(net);
   const events: string[] = [];
+  const lines: string[] = [];
   try {
     const r = await trainSupervised({
       net,
@@ -31,14 +32,14 @@ async function train(root: string, over: Partial<SupervisedOptions> = {}) {
       stream: 'test',
       ...trainingPaths(root),
       fingerprint: 'f',
-      reporter: new ProgressReporter({ phase: 'retrain', stdout: { write: (t: string) => events.push(t) }, stderr: quiet, env: {} }),
+      reporter: new ProgressReporter({ phase: 'retrain', stdout: { write: (t: string) => events.push(t) }, stderr: { write: (t: string) => lines.push(t) }, env: {} }),
       events: true,
       label: 'retrain',
       ...over,
     });
     const weights = [...net.namedWeights()].map(([n, v]) => [n, Array.from(v.dataSync())]);
     const val = await validate(net, data, data.val, fakeModelKit.loss, 4);
-    return { r, weights, val, events };
+    return { r, weights, val, events, stderr: lines.join('') };
   } finally {
     net.dispose();
   }
@@ -96,6 +97,46 @@ describeEachBackend('trainSupervised', (backend) => {
     const counts: number[] = [];
     await train(tmp(), { onEpoch: () => counts.push(tf.memory().numTensors) });
     expect(counts[4]).toBe(counts[1]);
+  });
+
+  it('explains a validation Dice of 0 in the first epochs, and says when it has become a problem', async () => {
+    // A head that always scores background highest, and a learning rate that keeps it so.
+    const background = (net: ReturnType<typeof fakeModelKit.createNetwork>) => {
+      const head = net.backboneVariables[1];
+      head.assign(tf.tidy(() => tf.concat([tf.ones([...head.shape.slice(0, 3), 1]), tf.fill([...head.shape.slice(0, 3), 1], -1)], 3)));
+    };
+    const { r, stderr, events } = await train(tmp(), { learningRate: 1e-12, epochs: 6, label: 'backbone', fields: { learningRate: 'backbone.learningRate', stepsPerEpoch: 'search.stepsPerEpoch' } }, background);
+    expect(r.bestValDice).toBe(0);
+    const expected = stderr.split('\n').filter((l) => l.includes('is expected in the first epochs'));
+    expect(expected).toHaveLength(1);
+    expect(expected[0]).toMatch(/^backbone: validation Dice 0\.0000 in epoch 1 is expected in the first epochs: the foreground is \d+(\.\d)?% of the validation pixels, .* still near 0 at epoch 4 of 6/);
+    const problem = stderr.split('\n').filter((l) => l.includes('still 0.0000'));
+    expect(problem).toEqual([expect.stringMatching(/^backbone: validation Dice is still 0\.0000 after 4 of 6 epochs: .* raise backbone\.learningRate or search\.stepsPerEpoch/)]);
+    // The progress events are unchanged by it.
+    expect(events.filter((e) => e.includes('"progress"'))).toHaveLength(6);
+  });
+
+  it('explains a Dice of 0 once while it is early, and warns once at two thirds of the epochs', () => {
+    const at = (o: Partial<Parameters<typeof nearZeroDiceLine>[0]>) =>
+      nearZeroDiceLine({ label: 'retrain', epoch: 3, epochs: 30, valDice: 0, foreground: 0.016, noted: false, fields: { learningRate: 'lr', stepsPerEpoch: 'steps' }, ...o });
+    // Dice 0.04 by chance in epoch 1, then 0 while the network learns the background: explained.
+    expect(at({ epoch: 1, valDice: 0.04 })).toBeUndefined();
+    expect(at({})?.kind).toBe('expected');
+    expect(at({})?.line).toContain('the foreground is 1.6% of the validation pixels');
+    expect(at({})?.line).toContain('still near 0 at epoch 20 of 30');
+    expect(at({ epoch: 10, noted: true })).toBeUndefined(); // said once
+    expect(at({ epoch: 20, noted: true })?.kind).toBe('problem');
+    expect(at({ epoch: 21, noted: true })).toBeUndefined(); // warned once
+    expect(at({ epoch: 20, valDice: 0.2 })).toBeUndefined(); // it found the structures
+    expect(at({ epoch: 2, epochs: 2 })?.kind).toBe('expected'); // too short to judge
+  });
+
+  it('records the CPU time of every epoch in the history', async () => {
+    const root = tmp();
+    await train(root, { epochs: 2 });
+    const h = readHistory<{ epoch: number; epochCpuSeconds: number; epochSeconds: number }>(join(root, 'history.jsonl'));
+    expect(h.map((e) => e.epoch)).toEqual([1, 2]);
+    expect(h.every((e) => e.epochCpuSeconds > 0 && e.epochSeconds > 0)).toBe(true);
   });
 
   it('fails clearly when the loss diverges, keeping the last good checkpoint', async () => {

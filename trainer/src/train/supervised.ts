@@ -38,8 +38,54 @@ export interface SupervisedOptions {
   /** Emit ProgressEvents (retrain) or only human lines (backbone training inside the search). */
   events: boolean;
   label: string;
+  /** retrain: which network this is, carried by every progress event. */
+  model?: 'cells' | 'baseline';
+  /** Epochs of trainings that follow in the same phase (the baseline after the cell model), counted in the ETA. */
+  followingEpochs?: number;
+  /** The configuration fields of the learning rate and the steps per epoch, for advice. */
+  fields?: { learningRate: string; stepsPerEpoch: string };
   /** Called after each epoch's checkpoint (tests use it). */
   onEpoch?: (epoch: number) => void;
+}
+
+/** Validation Dice below this counts as "near 0": the network predicts (almost) only background. */
+export const NEAR_ZERO_DICE = 0.01;
+
+/**
+ * The lines trainSupervised prints when validation Dice is near 0: once in the first
+ * epoch it is (expected early on small structures: a fresh network first learns the
+ * background, so Dice can sit at 0 for many epochs before the first structure is
+ * found), and once more when it still is at two thirds of the epochs (then the
+ * training is unlikely to find the structures in the epochs left). Undefined when
+ * there is nothing to say.
+ */
+export function nearZeroDiceLine(o: {
+  label: string;
+  epoch: number;
+  epochs: number;
+  valDice: number;
+  foreground: number;
+  noted: boolean;
+  fields: { learningRate: string; stepsPerEpoch: string };
+}): { line: string; kind: 'expected' | 'problem' } | undefined {
+  if (o.valDice >= NEAR_ZERO_DICE) return undefined;
+  const late = Math.max(3, Math.ceil((2 * o.epochs) / 3));
+  const share = `${(100 * o.foreground).toFixed(o.foreground < 0.1 ? 1 : 0)}%`;
+  if (o.epoch === late) {
+    return {
+      kind: 'problem',
+      line:
+        `${o.label}: validation Dice is still ${o.valDice.toFixed(4)} after ${o.epoch} of ${o.epochs} epochs: the network predicts background only, ` +
+        `which is no longer the normal start. Check that the labels hold the structures (iacnas dataset check), raise ${o.fields.learningRate} or ${o.fields.stepsPerEpoch}, or give it more epochs`,
+    };
+  }
+  if (o.noted || o.epoch > late) return undefined;
+  return {
+    kind: 'expected',
+    line:
+      `${o.label}: validation Dice ${o.valDice.toFixed(4)} in epoch ${o.epoch} is expected in the first epochs: the foreground is ${share} of the validation pixels, ` +
+      `so the network first learns the background and predicts no structure yet. It is a problem if Dice is still near 0 at epoch ${late} of ${o.epochs}, or if the training loss stops falling`,
+  };
 }
 
 export interface SupervisedResult {
@@ -92,6 +138,8 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
   };
   const weightsByName = new Map(o.vars.map((v) => [`w/${v.name}`, v.variable] as const));
   const bestByName = new Map([...best].map(([n, v]) => [`best/${n}`, v] as const));
+  const fields = o.fields ?? { learningRate: 'the learning rate', stepsPerEpoch: 'the steps per epoch' };
+  let zeroNoted = false;
   const allTensors = () => new Map<string, tf.Tensor>([...weightsByName, ...bestByName, ...[...opt.slots()].map(([n, v]) => [`opt/${n}`, v] as const)]);
 
   try {
@@ -116,6 +164,7 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
     while (!s.done && s.epoch < o.epochs) {
       const epoch = s.epoch + 1;
       const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
       const random = mulberry32(hashSeed(o.seed, o.stream, epoch));
       const loader = new BatchLoader(data.train, epochBatches(trainIdx, o.batchSize, random, o.stepsPerEpoch), { augment: true, random });
       let lossSum: tf.Scalar = tf.scalar(0);
@@ -146,7 +195,10 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
       } else {
         s.sinceBest++;
       }
+      const zero = nearZeroDiceLine({ label: o.label, epoch, epochs: o.epochs, valDice: val.dice, foreground: val.foreground, noted: zeroNoted, fields });
+      if (zero?.kind === 'expected') zeroNoted = true;
       const epochSeconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
       s.epoch = epoch;
       s.seconds += epochSeconds;
       s.optimizerStep = opt.step;
@@ -155,9 +207,21 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
         s.stoppedEarly = true;
       }
       if (epoch >= o.epochs) s.done = true;
-      appendHistory(o.historyFile, { epoch, trainLoss, valLoss: val.loss, valDice: val.dice, valDicePerClass: val.perClass, bestValDice: s.bestValDice, epochSeconds });
+      appendHistory(o.historyFile, {
+        epoch,
+        trainLoss,
+        valLoss: val.loss,
+        valDice: val.dice,
+        valDicePerClass: val.perClass,
+        bestValDice: s.bestValDice,
+        epochSeconds,
+        // CPU time of the epoch (every thread of the process): comparable between epochs even on a busy machine.
+        epochCpuSeconds: (cpu.user + cpu.system) / 1e6,
+      });
       await writeCheckpoint(o.dir, s, allTensors());
-      const fields = {
+      // The epoch budget at the mean pace so far: an upper bound, as early stopping may end it sooner.
+      const etaSeconds = (s.seconds / epoch) * ((s.done ? 0 : o.epochs - epoch) + (o.followingEpochs ?? 0));
+      const progress = {
         epoch,
         maxEpochs: o.epochs,
         trainLoss,
@@ -165,12 +229,15 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
         valDice: clamp01(val.dice),
         bestValDice: clamp01(s.bestValDice),
         epochSeconds,
-        etaSeconds: s.done ? 0 : (s.seconds / epoch) * (o.epochs - epoch),
+        etaSeconds,
+        etaBasis: 'max-epochs' as const,
+        ...(o.model && { model: o.model }),
       };
       if (o.events) {
-        o.reporter.progress(fields);
+        o.reporter.progress(progress);
         await o.reporter.settle();
       } else o.reporter.log(`${o.label} epoch ${epoch}/${o.epochs} | loss ${trainLoss.toFixed(4)} | val Dice ${val.dice.toFixed(4)} | ${epochSeconds.toFixed(1)}s/epoch`);
+      if (zero) o.reporter.log(zero.line);
       if (s.stoppedEarly) o.reporter.log(`${o.label}: validation Dice has not improved for ${o.earlyStoppingPatience} epochs; stopping`);
       o.onEpoch?.(epoch);
     }
