@@ -7,6 +7,9 @@ const usage = `usage: iacnas <command> [options]
 commands:
   run <IACSearch.yaml> [--out runs/]   run a whole search (search, prune, retrain, evaluate) on this machine
   trainer <phase> ...                  one trainer phase: search | prune | derive | retrain | evaluate
+  predict <run> <scans...> [--out d]   segment new scans (NIfTI) with a finished run, on each scan's own grid
+  evaluate <run> --data <dir> --out d  evaluate a finished run on another labelled dataset (all of its cases)
+  export <run> [--out f.onnx]          export a finished run's model as ONNX
   dataset <check|phantom> ...          validate a dataset, or write the synthetic phantom dataset
   operator [options]                   run the Kubernetes operator
 
@@ -24,6 +27,12 @@ async function main(): Promise<number> {
       return (await import('../trainer/src/cli.ts')).trainerMain(rest);
     case 'dataset':
       return (await import('../trainer/src/data/cli.ts')).datasetMain(rest);
+    case 'predict':
+      return (await import('../trainer/src/predict/cli.ts')).predictMain(rest);
+    case 'evaluate':
+      return (await import('../trainer/src/eval/cli.ts')).evaluateMain(rest);
+    case 'export':
+      return (await import('../trainer/src/export/cli.ts')).exportMain(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -8,7 +8,7 @@ import { DataError, dataLimits, readNifti, readNiftiLabels } from './nifti.ts';
 import { checkHeaders, checkIntensities, checkLabelRange, checkLabelValues, readLayout } from './layout.ts';
 import { PHANTOM_CLASSES, PHANTOM_DEFAULT_CASES, phantomCase, phantomVolume } from './phantom.ts';
 import { type Axis, type Modality, chooseAxis, slicedSpacing } from './slicing.ts';
-import { splitPatients } from './split.ts';
+import { type PatientSplit, splitPatients } from './split.ts';
 import { type CaseInfo, type CaseReader, type CaseVolume, PatientSliceSource, type SourcePatient, SliceStackCache, stackLoader } from './source.ts';
 
 export type { SliceDataset, SliceSource, SliceBatch, SliceRef, PatientInfo } from './types.ts';
@@ -101,9 +101,7 @@ export function openCases(config: DatasetConfig): { name: string; classNames: st
  */
 export async function loadDataset(config: DatasetConfig): Promise<SliceDataset> {
   const { name, classNames, reader } = openCases(config);
-  if (reader.cases.length < 3) {
-    throw new DataError(`dataset ${name}: ${reader.cases.length} case(s); a train/val/test split needs at least 3 patients`);
-  }
+  const split = splitCases(name, reader, config);
   const size = config.sliceSize;
   const axes = new Map<string, Axis>();
   const patients = new Map<string, SourcePatient>();
@@ -112,7 +110,6 @@ export async function loadDataset(config: DatasetConfig): Promise<SliceDataset> 
     axes.set(c.id, axis);
     patients.set(c.id, { id: c.id, shape: c.shape, spacing: slicedSpacing(c.shape, c.spacing, axis, size), count: c.shape[axis] });
   }
-  const split = splitPatients([...patients.keys()], config.split, config.seed);
   const cache = new SliceStackCache(config.cacheMB * 1024 * 1024, stackLoader(reader, axes, size));
   const source = (ids: string[], seed: number) =>
     new PatientSliceSource({ patients: ids.map((id) => patients.get(id)!), cache, sliceSize: size, augment: config.augment, seed });
@@ -126,4 +123,15 @@ export async function loadDataset(config: DatasetConfig): Promise<SliceDataset> 
     val: source(split.val, config.seed + 1),
     test: source(split.test, config.seed + 2),
   };
+}
+
+/**
+ * The patient-level split of a dataset's cases (by id), exactly as loadDataset makes
+ * it; evaluation uses it to read the test cases' own volumes.
+ */
+export function splitCases(name: string, reader: CaseReader, config: DatasetConfig): PatientSplit {
+  if (reader.cases.length < 3) {
+    throw new DataError(`dataset ${name}: ${reader.cases.length} case(s); a train/val/test split needs at least 3 patients`);
+  }
+  return splitPatients(reader.cases.map((c) => c.id), config.split, config.seed);
 }

@@ -385,6 +385,20 @@ export function readNiftiHeader(file: string): NiftiHeader {
 }
 
 /**
+ * The 348 bytes of the NIfTI-1 header as stored (decompressed for .nii.gz), after the
+ * checks of readNiftiHeader's parse. A label map written for a scan copies it, so it
+ * keeps the scan's dimensions, pixdim and qform/sform exactly.
+ */
+export function readNiftiHeaderBytes(file: string): Uint8Array {
+  return withFile(file, (fd, size) => {
+    const head = readAt(fd, Math.min(size, 65536), 0);
+    const bytes = isGzip(head) ? gunzipHead(head, file) : head;
+    parseNiftiHeader(bytes, file);
+    return bytes.slice(0, HEADER_BYTES);
+  });
+}
+
+/**
  * The whole decompressed file. Decompression stops as soon as the output passes what
  * the header promises (at most the byte limit), so a bomb costs no more memory than an
  * honest file of the size its header claims.

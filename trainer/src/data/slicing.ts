@@ -58,26 +58,35 @@ export function extractSlice<T extends Float32Array | Uint8Array>(
   return out;
 }
 
-/** Bilinear resampling with pixel centres aligned (align_corners = false). */
-export function resizeLinear(src: Float32Array, rows: number, cols: number, size: number, out = new Float32Array(size * size)): Float32Array {
-  const sy = rows / size;
-  const sx = cols / size;
-  for (let y = 0; y < size; y++) {
+/**
+ * Bilinear resampling of a rows x cols map to outRows x outCols with pixel centres
+ * aligned (align_corners = false, edges clamped). The forward resize of training
+ * slices (resizeLinear) and the resize of predictions back to a scan's grid.
+ */
+export function resampleLinear(src: Float32Array, rows: number, cols: number, outRows: number, outCols: number, out = new Float32Array(outRows * outCols)): Float32Array {
+  const sy = rows / outRows;
+  const sx = cols / outCols;
+  for (let y = 0; y < outRows; y++) {
     const fy = Math.min(Math.max((y + 0.5) * sy - 0.5, 0), rows - 1);
     const y0 = Math.floor(fy);
     const y1 = Math.min(y0 + 1, rows - 1);
     const wy = fy - y0;
-    for (let x = 0; x < size; x++) {
+    for (let x = 0; x < outCols; x++) {
       const fx = Math.min(Math.max((x + 0.5) * sx - 0.5, 0), cols - 1);
       const x0 = Math.floor(fx);
       const x1 = Math.min(x0 + 1, cols - 1);
       const wx = fx - x0;
       const top = src[y0 * cols + x0] * (1 - wx) + src[y0 * cols + x1] * wx;
       const bottom = src[y1 * cols + x0] * (1 - wx) + src[y1 * cols + x1] * wx;
-      out[y * size + x] = top * (1 - wy) + bottom * wy;
+      out[y * outCols + x] = top * (1 - wy) + bottom * wy;
     }
   }
   return out;
+}
+
+/** Bilinear resampling to size x size with pixel centres aligned (align_corners = false). */
+export function resizeLinear(src: Float32Array, rows: number, cols: number, size: number, out = new Float32Array(size * size)): Float32Array {
+  return resampleLinear(src, rows, cols, size, size, out);
 }
 
 /** Nearest-neighbour resampling (labels keep their values). */

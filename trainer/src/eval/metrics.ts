@@ -121,31 +121,60 @@ export function percentile(values: Float64Array, q: number): number {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
-/** HD95 in mm of class `c` (see the conventions above); null when the class is absent from both. */
+/**
+ * HD95 in mm of class `c` (see the conventions above); null when the class is absent
+ * from both. The work is done on the bounding box of both masks, so a small structure
+ * in a large scan stays cheap; the surfaces and distances are those of the whole
+ * volume: a mask voxel on the box's border is on its surface either way (its neighbour
+ * beyond the border is in neither mask, or beyond the volume's edge), and the exact
+ * distance transform does not depend on how far the grid extends.
+ */
 export function hd95(pred: ArrayLike<number>, truth: ArrayLike<number>, c: number, shape: Shape3, spacing: readonly number[]): number | null {
-  const n = truth.length;
-  const pm = new Uint8Array(n);
-  const tm = new Uint8Array(n);
+  const [n0, n1, n2] = shape;
+  const lo = [n0, n1, n2];
+  const hi = [-1, -1, -1];
   let pc = 0;
   let tc = 0;
-  for (let i = 0; i < n; i++) {
-    if (pred[i] === c) {
-      pm[i] = 1;
-      pc++;
-    }
-    if (truth[i] === c) {
-      tm[i] = 1;
-      tc++;
+  for (let a = 0, i = 0; a < n0; a++) {
+    for (let b = 0; b < n1; b++) {
+      for (let d = 0; d < n2; d++, i++) {
+        const p = pred[i] === c;
+        const t = truth[i] === c;
+        if (p) pc++;
+        if (t) tc++;
+        if (p || t) {
+          if (a < lo[0]) lo[0] = a;
+          if (a > hi[0]) hi[0] = a;
+          if (b < lo[1]) lo[1] = b;
+          if (b > hi[1]) hi[1] = b;
+          if (d < lo[2]) lo[2] = d;
+          if (d > hi[2]) hi[2] = d;
+        }
+      }
     }
   }
   if (pc === 0 && tc === 0) return null;
-  if (pc === 0 || tc === 0) return Math.hypot(shape[0] * spacing[0], shape[1] * spacing[1], shape[2] * spacing[2]);
-  const ps = surface(pm, shape);
-  const ts = surface(tm, shape);
-  const toTruth = squaredDistanceTransform(ts, shape, spacing);
-  const toPred = squaredDistanceTransform(ps, shape, spacing);
+  if (pc === 0 || tc === 0) return Math.hypot(n0 * spacing[0], n1 * spacing[1], n2 * spacing[2]);
+  const from = lo;
+  const crop: Shape3 = [hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1];
+  const m = crop[0] * crop[1] * crop[2];
+  const pm = new Uint8Array(m);
+  const tm = new Uint8Array(m);
+  for (let a = 0, j = 0; a < crop[0]; a++) {
+    for (let b = 0; b < crop[1]; b++) {
+      const row = ((a + from[0]) * n1 + (b + from[1])) * n2 + from[2];
+      for (let d = 0; d < crop[2]; d++, j++) {
+        if (pred[row + d] === c) pm[j] = 1;
+        if (truth[row + d] === c) tm[j] = 1;
+      }
+    }
+  }
+  const ps = surface(pm, crop);
+  const ts = surface(tm, crop);
+  const toTruth = squaredDistanceTransform(ts, crop, spacing);
+  const toPred = squaredDistanceTransform(ps, crop, spacing);
   const distances: number[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < m; i++) {
     if (ps[i]) distances.push(Math.sqrt(toTruth[i]));
     if (ts[i]) distances.push(Math.sqrt(toPred[i]));
   }
