@@ -50,6 +50,17 @@ describe('benchmarks at their smallest setting', () => {
     expect(r.pruned.epochs).toBeLessThanOrEqual(6);
   }, 600_000);
 
+  it('onnx-inference: the exported network in onnxruntime beside our forward pass', async () => {
+    const out = path.join(tmp(), 'onnx-inference.json');
+    await bench('onnx-inference', ['--sizes', '32', '--runs', '1', '--backends', 'wasm', '--out', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8'));
+    const engines = r.figures.map((f: { engine: string }) => f.engine);
+    expect(engines).toEqual(expect.arrayContaining(['onnxruntime (1 thread)', 'tfjs wasm']));
+    for (const f of r.figures) expect(f.cpuMsPerSlice).toBeGreaterThan(0);
+    // The two engines compute the same network: the export is checked on every run.
+    expect(r.agreement[0].relative).toBeLessThan(1e-4);
+  }, 600_000);
+
   it('operator-reconcile: searches reconciled to Searching on the in-memory API', async () => {
     const { stdout } = await bench('operator-reconcile', ['5']);
     const r = JSON.parse(stdout);
