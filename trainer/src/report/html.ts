@@ -5,10 +5,11 @@
 //
 // It reads whatever the work directory holds and tolerates missing files and fields:
 // a report of a search that has not been evaluated yet simply lacks the results.
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OPERATIONS } from '../config/index.ts';
 import { readHistory } from '../train/history.ts';
+import { writeFileAtomic } from '../train/atomic.ts';
 import type { Genotype, GenotypeCell } from '../model/api.ts';
 import { cellDiagram } from './cell-diagram.ts';
 import { type Series, escapeXml, heatMap, lineChart } from './charts.ts';
@@ -42,21 +43,57 @@ export interface TrainEpoch {
   epochSeconds?: number;
 }
 
-interface ModelResultsLike {
+export interface PatientResultsLike {
+  id: string;
+  dice: number[];
+  hd95: (number | null)[];
+  /** Dice on the slice grid (results.grid 'native': the secondary figure). */
+  sliceDice?: number[];
+}
+
+export interface ModelResultsLike {
   dicePerClass?: Record<string, number>;
   meanDice?: number;
   hd95PerClass?: Record<string, number | null>;
   meanHd95?: number | null;
-  patients?: { id: string; dice: number[]; hd95: (number | null)[] }[];
+  /** Mean Dice on the slice grid (results.grid 'native': the secondary figure). */
+  sliceMeanDice?: number;
+  patients?: PatientResultsLike[];
+}
+
+/** <workdir>/baseline/training.json: how the U-Net without cells was trained. */
+export interface BaselineTrainingLike {
+  cells?: string;
+  startedFrom?: 'backbone' | 'scratch' | string;
+  epochs?: number;
+  maxEpochs?: number;
+  stepsPerEpoch?: number;
+  batchSize?: number;
+  learningRate?: number;
+  seed?: number;
+  bestValDice?: number;
+}
+
+export interface ExternalResultsLike {
+  name: string;
+  path?: string;
+  cases?: number;
+  model?: ModelResultsLike;
+  baseline?: ModelResultsLike;
 }
 
 export interface ResultsLike {
   dataset?: string;
   classNames?: string[];
   conventions?: string[];
+  /** 'native': Dice and HD95 on each scan's own voxel grid; absent in older runs (slice grid). */
+  grid?: string;
   model?: ModelResultsLike;
   baseline?: ModelResultsLike;
+  /** Present when the baseline is the U-Net trained with the cell model's budget. */
+  baselineTraining?: BaselineTrainingLike;
   diceGain?: number;
+  external?: ExternalResultsLike[];
 }
 
 export interface ReportInputs {
@@ -65,6 +102,8 @@ export interface ReportInputs {
   search: SearchEpoch[];
   backbone: TrainEpoch[];
   retrain: TrainEpoch[];
+  /** <workdir>/baseline/history.jsonl: the U-Net trained with the retraining budget. */
+  baseline?: TrainEpoch[];
   genotype?: Genotype;
   results?: ResultsLike;
   /** The stability threshold drawn on the JSD charts. */
@@ -114,6 +153,7 @@ export function readReportInputs(workdir: string, o: ReportOptions = {}): Report
     search,
     backbone: readHistory<TrainEpoch>(join(workdir, 'backbone-training', 'history.jsonl')),
     retrain: readHistory<TrainEpoch>(join(workdir, 'retrain', 'history.jsonl')),
+    baseline: readHistory<TrainEpoch>(join(workdir, 'baseline', 'history.jsonl')),
     genotype,
     results: readJson<ResultsLike>(join(workdir, 'results.json')),
     threshold: o.threshold,
@@ -151,35 +191,119 @@ function stableCount(e: SearchEpoch): number {
 
 const fmt = (v: number | null | undefined, digits = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits));
 
-function resultsTable(r: ResultsLike): string {
-  const classes = (r.classNames ?? Object.keys(r.model?.dicePerClass ?? {})).filter((c, i) => (r.classNames ? i > 0 : true));
-  const rows: string[] = [];
-  const row = (name: string, m: ModelResultsLike) =>
-    `<tr><th>${escapeXml(name)}</th>${classes.map((c) => `<td>${fmt(m.dicePerClass?.[c])}</td>`).join('')}<td><b>${fmt(m.meanDice)}</b></td>${classes.map((c) => `<td>${fmt(m.hd95PerClass?.[c], 2)}</td>`).join('')}<td><b>${fmt(m.meanHd95, 2)}</b></td></tr>`;
-  if (r.model) rows.push(row('U-Net + IAC cells', r.model));
-  if (r.baseline) rows.push(row('U-Net (baseline)', r.baseline));
-  const head = `<tr><th rowspan="2">model</th><th colspan="${classes.length + 1}">Dice</th><th colspan="${classes.length + 1}">HD95 (mm)</th></tr><tr>${classes.map((c) => `<th>${escapeXml(c)}</th>`).join('')}<th>mean</th>${classes.map((c) => `<th>${escapeXml(c)}</th>`).join('')}<th>mean</th></tr>`;
-  const gain = r.diceGain !== undefined ? `<p>Dice gain of the cells over the baseline: <b>${r.diceGain >= 0 ? '+' : ''}${(100 * r.diceGain).toFixed(2)}</b> points.</p>` : '';
-  const n = r.model?.patients?.length;
-  return `<table class="results">${head}${rows.join('')}</table><p class="note">${n ?? '?'} test patients (${escapeXml(r.dataset ?? '')}), means over patients.</p>${gain}${
-    r.conventions?.length ? `<details><summary>conventions</summary><ul>${r.conventions.map((c) => `<li>${escapeXml(c)}</li>`).join('')}</ul></details>` : ''
-  }`;
+const GAIN_NAME = 'gain of the cells over the U-Net trained with the same budget';
+
+function foregroundClasses(r: ResultsLike, m: ModelResultsLike | undefined): string[] {
+  return r.classNames ? r.classNames.slice(1) : Object.keys(m?.dicePerClass ?? {});
 }
 
-function patientsTable(r: ResultsLike): string {
-  const patients = r.model?.patients ?? [];
+const mean = (v: number[]) => (v.length ? v.reduce((x, y) => x + y, 0) / v.length : undefined);
+
+/** The baseline row's name: the same-budget U-Net, or (older runs) the backbone before the search. */
+function baselineName(r: ResultsLike): string {
+  return r.baselineTraining ? 'U-Net, same budget (baseline)' : 'U-Net backbone before the search';
+}
+
+/** Model minus baseline mean Dice; only for the same-budget baseline. */
+function gainOf(r: ResultsLike, model: ModelResultsLike | undefined, baseline: ModelResultsLike | undefined, stored?: number): number | undefined {
+  if (!r.baselineTraining || model?.meanDice === undefined || baseline?.meanDice === undefined) return undefined;
+  return stored ?? model.meanDice - baseline.meanDice;
+}
+
+const points = (g: number) => `${g >= 0 ? '+' : ''}${(100 * g).toFixed(2)}`;
+
+function gainLine(r: ResultsLike, model: ModelResultsLike | undefined, baseline: ModelResultsLike | undefined, stored?: number): string {
+  const g = gainOf(r, model, baseline, stored);
+  if (g === undefined) return '';
+  return `<p class="gain">Dice ${GAIN_NAME}: <b>${points(g)}</b> points (mean Dice ${fmt(model!.meanDice)} against ${fmt(baseline!.meanDice)}).</p>`;
+}
+
+/** How the baseline was trained (baseline/training.json), in one sentence. */
+function baselineTrainingLine(t: BaselineTrainingLike): string {
+  const from = t.startedFrom === 'scratch' ? 'from scratch' : t.startedFrom === 'backbone' ? 'from the trained backbone' : t.startedFrom ? `from ${escapeXml(t.startedFrom)}` : '';
+  const epochs = t.epochs !== undefined ? `${t.epochs}${t.maxEpochs !== undefined ? ` of at most ${t.maxEpochs}` : ''} epochs` : undefined;
+  const facts = [
+    epochs,
+    t.stepsPerEpoch !== undefined ? `${t.stepsPerEpoch} steps per epoch` : undefined,
+    t.batchSize !== undefined ? `batch size ${t.batchSize}` : undefined,
+    t.learningRate !== undefined ? `learning rate ${t.learningRate}` : undefined,
+    t.seed !== undefined ? `seed ${t.seed}` : undefined,
+  ].filter(Boolean);
+  return `<p class="note baseline-training">Baseline: the U-Net with identity skips (cells <code>${escapeXml(t.cells ?? 'none')}</code>) trained ${from} with the retraining budget, data, schedule, early stopping and seed of the cell model: ${facts.join(', ') || 'no details recorded'}${
+    t.bestValDice !== undefined ? `; best validation Dice ${fmt(t.bestValDice)}` : ''
+  }.</p>`;
+}
+
+function gridNote(r: ResultsLike, sliceColumn: boolean): string {
+  if (r.grid === 'native') {
+    return `Dice and HD95 on each scan's own voxel grid (the prediction resampled back from the slices)${sliceColumn ? '; the last column is the mean Dice on the slice grid, for comparison with older runs' : ''}.`;
+  }
+  return 'Dice and HD95 on the volume rebuilt from the 2-D slices at the slice resolution (results written before native-grid evaluation).';
+}
+
+function modelTable(r: ResultsLike, models: { name: string; m: ModelResultsLike }[]): string {
+  const classes = foregroundClasses(r, models[0]?.m);
+  const native = r.grid === 'native';
+  const slice = models.some((x) => x.m.sliceMeanDice !== undefined);
+  const row = ({ name, m }: { name: string; m: ModelResultsLike }) =>
+    `<tr><th>${escapeXml(name)}</th>${classes.map((c) => `<td>${fmt(m.dicePerClass?.[c])}</td>`).join('')}<td><b>${fmt(m.meanDice)}</b></td>${classes
+      .map((c) => `<td>${fmt(m.hd95PerClass?.[c], 2)}</td>`)
+      .join('')}<td><b>${fmt(m.meanHd95, 2)}</b></td>${slice ? `<td>${fmt(m.sliceMeanDice)}</td>` : ''}</tr>`;
+  const grid = native ? ', native grid' : '';
+  const head = `<tr><th rowspan="2">model</th><th colspan="${classes.length + 1}">Dice${grid}</th><th colspan="${classes.length + 1}">HD95 (mm${grid})</th>${
+    slice ? '<th rowspan="2">mean Dice,<br>slice grid</th>' : ''
+  }</tr><tr>${classes.map((c) => `<th>${escapeXml(c)}</th>`).join('')}<th>mean</th>${classes.map((c) => `<th>${escapeXml(c)}</th>`).join('')}<th>mean</th></tr>`;
+  return `<table class="results">${head}${models.map(row).join('')}</table><p class="note">${gridNote(r, slice)}</p>`;
+}
+
+function modelsOf(r: ResultsLike, model: ModelResultsLike | undefined, baseline: ModelResultsLike | undefined) {
+  const models: { name: string; m: ModelResultsLike }[] = [];
+  if (model) models.push({ name: 'U-Net + IAC cells', m: model });
+  if (baseline) models.push({ name: baselineName(r), m: baseline });
+  return models;
+}
+
+function resultsTable(r: ResultsLike): string {
+  const n = r.model?.patients?.length;
+  return `${modelTable(r, modelsOf(r, r.model, r.baseline))}<p class="note">${n ?? '?'} test patients (${escapeXml(r.dataset ?? '')}), means over patients.</p>${gainLine(r, r.model, r.baseline, r.diceGain)}${
+    r.baselineTraining ? baselineTrainingLine(r.baselineTraining) : ''
+  }${r.conventions?.length ? `<details><summary>conventions</summary><ul>${r.conventions.map((c) => `<li>${escapeXml(c)}</li>`).join('')}</ul></details>` : ''}`;
+}
+
+function patientsTable(r: ResultsLike, model: ModelResultsLike | undefined, baseline: ModelResultsLike | undefined, what = 'per patient'): string {
+  const patients = model?.patients ?? [];
   if (patients.length === 0) return '';
-  const classes = (r.classNames ?? []).slice(1);
-  const base = new Map((r.baseline?.patients ?? []).map((p) => [p.id, p]));
-  const head = `<tr><th>patient</th>${classes.map((c) => `<th>Dice ${escapeXml(c)}</th>`).join('')}${classes.map((c) => `<th>HD95 ${escapeXml(c)}</th>`).join('')}${base.size ? '<th>baseline mean Dice</th>' : ''}</tr>`;
+  const classes = foregroundClasses(r, model);
+  const base = new Map((baseline?.patients ?? []).map((p) => [p.id, p]));
+  const slice = patients.some((p) => p.sliceDice);
+  const head = `<tr><th>patient</th>${classes.map((c) => `<th>Dice ${escapeXml(c)}</th>`).join('')}${classes.map((c) => `<th>HD95 ${escapeXml(c)}</th>`).join('')}${
+    slice ? '<th>mean Dice, slice grid</th>' : ''
+  }${base.size ? '<th>baseline mean Dice</th>' : ''}</tr>`;
   const body = patients
     .map((p) => {
       const b = base.get(p.id);
-      const bMean = b ? b.dice.reduce((x, y) => x + y, 0) / b.dice.length : undefined;
-      return `<tr><td>${escapeXml(p.id)}</td>${p.dice.map((d) => `<td>${fmt(d)}</td>`).join('')}${p.hd95.map((h) => `<td>${fmt(h, 2)}</td>`).join('')}${base.size ? `<td>${fmt(bMean)}</td>` : ''}</tr>`;
+      return `<tr><td>${escapeXml(p.id)}</td>${p.dice.map((d) => `<td>${fmt(d)}</td>`).join('')}${p.hd95.map((h) => `<td>${fmt(h, 2)}</td>`).join('')}${
+        slice ? `<td>${fmt(mean(p.sliceDice ?? []))}</td>` : ''
+      }${base.size ? `<td>${fmt(b ? mean(b.dice) : undefined)}</td>` : ''}</tr>`;
     })
     .join('');
-  return `<details><summary>per patient</summary><table class="results">${head}${body}</table></details>`;
+  return `<details><summary>${escapeXml(what)}</summary><table class="results">${head}${body}</table></details>`;
+}
+
+function externalSection(r: ResultsLike, x: ExternalResultsLike): string {
+  const cases = x.cases ?? x.model?.patients?.length;
+  const models = modelsOf(r, x.model, x.baseline);
+  const summary = x.model
+    ? `<p>Mean Dice <b>${fmt(x.model.meanDice)}</b>, mean HD95 <b>${fmt(x.model.meanHd95, 2)}</b> mm over ${cases ?? '?'} cases.</p>`
+    : '<p class="note">No results for the cell model.</p>';
+  return `<section class="external"><h2>External dataset: ${escapeXml(x.name)}</h2><p class="note">${cases ?? '?'} cases${
+    x.path ? ` from <code>${escapeXml(x.path)}</code>` : ''
+  }, all evaluated (no split), with this run's slice size, classes and normalisation.</p>${summary}${models.length ? modelTable(r, models) : ''}${gainLine(r, x.model, x.baseline)}${patientsTable(
+    r,
+    x.model,
+    x.baseline,
+    'per case',
+  )}</section>`;
 }
 
 const INPUT_NAMES = ['s0', 's1'];
@@ -198,6 +322,33 @@ function trainingChart(title: string, h: TrainEpoch[]): string {
     { name: 'val Dice', points: h.filter((e) => e.valDice !== undefined).map((e) => [e.epoch, e.valDice!]), color: '#2ca02c' },
   ];
   return lineChart(series, { title, xLabel: 'epoch', yLabel: 'loss / Dice', width: 520, height: 260 });
+}
+
+/** The last epoch an edge's divergence was tracked (positive), and whether it has one candidate operation left after it. */
+function edgeTracking(s: SearchEpoch[], c: number, e: number, noneIndex: number): { last?: number; single: boolean } {
+  const last = s.findLast((h) => (h.jsd?.[c]?.[e] ?? 0) > 0);
+  if (!last) return { single: false };
+  const after = s.find((h) => h.epoch > last.epoch && h.active?.[c]?.[e]) ?? last;
+  const active = after.active?.[c]?.[e];
+  const candidates = active?.filter((k) => k !== noneIndex).length;
+  return { last: last.epoch, single: candidates !== undefined && candidates <= 1 };
+}
+
+/** Says under a divergence plot which edges stopped being tracked, when, and why. */
+function trackingCaption(c: number, nEdges: number, ended: { edge: number; last?: number; single: boolean }[], cellEnd: number, lastEpoch: number, allSingle: boolean): string {
+  if (ended.length === 0) return '';
+  const byEpoch = new Map<number, number[]>();
+  for (const t of ended) byEpoch.set(t.last!, [...(byEpoch.get(t.last!) ?? []), t.edge]);
+  const list = [...byEpoch.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([epoch, edges]) => `${edges.length === 1 ? 'edge' : 'edges'} ${edges.join(', ')} after epoch ${epoch}`)
+    .join('; ');
+  const why = ended.every((t) => t.single) ? 'pruned to a single operation' : 'pruned to a single operation, or no divergence recorded after that epoch';
+  const cellNote =
+    cellEnd < lastEpoch
+      ? ` The plot of cell ${c} ends at epoch ${cellEnd}: ${allSingle ? 'by then every one of its edges was pruned to a single operation' : 'no edge of it has a divergence after that epoch'}, while the search ran until epoch ${lastEpoch}.`
+      : '';
+  return `<figcaption class="explain">Cell ${c}: ${ended.length === nEdges ? `all ${nEdges} of its edges` : `${ended.length} of its ${nEdges} edges`} stopped being tracked (${why}): ${list}.${cellNote}</figcaption>`;
 }
 
 /** Renders the report page. */
@@ -219,10 +370,21 @@ export function renderReport(inp: ReportInputs): string {
   if (stableNow !== undefined && edges) facts.push(`<li>stable edges at the end: <b>${stableNow}</b> of ${edges}</li>`);
   if (inp.backbone.length) facts.push(`<li>backbone U-Net training: ${inp.backbone.length} epochs</li>`);
   if (inp.retrain.length) facts.push(`<li>retraining with the found cells: ${inp.retrain.length} epochs, best validation Dice ${fmt(Math.max(...inp.retrain.map((e) => e.bestValDice ?? e.valDice ?? 0)))}</li>`);
-  if (inp.results?.model?.meanDice !== undefined) facts.push(`<li>test mean foreground Dice: <b>${fmt(inp.results.model.meanDice)}</b>, HD95 ${fmt(inp.results.model.meanHd95, 2)} mm</li>`);
+  const r = inp.results;
+  // Older results.json files have no `external`; a malformed one is left out.
+  const external = (Array.isArray(r?.external) ? r.external : []).filter((x): x is ExternalResultsLike => typeof x?.name === 'string');
+  if (r?.model?.meanDice !== undefined) {
+    facts.push(`<li>test mean foreground Dice${r.grid === 'native' ? ' (native grid)' : ''}: <b>${fmt(r.model.meanDice)}</b>, HD95 ${fmt(r.model.meanHd95, 2)} mm</li>`);
+  }
+  const gain = r ? gainOf(r, r.model, r.baseline, r.diceGain) : undefined;
+  if (gain !== undefined) facts.push(`<li>Dice ${GAIN_NAME}: <b>${points(gain)}</b> points</li>`);
+  for (const x of external) {
+    if (x.model?.meanDice !== undefined) facts.push(`<li>external dataset ${escapeXml(x.name)}: mean Dice <b>${fmt(x.model.meanDice)}</b> over ${x.cases ?? x.model.patients?.length ?? '?'} cases</li>`);
+  }
   sections.push(`<section><h2>Summary</h2><ul>${facts.join('') || '<li>no search history yet</li>'}</ul></section>`);
 
-  if (inp.results?.model) sections.push(`<section><h2>Results on the test split</h2>${resultsTable(inp.results)}${patientsTable(inp.results)}</section>`);
+  if (r?.model) sections.push(`<section><h2>Results on the test split</h2>${resultsTable(r)}${patientsTable(r, r.model, r.baseline)}</section>`);
+  for (const x of external) sections.push(externalSection(r!, x));
 
   if (inp.genotype?.cells.length) {
     sections.push(
@@ -235,26 +397,41 @@ export function renderReport(inp: ReportInputs): string {
   const warmup = s.find((e) => e.archUpdates)?.epoch;
   const vlines = warmup && warmup > 1 ? [{ x: warmup, label: 'architecture updates start' }] : [];
   if (s.some((e) => e.jsd)) {
-    const charts: string[] = [];
+    const figures: string[] = [];
+    const noneIndex = inp.operations.indexOf('none');
+    const epochs = s.filter((e) => e.jsd).map((e) => e.epoch);
+    const firstEpoch = Math.min(...epochs);
+    const lastEpoch = Math.max(...epochs);
     for (let c = 0; c < cells; c++) {
       const nEdges = Math.max(0, ...s.map((e) => e.jsd?.[c]?.length ?? 0));
+      const tracking = Array.from({ length: nEdges }, (_, e) => edgeTracking(s, c, e, noneIndex));
+      const ended = tracking.map((t, e) => ({ ...t, edge: e })).filter((t) => t.last !== undefined && t.last < lastEpoch);
       const series: Series[] = Array.from({ length: nEdges }, (_, e) => ({
         name: `edge ${e}`,
-        // Zero divergences (warm-up: the alphas do not move) cannot be drawn on a log axis.
+        // Zero divergences (warm-up: the alphas do not move; one operation left: nothing to
+        // compare) cannot be drawn on a log axis.
         points: s.filter((h) => (h.jsd?.[c]?.[e] ?? 0) > 0).map((h) => [h.epoch, h.jsd![c][e]] as [number, number]),
+        endMark: tracking[e].last !== undefined && tracking[e].last! < lastEpoch,
       }));
-      charts.push(
-        lineChart(series, {
-          title: `cell ${c}: JS divergence per edge (between consecutive epochs)`,
-          xLabel: 'epoch',
-          yLabel: 'JSD (bits, log scale)',
-          logY: true,
-          hlines: inp.threshold ? [{ y: inp.threshold, label: `stability threshold ${inp.threshold}` }] : [],
-          vlines,
-        }),
-      );
+      const cellEnd = Math.max(0, ...tracking.map((t) => t.last ?? 0));
+      const allSingle = ended.length === nEdges && ended.every((t) => t.single);
+      const endLines = cellEnd > 0 && cellEnd < lastEpoch ? [{ x: cellEnd, label: allSingle ? 'all edges pruned to one operation' : 'last divergence of this cell' }] : [];
+      const chart = lineChart(series, {
+        title: `cell ${c}: JS divergence per edge (between consecutive epochs)`,
+        xLabel: 'epoch',
+        yLabel: 'JSD (bits, log scale)',
+        logY: true,
+        xMin: firstEpoch,
+        xMax: lastEpoch,
+        hlines: inp.threshold ? [{ y: inp.threshold, label: `stability threshold ${inp.threshold}` }] : [],
+        vlines: [...vlines, ...endLines],
+        endMarkLabel: 'no longer tracked',
+      });
+      figures.push(`<figure>${chart}${trackingCaption(c, nEdges, ended, cellEnd, lastEpoch, allSingle)}</figure>`);
     }
-    sections.push(`<section><h2>Stability: Jensen–Shannon divergence per edge</h2><p class="note">An edge is stable when its divergence stays below the threshold over the window; it is then pruned to its strongest operations.</p>${charts.join('')}</section>`);
+    sections.push(
+      `<section><h2>Stability: Jensen–Shannon divergence per edge</h2><p class="note">An edge is stable when its divergence stays below the threshold over the window; it is then pruned to its strongest operations. An edge pruned to a single operation has no distribution left to compare, so its divergence is no longer tracked: its curve ends with a cross, and a cell whose edges all end early has a shorter plot than the search.</p>${figures.join('')}</section>`,
+    );
   }
 
   if (s.some((e) => e.alphas)) {
@@ -285,7 +462,9 @@ export function renderReport(inp: ReportInputs): string {
         );
         charts.push(
           heatMap(values, {
-            title: `cell ${c}: final importance per edge (hatched: pruned, red frame: in the found cell)`,
+            title: `cell ${c}: final importance per edge`,
+            subtitle: 'hatched: pruned; red frame: in the found cell',
+            width: 360,
             rowLabels: values.map((_, e) => `edge ${e}`),
             colLabels: inp.operations,
             marks,
@@ -308,12 +487,13 @@ export function renderReport(inp: ReportInputs): string {
   if (inp.backbone.length) curves.push(trainingChart('backbone U-Net training', inp.backbone));
   if (s.length) curves.push(trainingChart('cell search', s));
   if (inp.retrain.length) curves.push(trainingChart('retraining with the found cells', inp.retrain));
+  if (inp.baseline?.length) curves.push(trainingChart('U-Net without cells trained with the same budget (baseline)', inp.baseline));
   if (curves.length) sections.push(`<section><h2>Training curves</h2>${curves.join('')}</section>`);
 
   const css = `body{font-family:sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 12px}
 h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
 table.results{border-collapse:collapse;margin:8px 0}table.results th,table.results td{border:1px solid #ccc;padding:4px 8px;text-align:right}
-table.results th{background:#f3f3f3}.note{color:#555;font-size:13px}figure{margin:8px 0;display:block}figcaption{font-family:monospace;font-size:12px;color:#333}svg{display:block;margin:6px 0;max-width:100%;height:auto}`;
+table.results th{background:#f3f3f3}.note{color:#555;font-size:13px}figure{margin:8px 0;display:block}figcaption{font-family:monospace;font-size:12px;color:#333}figcaption.explain{font-family:sans-serif;color:#555;max-width:900px}.gain{font-size:15px}svg{display:block;margin:6px 0;max-width:100%;height:auto}`;
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeXml(inp.title)}: IAC-LTH search report</title>
 <style>${css}</style></head>
@@ -327,8 +507,6 @@ ${sections.join('\n')}
 /** Writes <workdir>/report.html from whatever the work directory holds; returns its path. */
 export function writeReport(workdir: string, o: ReportOptions = {}): string {
   const path = join(workdir, 'report.html');
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, renderReport(readReportInputs(workdir, o)));
-  renameSync(tmp, path);
+  writeFileAtomic(path, renderReport(readReportInputs(workdir, o)));
   return path;
 }
