@@ -219,6 +219,28 @@ export const panels: PanelSpec[] = [
       },
     ],
   },
+  row('Results'),
+  {
+    title: 'Test Dice, fair baseline and gain of the cells',
+    type: 'table',
+    description:
+      'Per finished search: mean test Dice of the cell model, of the plain U-Net trained with the same retrain budget (evaluate.baseline), and their difference.',
+    w: 12,
+    h: 8,
+    targets: [
+      { expr: `max by (namespace, name) (iacsearch_test_dice{${sel}})`, instant: true, format: 'table', legendFormat: 'cells' },
+      { expr: `max by (namespace, name) (iacsearch_baseline_test_dice{${sel}})`, instant: true, format: 'table', legendFormat: 'baseline' },
+      { expr: `max by (namespace, name) (iacsearch_dice_gain{${sel}})`, instant: true, format: 'table', legendFormat: 'gain' },
+    ],
+  },
+  {
+    title: 'Dice on external datasets',
+    type: 'table',
+    description: 'Mean Dice of each search on its extra held-out datasets (spec.evaluate.external).',
+    w: 12,
+    h: 8,
+    targets: [{ expr: `max by (namespace, name, dataset) (iacsearch_external_dice{${sel}})`, instant: true, format: 'table' }],
+  },
   row('Failures and preemptions'),
   {
     title: 'Failed searches',

@@ -42,6 +42,7 @@ const objects: KubeObject[] = [
       evaluate: { startTime: '2026-01-01T02:00:00Z', endTime: '2026-01-01T02:05:00Z', succeeded: true, gpuSeconds: 300, history: [finished('done-evaluate-1', 'Succeeded', 300)] },
     },
     searchResult: { epochs: 40 },
+    results: { meanDice: 0.81, hd95: 2.4, baselineMeanDice: 0.79, diceGain: 0.02, external: [{ name: 'site-b', cases: 58, meanDice: 0.77, hd95: 2.9 }] },
     progress: { epoch: 40, activeOperations: 10, stableEdges: 10 },
     cost: { gpuSeconds: 7400, estimatedUSD: 5, savedGPUSeconds: 14000 },
   }),

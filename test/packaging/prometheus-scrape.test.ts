@@ -12,6 +12,7 @@ import { freePort, startCluster, waitFor, type Cluster } from '../cluster/contro
 import { spawnGroup, type ManagedProcess } from '../cluster/processes.ts';
 import { clusterAvailability } from '../cluster/suite.ts';
 import { TestKubelet } from '../cluster/test-kubelet.ts';
+import { writePhantomDataset } from '../../trainer/src/data/check.ts';
 import { argoHealth } from './argocd.ts';
 import { dashboardQueries, fillGrafanaVariables, ruleQueries } from './promql.ts';
 import { repoRoot, requireTools } from './tools.ts';
@@ -137,7 +138,12 @@ describe.skipIf(skip)('Prometheus scraping the operator during a search', () => 
     c.onStop(() => void prometheus.stop(5_000));
     await waitFor('prometheus ready', async () => (await fetch(`${promURL}/-/ready`).catch(() => undefined))?.ok, 60_000);
 
-    await c.client.create(`/apis/nas.iac.dev/v1alpha1/namespaces/${NS}/iacsearches`, search);
+    // A second labelled dataset for the evaluate phase (the external-dataset panels): the
+    // phantom with another seed, as NIfTI files.
+    const external = join(dir, 'phantom-b');
+    writePhantomDataset(external, 3, 11);
+    const spec = { ...search.spec, evaluate: { baseline: true, external: [{ name: 'phantom-b', format: 'nnunet', path: external }] } };
+    await c.client.create(`/apis/nas.iac.dev/v1alpha1/namespaces/${NS}/iacsearches`, { ...search, spec });
   }, 600_000);
 
   afterAll(async () => {

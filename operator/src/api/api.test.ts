@@ -26,6 +26,57 @@ describe('IACSearch schemas', () => {
     expect(r.trainerConfig.dataset.format).toBe('msd');
   });
 
+  it('takes external evaluation datasets on claims and keeps the claims out of the trainer configuration', () => {
+    const external = [
+      { name: 'site-b', format: 'msd', path: 'hippocampus-b', pvc: { claimName: 'site-b-scans' } },
+      { name: 'site-c', format: 'nnunet', path: '/opt/site-c', cases: 10 },
+    ];
+    const r = parseIACSearch(object({ evaluate: { baseline: true, external } }));
+    if (!r.ok) throw new Error(r.message);
+    expect(r.search.spec.evaluate.external[0].pvc).toEqual({ claimName: 'site-b-scans', readOnly: true });
+    expect(r.trainerConfig.evaluate.external.map((e) => e.name)).toEqual(['site-b', 'site-c']);
+    const cfg = trainerConfigInput(r.search, undefined, ['/external/site-b-scans/hippocampus-b', '/opt/site-c']) as { evaluate: { external: object[]; baseline: boolean } };
+    expect(cfg.evaluate).toEqual({
+      metrics: ['dice', 'hd95'],
+      baseline: true,
+      external: [
+        { name: 'site-b', format: 'msd', path: '/external/site-b-scans/hippocampus-b' },
+        { name: 'site-c', format: 'nnunet', path: '/opt/site-c', cases: 10 },
+      ],
+    });
+    // without pod paths the paths stay as written, still without the claims
+    expect((trainerConfigInput(r.search) as typeof cfg).evaluate.external[0]).toEqual({ name: 'site-b', format: 'msd', path: 'hippocampus-b' });
+    expect(IACSearchSpec.parse({}).evaluate.external).toEqual([]);
+  });
+
+  it('names spec.evaluate.external[i].<field> for a bad external dataset', () => {
+    const bad = (external: unknown[], dataset?: unknown) => {
+      const r = parseIACSearch(object({ ...(dataset !== undefined && { dataset }), evaluate: { external } }));
+      if (r.ok) throw new Error(`accepted: ${JSON.stringify(external)}`);
+      return r;
+    };
+    const item = (name: string, extra: Record<string, unknown> = {}) => ({ name, format: 'msd', path: `data/${name}`, ...extra });
+
+    const twice = bad([item('site-b'), item('site-c'), item('site-b')]);
+    expect(twice.message).toMatch(/^spec\.evaluate\.external\[2\]\.name: 'site-b' is also the name of evaluate\.external\[0\]; every external dataset needs its own name/m);
+    expect(twice.fields).toContain('spec.evaluate.external[2].name');
+
+    expect(bad([item('Site_B')]).message).toMatch(/^spec\.evaluate\.external\[0\]\.name: must be a DNS label/m);
+    expect(bad([item('a', { path: '' })]).message).toMatch(/^spec\.evaluate\.external\[0\]\.path:/m);
+    expect(bad([item('a'), item('b', { format: 'phantom' })]).message).toMatch(/^spec\.evaluate\.external\[1\]\.format:/m);
+    expect(bad([item('a', { pvc: { claimName: 'Not A Claim' } })]).message).toMatch(/^spec\.evaluate\.external\[0\]\.pvc\.claimName: must be a lowercase DNS name/m);
+    expect(bad([{ name: 'a', format: 'msd' }]).message).toMatch(/^spec\.evaluate\.external\[0\]\.path:/m);
+    expect(bad(Array.from({ length: 33 }, (_, i) => item(`d${i}`))).message).toMatch(/^spec\.evaluate\.external: .*32/m);
+
+    // one claim is mounted once per pod: read-only and read-write at once is refused
+    const mixed = bad([item('a', { pvc: { claimName: 'scans' } }), item('b', { pvc: { claimName: 'scans', readOnly: false } })]);
+    expect(mixed.message).toMatch(/^spec\.evaluate\.external\[1\]\.pvc\.readOnly: claim 'scans' is mounted with readOnly: true by evaluate\.external\[0\]\.pvc; .*give the same readOnly/m);
+    const withDataset = bad([item('a', { pvc: { claimName: 'datasets' } })], { format: 'msd', path: 'Task04', pvc: { claimName: 'datasets', readOnly: false } });
+    expect(withDataset.message).toMatch(/^spec\.evaluate\.external\[0\]\.pvc\.readOnly: claim 'datasets' is mounted with readOnly: false by dataset\.pvc/m);
+    // the same claim the same way is fine
+    expect(parseIACSearch(object({ evaluate: { external: [item('a', { pvc: { claimName: 'scans' } }), item('b', { pvc: { claimName: 'scans' } })] } })).ok).toBe(true);
+  });
+
   it('names the offending field of a bad spec', () => {
     const bad = parseIACSearch(object({ search: { stability: { threshold: -1 } }, resources: { memory: 'lots' } }));
     expect(bad.ok).toBe(false);
@@ -33,6 +84,18 @@ describe('IACSearch schemas', () => {
     expect(bad.message).toMatch(/spec\.search\.stability\.threshold/);
     expect(bad.message).toMatch(/spec\.resources\.memory: must be a resource quantity/);
     expect(bad.fields).toContain('spec.resources.memory');
+  });
+
+  it('refuses a misspelt field of a file instead of running its default, with the nearest known name', () => {
+    const misspelt = object({ search: { maxEpoch: 5 }, evaluate: { external: [{ name: 'b', format: 'msd', path: 'x', pvc: { claimName: 'c', claim: 'c' } }] } });
+    // From the API server (which prunes unknown fields; a newer CRD may have more) the object is read as it comes.
+    expect(parseIACSearch(misspelt).ok).toBe(true);
+    const bad = parseIACSearch(misspelt, { unknownFields: 'refuse' });
+    expect(bad.ok).toBe(false);
+    if (bad.ok) return;
+    expect(bad.message).toMatch(/^spec\.search\.maxEpoch: unknown key; did you mean maxEpochs\?/m);
+    expect(bad.message).toMatch(/^spec\.evaluate\.external\[0\]\.pvc\.claim: unknown key; did you mean claimName\?/m);
+    expect(bad.fields).toEqual(['spec.search.maxEpoch', 'spec.evaluate.external[0].pvc.claim']);
   });
 
   it('reports the trainer\'s cross-field checks under spec', () => {

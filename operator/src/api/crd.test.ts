@@ -73,6 +73,14 @@ describe('IACSearch CRD', () => {
     expect(resources.phases.properties.prune.properties.gpus.maximum).toBe(0);
     expect(resources.phases.properties.search.properties.gpus.maximum).toBe(64);
     expect(openAPI.properties.spec.properties.search['x-kubernetes-validations'][0].rule).toContain('self.warmupEpochs < self.maxEpochs');
+    // external evaluation datasets: unique names, at most 32, each a DNS label with a path
+    const external = openAPI.properties.spec.properties.evaluate.properties.external;
+    expect(external).toMatchObject({ type: 'array', default: [], maxItems: 32 });
+    expect(external['x-kubernetes-validations']).toEqual([expect.objectContaining({ rule: 'self.all(a, self.exists_one(b, b.name == a.name))' })]);
+    expect(external.items.required).toEqual(['name', 'format', 'path']);
+    expect(external.items.properties.name.pattern).toBe('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$');
+    expect(external.items.properties.pvc).toMatchObject({ required: ['claimName'], properties: { readOnly: { default: true } } });
+    expect(external.items.properties.pvc.description).toMatch(/evaluate pod only/);
     // CEL string literals: no backslash escapes that CEL would refuse
     for (const [path, node] of walk(openAPI)) for (const r of (node['x-kubernetes-validations'] ?? []) as Array<{ rule: string }>) expect(r.rule, path).not.toContain('\\');
   });
@@ -80,7 +88,9 @@ describe('IACSearch CRD', () => {
   it('has the status subresource, names and printer columns', () => {
     expect(version.subresources).toEqual({ status: {} });
     expect(crd.spec.names).toMatchObject({ kind: 'IACSearch', plural: 'iacsearches', shortNames: ['iacs'], categories: ['nas'] });
-    expect(version.additionalPrinterColumns.map((c: Schema) => c.name.toUpperCase())).toEqual(['PHASE', 'EPOCH', 'STABLE', 'DICE', 'GPU-HOURS', 'COST', 'AGE']);
+    expect(version.additionalPrinterColumns.map((c: Schema) => c.name.toUpperCase())).toEqual(['PHASE', 'EPOCH', 'STABLE', 'DICE', 'GAIN', 'GPU-HOURS', 'COST', 'AGE']);
+    // the gain of the cells over the same-budget U-Net: in `kubectl get -o wide` only
+    expect(version.additionalPrinterColumns.filter((c: Schema) => c.priority === 1).map((c: Schema) => c.jsonPath)).toEqual(['.status.results.diceGain']);
     const status = openAPI.properties.status;
     expect(status.properties.genotype['x-kubernetes-preserve-unknown-fields']).toBe(true);
     expect(status.properties.phases.properties.search.properties.attempts).not.toHaveProperty('default');

@@ -70,6 +70,13 @@ export function specSchema(): OpenAPISchema {
       message: 'dataset.split: train + val + test must be 1',
     },
   ];
+  const evaluate = properties.evaluate.properties as Record<string, OpenAPISchema>;
+  evaluate.external['x-kubernetes-validations'] = [
+    {
+      rule: 'self.all(a, self.exists_one(b, b.name == a.name))',
+      message: 'evaluate.external: every external dataset needs its own name (its results go to <workdir>/external/<name>/)',
+    },
+  ];
   return spec;
 }
 
@@ -100,6 +107,13 @@ export function buildCRD(): Record<string, unknown> {
             { name: 'Epoch', type: 'integer', jsonPath: '.status.progress.epoch', description: 'Epoch of the running phase.' },
             { name: 'Stable', type: 'string', jsonPath: '.status.progress.stable', description: 'Stable cell edges / all cell edges.' },
             { name: 'Dice', type: 'number', jsonPath: '.status.results.meanDice', description: 'Mean test-set Dice.' },
+            {
+              name: 'Gain',
+              type: 'number',
+              jsonPath: '.status.results.diceGain',
+              description: 'Gain of the cells over the U-Net trained with the same budget (test-set Dice; with spec.evaluate.baseline).',
+              priority: 1,
+            },
             { name: 'GPU-Hours', type: 'number', jsonPath: '.status.cost.gpuHours', description: 'GPU-hours used.' },
             { name: 'Cost', type: 'number', jsonPath: '.status.cost.estimatedUSD', description: 'Estimated cost in USD.' },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },

@@ -1,7 +1,7 @@
 // The IACSearch API (nas.iac.dev/v1alpha1): schemas, names, and the one validation
 // every reader of an IACSearch goes through (operator, `iacnas run`, the CRD generator).
 import { z } from 'zod';
-import { formatIssues, parseTrainerConfig, type TrainerConfig } from '../../../trainer/src/config/index.ts';
+import { formatIssues, parseTrainerConfig, type TrainerConfig, unknownKeyLine, unknownKeys } from '../../../trainer/src/config/index.ts';
 import { validateForTraining } from '../../../trainer/src/search/validate.ts';
 import { IACSearchSpec } from './spec.ts';
 import { IACSearchStatus } from './status.ts';
@@ -69,27 +69,39 @@ export type ParseResult =
  * schemas the CRD is generated from, plus the trainer's own cross-field checks.
  * Never throws: a bad object yields a message naming every bad field and its fix.
  */
-export function parseIACSearch(obj: unknown): ParseResult {
+/**
+ * Parses and checks an IACSearch. `unknownFields: 'refuse'` (for files, as `iacnas run`
+ * reads them) refuses keys the spec does not know; objects from the API server are read
+ * as they come (it prunes unknown fields itself, and a CRD newer than the operator may
+ * carry fields this version does not know yet).
+ */
+export function parseIACSearch(obj: unknown, opts: { unknownFields?: 'refuse' | 'ignore' } = {}): ParseResult {
   // The status is the operator's own record, not the user's input: a damaged one never
   // makes the spec invalid (reconcile reads it field by field).
   const { status, ...rest } = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>) : { status: undefined };
   const readable = IACSearchStatus.safeParse(status);
   const result = IACSearch.safeParse(typeof obj === 'object' && obj !== null ? { ...rest, ...(readable.success && readable.data && { status: readable.data }) } : obj);
+  // zod drops keys it does not know: in a file, a misspelt field would silently mean its default.
+  const unknown = (opts.unknownFields === 'refuse' ? unknownKeys(IACSearchSpec, (obj as { spec?: unknown } | null)?.spec, ['spec']) : []).map((u) => ({
+    line: bracketIndexes(unknownKeyLine(u)),
+    field: bracketIndexes(u.path),
+  }));
   if (!result.success) {
     const message = formatIssues(result.error)
       .split('\n')
       .map((line) =>
         /^spec: Invalid input: expected object/.test(line)
           ? 'spec: required: without one the operator would run a full-length default search; give spec: {} to ask for the defaults'
-          : line,
+          : bracketIndexes(line),
       )
       .join('\n');
     return {
       ok: false,
-      message,
-      fields: result.error.issues.map((i) => i.path.map(String).join('.') || '(root)'),
+      message: [...unknown.map((u) => u.line), message].join('\n'),
+      fields: [...unknown.map((u) => u.field), ...result.error.issues.map((i) => bracketIndexes(i.path.map(String).join('.')) || '(root)')],
     };
   }
+  if (unknown.length > 0) return { ok: false, message: unknown.map((u) => u.line).join('\n'), fields: unknown.map((u) => u.field) };
   const search = result.data;
   try {
     const trainerConfig = parseTrainerConfig(trainerConfigInput(search));
@@ -103,15 +115,21 @@ export function parseIACSearch(obj: unknown): ParseResult {
     const lines = (e as Error).message
       .split('\n')
       .slice(1)
-      .map((l) => `spec.${l}`);
+      .map((l) => bracketIndexes(`spec.${l}`));
     return { ok: false, message: lines.join('\n') || (e as Error).message, fields: lines.map((l) => l.split(':')[0]) };
   }
 }
 
-/** The trainer configuration of a search: what every phase pod gets as --config-json. */
-export function trainerConfigInput(search: IACSearch, datasetPath?: string): Record<string, unknown> {
+/**
+ * The trainer configuration of a search: what every phase pod gets as --config-json. The
+ * claims (dataset.pvc, evaluate.external[].pvc) are the operator's: left out, with the
+ * paths as the pod sees them when given (datasetPath, externalPaths in the order of
+ * spec.evaluate.external).
+ */
+export function trainerConfigInput(search: IACSearch, datasetPath?: string, externalPaths?: readonly string[]): Record<string, unknown> {
   const { spec } = search;
   const { pvc: _pvc, ...dataset } = spec.dataset;
+  const external = spec.evaluate.external.map(({ pvc: _claim, ...item }, i) => (externalPaths?.[i] === undefined ? item : { ...item, path: externalPaths[i] }));
   return {
     name: search.metadata.name,
     seed: spec.seed,
@@ -119,6 +137,14 @@ export function trainerConfigInput(search: IACSearch, datasetPath?: string): Rec
     backbone: spec.backbone,
     search: spec.search,
     retrain: spec.retrain,
-    evaluate: spec.evaluate,
+    evaluate: { ...spec.evaluate, external },
   };
+}
+
+/** "spec.evaluate.external.1.name: ..." -> "spec.evaluate.external[1].name: ...": array items as a user writes them. */
+export function bracketIndexes(line: string): string {
+  const colon = line.indexOf(': ');
+  const field = colon < 0 ? line : line.slice(0, colon);
+  if (/\s/.test(field)) return line;
+  return field.replace(/\.(\d+)(?=\.|$)/g, '[$1]') + (colon < 0 ? '' : line.slice(colon));
 }

@@ -2,7 +2,7 @@
 // plus what the operator needs to run it in a cluster. Every field carries a
 // description and, where one makes sense, a default: the CRD is generated from here.
 import { z } from 'zod';
-import { BackboneConfig, DatasetConfig, EvaluateConfig, RetrainConfig, SearchConfig } from '../../../trainer/src/config/index.ts';
+import { BackboneConfig, DatasetConfig, EvaluateConfig, ExternalDatasetConfig, RetrainConfig, SearchConfig } from '../../../trainer/src/config/index.ts';
 
 /** A Kubernetes resource quantity such as "500m", "4", "16Gi". */
 const Quantity = z
@@ -26,6 +26,58 @@ export const DatasetClaim = z
 export const IACSearchDataset = DatasetConfig.extend({
   pvc: DatasetClaim.optional(),
 }).describe(DatasetConfig.description ?? 'The dataset.');
+
+/** External evaluation datasets a search may name (as many as the trainer's evaluate.external takes). */
+export const MAX_EXTERNAL_DATASETS = 32;
+
+export const ExternalDatasetClaim = DatasetClaim.describe(
+  'A PersistentVolumeClaim that holds this dataset. It is mounted at /external/<claimName> in the evaluate pod only (at /data when it is also dataset.pvc); path is then relative to the claim.',
+);
+
+export const IACSearchExternalDataset = ExternalDatasetConfig.extend({
+  pvc: ExternalDatasetClaim.optional(),
+}).describe(ExternalDatasetConfig.description ?? 'An external evaluation dataset.');
+
+export const IACSearchEvaluate = EvaluateConfig.extend({
+  external: z
+    .array(IACSearchExternalDataset)
+    .max(MAX_EXTERNAL_DATASETS)
+    .superRefine((items, ctx) => {
+      items.forEach((item, i) => {
+        const first = items.findIndex((other) => other.name === item.name);
+        if (first < i) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'name'],
+            message: `'${item.name}' is also the name of evaluate.external[${first}]; every external dataset needs its own name (its results go to <workdir>/external/<name>/)`,
+          });
+        }
+      });
+    })
+    .default([])
+    .describe(
+      'Other labelled datasets to evaluate the retrained network on (all of their cases, no split), each into <workdir>/external/<name>/ and status.results.external. With pvc, path is relative to that claim.',
+    ),
+}).describe(EvaluateConfig.description ?? 'Evaluation.');
+
+/** Claims mounted in one pod read-only and read-write at once: the same claim must be mounted one way. */
+function claimModeConflicts(spec: { dataset: { pvc?: { claimName: string; readOnly: boolean } }; evaluate: { external: Array<{ pvc?: { claimName: string; readOnly: boolean } }> } }, ctx: z.RefinementCtx) {
+  const mounted = new Map<string, { readOnly: boolean; where: string }>();
+  if (spec.dataset.pvc) mounted.set(spec.dataset.pvc.claimName, { readOnly: spec.dataset.pvc.readOnly, where: 'dataset.pvc' });
+  spec.evaluate.external.forEach((item, i) => {
+    if (!item.pvc) return;
+    const before = mounted.get(item.pvc.claimName);
+    if (!before) {
+      mounted.set(item.pvc.claimName, { readOnly: item.pvc.readOnly, where: `evaluate.external[${i}].pvc` });
+    } else if (before.readOnly !== item.pvc.readOnly) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['evaluate', 'external', i, 'pvc', 'readOnly'],
+        message: `claim '${item.pvc.claimName}' is mounted with readOnly: ${before.readOnly} by ${before.where}; one claim is mounted once per pod, so give the same readOnly`,
+      });
+    }
+  });
+}
 
 /** A label key (qualified name): an optional DNS-subdomain prefix and '/', then a name of at most 63 characters. */
 export const LABEL_KEY_PATTERN = '^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$';
@@ -161,7 +213,7 @@ export const IACSearchSpec = z
     backbone: BackboneConfig.prefault({}),
     search: SearchConfig.prefault({}),
     retrain: RetrainConfig.prefault({}),
-    evaluate: EvaluateConfig.prefault({}),
+    evaluate: IACSearchEvaluate.prefault({}),
     resources: Resources.prefault({}),
     image: z.string().max(512).optional().describe('Trainer image; the operator\'s default trainer image when unset. Only images the operator\'s policy allows (--allowed-images; by default the repository of its own trainer image).'),
     artifacts: Artifacts.prefault({}),
@@ -172,6 +224,7 @@ export const IACSearchSpec = z
     activeDeadlineSeconds: z.int().min(1).max(31536000).optional().describe('Fail the search when it has been running this long (suspended time excluded).'),
     ttlSecondsAfterFinished: z.int().min(0).max(31536000).optional().describe('Delete the IACSearch (and everything it owns) this many seconds after it succeeded or failed.'),
   })
+  .superRefine(claimModeConflicts)
   .describe('The search definition and how to run it. seed, dataset, backbone, search, retrain, evaluate, resources, image and artifacts cannot change after creation (as a Job\'s template); suspend, budget, backoffLimit, cost and the deadlines can.');
 
 export type IACSearchSpec = z.infer<typeof IACSearchSpec>;

@@ -28,4 +28,17 @@ describe('IACSearch status schema', () => {
     expect(r.error?.issues[0].path).toEqual(['progress', 'updateTime']);
     expect(IACSearchStatus.safeParse({ progress: { ...progress, updateTime: new Date().toISOString() } }).success).toBe(true);
   });
+
+  it('bounds the evaluate figures: at most 32 external datasets, names of at most 63 characters', () => {
+    const item = (name: string) => ({ name, cases: 4, meanDice: 0.7, dicePerClass: { Anterior: 0.6, Posterior: 0.8 }, hd95: 3 });
+    const results = (external: unknown[]) => IACSearchStatus.safeParse({ results: { meanDice: 0.8, baselineMeanDice: 0.75, diceGain: 0.05, external } });
+    expect(results(Array.from({ length: 32 }, (_, i) => item(`d${i}`))).success).toBe(true);
+    const many = results(Array.from({ length: 33 }, (_, i) => item(`d${i}`)));
+    expect(many.error?.issues[0].path).toEqual(['results', 'external']);
+    expect(results([item('x'.repeat(64))]).error?.issues[0].path).toEqual(['results', 'external', 0, 'name']);
+    expect(results([{ name: 'no-dice', cases: 4 }]).error?.issues[0].path).toEqual(['results', 'external', 0, 'meanDice']);
+    const external = (statusSchema() as Schema).properties.results.properties.external;
+    expect(external.maxItems).toBe(32);
+    expect(external.items.required).toEqual(['name', 'cases', 'meanDice']);
+  });
 });

@@ -1,6 +1,7 @@
 // IACSearch.status: written only by the operator. The pods' phases and termination
 // messages are the authority for it; progress events only fill in `progress`.
 import { z } from 'zod';
+import { MAX_EXTERNAL_DATASETS } from './spec.ts';
 
 export const SEARCH_PHASES = ['Pending', 'Searching', 'Pruning', 'Retraining', 'Evaluating', 'Succeeded', 'Failed', 'Suspended'] as const;
 export const SearchPhase = z.enum(SEARCH_PHASES).describe('Where the search is: Pending, Searching, Pruning, Retraining, Evaluating, Succeeded, Failed or Suspended.');
@@ -27,6 +28,10 @@ const MAX_NAME = 253;
 const MAX_REASON = 1024;
 /** Human-readable messages (metav1.Condition's limit; termination messages are at most 4 KiB). */
 const MAX_MESSAGE = 32768;
+/** Names of external evaluation datasets (DNS labels). */
+export const MAX_EXTERNAL_NAME = 63;
+/** Class names, the keys of dicePerClass. */
+export const MAX_CLASS_NAME = 253;
 
 export const Condition = z
   .object({
@@ -89,14 +94,38 @@ export const Progress = z
   })
   .describe('Latest progress of the running phase (advisory: from the trainer\'s progress events and the phase results).');
 
+export const ExternalResult = z
+  .object({
+    name: z.string().max(MAX_EXTERNAL_NAME).describe('Name of the dataset (spec.evaluate.external[].name).'),
+    cases: z.int().min(0).describe('Cases evaluated: all labelled cases of the dataset (no split).'),
+    meanDice: z.number().describe('Mean foreground Dice of the cell model over the cases and classes (0-1).'),
+    dicePerClass: z.record(z.string().max(MAX_CLASS_NAME), z.number()).optional().describe('Mean Dice per foreground class.'),
+    hd95: z.number().optional().describe('Mean 95th-percentile Hausdorff distance in mm.'),
+  })
+  .describe('Results of the cell model on one external evaluation dataset.');
+export type ExternalResult = z.infer<typeof ExternalResult>;
+
 export const Results = z
   .object({
     meanDice: z.number().optional().describe('Mean foreground Dice over test patients and classes (0-1).'),
     dicePerClass: z.record(z.string(), z.number()).optional().describe('Mean Dice per foreground class.'),
     hd95: z.number().optional().describe('Mean 95th-percentile Hausdorff distance in mm.'),
     bestValDice: z.number().optional().describe('Best validation Dice of the retrained network.'),
+    baselineMeanDice: z
+      .number()
+      .optional()
+      .describe('Mean test Dice of the U-Net without cells trained with the same budget as the cell model (spec.evaluate.baseline).'),
+    diceGain: z
+      .number()
+      .optional()
+      .describe('Gain of the cells over the U-Net trained with the same budget: meanDice minus baselineMeanDice (spec.evaluate.baseline).'),
+    external: z
+      .array(ExternalResult)
+      .max(MAX_EXTERNAL_DATASETS)
+      .optional()
+      .describe('Results of the cell model on each dataset of spec.evaluate.external, in the order given there.'),
   })
-  .describe('Test-set results of the evaluate phase.');
+  .describe('Test-set results of the evaluate phase (bestValDice: of the retrain phase).');
 
 export const CostStatus = z
   .object({

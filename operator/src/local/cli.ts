@@ -10,7 +10,7 @@ import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
 import { IMMUTABLE_SPEC_FIELDS, KIND, parseIACSearch, type IACSearchStatus } from '../api/index.ts';
 import { reconcile } from '../reconcile/index.ts';
 import type { KubeObject } from '../reconcile/types.ts';
-import { RunDisplay, type Output } from './display.ts';
+import { resultLines, RunDisplay, type Output } from './display.ts';
 import { LocalExecutor } from './executor.ts';
 
 const USAGE = `usage: iacnas run <IACSearch.yaml> [--out <dir>] [--data <dir>]
@@ -108,6 +108,20 @@ export function loadSearchFile(opts: RunOptions): KubeObject {
   if (typeof dataset.path === 'string' && dataset.format !== 'phantom' && dataset.format !== undefined && !existsSync(dataset.path)) {
     throw new RunError(`spec.dataset.path: ${dataset.path} does not exist; give the dataset directory with --data <dir> or a path relative to ${opts.file}`);
   }
+  // The external evaluation datasets likewise: directories on this machine, relative to the YAML file.
+  const evaluate = spec.evaluate as { external?: unknown } | undefined;
+  if (evaluate && typeof evaluate === 'object' && Array.isArray(evaluate.external)) {
+    for (const [i, item] of (evaluate.external as unknown[]).entries()) {
+      if (!item || typeof item !== 'object') continue;
+      const ext = item as Record<string, unknown>;
+      delete ext.pvc;
+      if (typeof ext.path !== 'string' || !ext.path) continue;
+      if (!isAbsolute(ext.path)) ext.path = resolve(dirname(opts.file), ext.path);
+      if (!existsSync(ext.path as string)) {
+        throw new RunError(`spec.evaluate.external[${i}].path: ${ext.path} does not exist; give the directory that holds its dataset.json, absolute or relative to ${opts.file}`);
+      }
+    }
+  }
   return obj;
 }
 
@@ -137,7 +151,7 @@ export async function runSearch(opts: RunOptions, io: RunIO = {}): Promise<numbe
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
   const obj = loadSearchFile(opts);
-  const parsed = parseIACSearch(obj);
+  const parsed = parseIACSearch(obj, { unknownFields: 'refuse' });
   if (!parsed.ok) {
     stderr.write(`iacnas run: ${opts.file} is not a valid ${KIND}:\n${parsed.message}\n`);
     return 2;
@@ -236,6 +250,7 @@ export async function runSearch(opts: RunOptions, io: RunIO = {}): Promise<numbe
     display.message(
       `${name} succeeded${dice !== undefined ? `: test mean Dice ${dice.toFixed(4)}` : ''}. Report: ${join(runDir, 'report.html')}, results: ${join(runDir, 'results.json')}`,
     );
+    for (const line of resultLines(st.results ?? {}, runDir)) display.message(`  ${line}`);
     return 0;
   }
   if (phase === 'Suspended') {

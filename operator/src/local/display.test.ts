@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatDuration, progressLine, RunDisplay } from './display.ts';
+import { formatDuration, progressLine, resultLines, RunDisplay } from './display.ts';
 
 const status = {
   phase: 'Searching' as const,
@@ -33,5 +33,23 @@ describe('run display', () => {
     d.trainerLine('search', 'hello');
     d.message('done');
     expect(out).toBe('[search] hello\ndone\n');
+  });
+
+  it('sums up the gain of the cells and each external dataset after the test Dice', () => {
+    const results = {
+      meanDice: 0.8,
+      baselineMeanDice: 0.8123,
+      diceGain: -0.0123,
+      external: [
+        { name: 'site-b', cases: 12, meanDice: 0.71234, hd95: 3.14159 },
+        { name: 'one', cases: 1, meanDice: 0.5 },
+      ],
+    };
+    expect(resultLines(results, '/runs/acdc')).toEqual([
+      'gain of the cells over the U-Net trained with the same budget: -0.0123 (U-Net without cells: test mean Dice 0.8123)',
+      'external site-b: mean Dice 0.7123 on 12 cases, HD95 3.14 mm; per case: /runs/acdc/external/site-b',
+      'external one: mean Dice 0.5000 on 1 case; per case: /runs/acdc/external/one',
+    ]);
+    expect(resultLines({ meanDice: 0.8 }, '/runs/acdc')).toEqual([]);
   });
 });

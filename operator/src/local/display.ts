@@ -1,5 +1,6 @@
 // What `iacnas run` shows while it works: on a terminal one live progress line (phase,
 // epoch, active operations, stable edges, ETA) under the events; otherwise plain lines.
+import { join } from 'node:path';
 import type { IACSearchStatus } from '../api/index.ts';
 
 export interface Output {
@@ -35,6 +36,26 @@ export function progressLine(status: IACSearchStatus, opts: { bar?: boolean } = 
   if (p.bestValDice !== undefined) parts.push(`best val Dice ${p.bestValDice.toFixed(3)}`);
   if (p.etaSeconds !== undefined && p.etaSeconds > 0) parts.push(`ETA ${formatDuration(p.etaSeconds)}`);
   return parts.join('  ');
+}
+
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
+
+/**
+ * What the evaluate phase found beyond the test Dice, a line each: the gain of the cells
+ * over the U-Net trained with the same budget, then every external dataset (its
+ * per-case results under <runDir>/external/<name>/).
+ */
+export function resultLines(results: NonNullable<IACSearchStatus['results']>, runDir: string): string[] {
+  const lines: string[] = [];
+  if (results.diceGain !== undefined) {
+    const baseline = results.baselineMeanDice !== undefined ? ` (U-Net without cells: test mean Dice ${results.baselineMeanDice.toFixed(4)})` : '';
+    lines.push(`gain of the cells over the U-Net trained with the same budget: ${signed(results.diceGain)}${baseline}`);
+  }
+  for (const e of results.external ?? []) {
+    const hd95 = e.hd95 !== undefined ? `, HD95 ${e.hd95.toFixed(2)} mm` : '';
+    lines.push(`external ${e.name}: mean Dice ${e.meanDice.toFixed(4)} on ${e.cases} case${e.cases === 1 ? '' : 's'}${hd95}; per case: ${join(runDir, 'external', e.name)}`);
+  }
+  return lines;
 }
 
 export class RunDisplay {

@@ -2,8 +2,9 @@
 // command-line contract (docs/trainer-phases.md) without TensorFlow.js. Epochs are
 // checkpointed to <workdir>/<phase>.epoch, so a stopped phase resumes.
 // FAKE_TRAINER_EPOCHS (default 3), FAKE_TRAINER_EPOCH_MS (default 10),
-// FAKE_TRAINER_FAIL=<phase> exits 2 (bad input) in that phase.
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+// FAKE_TRAINER_FAIL=<phase> exits 2 (bad input) in that phase. The evaluate phase reports a
+// baseline with evaluate.baseline and figures for each dataset of evaluate.external.
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const argv = process.argv.slice(2);
@@ -14,7 +15,11 @@ const flag = (name: string) => {
 };
 const workdir = flag('--workdir')!;
 const resultFile = flag('--result-file') ?? process.env.IACNAS_RESULT_FILE;
-const config = JSON.parse(flag('--config-json') ?? '{}') as { name?: string; dataset?: { path?: string } };
+const config = JSON.parse(flag('--config-json') ?? '{}') as {
+  name?: string;
+  dataset?: { path?: string };
+  evaluate?: { baseline?: boolean; external?: Array<{ name: string; path: string }> };
+};
 const epochs = Number(process.env.FAKE_TRAINER_EPOCHS ?? 3);
 const epochMs = Number(process.env.FAKE_TRAINER_EPOCH_MS ?? 10);
 
@@ -58,8 +63,16 @@ switch (phase) {
   case 'retrain':
     result({ ok: true, epochs: max, bestValDice: 0.8 });
     break;
-  case 'evaluate':
+  case 'evaluate': {
+    // evaluate.baseline: a U-Net without cells 0.05 below; evaluate.external: 0.6, 0.61, ... on 4 cases each.
+    const external = (config.evaluate?.external ?? []).map((e, i) => {
+      mkdirSync(join(workdir, 'external', e.name), { recursive: true });
+      writeFileSync(join(workdir, 'external', e.name, 'results.json'), JSON.stringify({ path: e.path }));
+      return { name: e.name, cases: 4, meanDice: 0.6 + i / 100, dicePerClass: { '1': 0.6, '2': 0.6 + i / 50 }, hd95: 4 };
+    });
+    const baseline = config.evaluate?.baseline ? { baselineMeanDice: 0.7, diceGain: 0.05 } : {};
     writeFileSync(join(workdir, 'results.json'), JSON.stringify({ meanDice: 0.75 }));
-    result({ ok: true, meanDice: 0.75, dicePerClass: { '1': 0.7, '2': 0.8 }, hd95: 3.2 });
+    result({ ok: true, meanDice: 0.75, dicePerClass: { '1': 0.7, '2': 0.8 }, hd95: 3.2, ...baseline, ...(external.length > 0 && { external }) });
     break;
+  }
 }

@@ -3,7 +3,7 @@
 // search, and the resumed run finishing from the checkpoint.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { runSearch } from './cli.ts';
@@ -69,4 +69,40 @@ describe('iacnas run through the real trainer', () => {
     expect(results.model.meanDice).toBeCloseTo(status.results.meanDice, 10);
     for (const f of ['report.html', 'genotype.json', 'patients.csv']) expect(existsSync(join(runDir, f)), f).toBe(true);
   });
+
+  it('evaluates the fair baseline and an external dataset, and reports both in the status and at the end (MSD hippocampus, 6 + 2 cases)', async () => {
+    const data = resolve(import.meta.dirname, '..', '..', '..', '..', 'shared', 'data', 'msd-hippocampus');
+    const hippo = {
+      dataset: { format: 'msd', path: data, cases: 6, sliceSize: 16, split: { train: 0.5, val: 0.17, test: 0.33 } },
+      backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 1 },
+      search: { maxEpochs: 2, nodes: 1, operations: ['skip_connect', 'conv_3x3'], batchSize: 4, stepsPerEpoch: 1, warmupEpochs: 0, stability: { enabled: false } },
+      retrain: { epochs: 1, batchSize: 4, stepsPerEpoch: 1 },
+      // in a cluster the claim is mounted in the evaluate pod; here it is a directory on this machine
+      evaluate: { baseline: true, external: [{ name: 'hippo-first', format: 'msd', path: data, cases: 2, pvc: { claimName: 'scans' } }] },
+      resources: { gpus: 0 },
+    };
+    const file = join(dir, 'hippo.yaml');
+    writeFileSync(file, `apiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata:\n  name: hippo\nspec: ${JSON.stringify(hippo)}\n`);
+    let out = '';
+    const sink = { write: (t: string) => ((out += t), true) };
+    const code = await runSearch({ file, out: join(dir, 'runs') }, { stdout: sink, stderr: sink, env: { IACNAS_BACKEND: 'cpu' }, pollMs: 200 });
+    expect(code, out).toBe(0);
+
+    const runDir = join(dir, 'runs', 'hippo');
+    const status = parse(readFileSync(join(runDir, 'status.yaml'), 'utf8')).status;
+    const results = JSON.parse(readFileSync(join(runDir, 'results.json'), 'utf8'));
+    // the status holds what the evaluate phase wrote into results.json
+    expect(status.results.meanDice).toBeCloseTo(results.model.meanDice, 10);
+    expect(status.results.baselineMeanDice).toBeCloseTo(results.baseline.meanDice, 10);
+    expect(status.results.diceGain).toBeCloseTo(results.model.meanDice - results.baseline.meanDice, 10);
+    expect(status.results.external).toHaveLength(1);
+    const [external] = status.results.external;
+    expect(external).toMatchObject({ name: 'hippo-first', cases: 2 });
+    expect(Object.keys(external.dicePerClass)).toEqual(['Anterior', 'Posterior']);
+    expect(external.meanDice).toBeCloseTo(results.external[0].model.meanDice, 10);
+    expect(existsSync(join(runDir, 'external', 'hippo-first', 'results.json'))).toBe(true);
+    // and `iacnas run` ends with them
+    expect(out).toMatch(/\n {2}gain of the cells over the U-Net trained with the same budget: [+-]\d\.\d{4} \(U-Net without cells: test mean Dice \d\.\d{4}\)\n/);
+    expect(out).toContain(`\n  external hippo-first: mean Dice ${external.meanDice.toFixed(4)} on 2 cases`);
+  }, 600_000); // three trainings and two evaluations on a shared CPU
 });

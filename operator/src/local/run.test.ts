@@ -126,6 +126,12 @@ describe('iacnas run input', () => {
     expect(r.stderr).toMatch(/spec\.search\.maxEpochs/);
   });
 
+  it('refuses a misspelt field instead of running its default', async () => {
+    const r = await run(searchFile({ search: { maxEpochs: 10, warmupEpoch: 2 } }));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/spec\.search\.warmupEpoch: unknown key; did you mean warmupEpochs\?/);
+  });
+
   it('refuses to reuse a run directory for a changed search definition', async () => {
     expect((await run(searchFile())).code).toBe(0);
     const r = await run(searchFile({ search: { maxEpochs: 11, warmupEpochs: 2 } }));
@@ -141,6 +147,34 @@ describe('iacnas run input', () => {
     expect((await run(file)).code).toBe(0);
     expect(readFileSync(join(dir, 'runs', 'tiny', 'invocations.log'), 'utf8')).toContain(`search tiny ${data}`);
     await expect(run(file, {}, { data: join(dir, 'nowhere') })).rejects.toThrow(/spec\.dataset\.path: .*nowhere does not exist; give the dataset directory with --data/);
+  });
+
+  it('evaluates on external datasets found relative to the YAML file and prints their figures and the gain at the end', async () => {
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(join(dir, 'site-b'));
+    mkdirSync(join(dir, 'site-c'));
+    const external = [
+      { name: 'site-b', format: 'msd', path: 'site-b', pvc: { claimName: 'scans' } },
+      { name: 'site-c', format: 'nnunet', path: join(dir, 'site-c') },
+    ];
+    const r = await run(searchFile({ evaluate: { baseline: true, external } }));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const runDir = join(dir, 'runs', 'tiny');
+    // the trainer got the directories on this machine (no claim here)
+    expect(JSON.parse(readFileSync(join(runDir, 'external', 'site-b', 'results.json'), 'utf8')).path).toBe(join(dir, 'site-b'));
+    expect(JSON.parse(readFileSync(join(runDir, 'external', 'site-c', 'results.json'), 'utf8')).path).toBe(join(dir, 'site-c'));
+    expect(statusOf().results).toMatchObject({ meanDice: 0.75, baselineMeanDice: 0.7, diceGain: 0.05, external: [{ name: 'site-b', cases: 4, meanDice: 0.6 }, { name: 'site-c', meanDice: 0.61 }] });
+    const end = r.stdout.slice(r.stdout.indexOf('\ntiny succeeded'));
+    expect(end).toMatch(/tiny succeeded: test mean Dice 0\.7500\. Report: .*\n/);
+    expect(end).toContain('\n  gain of the cells over the U-Net trained with the same budget: +0.0500 (U-Net without cells: test mean Dice 0.7000)\n');
+    expect(end).toContain(`\n  external site-b: mean Dice 0.6000 on 4 cases, HD95 4.00 mm; per case: ${join(runDir, 'external', 'site-b')}\n`);
+    expect(end).toContain('\n  external site-c: mean Dice 0.6100 on 4 cases');
+  });
+
+  it('refuses an external dataset that is not on this machine, naming the field', async () => {
+    const file = searchFile({ evaluate: { external: [{ name: 'site-b', format: 'msd', path: 'nowhere' }] } });
+    await expect(run(file)).rejects.toThrow(/^spec\.evaluate\.external\[0\]\.path: .*nowhere does not exist; give the directory that holds its dataset\.json/);
   });
 
   it('parses its command line', () => {

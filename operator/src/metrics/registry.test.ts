@@ -110,6 +110,38 @@ describe('OperatorMetrics', () => {
     expect(s.get('iacsearch_info{namespace="lab",name="acdc",dataset="phantom",stability="off"}')).toBe(1);
   });
 
+  it('exports the test Dice, the fair baseline\'s gain and each external dataset\'s figures', async () => {
+    const external = [
+      { name: 'hippo-site-b', cases: 12, meanDice: 0.71, dicePerClass: { '1': 0.7, '2': 0.72 }, hd95: 3.1 },
+      { name: 'hippo-site-c', cases: 30, meanDice: 0.64 },
+    ];
+    const done = search({ phase: 'Succeeded', results: { meanDice: 0.8, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external } });
+    const s = await samples(new OperatorMetrics(source(() => [done])));
+    expect(s.get('iacsearch_test_dice{namespace="lab",name="acdc"}')).toBe(0.8);
+    expect(s.get('iacsearch_test_hd95_mm{namespace="lab",name="acdc"}')).toBe(2.5);
+    expect(s.get('iacsearch_baseline_test_dice{namespace="lab",name="acdc"}')).toBe(0.76);
+    expect(s.get('iacsearch_dice_gain{namespace="lab",name="acdc"}')).toBe(0.04);
+    expect(s.get('iacsearch_external_dice{namespace="lab",name="acdc",dataset="hippo-site-b"}')).toBe(0.71);
+    expect(s.get('iacsearch_external_hd95_mm{namespace="lab",name="acdc",dataset="hippo-site-b"}')).toBe(3.1);
+    expect(s.get('iacsearch_external_cases{namespace="lab",name="acdc",dataset="hippo-site-b"}')).toBe(12);
+    expect(s.get('iacsearch_external_dice{namespace="lab",name="acdc",dataset="hippo-site-c"}')).toBe(0.64);
+    expect(s.get('iacsearch_external_cases{namespace="lab",name="acdc",dataset="hippo-site-c"}')).toBe(30);
+    expect(s.has('iacsearch_external_hd95_mm{namespace="lab",name="acdc",dataset="hippo-site-c"}')).toBe(false);
+
+    // Before the evaluate phase there is no figure at all (not a 0), and no baseline without one.
+    const running = await samples(new OperatorMetrics(source(() => [search(status)])));
+    expect([...running.keys()].filter((k) => /iacsearch_(test|baseline|dice_gain|external)/.test(k))).toEqual([]);
+  });
+
+  it('bounds the external series: at most 16 datasets per search, one series per name', async () => {
+    const external = Array.from({ length: 40 }, (_, i) => ({ name: `site-${i % 20}`, cases: i, meanDice: i / 100 }));
+    const s = await samples(new OperatorMetrics(source(() => [search({ phase: 'Succeeded', results: { meanDice: 0.8, external } })])));
+    const series = [...s.keys()].filter((k) => k.startsWith('iacsearch_external_dice{'));
+    expect(series).toHaveLength(16);
+    expect(s.get('iacsearch_external_dice{namespace="lab",name="acdc",dataset="site-15"}')).toBe(0.15);
+    expect(s.has('iacsearch_external_dice{namespace="lab",name="acdc",dataset="site-16"}')).toBe(false);
+  });
+
   it('a standby exports only its own iac_operator_* series', async () => {
     const m = new OperatorMetrics(source(() => [search(status)], () => false));
     m.setLeader(false);

@@ -44,6 +44,9 @@ export function stabilityLabel(spec: Obj): string {
   return str(st.criterion) ?? 'jsd';
 }
 
+/** External evaluation datasets exported per search: as many as status.results.external holds. */
+export const MAX_EXTERNAL_SERIES = 16;
+
 export const DURATION_BUCKETS = [60, 300, 900, 1800, 3600, 7200, 14400, 28800, 57600, 115200, 230400];
 
 export class OperatorMetrics {
@@ -172,6 +175,48 @@ export class OperatorMetrics {
       labelNames: ['namespace', 'name'],
       registers: [r],
     });
+    const testDice = new Gauge({
+      name: 'iacsearch_test_dice',
+      help: 'Mean foreground Dice of the cell model on the test split of the search\'s dataset (0-1), once the evaluate phase succeeded.',
+      labelNames: ['namespace', 'name'],
+      registers: [r],
+    });
+    const testHD95 = new Gauge({
+      name: 'iacsearch_test_hd95_mm',
+      help: 'Mean 95th-percentile Hausdorff distance of the cell model on the test split, in mm.',
+      labelNames: ['namespace', 'name'],
+      registers: [r],
+    });
+    const baselineDice = new Gauge({
+      name: 'iacsearch_baseline_test_dice',
+      help: 'Mean test Dice of the U-Net without cells trained with the same budget (spec.evaluate.baseline).',
+      labelNames: ['namespace', 'name'],
+      registers: [r],
+    });
+    const diceGain = new Gauge({
+      name: 'iacsearch_dice_gain',
+      help: 'Gain of the cells over the U-Net trained with the same budget: test Dice minus the baseline\'s.',
+      labelNames: ['namespace', 'name'],
+      registers: [r],
+    });
+    const externalDice = new Gauge({
+      name: 'iacsearch_external_dice',
+      help: 'Mean foreground Dice of the cell model on an external evaluation dataset (spec.evaluate.external), all its cases.',
+      labelNames: ['namespace', 'name', 'dataset'],
+      registers: [r],
+    });
+    const externalHD95 = new Gauge({
+      name: 'iacsearch_external_hd95_mm',
+      help: 'Mean 95th-percentile Hausdorff distance of the cell model on an external evaluation dataset, in mm.',
+      labelNames: ['namespace', 'name', 'dataset'],
+      registers: [r],
+    });
+    const externalCases = new Gauge({
+      name: 'iacsearch_external_cases',
+      help: 'Cases of an external evaluation dataset the cell model was evaluated on.',
+      labelNames: ['namespace', 'name', 'dataset'],
+      registers: [r],
+    });
     const phaseDuration = new Histogram({
       name: 'iacsearch_phase_duration_seconds',
       help: 'Wall time of completed phases, first attempt created to success, by trainer phase.',
@@ -183,7 +228,27 @@ export class OperatorMetrics {
     // info is registered first of the derived metrics, so its collect() runs first on
     // every scrape and fills all of them from one snapshot of the cache.
     (info as unknown as { collect: () => void }).collect = () =>
-      self.derive({ info, phase, gpuSeconds, runningGpuSeconds, cost, saved, epochs, activeOps, stableEdges, budgetGpuSeconds, budgetUSD, phaseDuration });
+      self.derive({
+        info,
+        phase,
+        gpuSeconds,
+        runningGpuSeconds,
+        cost,
+        saved,
+        epochs,
+        activeOps,
+        stableEdges,
+        budgetGpuSeconds,
+        budgetUSD,
+        testDice,
+        testHD95,
+        baselineDice,
+        diceGain,
+        externalDice,
+        externalHD95,
+        externalCases,
+        phaseDuration,
+      });
   }
 
   setLeader(leading: boolean): void {
@@ -202,6 +267,35 @@ export class OperatorMetrics {
     return v;
   }
 
+  /** The evaluate figures of one search: its own test split, the baseline, each external dataset. */
+  private deriveResults(
+    id: { namespace: string; name: string },
+    results: Obj,
+    m: { testDice: Gauge; testHD95: Gauge; baselineDice: Gauge; diceGain: Gauge; externalDice: Gauge; externalHD95: Gauge; externalCases: Gauge },
+  ): void {
+    const set = (g: Gauge, labels: Record<string, string>, v: unknown) => {
+      const x = num(v);
+      if (x !== undefined) g.set(labels, x);
+    };
+    set(m.testDice, id, results.meanDice);
+    set(m.testHD95, id, results.hd95);
+    set(m.baselineDice, id, results.baselineMeanDice);
+    set(m.diceGain, id, results.diceGain);
+    // One series per dataset name, at most MAX_EXTERNAL_SERIES per search (the status holds
+    // no more); a name seen twice keeps its first figures.
+    const seen = new Set<string>();
+    for (const e of Array.isArray(results.external) ? results.external.slice(0, MAX_EXTERNAL_SERIES) : []) {
+      const item = obj(e);
+      const dataset = str(item.name);
+      if (!dataset || dataset.length > 63 || seen.has(dataset)) continue;
+      seen.add(dataset);
+      const labels = { ...id, dataset };
+      set(m.externalDice, labels, item.meanDice);
+      set(m.externalHD95, labels, item.hd95);
+      set(m.externalCases, labels, item.cases);
+    }
+  }
+
   private derive(m: {
     info: Gauge;
     phase: Gauge;
@@ -214,6 +308,13 @@ export class OperatorMetrics {
     stableEdges: Gauge;
     budgetGpuSeconds: Gauge;
     budgetUSD: Gauge;
+    testDice: Gauge;
+    testHD95: Gauge;
+    baselineDice: Gauge;
+    diceGain: Gauge;
+    externalDice: Gauge;
+    externalHD95: Gauge;
+    externalCases: Gauge;
     phaseDuration: Histogram;
   }): void {
     m.info.reset();
@@ -227,6 +328,7 @@ export class OperatorMetrics {
     m.stableEdges.reset();
     m.budgetGpuSeconds.reset();
     m.budgetUSD.reset();
+    for (const g of [m.testDice, m.testHD95, m.baselineDice, m.diceGain, m.externalDice, m.externalHD95, m.externalCases]) g.reset();
     if (!this.source.exportsSearchMetrics()) return;
     const seen = new Set<string>();
     for (const s of this.source.searches()) {
@@ -285,6 +387,8 @@ export class OperatorMetrics {
       if (active !== undefined) m.activeOps.set(id, active);
       const stable = num(progress.stableEdges);
       if (stable !== undefined) m.stableEdges.set(id, stable);
+
+      this.deriveResults(id, obj(status.results), m);
 
       const budget = obj(spec.budget);
       const maxHours = num(budget.maxGPUHours);

@@ -92,6 +92,62 @@ describe('phase pod', () => {
   });
 });
 
+describe('external evaluation datasets', () => {
+  const spec = {
+    dataset: { format: 'msd', path: 'Task04_Hippocampus', pvc: { claimName: 'datasets' } },
+    evaluate: {
+      baseline: true,
+      external: [
+        { name: 'site-b', format: 'msd', path: 'hippocampus-site-b', pvc: { claimName: 'site-b-scans' } },
+        { name: 'site-c', format: 'nnunet', path: '/raw/Dataset104_SiteC/', cases: 20, pvc: { claimName: 'site-b-scans' } },
+        { name: 'same-claim', format: 'msd', path: 'Task04_Hippocampus_v2', pvc: { claimName: 'datasets' } },
+        { name: 'writable', format: 'msd', path: '/', pvc: { claimName: 'scratch', readOnly: false } },
+        { name: 'in-image', format: 'msd', path: '/opt/data/hippocampus' },
+      ],
+    },
+  };
+  const pod = (stage: 'search' | 'retrain' | 'evaluate') => buildPod(search(spec), stage, 1, settings) as unknown as Pod;
+  const config = (p: Pod) => parseTrainerConfig(JSON.parse(p.spec.containers[0].args[5]));
+
+  it('mounts each claim once, in the evaluate pod only, at /external/<claim> (the dataset claim stays at /data)', () => {
+    const evaluate = pod('evaluate');
+    expect(evaluate.spec.volumes).toEqual([
+      { name: 'artifacts', persistentVolumeClaim: { claimName: 'demo-artifacts' } },
+      { name: 'tmp', emptyDir: {} },
+      { name: 'dataset', persistentVolumeClaim: { claimName: 'datasets', readOnly: true } },
+      { name: 'external-0', persistentVolumeClaim: { claimName: 'site-b-scans', readOnly: true } },
+      { name: 'external-1', persistentVolumeClaim: { claimName: 'scratch', readOnly: false } },
+    ]);
+    expect(evaluate.spec.containers[0].volumeMounts).toEqual([
+      { name: 'artifacts', mountPath: '/artifacts' },
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'dataset', mountPath: '/data', readOnly: true },
+      { name: 'external-0', mountPath: '/external/site-b-scans', readOnly: true },
+      { name: 'external-1', mountPath: '/external/scratch', readOnly: false },
+    ]);
+    for (const stage of ['search', 'retrain'] as const) {
+      expect(pod(stage).spec.volumes.map((v: { name: string }) => v.name)).toEqual(['artifacts', 'tmp', 'dataset']);
+    }
+  });
+
+  it('gives the trainer each dataset\'s path inside the pod, without the claims, as a configuration it accepts', () => {
+    const evaluate = config(pod('evaluate'));
+    expect(evaluate.evaluate.external.map((e) => e.path)).toEqual([
+      '/external/site-b-scans/hippocampus-site-b',
+      '/external/site-b-scans/raw/Dataset104_SiteC/',
+      '/data/Task04_Hippocampus_v2',
+      '/external/scratch',
+      '/opt/data/hippocampus',
+    ]);
+    expect(evaluate.evaluate.external[1]).toEqual({ name: 'site-c', format: 'nnunet', path: '/external/site-b-scans/raw/Dataset104_SiteC/', cases: 20 });
+    expect(JSON.parse(pod('evaluate').spec.containers[0].args[5]).evaluate.external.some((e: object) => 'pvc' in e)).toBe(false);
+    expect(evaluate.evaluate.baseline).toBe(true);
+    expect(evaluate.dataset.path).toBe('/data/Task04_Hippocampus');
+    // every phase gets the same search definition
+    expect(config(pod('search'))).toEqual(evaluate);
+  });
+});
+
 describe('progress Secret and artifacts claim', () => {
   it('stores the token and sizes the claim from the template', () => {
     const secret = buildProgressSecret(search(), 'abc') as any;

@@ -7,6 +7,8 @@ export const GPU_RESOURCE = 'nvidia.com/gpu';
 export const TRAINER_CONTAINER = 'trainer';
 export const ARTIFACTS_MOUNT = '/artifacts';
 export const DATASET_MOUNT = '/data';
+/** Claims of spec.evaluate.external are mounted at /external/<claimName> (the dataset's claim stays at /data). */
+export const EXTERNAL_MOUNT = '/external';
 export const TERMINATION_MESSAGE_PATH = '/dev/termination-log';
 /**
  * The trainer image's entrypoint: the `iacnas` command on PATH (the image links
@@ -50,17 +52,56 @@ export function stageGPUs(search: IACSearch, stage: Stage): number {
   return search.spec.resources.phases?.[stage]?.gpus ?? search.spec.resources.gpus;
 }
 
+/** A path on a claim mounted at `mount`: the mount itself for an empty path. */
+function onMount(mount: string, path: string | undefined): string {
+  const relative = (path ?? '').replace(/^\/+/, '');
+  return relative ? `${mount}/${relative}` : mount;
+}
+
 /** Where the trainer finds the dataset inside the pod. */
 export function podDatasetPath(search: IACSearch): string | undefined {
   const { path, pvc } = search.spec.dataset;
-  if (!pvc) return path;
-  const relative = (path ?? '').replace(/^\/+/, '');
-  return relative ? `${DATASET_MOUNT}/${relative}` : DATASET_MOUNT;
+  return pvc ? onMount(DATASET_MOUNT, path) : path;
 }
 
-/** The trainer's arguments of a phase: `iacnas trainer <phase> --workdir /artifacts --config-json <definition>`. */
+/** A claim the evaluate pod mounts for spec.evaluate.external. */
+export interface ExternalClaimMount {
+  volume: string;
+  claimName: string;
+  mountPath: string;
+  readOnly: boolean;
+}
+
+/**
+ * The claims of spec.evaluate.external, one volume per claim (several datasets may sit on
+ * one claim); a claim that is also spec.dataset.pvc is the /data mount already.
+ */
+export function externalClaimMounts(search: IACSearch): ExternalClaimMount[] {
+  const out: ExternalClaimMount[] = [];
+  for (const item of search.spec.evaluate.external) {
+    const pvc = item.pvc;
+    if (!pvc || pvc.claimName === search.spec.dataset.pvc?.claimName || out.some((m) => m.claimName === pvc.claimName)) continue;
+    out.push({ volume: `external-${out.length}`, claimName: pvc.claimName, mountPath: `${EXTERNAL_MOUNT}/${pvc.claimName}`, readOnly: pvc.readOnly });
+  }
+  return out;
+}
+
+/** Where the trainer finds each dataset of spec.evaluate.external inside the evaluate pod, in order. */
+export function podExternalPaths(search: IACSearch): string[] {
+  return search.spec.evaluate.external.map((item) => {
+    if (!item.pvc) return item.path;
+    if (item.pvc.claimName === search.spec.dataset.pvc?.claimName) return onMount(DATASET_MOUNT, item.path);
+    return onMount(`${EXTERNAL_MOUNT}/${item.pvc.claimName}`, item.path);
+  });
+}
+
+/**
+ * The trainer's arguments of a phase: `iacnas trainer <phase> --workdir /artifacts --config-json <definition>`.
+ * Every phase gets the same definition, with the paths as the evaluate pod sees them; only
+ * that pod mounts the claims of spec.evaluate.external (only it reads them).
+ */
 export function trainerArgs(search: IACSearch, stage: Stage): string[] {
-  const config = trainerConfigInput(search, podDatasetPath(search));
+  const config = trainerConfigInput(search, podDatasetPath(search), podExternalPaths(search));
   return ['trainer', stage, '--workdir', ARTIFACTS_MOUNT, '--config-json', JSON.stringify(config)];
 }
 
@@ -92,6 +133,12 @@ export function buildPod(search: IACSearch, stage: Stage, attempt: number, setti
   if (spec.dataset.pvc) {
     volumeMounts.push({ name: 'dataset', mountPath: DATASET_MOUNT, readOnly: spec.dataset.pvc.readOnly });
     volumes.push({ name: 'dataset', persistentVolumeClaim: { claimName: spec.dataset.pvc.claimName, readOnly: spec.dataset.pvc.readOnly } });
+  }
+  if (stage === 'evaluate') {
+    for (const m of externalClaimMounts(search)) {
+      volumeMounts.push({ name: m.volume, mountPath: m.mountPath, readOnly: m.readOnly });
+      volumes.push({ name: m.volume, persistentVolumeClaim: { claimName: m.claimName, readOnly: m.readOnly } });
+    }
   }
 
   const podSpec: Record<string, unknown> = {

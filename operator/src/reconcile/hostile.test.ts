@@ -44,9 +44,9 @@ describe('(3) a search that cannot progress says so on itself', () => {
 
   it('refuses tolerations the Pod API would reject', () => {
     for (const [toleration, field] of [
-      [{ key: 'gpu', operator: 'Exists', value: 'x' }, 'tolerations.0.value'],
-      [{ key: 'gpu', effect: 'NoSchedule', tolerationSeconds: 5 }, 'tolerations.0.tolerationSeconds'],
-      [{ value: 'x' }, 'tolerations.0.operator'],
+      [{ key: 'gpu', operator: 'Exists', value: 'x' }, 'tolerations[0].value'],
+      [{ key: 'gpu', effect: 'NoSchedule', tolerationSeconds: 5 }, 'tolerations[0].tolerationSeconds'],
+      [{ value: 'x' }, 'tolerations[0].operator'],
     ] as const) {
       const w = new World({ resources: { tolerations: [toleration] } });
       expect(creates(w.step(at(0)))).toEqual([]);
@@ -179,6 +179,15 @@ describe('(4) the editor role is not a pod-creation proxy', () => {
     expect(creates(withPolicy({ dataset: { format: 'phantom', pvc: { claimName: 'datasets' } } }).step(at(0)), 'Pod')).toEqual(['demo-search-1']);
   });
 
+  it('refuses mounting an external evaluation claim read-write unless it is labelled for the search', () => {
+    const external = (readOnly: boolean) => ({ name: 'site-b', format: 'msd', path: 'Task04', pvc: { claimName: 'victim-artifacts', readOnly } });
+    const w = withPolicy({ dataset: { format: 'phantom' }, evaluate: { external: [external(false)] } });
+    expect(refused(w, w.step(at(0)))).toContain(
+      "spec.evaluate.external[0].pvc.readOnly: false mounts claim 'victim-artifacts' read-write, which needs the label iac.dev/search=demo on it",
+    );
+    expect(creates(withPolicy({ dataset: { format: 'phantom' }, evaluate: { external: [external(true)] } }).step(at(0)), 'Pod')).toEqual(['demo-search-1']);
+  });
+
   it('allows what the platform team allows: its trainer image, GPU node pools, the GPU taint, a claim labelled for the search', () => {
     const w = withPolicy({
       image: 'registry.example.com/iac/trainer-gpu@sha256:' + 'a'.repeat(64),
@@ -307,6 +316,30 @@ describe('(8) a forged status is not trusted', () => {
     w.pods = [];
     expect(warnings(w.step(at(2000)))).toEqual([]);
     expect(w.status.phase).toBe('Succeeded');
+  });
+
+  it('takes the gain and the external figures from the evaluate pod too', () => {
+    const w = new World();
+    w.step(at(0));
+    const external = [{ name: 'site-b', cases: 12, meanDice: 0.61 }];
+    for (const [i, stage] of ['search', 'prune', 'retrain', 'evaluate'].entries()) {
+      const extra = stage === 'evaluate' ? { meanDice: 0.71, baselineMeanDice: 0.7, diceGain: 0.01, external } : {};
+      w.setPod(`demo-${stage}-1`, { phase: 'Succeeded', startedAt: at(100 * i + 1), finishedAt: at(100 * i + 50), message: result({ phase: stage, ...extra }) });
+      w.step(at(100 * i + 60));
+    }
+    forge(w, { results: { ...w.status.results, diceGain: 0.3, external: [{ name: 'site-b', cases: 12, meanDice: 0.99 }] } });
+    const r = w.step(at(1000));
+    expect(w.status.results).toMatchObject({ diceGain: 0.01, external });
+    const message = warnings(r)[0].message!;
+    expect(message).toContain('status.results.diceGain 0.3: pod demo-evaluate-1 reported 0.01');
+    expect(message).toContain('status.results.external');
+
+    // before the evaluate phase succeeded there are no such figures
+    const early = running();
+    forge(early, { results: { diceGain: 0.5, external } });
+    const e = early.step(at(30));
+    expect(early.status.results).toBeUndefined();
+    expect(warnings(e)[0].message).toContain('status.results.diceGain/external: evaluate has not succeeded');
   });
 
   it('drops a recorded success of a later phase while an earlier one has not succeeded, and foreign pod names', () => {

@@ -21,7 +21,7 @@ import { computeCost, type CostStatus } from './cost.ts';
 import { attemptGPUSeconds, observePod, type ObservedAttempt } from './observe.ts';
 import { policyViolations } from './policy.ts';
 import type { Action, KubeObject, ReconcileInput, ReconcileResult } from './types.ts';
-import { verifyStatus, type Correction } from './verify.ts';
+import { resultFields, verifyStatus, type Correction } from './verify.ts';
 
 export type { Action, KubeObject, ReconcileInput, ReconcileResult, OperatorSettings, PodPolicy, RefusedCreate } from './types.ts';
 export { defaultPolicy, parseAllowedToleration, policyViolations } from './policy.ts';
@@ -202,12 +202,7 @@ class Machine {
         if (res.bestValDice !== undefined) this.status.results = { ...this.status.results, bestValDice: res.bestValDice };
         break;
       case 'evaluate':
-        this.status.results = {
-          ...this.status.results,
-          ...(res.meanDice !== undefined && { meanDice: res.meanDice }),
-          ...(res.dicePerClass !== undefined && { dicePerClass: res.dicePerClass }),
-          ...(res.hd95 !== undefined && { hd95: res.hd95 }),
-        };
+        this.status.results = { ...this.status.results, ...resultFields('evaluate', a)?.results };
         break;
     }
   }
@@ -573,11 +568,16 @@ function describeResult(a: ObservedAttempt): string {
   const r = a.result;
   if (!r) return '';
   if (a.stage === 'search' && r.epochs !== undefined) return `: ${r.epochs} epochs${r.stoppedBy ? `, stopped by ${r.stoppedBy}` : ''}`;
-  if (a.stage === 'evaluate' && r.meanDice !== undefined) return `: mean Dice ${r.meanDice.toFixed(4)}`;
+  if (a.stage === 'evaluate' && r.meanDice !== undefined) {
+    const gain = r.diceGain !== undefined ? `, gain of the cells over the U-Net trained with the same budget ${signed(r.diceGain)}` : '';
+    const external = r.external?.length ? `; ${r.external.map((e) => `${e.name} ${e.meanDice.toFixed(4)}`).join(', ')}` : '';
+    return `: mean Dice ${r.meanDice.toFixed(4)}${gain}${external}`;
+  }
   return '';
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
 
 /** Drops undefined members so the status compares and serialises as the API server stores it. */
 function plain(status: Status): Record<string, unknown> {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { LABEL_ATTEMPT, LABEL_PHASE } from '../api/index.ts';
 import { TRAINER_CONTAINER } from './children.ts';
-import { observePod } from './observe.ts';
+import { encodeResult } from '../../../trainer/src/report/progress.ts';
+import { observePod, parseResult } from './observe.ts';
 
 /** A phase pod as the kubelet reports it once its trainer container terminated. */
 function finishedPod(terminated: Record<string, unknown>, limits: Record<string, string> = { cpu: '1', memory: '512Mi' }) {
@@ -35,5 +36,27 @@ describe('observePod on a failed trainer', () => {
     expect(a.message).toBe('dataset.path: no NIfTI files');
     const plain = observePod(finishedPod({ exitCode: 1, reason: 'Error' }))!;
     expect(plain.message).toBe('exit code 1');
+  });
+});
+
+describe('parseResult of the evaluate phase', () => {
+  const external = [
+    { name: 'site-b', cases: 12, meanDice: 0.71, dicePerClass: { Anterior: 0.7, Posterior: 0.72 }, hd95: 3.1 },
+    { name: 'site-c', cases: 30, meanDice: 0.64 },
+  ];
+
+  it('reads the baseline, the gain and the external figures as the trainer writes them', () => {
+    const text = encodeResult({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external });
+    expect(parseResult(`log line\n${text}`)).toEqual({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external });
+  });
+
+  it('leaves out an entry that does not fit, never the others, and a figure with no number', () => {
+    const raw = { type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, external: [{ ...external[0], hd95: null, dicePerClass: { x: 'high' } }, { name: 'site-d' }, external[1]] };
+    expect(parseResult(JSON.stringify(raw))?.external).toEqual([{ name: 'site-b', cases: 12, meanDice: 0.71 }, external[1]]);
+  });
+
+  it('takes evaluate figures from the evaluate phase only', () => {
+    const raw = { type: 'result', phase: 'retrain', ok: true, bestValDice: 0.9, diceGain: 0.5, external };
+    expect(parseResult(JSON.stringify(raw))).toEqual({ type: 'result', phase: 'retrain', ok: true, bestValDice: 0.9 });
   });
 });

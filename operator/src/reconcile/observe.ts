@@ -1,8 +1,9 @@
 // What a phase pod says about its attempt: running, waiting (and why), done, failed,
 // or disrupted (preemption, eviction, node loss: not the trainer's fault). The pod's
 // phase and its termination message are the authority.
+import { z } from 'zod';
 import { PhaseResult } from '../../../trainer/src/report/events.ts';
-import { LABEL_ATTEMPT, LABEL_PHASE, STAGES, type Stage } from '../api/index.ts';
+import { LABEL_ATTEMPT, LABEL_PHASE, MAX_CLASS_NAME, MAX_EXTERNAL_DATASETS, MAX_EXTERNAL_NAME, STAGES, type ExternalResult, type Stage } from '../api/index.ts';
 import { GPU_RESOURCE, TRAINER_CONTAINER } from './children.ts';
 import type { KubeObject } from './types.ts';
 
@@ -22,8 +23,16 @@ export interface ObservedAttempt {
   /** Why the pod waits, failed or was disrupted. */
   reason?: string;
   message?: string;
-  result?: PhaseResult;
+  result?: ObservedResult;
 }
+
+/** What the evaluate phase reports beyond the test-set figures: the fair baseline and the external datasets. */
+export interface EvaluateFigures {
+  external?: ExternalResult[];
+  baselineMeanDice?: number;
+  diceGain?: number;
+}
+export type ObservedResult = PhaseResult & EvaluateFigures;
 
 /** Pod and container reasons that mean the pod was taken away, not that the trainer failed. */
 const DISRUPTION_REASONS = new Set(['Evicted', 'Preempting', 'Preempted', 'NodeLost', 'NodeShutdown', 'Shutdown', 'Terminated', 'TerminationByKubelet', 'DeletionByTaintManager']);
@@ -50,15 +59,54 @@ interface PodShape {
 
 const date = (s: string | undefined) => (s ? new Date(s) : undefined);
 
+const finite = z.number().refine(Number.isFinite);
+/** One external dataset's figures, as far as the status can hold them; a figure that does not fit is left out. */
+const ExternalFigures = z.object({
+  name: z.string().min(1).max(MAX_EXTERNAL_NAME),
+  cases: z.int().min(0),
+  meanDice: finite,
+  dicePerClass: z.record(z.string().max(MAX_CLASS_NAME), finite).optional().catch(undefined),
+  hd95: finite.optional().catch(undefined),
+});
+
+/**
+ * The evaluate figures of a result, read leniently: an external entry that does not fit
+ * (no name, no Dice, a name over 63 characters) is left out, and so is a name seen before;
+ * at most as many entries as the status holds. Never the whole result.
+ */
+export function evaluateFigures(raw: Record<string, unknown>): EvaluateFigures {
+  const out: EvaluateFigures = {};
+  if (Array.isArray(raw.external)) {
+    const items: ExternalResult[] = [];
+    for (const e of raw.external) {
+      const parsed = ExternalFigures.safeParse(e);
+      if (!parsed.success || items.some((i) => i.name === parsed.data.name)) continue;
+      const { dicePerClass, hd95, ...rest } = parsed.data;
+      items.push({ ...rest, ...(dicePerClass !== undefined && { dicePerClass }), ...(hd95 !== undefined && { hd95 }) });
+      if (items.length === MAX_EXTERNAL_DATASETS) break;
+    }
+    if (items.length) out.external = items;
+  }
+  for (const k of ['baselineMeanDice', 'diceGain'] as const) {
+    const v = raw[k];
+    if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+  }
+  return out;
+}
+
 /** Parses the termination message; a pod that wrote none (or garbage) just has no result. */
-export function parseResult(message: string | undefined): PhaseResult | undefined {
+export function parseResult(message: string | undefined): ObservedResult | undefined {
   if (!message) return undefined;
   // FallbackToLogsOnError may append log lines; the result is the last JSON line.
   const lines = message.trim().split('\n').reverse();
   for (const line of lines) {
     try {
-      const parsed = PhaseResult.safeParse(JSON.parse(line));
-      if (parsed.success) return parsed.data;
+      const json = JSON.parse(line) as unknown;
+      const parsed = PhaseResult.safeParse(json);
+      if (parsed.success) {
+        const { external: _e, baselineMeanDice: _b, diceGain: _g, ...base } = parsed.data as ObservedResult;
+        return parsed.data.phase === 'evaluate' ? { ...base, ...evaluateFigures(json as Record<string, unknown>) } : base;
+      }
     } catch {
       // not JSON: a log line
     }

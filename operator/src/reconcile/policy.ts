@@ -205,5 +205,13 @@ export function policyViolations(search: IACSearch, policy: PodPolicy, defaultIm
       `spec.dataset.pvc.readOnly: false mounts claim '${dataset.claimName}' read-write, which needs the label ${LABEL_SEARCH}=${name} on it (kubectl label pvc ${dataset.claimName} ${LABEL_SEARCH}=${name}); set readOnly: true to read a shared dataset`,
     );
   }
+  for (const [i, item] of spec.evaluate.external.entries()) {
+    const pvc = item.pvc;
+    if (pvc && !pvc.readOnly && !claimForSearch(claims, search, pvc.claimName)) {
+      out.push(
+        `spec.evaluate.external[${i}].pvc.readOnly: false mounts claim '${pvc.claimName}' read-write, which needs the label ${LABEL_SEARCH}=${name} on it (kubectl label pvc ${pvc.claimName} ${LABEL_SEARCH}=${name}); set readOnly: true to read a shared dataset`,
+      );
+    }
+  }
   return out;
 }

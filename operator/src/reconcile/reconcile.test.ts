@@ -106,6 +106,66 @@ describe('reconcile: the happy path', () => {
   });
 });
 
+describe('reconcile: the evaluate phase\'s figures', () => {
+  /** A search run to its evaluate pod, which ends with `evaluate` as its result. */
+  function evaluated(evaluate: Record<string, unknown>, settings = {}) {
+    const w = new World({}, { settings });
+    w.step(at(0));
+    for (const [i, stage] of ['search', 'prune', 'retrain'].entries()) {
+      finish(w, `demo-${stage}-1`, 100 * i + 1, 100 * i + 50, result({ phase: stage, ...(stage === 'retrain' && { bestValDice: 0.9 }) }));
+      w.step(at(100 * i + 60));
+    }
+    finish(w, 'demo-evaluate-1', 301, 350, result({ phase: 'evaluate', ...evaluate }));
+    return { w, r: w.step(at(360)) };
+  }
+
+  it('copies the fair baseline, the gain and every external dataset\'s figures into status.results', () => {
+    const external = [
+      { name: 'site-b', cases: 12, meanDice: 0.71, dicePerClass: { anterior: 0.7, posterior: 0.72 }, hd95: 3.1 },
+      { name: 'site-c', cases: 30, meanDice: 0.64, dicePerClass: { anterior: 0.6, posterior: 0.68 } },
+    ];
+    const { w, r } = evaluated({ meanDice: 0.8, dicePerClass: { anterior: 0.79, posterior: 0.81 }, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external }, { phaseEvents: true });
+    expect(w.status.phase).toBe('Succeeded');
+    expect(w.status.results).toEqual({
+      bestValDice: 0.9,
+      meanDice: 0.8,
+      dicePerClass: { anterior: 0.79, posterior: 0.81 },
+      hd95: 2.5,
+      baselineMeanDice: 0.76,
+      diceGain: 0.04,
+      external,
+    });
+    const done = r.actions.find((a) => a.type === 'event' && a.reason === 'PhaseSucceeded') as { message: string };
+    expect(done.message).toBe(
+      'evaluate finished (pod demo-evaluate-1): mean Dice 0.8000, gain of the cells over the U-Net trained with the same budget +0.0400; site-b 0.7100, site-c 0.6400',
+    );
+    // and it stays as the pod reported it
+    w.step(at(1000));
+    expect(w.status.results.external).toEqual(external);
+    expect(w.events.map((e) => e.reason)).not.toContain('StatusCorrected');
+  });
+
+  it('keeps the status within its bounds: a malformed external entry is left out, never the result', () => {
+    const external = [
+      { name: 'ok', cases: 3, meanDice: 0.5, hd95: null },
+      { name: 'no-dice', cases: 3 },
+      { name: 'x'.repeat(64), cases: 3, meanDice: 0.5 },
+      { name: 'ok', cases: 9, meanDice: 0.9 },
+      ...Array.from({ length: 40 }, (_, i) => ({ name: `d${i}`, cases: 1, meanDice: i / 100 })),
+    ];
+    const { w } = evaluated({ meanDice: 0.8, external });
+    expect(w.status.results.meanDice).toBe(0.8);
+    expect(w.status.results.external[0]).toEqual({ name: 'ok', cases: 3, meanDice: 0.5 });
+    expect(w.status.results.external).toHaveLength(32);
+    expect(w.status.results.external.at(-1).name).toBe('d30');
+  });
+
+  it('has no external figures or gain where the result has none', () => {
+    const { w } = evaluated({ meanDice: 0.8 });
+    expect(w.status.results).toEqual({ bestValDice: 0.9, meanDice: 0.8 });
+  });
+});
+
 const running = runningWorld;
 
 describe('reconcile: failures, disruptions and retries', () => {

@@ -29,6 +29,9 @@ const escapeRegExp = (text: string) => text.replace(/[.*+?^$()|[\]{}\\]/g, '\\$&
 const round = (x: number) => Math.round(x * 1000) / 1000;
 const isLive = (a: ObservedAttempt) => a.state === 'Waiting' || a.state === 'Running';
 
+/** The fields of status.results the evaluate phase fills in. */
+export const EVALUATE_RESULTS = ['meanDice', 'dicePerClass', 'hd95', 'baselineMeanDice', 'diceGain', 'external'] as const;
+
 /** The status fields a phase's result fills in, from the pod that produced it. */
 export function resultFields(stage: Stage, a: ObservedAttempt): Partial<Status> | undefined {
   const res = a.result;
@@ -48,6 +51,9 @@ export function resultFields(stage: Stage, a: ObservedAttempt): Partial<Status> 
           ...(res.meanDice !== undefined && { meanDice: res.meanDice }),
           ...(res.dicePerClass !== undefined && { dicePerClass: res.dicePerClass }),
           ...(res.hd95 !== undefined && { hd95: res.hd95 }),
+          ...(res.baselineMeanDice !== undefined && { baselineMeanDice: res.baselineMeanDice }),
+          ...(res.diceGain !== undefined && { diceGain: res.diceGain }),
+          ...(res.external !== undefined && { external: res.external }),
         },
       };
   }
@@ -163,7 +169,7 @@ export function verifyStatus(status: Status, attempts: ObservedAttempt[], name: 
   checkResult('search', status.searchResult !== undefined, () => delete status.searchResult, 'status.searchResult');
   checkResult('prune', status.genotype !== undefined, () => delete status.genotype, 'status.genotype');
   checkResult('retrain', status.results?.bestValDice !== undefined, () => delete status.results!.bestValDice, 'status.results.bestValDice');
-  const evaluated = status.results && (['meanDice', 'dicePerClass', 'hd95'] as const).filter((k) => status.results![k] !== undefined);
+  const evaluated = status.results && EVALUATE_RESULTS.filter((k) => status.results![k] !== undefined);
   checkResult('evaluate', Boolean(evaluated?.length), () => {
     for (const k of evaluated!) delete status.results![k];
   }, `status.results.${evaluated?.join('/')}`);
