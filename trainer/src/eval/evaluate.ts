@@ -19,6 +19,7 @@ import type { CaseReader } from '../data/source.ts';
 import type { Genotype, GenotypeCell, Network } from '../model/api.ts';
 import { segmentSlices } from '../predict/segment.ts';
 import type { ModelKit } from '../train/model-kit.ts';
+import type { BaselineTraining } from '../train/retrain.ts';
 import { writeFileAtomic } from '../train/atomic.ts';
 import { type Shape3, dice, hd95 } from './metrics.ts';
 
@@ -51,18 +52,7 @@ export interface ModelResults {
   patients: PatientMetrics[];
 }
 
-/** The training record the retrain phase writes to <workdir>/baseline/training.json. */
-export interface BaselineTraining {
-  cells: 'none';
-  startedFrom: 'backbone' | 'scratch';
-  epochs: number;
-  maxEpochs: number;
-  stepsPerEpoch: number;
-  batchSize: number;
-  learningRate: number;
-  seed: number;
-  bestValDice: number;
-}
+export type { BaselineTraining };
 
 export interface ExternalResults {
   name: string;
