@@ -88,7 +88,11 @@ export const Progress = z
     stableEdges: z.int().min(0).optional().describe('Cell edges whose operation distribution is stable.'),
     totalEdges: z.int().min(0).optional().describe('Cell edges in all cells.'),
     stable: z.string().max(64).optional().describe('stableEdges/totalEdges, for kubectl get.'),
-    bestValDice: z.number().optional().describe('Best validation Dice so far.'),
+    model: z
+      .enum(['cells', 'baseline'])
+      .optional()
+      .describe("Retrain with evaluate.baseline: the network the epoch and bestValDice are of, the cell model or then the plain U-Net trained with the same budget."),
+    bestValDice: z.number().optional().describe('Best validation Dice so far (of progress.model while retraining).'),
     etaSeconds: z.number().min(0).optional().describe('Estimated seconds until the phase ends.'),
     updateTime: z.string().max(MAX_TIME).optional().describe('When the progress was reported.'),
   })

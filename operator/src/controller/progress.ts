@@ -143,6 +143,7 @@ export const BoundedProgressEvent = ProgressEvent.extend({
     .optional(),
   epochSeconds: seconds.optional(),
   etaSeconds: seconds.optional(),
+  etaMaxSeconds: seconds.optional(),
   time: z
     .string()
     .max(MAX_TIME_LENGTH)

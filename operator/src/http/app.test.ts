@@ -198,6 +198,7 @@ describe('HTTP app', () => {
     ['time', { time: `2025-01-01T00:00:00Z${'x'.repeat(60_000)}` }],
     ['time', { time: 'yesterday' }],
     ['etaSeconds', { etaSeconds: 1e308 }],
+    ['etaMaxSeconds', { etaMaxSeconds: 1e308 }],
     ['epochSeconds', { epochSeconds: 1e308 }],
     ['trainLoss', { trainLoss: -1e308 }],
     ['edgeJsd', { edgeJsd: { ['0.'.padEnd(500, '1')]: 0.1 } }],

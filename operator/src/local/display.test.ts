@@ -10,6 +10,8 @@ describe('run display', () => {
   it('sums up phase, epoch, active operations, stable edges and ETA in one line', () => {
     expect(progressLine(status)).toBe('Searching   epoch 5/20  ops 98/140  stable 6/14  best val Dice 0.812  ETA 3m');
     expect(progressLine(status, { bar: true })).toContain('[#####...............]');
+    const baseline = { phase: 'Retraining' as const, progress: { phase: 'retrain', model: 'baseline' as const, epoch: 3, maxEpochs: 20, bestValDice: 0.5 } };
+    expect(progressLine(baseline)).toBe('Retraining  U-Net baseline  epoch 3/20  best val Dice 0.500');
     expect(formatDuration(45)).toBe('45s');
     expect(formatDuration(7200)).toBe('2.0h');
   });

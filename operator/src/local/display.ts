@@ -25,6 +25,7 @@ function bar(fraction: number, width: number): string {
 export function progressLine(status: IACSearchStatus, opts: { bar?: boolean } = {}): string {
   const p = status.progress ?? {};
   const parts: string[] = [(status.phase ?? 'Pending').padEnd(10)];
+  if (p.model === 'baseline') parts.push('U-Net baseline');
   if (p.epoch !== undefined && p.maxEpochs) {
     parts.push(`epoch ${p.epoch}/${p.maxEpochs}`);
     if (opts.bar) parts.push(bar(p.epoch / p.maxEpochs, 20));

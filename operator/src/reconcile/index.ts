@@ -220,6 +220,13 @@ class Machine {
     }
     if (!event || event.phase !== stage) return;
     const p = this.status.progress!;
+    if (event.model !== p.model) {
+      // The retrain phase trains the same-budget U-Net after the cell model: its epochs
+      // count from 1 again and its best Dice is its own, never the cell model's.
+      delete p.bestValDice;
+      if (event.model === undefined) delete p.model;
+      else p.model = event.model;
+    }
     p.epoch = event.epoch;
     p.maxEpochs = event.maxEpochs;
     for (const k of ['activeOperations', 'totalOperations', 'stableEdges', 'totalEdges', 'bestValDice', 'etaSeconds'] as const) {

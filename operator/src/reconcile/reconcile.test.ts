@@ -465,6 +465,25 @@ describe('reconcile: progress', () => {
     w.step(at(42));
     expect(w.status.progress.epoch).toBeUndefined();
   });
+
+  it('while retraining, labels the epoch and best Dice with the model, never passing the baseline\'s off as the cells\'', () => {
+    const w = running();
+    finish(w, 'demo-search-1', 10, 410, result({ phase: 'search', epochs: 40, seconds: 400, meanEpochSeconds: 10, stoppedBy: 'stable' }));
+    w.step(at(420));
+    finish(w, 'demo-prune-1', 421, 425, result({ phase: 'prune', genotype: { cells: [[[[0, 'conv_3x3'], [1, 'skip_connect']]]] } }));
+    w.step(at(430));
+    expect(w.status.phase).toBe('Retraining');
+    w.progress = { type: 'progress', phase: 'retrain', model: 'cells', epoch: 20, maxEpochs: 20, bestValDice: 0.81, etaSeconds: 300, etaMaxSeconds: 300 };
+    w.step(at(500));
+    expect(w.status.progress).toMatchObject({ phase: 'retrain', model: 'cells', epoch: 20, bestValDice: 0.81 });
+    w.progress = { type: 'progress', phase: 'retrain', model: 'baseline', epoch: 1, maxEpochs: 20 };
+    w.step(at(510));
+    expect(w.status.progress).toMatchObject({ phase: 'retrain', model: 'baseline', epoch: 1 });
+    expect(w.status.progress.bestValDice).toBeUndefined();
+    w.progress = { type: 'progress', phase: 'retrain', model: 'baseline', epoch: 2, maxEpochs: 20, bestValDice: 0.6 };
+    w.step(at(520));
+    expect(w.status.progress).toMatchObject({ model: 'baseline', epoch: 2, bestValDice: 0.6 });
+  });
 });
 
 describe('reconcile: more edges', () => {
