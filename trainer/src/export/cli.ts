@@ -2,7 +2,7 @@
 // retrain/model/) as an ONNX model (docs/onnx.md).
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { parseCommandLine } from '../command-line.ts';
+import { type CommandIO, parseCommandLine } from '../command-line.ts';
 import { isBadInput } from '../cli.ts';
 import { writeFileAtomic } from '../train/atomic.ts';
 import type { TrainerConfig } from '../config/index.ts';
@@ -31,11 +31,6 @@ normalisation and genotype are in the model's metadata (docs/onnx.md).
 
 Exit status: 0 written (and verified), 1 failed (or the outputs differ), 2 bad input
 (no genotype.json, no retrained model, no or a bad configuration).`;
-
-export interface ExportIO {
-  stdout?: { write(text: string): unknown };
-  stderr?: { write(text: string): unknown };
-}
 
 export interface ExportRunOptions {
   /** Run directory (runs/<name>/ of `iacnas run`) or trainer work directory. */
@@ -161,7 +156,7 @@ function sizeText(bytes: number): string {
 }
 
 /** `iacnas export`. Exit status: 0 written (and verified), 1 failed, 2 bad input. */
-export async function exportMain(argv: string[], io: ExportIO = {}): Promise<number> {
+export async function exportMain(argv: string[], io: CommandIO = {}): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
   const parsed = parseCommandLine(

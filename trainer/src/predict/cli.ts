@@ -1,7 +1,7 @@
 // `iacnas predict <run> <scans...>`: label maps for new scans with a finished run.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseCommandLine } from '../command-line.ts';
+import { type CommandIO, parseCommandLine } from '../command-line.ts';
 import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, isBadInput } from '../cli.ts';
 import type { Modality } from '../data/slicing.ts';
 import type { ModelKit } from '../train/model-kit.ts';
@@ -34,9 +34,7 @@ A progress line per scan goes to stderr, the path of each label map to stdout.
 Exit status: 0 every scan segmented; 2 bad input: a scan that cannot be read is named
 and skipped (the others are still written), or a bad run or option; 1 failure.`;
 
-export interface CliIO {
-  stdout?: { write(text: string): unknown };
-  stderr?: { write(text: string): unknown };
+export interface CliIO extends CommandIO {
   /** The model functions; the real model when omitted. */
   kit?: ModelKit;
   /** Start the tfjs backend (default true; tests start it themselves). */
