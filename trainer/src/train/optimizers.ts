@@ -30,10 +30,43 @@ export function clipScale(grads: readonly (tf.Tensor | undefined)[], clip: numbe
   return tf.tidy(() => {
     const present = grads.filter((g): g is tf.Tensor => g !== undefined);
     if (present.length === 0) return tf.scalar(1);
-    const sq = tf.addN(present.map((g) => tf.sum(tf.square(g))));
-    return tf.div(clip, tf.maximum(tf.sqrt(sq), clip)) as tf.Scalar;
+    return scaleFromSquares(present.map((g) => tf.sum(tf.square(g))), clip);
   });
 }
+
+function scaleFromSquares(squares: tf.Tensor[], clip: number): tf.Scalar {
+  const sq = squares.length === 1 ? squares[0] : tf.addN(squares);
+  return tf.div(clip, tf.maximum(tf.sqrt(sq), clip)) as tf.Scalar;
+}
+
+/**
+ * The indices of the variables that have a gradient, grouped by shape. Each group is
+ * updated as one stacked tensor: a search step has about 600 cell weights in about
+ * 20 shapes, and updating them one by one took ~9 kernel calls each, a fifth of the
+ * step's calls, for a few thousand numbers apiece. The arithmetic is the same,
+ * element by element.
+ */
+function shapeGroups(vars: readonly NamedVariable[], grads: readonly (tf.Tensor | undefined)[]): number[][] {
+  const groups = new Map<string, number[]>();
+  vars.forEach((v, i) => {
+    if (!grads[i]) return;
+    const key = stackUpdates ? v.variable.shape.join('x') : String(i);
+    const g = groups.get(key);
+    if (g) g.push(i);
+    else groups.set(key, [i]);
+  });
+  return [...groups.values()];
+}
+
+let stackUpdates = true;
+
+/** Updates variable by variable (false) instead of stacked by shape: for before/after measurements. */
+export function useStackedUpdates(on: boolean): void {
+  stackUpdates = on;
+}
+
+const stacked = (ts: tf.Tensor[]): tf.Tensor => (ts.length === 1 ? ts[0] : tf.stack(ts));
+const unstacked = (t: tf.Tensor, n: number): tf.Tensor[] => (n === 1 ? [t] : tf.unstack(t));
 
 /** SGD with momentum and L2 weight decay (PyTorch semantics), global-norm gradient clipping. */
 export class SgdMomentum implements Optimizer {
@@ -50,17 +83,18 @@ export class SgdMomentum implements Optimizer {
 
   apply(grads: readonly (tf.Tensor | undefined)[], learningRate: number): void {
     tf.tidy(() => {
-      const scale = this.opts.gradClip ? clipScale(grads, this.opts.gradClip) : null;
-      this.vars.forEach((v, i) => {
-        const raw = grads[i];
-        if (!raw) return;
+      const groups = shapeGroups(this.vars, grads).map((idx) => ({ idx, g: stacked(idx.map((i) => grads[i]!)) }));
+      const scale = this.opts.gradClip && groups.length > 0 ? scaleFromSquares(groups.map(({ g }) => tf.sum(tf.square(g))), this.opts.gradClip) : null;
+      for (const { idx, g: raw } of groups) {
+        const vels = idx.map((i) => this.velocity.get(`${this.vars[i].name}/velocity`)!);
+        const w = stacked(idx.map((i) => this.vars[i].variable));
         let g = scale ? tf.mul(raw, scale) : raw;
-        if (this.opts.weightDecay > 0) g = tf.add(g, tf.mul(v.variable, this.opts.weightDecay));
-        const vel = this.velocity.get(`${v.name}/velocity`)!;
-        const next = tf.add(tf.mul(vel, this.opts.momentum), g);
-        vel.assign(next);
-        v.variable.assign(tf.sub(v.variable, tf.mul(next, learningRate)));
-      });
+        if (this.opts.weightDecay > 0) g = tf.add(g, tf.mul(w, this.opts.weightDecay));
+        const next = tf.add(tf.mul(stacked(vels), this.opts.momentum), g);
+        const nextW = tf.sub(w, tf.mul(next, learningRate));
+        unstacked(next, idx.length).forEach((t, k) => vels[k].assign(t));
+        unstacked(nextW, idx.length).forEach((t, k) => this.vars[idx[k]].variable.assign(t));
+      }
     });
     this.step++;
   }
@@ -97,21 +131,23 @@ export class Adam implements Optimizer {
     const { beta1, beta2, weightDecay, epsilon } = this.opts;
     const stepSize = (learningRate * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
     tf.tidy(() => {
-      const scale = this.opts.gradClip ? clipScale(grads, this.opts.gradClip) : null;
-      this.vars.forEach((p, i) => {
-        const raw = grads[i];
-        if (!raw) return;
+      const groups = shapeGroups(this.vars, grads).map((idx) => ({ idx, g: stacked(idx.map((i) => grads[i]!)) }));
+      const scale = this.opts.gradClip && groups.length > 0 ? scaleFromSquares(groups.map(({ g }) => tf.sum(tf.square(g))), this.opts.gradClip) : null;
+      for (const { idx, g: raw } of groups) {
+        const names = idx.map((i) => this.vars[i].name);
+        const ms = names.map((n) => this.m.get(`${n}/m`)!);
+        const vs = names.map((n) => this.v.get(`${n}/v`)!);
+        const p = stacked(idx.map((i) => this.vars[i].variable));
         let g = scale ? tf.mul(raw, scale) : raw;
-        if (weightDecay > 0) g = tf.add(g, tf.mul(p.variable, weightDecay));
-        const m = this.m.get(`${p.name}/m`)!;
-        const v = this.v.get(`${p.name}/v`)!;
-        const m1 = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
-        const v1 = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
-        m.assign(m1);
-        v.assign(v1);
+        if (weightDecay > 0) g = tf.add(g, tf.mul(p, weightDecay));
+        const m1 = tf.add(tf.mul(stacked(ms), beta1), tf.mul(g, 1 - beta1));
+        const v1 = tf.add(tf.mul(stacked(vs), beta2), tf.mul(tf.square(g), 1 - beta2));
         const denom = tf.add(tf.sqrt(v1), epsilon * Math.sqrt(1 - beta2 ** t));
-        p.variable.assign(tf.sub(p.variable, tf.mul(tf.div(m1, denom), stepSize)));
-      });
+        const nextP = tf.sub(p, tf.mul(tf.div(m1, denom), stepSize));
+        unstacked(m1, idx.length).forEach((x, k) => ms[k].assign(x));
+        unstacked(v1, idx.length).forEach((x, k) => vs[k].assign(x));
+        unstacked(nextP, idx.length).forEach((x, k) => this.vars[idx[k]].variable.assign(x));
+      }
     });
     this.step = t;
   }
