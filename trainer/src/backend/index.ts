@@ -8,6 +8,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { registerCoreGradients } from './core-gradients.ts';
+import { installEngineTuning } from './engine-tuning.ts';
+import { installNativeTuning } from './native-tuning.ts';
 import { installConvGradients } from './gradients.ts';
 import { installWasmFixes, installWasmTuning } from './wasm-tuning.ts';
 
@@ -167,6 +169,8 @@ async function choose(opts: { backend?: BackendChoice; quiet?: boolean }): Promi
     const reason = await attempt(choice);
     if (reason === undefined) {
       installConvGradients();
+      installEngineTuning();
+      if (choice === 'tensorflow' || choice === 'tensorflow-gpu') installNativeTuning();
       if (choice === 'wasm') {
         installWasmFixes();
         installWasmTuning();
