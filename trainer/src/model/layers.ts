@@ -12,19 +12,35 @@ const NORM_EPS = 1e-5;
  * are reductions along the last axis and the corrections broadcast [rows, 1]. The
  * wasm backend reduces over inner axes by transposing anyway, and broadcasts
  * [B, 1, 1, C] against [B, H, W, C] about ten times slower than [rows, 1] against
- * [rows, n].
+ * [rows, n]. TensorFlow (the native backends) reduces and broadcasts along any axis
+ * at full speed and pays for every transpose, so there the statistics are taken in
+ * place, over axes 1 and 2 (normalizeSpatial).
  */
 export function instanceNorm(x: tf.Tensor4D, gamma?: tf.Tensor, beta?: tf.Tensor): tf.Tensor4D {
   if (referenceNorm) return referenceInstanceNorm(x, gamma, beta);
-  const [b, h, w, c] = x.shape;
-  const rows = tf.reshape(tf.transpose(tf.reshape(x, [b, h * w, c]), [0, 2, 1]), [b * c, h * w]) as tf.Tensor2D;
-  let y = tf.reshape(tf.transpose(tf.reshape(normalizeRows(rows), [b, c, h * w]), [0, 2, 1]), [b, h, w, c]) as tf.Tensor4D;
+  let y: tf.Tensor4D;
+  if (spatialNorm ?? tf.getBackend() === 'tensorflow') {
+    y = normalizeSpatial(x);
+  } else {
+    const [b, h, w, c] = x.shape;
+    const rows = tf.reshape(tf.transpose(tf.reshape(x, [b, h * w, c]), [0, 2, 1]), [b * c, h * w]) as tf.Tensor2D;
+    y = tf.reshape(tf.transpose(tf.reshape(normalizeRows(rows), [b, c, h * w]), [0, 2, 1]), [b, h, w, c]) as tf.Tensor4D;
+  }
   if (gamma) y = tf.mul(y, gamma);
   if (beta) y = tf.add(y, beta);
   return y;
 }
 
 let referenceNorm = false;
+let spatialNorm: boolean | undefined;
+
+/**
+ * Forces the instance norm's layout (true: statistics over axes 1 and 2 in place;
+ * false: rows); undefined chooses by backend. For measurements and tests.
+ */
+export function useSpatialNorm(on: boolean | undefined): void {
+  spatialNorm = on;
+}
 
 /**
  * The textbook formulation (NHWC statistics, gradient by differentiating each op),
@@ -64,6 +80,25 @@ export const normalizeRows = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFun
     },
   };
 }) as (x: tf.Tensor2D) => tf.Tensor2D;
+
+/** normalizeRows for [B, H, W, C]: each (sample, channel) over H and W, in place. */
+export const normalizeSpatial = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const x = args[0] as tf.Tensor;
+  const save = args[1] as tf.GradSaveFunc;
+  const centered = tf.sub(x, tf.mean(x, [1, 2], true));
+  const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centered), [1, 2], true), NORM_EPS));
+  const y = tf.mul(centered, rstd);
+  save([y, rstd]);
+  return {
+    value: y,
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+      const g = dy as tf.Tensor;
+      const [yy, rs] = saved;
+      const proj = tf.mean(tf.mul(g, yy), [1, 2], true);
+      return tf.mul(tf.sub(tf.sub(g, tf.mean(g, [1, 2], true)), tf.mul(yy, proj)), rs);
+    },
+  };
+}) as (x: tf.Tensor4D) => tf.Tensor4D;
 
 /** 1x1 convolution as a matrix product (its gradients are matrix products on every backend). */
 export function pointwise(x: tf.Tensor4D, w: tf.Tensor2D): tf.Tensor4D {
