@@ -80,7 +80,7 @@ const t00 = performance.now();
 const info = await initBackend({ backend });
 const net = new UNet(benchNetworkOptions({ depth: DEPTH, base: BASE, k: K }));
 const batch = randomBatches(BATCH, SIZE);
-const opt = searchOptimizers();
+const opt = searchOptimizers(net);
 const searchStep = (): [number, number] => step(net, opt, batch);
 
 const warmupMs: number[] = [];
