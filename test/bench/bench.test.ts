@@ -40,6 +40,16 @@ describe('benchmarks at their smallest setting', () => {
     expect(r.figures.length).toBeGreaterThanOrEqual(3);
     for (const f of r.figures) expect(f.imagesPerSecond).toBeGreaterThan(0);
     expect(r.speedups.prunedToOneVsAll).toBeGreaterThan(1); // pruning pays
+    // The PyTorch twin ran in the same command, on the same networks.
+    expect(r.torch.figures.length).toBeGreaterThanOrEqual(2);
+    const wasm = r.torchRatios.filter((t: { backend: string }) => t.backend === 'wasm');
+    expect(wasm.map((t: { variant: string }) => t.variant).sort()).toEqual(['full', 'pruned']);
+    for (const t of r.torchRatios) {
+      expect(t.sameParameters).toBe(true);
+      expect(t.cpu).toBeGreaterThan(0);
+    }
+    expect(r.torchTarget.limit).toBe(1.5);
+    expect(r.torchTarget.ratios.length).toBeGreaterThanOrEqual(2);
   }, 600_000);
 
   it('search-pruning: per-epoch time with all operations and after pruning', async () => {

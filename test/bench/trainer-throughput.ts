@@ -1,6 +1,8 @@
-// Throughput of one IAC search step (a weights step + a first-order architecture
-// step) of the full supernet: depth 3, 4 nodes, base 16 filters, 32x32 slices,
-// batch 8, K=4, all 10 operations. Measures, in one process and one command:
+// Throughput of one IAC search step (the trainer's: a first-order architecture step,
+// Adam with weight decay on alphas and betas, then a weights step, momentum SGD with
+// weight decay and gradient clipping on the cell weights, backbone frozen; step.ts) of
+// the full supernet: depth 3, 4 nodes, base 16 filters, K=4, all 10 operations, at
+// 32x32 slices batch 8 and 64x64 batch 4 (--sizes). Measures, in one command:
 //   - wasm, fused cell (the implementation) vs an edge-by-edge cell (a direct port
 //     of the PC-DARTS cell: the "before" figure)
 //   - each backend of --backends with the fused cell, all 10 operations and every edge
@@ -12,10 +14,21 @@
 //   - with --tf-threads, native TensorFlow again in a child process per thread count
 //     (TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS are read when TensorFlow starts,
 //     so another count needs another process)
-// and writes test/bench/results/trainer-throughput.json.
+//   - the PyTorch twin of the step (test/bench/torch/twin.py, one thread) at every size,
+//     full and pruned, in a child process each: our CPU per step over PyTorch's
+//     (torchRatios), with kernel calls per step on both sides (ours: tf.profile's
+//     kernels; PyTorch: aten ops not nested in another aten op, in a separate profiled
+//     step). The twin runs under /usr/bin/python3 with Debian's python3-torch, which
+//     test/bench/torch/setup.sh installs when it is missing (apt-get).
+// and writes test/bench/results/trainer-throughput.json and, unless --quick or --out,
+// the "Against PyTorch" table of BENCHMARKS.md.
 //
 //   scripts/with-node node test/bench/trainer-throughput.ts [--steps N] [--quick] [--out file.json]
-//       [--backends wasm,tensorflow,cpu] [--tf-threads default,1]
+//       [--backends wasm,tensorflow,cpu] [--tf-threads default,1] [--sizes 32x8,64x4] [--torch on|off]
+//
+// --sizes: slice size x batch of each measured configuration (default 32x8,64x4; 32x8
+// with --quick). The before (edge-by-edge) figure is measured at the first only.
+// --torch off: no PyTorch twin.
 //
 // --backends: default wasm, and tensorflow where @tensorflow/tfjs-node loads. cpu is
 // measured only when named: its one step costs about as much CPU as everything else
@@ -25,7 +38,7 @@
 // TF_NUM_INTRAOP_THREADS=N TF_NUM_INTEROP_THREADS=N. Default: default,1 (default with
 // --quick). CPU times are process.cpuUsage (every thread of the process): the figure that
 // holds on a shared machine; wall times are given beside them.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,7 +49,8 @@ import { IacCell } from '../../trainer/src/model/cell.ts';
 import { instanceNorm, pointwise, useReferenceNorm } from '../../trainer/src/model/layers.ts';
 import { setWasmTuning } from '../../trainer/src/backend/wasm-tuning.ts';
 import { UNet } from '../../trainer/src/model/network.ts';
-import { benchNetworkOptions, randomBatches, searchOptimizers, searchStep } from './step.ts';
+import { benchNetworkOptions, pruneToOne, randomBatches, searchOptimizers, searchStep } from './step.ts';
+import { repoRoot, updateBenchmarksMd } from './lib.ts';
 import { applyFused, applyShared, isShared, type EdgeOpWeights } from '../../trainer/src/model/operations.ts';
 import { edgeIndex } from '../../trainer/src/model/topology.ts';
 
@@ -50,8 +64,25 @@ const option = (name: string): string | undefined => {
 };
 const steps = Number(option('--steps') ?? 0) || 3;
 const quick = args.includes('--quick');
-const BATCH = 8;
-const SIZE = 32;
+
+/** A measured configuration: slice size and batch. */
+interface Shape {
+  size: number;
+  batch: number;
+}
+const shapeLabel = (s: Shape) => `${s.size}x${s.batch}`;
+function parseShapes(value: string): Shape[] {
+  return parseList('--sizes', value).map((v) => {
+    const m = /^(\d+)x(\d+)$/.exec(v);
+    if (!m || Number(m[1]) % 8 !== 0 || Number(m[2]) < 1) throw new Error(`--sizes: ${v} is not SIZExBATCH with SIZE a multiple of 8 (e.g. 32x8)`);
+    return { size: Number(m[1]), batch: Number(m[2]) };
+  });
+}
+const shapes: Shape[] = parseShapes(option('--sizes') ?? (quick ? '32x8' : '32x8,64x4'));
+/** The configuration of the before figure and of the speedups' top-level figures. */
+const PRIMARY = shapes[0];
+const torchOn = (option('--torch') ?? 'on') !== 'off';
+if (!['on', 'off'].includes(option('--torch') ?? 'on')) throw new Error('--torch is on or off');
 
 type Measured = 'wasm' | 'tensorflow' | 'cpu';
 const MEASURED: readonly Measured[] = ['wasm', 'tensorflow', 'cpu'];
@@ -261,6 +292,8 @@ function kernelTimes(backend: string, run: () => void, steps: number): { kernel:
 interface Figure {
   name: string;
   backend: string;
+  sliceSize: number;
+  batch: number;
   /** Native TensorFlow's thread pools: the environment variables as they were ('default': unset). */
   tfThreads?: { intraOp: string; interOp: string };
   steps: number;
@@ -279,6 +312,10 @@ interface Figure {
   topKernels?: { kernel: string; msPerStep: number; callsPerStep: number }[];
   /** OS threads in the process after the measurement (Linux). */
   osThreads?: number;
+  /** Weights of the step: cell weights of active operations, backbone, alphas and betas. */
+  parameters: { cells: number; backbone: number; arch: number };
+  /** One-minute load average when the measurement ended. */
+  loadAverage1m: number;
 }
 
 /** The PC-DARTS cell edge by edge (slice, mix, concat, shuffle per edge): the baseline. */
@@ -340,12 +377,26 @@ function osThreads(): number | undefined {
 
 const tfThreads = () => ({ intraOp: process.env.TF_NUM_INTRAOP_THREADS || 'default', interOp: process.env.TF_NUM_INTEROP_THREADS || 'default' });
 
-async function measure(name: string, backend: BackendChoice, n: number, setup: (net: UNet) => void, opts: { profile?: boolean } = {}): Promise<Figure> {
+/** Parameters of the step: cell weights of the operations still active, backbone, alphas and betas. */
+function parameterCounts(net: UNet): Figure['parameters'] {
+  const count = (vs: readonly tf.Variable[]) => vs.reduce((s, v) => s + v.size, 0);
+  const arch = net.arch!;
+  const ops = arch.space.operations;
+  const live = [...net.namedWeights()].filter(([name, v]) => {
+    if (!net.cellVariables.includes(v)) return false;
+    const m = /^cell(\d+)\/edge(\d+)\/([a-z_0-9]+)\//.exec(name);
+    return !m || arch.active(Number(m[1]), Number(m[2])).includes(ops.indexOf(m[3] as (typeof ops)[number]));
+  });
+  return { cells: count(live.map(([, v]) => v)), backbone: count(net.backboneVariables), arch: count([...arch.alphas, ...arch.betas]) };
+}
+
+async function measure(name: string, backend: BackendChoice, n: number, setup: (net: UNet) => void, shape: Shape, opts: { profile?: boolean } = {}): Promise<Figure> {
   await initBackend({ backend, quiet: true });
   const net = makeNet();
   setup(net);
-  const batch = randomBatches(BATCH, SIZE);
-  const opt = searchOptimizers();
+  const parameters = parameterCounts(net);
+  const batch = randomBatches(shape.batch, shape.size);
+  const opt = searchOptimizers(net);
   searchStep(net, opt, batch); // warm-up: plans, optimizer slots
   const tensorsBefore = tf.memory().numTensors;
   const t0 = performance.now();
@@ -379,29 +430,27 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
   const f: Figure = {
     name,
     backend,
+    sliceSize: shape.size,
+    batch: shape.batch,
     ...(backend === 'tensorflow' ? { tfThreads: tfThreads() } : {}),
     steps: n,
     msPerStep: Math.round(ms),
     cpuMsPerStep: Math.round(cpuMs),
-    imagesPerSecond: +((BATCH * 1000) / ms).toFixed(2),
-    imagesPerCpuSecond: +((BATCH * 1000) / cpuMs).toFixed(2),
+    imagesPerSecond: +((shape.batch * 1000) / ms).toFixed(2),
+    imagesPerCpuSecond: +((shape.batch * 1000) / cpuMs).toFixed(2),
     ...(peakMB === undefined ? {} : { peakMB: Math.round(peakMB) }),
     ...(kernelsPerStep === undefined ? {} : { kernelsPerStep }),
     ...(convGflopsPerSecond === undefined ? {} : { convGflopsPerSecond, convShareOfStep }),
     ...(topKernels === undefined ? {} : { topKernels }),
     ...(threads === undefined ? {} : { osThreads: threads }),
+    parameters,
+    loadAverage1m: +os.loadavg()[0].toFixed(2),
   };
   console.error(JSON.stringify({ ...f, topKernels: undefined }));
   return f;
 }
 
-const pruneToOne = (net: UNet) => {
-  // Every edge keeps one operation, cycling through the non-'none' ones.
-  const ops = net.arch!.space.operations;
-  const real = ops.map((_, i) => i).filter((i) => ops[i] !== 'none');
-  for (let c = 0; c < net.arch!.cells; c++) for (let e = 0; e < net.arch!.edges; e++) net.arch!.prune(c, e, [real[(c * net.arch!.edges + e) % real.length]]);
-};
-
+const BEFORE = 'before: edge-by-edge cell, stock wasm kernels, 10 operations';
 const FULL = 'after: fused cell, 10 operations';
 const PRUNED = 'after: fused cell, every edge pruned to 1 operation';
 
@@ -410,7 +459,59 @@ const { backends, notes } = await chooseBackends();
 const threadCounts = option('--tf-threads') !== undefined ? parseList('--tf-threads', option('--tf-threads')!) : quick ? ['default'] : ['default', '1'];
 for (const t of threadCounts) if (t !== 'default' && !(Number.isInteger(Number(t)) && Number(t) > 0)) throw new Error(`--tf-threads: ${t} is neither 'default' nor a thread count`);
 for (const n of notes) console.error(`trainer-throughput: ${n}`);
-console.error(`trainer-throughput: backends ${backends.join(', ')}; steps ${steps}${quick ? ', quick' : ''}`);
+console.error(`trainer-throughput: backends ${backends.join(', ')}; sizes ${shapes.map(shapeLabel).join(', ')}; steps ${steps}${quick ? ', quick' : ''}${torchOn ? '' : ', no PyTorch twin'}`);
+
+// The PyTorch twin at every size, full and pruned, in child processes of this command:
+// before our figures and again after them (one round with --quick), so that both sides
+// see the same machine load; its figure is the mean of the rounds.
+interface TwinRun {
+  engine: string;
+  threads: { intraOp: number; interOp: number };
+  size: number;
+  batch: number;
+  variant: 'full' | 'pruned';
+  steps: number;
+  cpuMsPerStep: number;
+  msPerStep: number;
+  parameters: { cells: number; backbone: number; arch: number };
+  /** Aten ops per step not nested in another aten op (the dispatched calls); absent with --quick. */
+  atenOpsPerStep?: number;
+  /** Every aten op recorded, nested ones included. */
+  atenOpsPerStepAllLevels?: number;
+  /** One-minute load average when the run ended. */
+  loadAverage1m: number;
+}
+interface TwinFigure extends TwinRun {
+  /** The rounds this figure is the mean of (CPU and wall per step, load at the end). */
+  rounds: { cpuMsPerStep: number; msPerStep: number; loadAverage1m: number }[];
+}
+const PYTHON = '/usr/bin/python3';
+const TWIN = path.join(repoRoot, 'test/bench/torch/twin.py');
+const twinRuns: TwinRun[] = [];
+function runTwins(round: number): void {
+  if (round === 0) {
+    // Debian's python3-torch for /usr/bin/python3, installed when missing.
+    const setup = spawnSync(path.join(repoRoot, 'test/bench/torch/setup.sh'), { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (setup.status !== 0) throw new Error(`trainer-throughput: the PyTorch twin needs ${PYTHON} with PyTorch (apt-get install python3-torch), and test/bench/torch/setup.sh could not install it; --torch off skips the twin`);
+  }
+  for (const shape of shapes) {
+    for (const variant of ['full', 'pruned'] as const) {
+      console.error(`trainer-throughput: PyTorch twin, ${variant}, ${shape.size}x${shape.size} batch ${shape.batch}, round ${round + 1} (child process)`);
+      // The aten op count (a profiled step) in the first round only.
+      const profile = !quick && round === 0;
+      const stdout = execFileSync(
+        PYTHON,
+        [TWIN, 'bench', '--size', String(shape.size), '--batch', String(shape.batch), '--variant', variant, '--steps', String(steps), ...(profile ? [] : ['--no-profile'])],
+        { env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' },
+      );
+      const run = { ...(JSON.parse(stdout) as Omit<TwinRun, 'loadAverage1m'>), loadAverage1m: +os.loadavg()[0].toFixed(2) };
+      console.error(JSON.stringify(run));
+      twinRuns.push(run);
+    }
+  }
+}
+const twinRounds = quick ? 1 : 2;
+if (torchOn && twinRounds > 1) runTwins(0);
 
 const figures: Figure[] = [];
 const machinePeakConvGflops: Record<string, { conv3x3: Rate; largeKernel: Rate }> = {};
@@ -434,12 +535,14 @@ for (const backend of backends) {
     wasmStarted = true;
     setWasmTuning(false);
     useReferenceNorm(true);
-    figures.push(await measure('before: edge-by-edge cell, stock wasm kernels, 10 operations', 'wasm', Math.max(1, Math.ceil(steps / 2)), () => {}));
+    figures.push(await measure(BEFORE, 'wasm', Math.max(1, Math.ceil(steps / 2)), () => {}, PRIMARY));
     IacCell.prototype.apply = fusedApply;
     useReferenceNorm(false);
     setWasmTuning(true);
-    figures.push(await measure(FULL, 'wasm', steps, () => {}));
-    figures.push(await measure(PRUNED, 'wasm', steps, pruneToOne));
+    for (const shape of shapes) {
+      figures.push(await measure(FULL, 'wasm', steps, () => {}, shape));
+      figures.push(await measure(PRUNED, 'wasm', steps, pruneToOne, shape));
+    }
     machinePeakConvGflops.wasm = peakConvGflops();
     kernelCallCpuMicroseconds.wasm = kernelCallCost();
     console.error(`trainer-throughput: wasm peak ${JSON.stringify(machinePeakConvGflops.wasm)}, kernel call µs ${JSON.stringify(kernelCallCpuMicroseconds.wasm)}`);
@@ -448,8 +551,10 @@ for (const backend of backends) {
       // A process that trains on TensorFlow never installs the wasm tuning, whose
       // BatchMatMul gradient (explicit transposes) is global: off while native runs.
       wasmTuning(false);
-      figures.push(await measure(FULL, 'tensorflow', steps, () => {}));
-      figures.push(await measure(PRUNED, 'tensorflow', steps, pruneToOne));
+      for (const shape of shapes) {
+        figures.push(await measure(FULL, 'tensorflow', steps, () => {}, shape));
+        figures.push(await measure(PRUNED, 'tensorflow', steps, pruneToOne, shape));
+      }
       await initBackend({ backend: 'tensorflow', quiet: true });
       machinePeakConvGflops.tensorflow = peakConvGflops();
       kernelCallCpuMicroseconds.tensorflow = kernelCallCost();
@@ -463,7 +568,12 @@ for (const backend of backends) {
       console.error(`trainer-throughput: tensorflow with TF_NUM_INTRAOP_THREADS=${t} TF_NUM_INTEROP_THREADS=${t} (child process)`);
       execFileSync(
         process.execPath,
-        [import.meta.filename, '--backends', 'tensorflow', '--tf-threads', 'default', '--steps', String(steps), '--out', childOut, ...(quick ? ['--quick'] : [])],
+        [
+          import.meta.filename,
+          ...['--backends', 'tensorflow', '--tf-threads', 'default', '--steps', String(steps), '--out', childOut],
+          ...['--sizes', shapes.map(shapeLabel).join(','), '--torch', 'off'],
+          ...(quick ? ['--quick'] : []),
+        ],
         { env: { ...process.env, TF_NUM_INTRAOP_THREADS: t, TF_NUM_INTEROP_THREADS: t }, stdio: ['ignore', 'ignore', 'inherit'] },
       );
       const child = JSON.parse(readFileSync(childOut, 'utf8')) as {
@@ -481,13 +591,34 @@ for (const backend of backends) {
     // One step of the full supernet; no profile or per-kernel pass (each would be another
     // step of tens of CPU seconds; the kernels are those of wasm's fused step).
     wasmTuning(false);
-    figures.push(await measure(FULL, 'cpu', 1, () => {}, { profile: false }));
+    figures.push(await measure(FULL, 'cpu', 1, () => {}, PRIMARY, { profile: false }));
     wasmTuning(true);
   }
 }
 
-const find = (name: string, backend: string, threads = 'default') =>
-  figures.find((f) => f.name === name && f.backend === backend && (backend !== 'tensorflow' || f.tfThreads?.intraOp === threads));
+if (torchOn) runTwins(twinRounds - 1);
+const twinFigures: TwinFigure[] = shapes.flatMap((shape) =>
+  (['full', 'pruned'] as const).flatMap((variant) => {
+    const runs = twinRuns.filter((t) => t.size === shape.size && t.batch === shape.batch && t.variant === variant);
+    if (runs.length === 0) return [];
+    const mean = (k: 'cpuMsPerStep' | 'msPerStep') => +(runs.reduce((a, r) => a + r[k], 0) / runs.length).toFixed(1);
+    const profiled = runs.find((r) => r.atenOpsPerStep !== undefined);
+    return [
+      {
+        ...runs[runs.length - 1],
+        ...(profiled ? { atenOpsPerStep: profiled.atenOpsPerStep, atenOpsPerStepAllLevels: profiled.atenOpsPerStepAllLevels } : {}),
+        cpuMsPerStep: mean('cpuMsPerStep'),
+        msPerStep: mean('msPerStep'),
+        rounds: runs.map((r) => ({ cpuMsPerStep: r.cpuMsPerStep, msPerStep: r.msPerStep, loadAverage1m: r.loadAverage1m })),
+      },
+    ];
+  }),
+);
+
+const find = (name: string, backend: string, threads = 'default', shape: Shape = PRIMARY) =>
+  figures.find(
+    (f) => f.name === name && f.backend === backend && f.sliceSize === shape.size && f.batch === shape.batch && (backend !== 'tensorflow' || f.tfThreads?.intraOp === threads),
+  );
 const ratio = (a: Figure | undefined, b: Figure | undefined, key: 'cpuMsPerStep' | 'msPerStep' = 'cpuMsPerStep') =>
   a && b ? +(a[key] / b[key]).toFixed(2) : undefined;
 const variants = [
@@ -497,26 +628,101 @@ const variants = [
     .map((b) => ({ label: b, backend: b, threads: tfThreads().intraOp })),
   ...(backends.includes('tensorflow') ? threadCounts.filter((t) => t !== 'default').map((t) => ({ label: `tensorflow, ${t} thread${t === '1' ? '' : 's'} per pool`, backend: 'tensorflow', threads: t })) : []),
 ];
-const prunedToOneVsAllByBackend = Object.fromEntries(variants.map((v) => [v.label, ratio(find(FULL, v.backend, v.threads), find(PRUNED, v.backend, v.threads))]));
+const prunedVsAll = (shape: Shape) => Object.fromEntries(variants.map((v) => [v.label, ratio(find(FULL, v.backend, v.threads, shape), find(PRUNED, v.backend, v.threads, shape))]));
 /** wasm's cost over native's (> 1: native is cheaper), CPU and wall. */
-const nativeVsWasm = Object.fromEntries(
-  variants
-    .filter((v) => v.backend === 'tensorflow' && backends.includes('wasm'))
-    .map((v) => [
-      v.label,
-      Object.fromEntries(
-        [
-          ['full', FULL],
-          ['pruned', PRUNED],
-        ].map(([k, name]) => [k, { cpu: ratio(find(name, 'wasm'), find(name, 'tensorflow', v.threads)), wall: ratio(find(name, 'wasm'), find(name, 'tensorflow', v.threads), 'msPerStep') }]),
-      ),
-    ]),
+const nativeOverWasm = (shape: Shape) =>
+  Object.fromEntries(
+    variants
+      .filter((v) => v.backend === 'tensorflow' && backends.includes('wasm'))
+      .map((v) => [
+        v.label,
+        Object.fromEntries(
+          [
+            ['full', FULL],
+            ['pruned', PRUNED],
+          ].map(([k, name]) => [
+            k,
+            { cpu: ratio(find(name, 'wasm', 'default', shape), find(name, 'tensorflow', v.threads, shape)), wall: ratio(find(name, 'wasm', 'default', shape), find(name, 'tensorflow', v.threads, shape), 'msPerStep') },
+          ]),
+        ),
+      ]),
+  );
+const prunedToOneVsAllByBackend = prunedVsAll(PRIMARY);
+const nativeVsWasm = nativeOverWasm(PRIMARY);
+
+/** Ours over PyTorch's, per backend, variant and size: CPU and wall per step, kernel calls per step. */
+const torchRatios = variants.flatMap((v) =>
+  shapes.flatMap((shape) =>
+    (['full', 'pruned'] as const).flatMap((variant) => {
+      const ours = find(variant === 'full' ? FULL : PRUNED, v.backend, v.threads, shape);
+      const twin = twinFigures.find((t) => t.size === shape.size && t.batch === shape.batch && t.variant === variant);
+      if (!ours || !twin) return [];
+      return [
+        {
+          backend: v.label,
+          variant,
+          sliceSize: shape.size,
+          batch: shape.batch,
+          cpu: +(ours.cpuMsPerStep / twin.cpuMsPerStep).toFixed(2),
+          wall: +(ours.msPerStep / twin.msPerStep).toFixed(2),
+          oursCpuMsPerStep: ours.cpuMsPerStep,
+          torchCpuMsPerStep: twin.cpuMsPerStep,
+          oursMsPerStep: ours.msPerStep,
+          torchMsPerStep: twin.msPerStep,
+          oursKernelsPerStep: ours.kernelsPerStep,
+          torchAtenOpsPerStep: twin.atenOpsPerStep,
+          sameParameters: JSON.stringify(ours.parameters) === JSON.stringify(twin.parameters),
+        },
+      ];
+    }),
+  ),
 );
+for (const r of torchRatios) {
+  if (!r.sameParameters) throw new Error(`the PyTorch twin's ${r.variant} network at ${r.sliceSize}x${r.sliceSize} has other parameter counts than ours: the twin is out of date`);
+}
+
+/**
+ * The comparison on equal terms, one thread each: wasm (single-threaded) and native
+ * TensorFlow with one intra-op and one inter-op thread, each variant and size, against
+ * a limit of 1.5x PyTorch's CPU per step.
+ */
+const TORCH_LIMIT = 1.5;
+const oneThread = torchRatios.filter((r) => r.backend === 'wasm' || r.backend === 'tensorflow, 1 thread per pool');
+const torchTarget = {
+  limit: TORCH_LIMIT,
+  ratios: oneThread.map((r) => ({ backend: r.backend, variant: r.variant, sliceSize: r.sliceSize, batch: r.batch, cpu: r.cpu })),
+  met: oneThread.length > 0 && oneThread.every((r) => r.cpu <= TORCH_LIMIT),
+};
+
+if (torchRatios.length > 0) {
+  const rows = torchRatios.map((r) => [
+    r.backend,
+    r.variant,
+    `${r.sliceSize}x${r.sliceSize} b${r.batch}`,
+    String(r.oursCpuMsPerStep),
+    String(r.torchCpuMsPerStep),
+    r.cpu.toFixed(2),
+    r.wall.toFixed(2),
+    String(r.oursKernelsPerStep ?? '-'),
+    String(r.torchAtenOpsPerStep ?? '-'),
+  ]);
+  const head = ['backend', 'variant', 'size', 'ours CPU ms', 'PyTorch CPU ms', 'CPU ratio', 'wall ratio', 'our kernels', 'aten ops'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  console.error(`trainer-throughput: ours over PyTorch (${twinFigures[0].engine}, one thread), per step:`);
+  console.error(line(head));
+  for (const r of rows) console.error(line(r));
+  const over = oneThread.filter((r) => r.cpu > TORCH_LIMIT);
+  console.error(
+    `trainer-throughput: one thread each (wasm; TensorFlow 1 intra-op + 1 inter-op thread): ${oneThread.length} ratios, ` +
+      (over.length === 0 ? `all <= ${TORCH_LIMIT}` : `${over.length} above ${TORCH_LIMIT}: ${over.map((r) => `${r.backend} ${r.variant} ${r.sliceSize}x${r.sliceSize} b${r.batch} ${r.cpu.toFixed(2)}`).join('; ')}`),
+  );
+}
 
 const cpus = os.cpus();
 const result = {
-  what: 'one search step = weights step (momentum SGD on cell weights, backbone frozen) + first-order architecture step (Adam on alphas and betas); images/s = batch / step time; CPU = process.cpuUsage, every thread of the process',
-  config: { depth: 3, nodes: 4, baseFilters: 16, sliceSize: SIZE, batch: BATCH, partialChannels: 4, operations: OPERATIONS.length },
+  what: 'one search step as the trainer runs it = first-order architecture step (Adam with weight decay on alphas and betas) + weights step (momentum SGD with weight decay and gradient clipping on the cell weights, backbone frozen); images/s = batch / step time; CPU = process.cpuUsage, every thread of the process',
+  config: { depth: 3, nodes: 4, baseFilters: 16, sizes: shapes.map((s) => ({ sliceSize: s.size, batch: s.batch })), partialChannels: 4, operations: OPERATIONS.length },
   machine: {
     cpu: cpus[0]?.model ?? 'unknown',
     cores: cpus.length,
@@ -534,12 +740,24 @@ const result = {
   kernelCallCpuMicroseconds,
   figures,
   speedups: {
-    afterVsBefore: ratio(find('before: edge-by-edge cell, stock wasm kernels, 10 operations', 'wasm'), find(FULL, 'wasm')),
+    // At the first of --sizes (32x32, batch 8 by default).
+    afterVsBefore: ratio(find(BEFORE, 'wasm'), find(FULL, 'wasm')),
     // wasm's where measured (the figure the smallest-setting test checks), else the first backend's.
     prunedToOneVsAll: prunedToOneVsAllByBackend.wasm ?? Object.values(prunedToOneVsAllByBackend)[0],
     prunedToOneVsAllByBackend,
     ...(Object.keys(nativeVsWasm).length > 0 ? { nativeVsWasm } : {}),
+    bySize: Object.fromEntries(shapes.map((s) => [shapeLabel(s), { prunedToOneVsAllByBackend: prunedVsAll(s), nativeVsWasm: nativeOverWasm(s) }])),
   },
+  ...(torchOn
+    ? {
+        torch: {
+          what: 'the PyTorch twin of the step (test/bench/torch/twin.py): one intra-op and one inter-op thread; CPU = time.process_time; a figure is the mean of its rounds (before and after our figures; one with --quick); aten ops: not nested in another aten op, counted in a separate profiled step',
+          figures: twinFigures,
+        },
+        torchRatios,
+        torchTarget,
+      }
+    : {}),
 };
 
 /** TensorFlow's version as the native library reports it. */
@@ -551,4 +769,37 @@ function nativeVersion(): string {
 const out = option('--out') !== undefined ? path.resolve(option('--out')!) : path.join(import.meta.dirname, 'results', 'trainer-throughput.json');
 mkdirSync(path.dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+if (!quick && option('--out') === undefined && torchRatios.length > 0) {
+  updateBenchmarksMd('trainer-throughput-torch', torchSection());
+  console.error('trainer-throughput: wrote the "Against PyTorch" table of BENCHMARKS.md');
+}
 console.log(JSON.stringify(result, null, 2));
+
+/** The "Against PyTorch" subsection of BENCHMARKS.md section 2 (between its markers). */
+function torchSection(): string {
+  const twin = twinFigures[0];
+  const load = (xs: number[]) => xs.map((x) => x.toFixed(1)).join(', ');
+  const lines = [
+    '### Against PyTorch',
+    '',
+    `\`scripts/with-node npm run bench:trainer-throughput${args.length > 0 ? ` -- ${args.join(' ')}` : ''}\`` +
+      ` (${result.date.slice(0, 10)}; ${result.machine.cpu}, ${result.machine.cores} cores, Node ${result.machine.node}` +
+      `${result.machine.tensorflow ? `, TensorFlow ${result.machine.tensorflow}` : ''}, ${twin.engine} (Debian python3-torch), one thread). ` +
+      `**Load average ${load(loadAtStart)} at the start, ${load(result.machine.loadAverage)} at the end** (1, 5, 15 minutes); ` +
+      `PyTorch ran before and after ours (its figure: the mean of the two rounds), at 1-minute load ${load(twinRuns.map((t) => t.loadAverage1m))}.`,
+    '',
+    'The same search step in both (the trainer\'s: architecture Adam step, then the weights\' momentum-SGD step with weight decay and clipping, backbone frozen; ' +
+      'test/bench/torch/twin.test.ts checks on a small network that the twin has the same parameters and computes the same logits, loss, gradients and updated weights). ' +
+      'Ratio = our CPU ms per step / PyTorch\'s (below 1: ours is cheaper); CPU = every thread of the process. Kernel calls per step: ours tf.profile\'s kernels, ' +
+      'PyTorch the aten ops not nested in another aten op, each in a separate step. Full = all 10 operations; pruned = every edge pruned to one operation ' +
+      '(PyTorch builds only the kept operations). Raw figures: `torchRatios` and `torch` in test/bench/results/trainer-throughput.json.',
+    '',
+    '| backend (TensorFlow threads) | variant | slice, batch | ours CPU ms | PyTorch CPU ms | **ours / PyTorch, CPU** | ours / PyTorch, wall | our kernels/step | PyTorch aten ops/step |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...torchRatios.map(
+      (r) =>
+        `| ${r.backend === 'tensorflow' ? `tensorflow (${tfThreads().intraOp})` : r.backend} | ${r.variant} | ${r.sliceSize}x${r.sliceSize}, ${r.batch} | ${r.oursCpuMsPerStep} | ${r.torchCpuMsPerStep} | **${r.cpu.toFixed(2)}** | ${r.wall.toFixed(2)} | ${r.oursKernelsPerStep ?? '-'} | ${r.torchAtenOpsPerStep ?? '-'} |`,
+    ),
+  ];
+  return lines.join('\n');
+}
