@@ -59,46 +59,35 @@ function referenceInstanceNorm(x: tf.Tensor4D, gamma?: tf.Tensor, beta?: tf.Tens
 }
 
 /**
- * Each row of x [rows, n] to mean 0 and variance 1, with the analytic gradient
+ * x to mean 0 and variance 1 along `axes` (kept as size 1), with the analytic gradient
  * dx = rstd * (dy - mean(dy) - y * mean(dy * y)): 7 kernels each way instead of the
  * ~25 that differentiating mean, sub, square, mean, add, rsqrt and mul one by one takes.
  */
-export const normalizeRows = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-  const x = args[0] as tf.Tensor;
-  const save = args[1] as tf.GradSaveFunc;
-  const centered = tf.sub(x, tf.mean(x, 1, true));
-  const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centered), 1, true), NORM_EPS));
-  const y = tf.mul(centered, rstd);
-  save([y, rstd]);
-  return {
-    value: y,
-    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-      const g = dy as tf.Tensor;
-      const [yy, rs] = saved;
-      const proj = tf.mean(tf.mul(g, yy), 1, true);
-      return tf.mul(tf.sub(tf.sub(g, tf.mean(g, 1, true)), tf.mul(yy, proj)), rs);
-    },
-  };
-}) as (x: tf.Tensor2D) => tf.Tensor2D;
+function normalizer(axes: number | number[]) {
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const x = args[0] as tf.Tensor;
+    const save = args[1] as tf.GradSaveFunc;
+    const centered = tf.sub(x, tf.mean(x, axes, true));
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centered), axes, true), NORM_EPS));
+    const y = tf.mul(centered, rstd);
+    save([y, rstd]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const g = dy as tf.Tensor;
+        const [yy, rs] = saved;
+        const proj = tf.mean(tf.mul(g, yy), axes, true);
+        return tf.mul(tf.sub(tf.sub(g, tf.mean(g, axes, true)), tf.mul(yy, proj)), rs);
+      },
+    };
+  });
+}
+
+/** Each row of x [rows, n] to mean 0 and variance 1. */
+export const normalizeRows = normalizer(1) as (x: tf.Tensor2D) => tf.Tensor2D;
 
 /** normalizeRows for [B, H, W, C]: each (sample, channel) over H and W, in place. */
-export const normalizeSpatial = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-  const x = args[0] as tf.Tensor;
-  const save = args[1] as tf.GradSaveFunc;
-  const centered = tf.sub(x, tf.mean(x, [1, 2], true));
-  const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(centered), [1, 2], true), NORM_EPS));
-  const y = tf.mul(centered, rstd);
-  save([y, rstd]);
-  return {
-    value: y,
-    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
-      const g = dy as tf.Tensor;
-      const [yy, rs] = saved;
-      const proj = tf.mean(tf.mul(g, yy), [1, 2], true);
-      return tf.mul(tf.sub(tf.sub(g, tf.mean(g, [1, 2], true)), tf.mul(yy, proj)), rs);
-    },
-  };
-}) as (x: tf.Tensor4D) => tf.Tensor4D;
+export const normalizeSpatial = normalizer([1, 2]) as (x: tf.Tensor4D) => tf.Tensor4D;
 
 /** 1x1 convolution as a matrix product (its gradients are matrix products on every backend). */
 export function pointwise(x: tf.Tensor4D, w: tf.Tensor2D): tf.Tensor4D {

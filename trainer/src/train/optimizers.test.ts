@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../backend/testing.ts';
+import { mulberry32 } from '../data/random.ts';
 import { readCheckpoint, restoreVariables, writeCheckpoint } from './checkpoint.ts';
 import { appendHistory, readHistory, truncateHistory } from './history.ts';
 import { Adam, SgdMomentum, cosineLearningRate, useStackedUpdates, type NamedVariable } from './optimizers.ts';
@@ -95,16 +96,10 @@ describe('checkpoints and history', () => {
 // or Adam(weight_decay), over several steps and variables of mixed shapes, some
 // without a gradient (pruned operations).
 
-/** Deterministic values in [-1, 1) (mulberry32). */
+/** Deterministic values in [-1, 1). */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  };
+  const next = mulberry32(seed);
+  return () => 2 * next() - 1;
 }
 
 // Shape [3, 3, 2, 4] four times, [5, 6] three times, [2, 2] twice; a [1], and unique
