@@ -52,6 +52,21 @@ describe('benchmarks at their smallest setting', () => {
     expect(r.torchTarget.ratios.length).toBeGreaterThanOrEqual(2);
   }, 600_000);
 
+  it('step-changes: the search step with each change off alone, and with none', async () => {
+    const out = path.join(tmp(), 'step-changes.json');
+    await bench('step-changes', ['--rounds', '1', '--sizes', '16x2', '--variants', 'pruned', '--backends', 'wasm,tensorflow', '--out', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8'));
+    const rows = (backend: string) => r.rows.filter((x: { backend: string }) => x.backend === backend);
+    expect(rows('wasm').length).toBe(4); // after, two changes off alone, before
+    expect(rows('tensorflow').length).toBe(6); // and the two native changes
+    for (const backend of ['wasm', 'tensorflow']) {
+      const kernels = Object.fromEntries(rows(backend).map((x: { config: string; kernelsPerStep: number }) => [x.config, x.kernelsPerStep]));
+      // Every change removes kernel calls (counted, not timed).
+      for (const [config, n] of Object.entries(kernels)) if (config !== 'after (all changes)') expect(n as number).toBeGreaterThan(kernels['after (all changes)']);
+      for (const x of rows(backend)) expect(x.cpuMsPerStep).toBeGreaterThan(0);
+    }
+  }, 600_000);
+
   it('search-pruning: per-epoch time with all operations and after pruning', async () => {
     const out = path.join(tmp(), 'search-pruning.json');
     await bench('search-pruning', ['--max-epochs', '6', '--out', out]);
