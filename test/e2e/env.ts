@@ -175,14 +175,33 @@ export function tinySearch(name: string, namespace: string, opts: { searchEpochs
   return { apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name, namespace }, spec: merge(base, opts.spec ?? {}) };
 }
 
-/** Waits until `check` holds for the search; the timeout error shows its last status. */
-export async function waitForSearch(cluster: Cluster, namespace: string, name: string, what: string, check: (s: KubeJSON) => boolean, timeoutMs = 180_000): Promise<KubeJSON> {
+/**
+ * Polls the search until `check` holds; the timeout error shows its last status. `hopeless`, when given, is asked after each
+ * failed check: a message there (the condition can no longer come) fails the wait at
+ * once with that message instead of at the timeout.
+ */
+export async function waitForSearch(
+  cluster: Cluster,
+  namespace: string,
+  name: string,
+  what: string,
+  check: (s: KubeJSON) => boolean,
+  timeoutMs = 180_000,
+  hopeless?: () => Promise<string | undefined | false> | string | undefined | false,
+): Promise<KubeJSON> {
   let last: KubeJSON;
+  let gaveUp: string | undefined;
   try {
-    return await waitFor(`${namespace}/${name}: ${what}`, async () => {
+    const found = await waitFor(`${namespace}/${name}: ${what}`, async () => {
       last = await cluster.client.find(iacsPath(namespace, name));
-      return last && check(last) ? last : undefined;
+      if (last && check(last)) return last;
+      // waitFor retries a check that throws; a hopeless wait ends it with a value instead.
+      const why = hopeless ? await hopeless() : undefined;
+      if (why) gaveUp = why;
+      return why ? (last ?? {}) : undefined;
     }, timeoutMs, 500);
+    if (gaveUp !== undefined) throw new Error(`${namespace}/${name}: gave up waiting for ${what}: ${gaveUp}`);
+    return found;
   } catch (err) {
     throw new Error(`${(err as Error).message}\nlast status: ${JSON.stringify(last?.status ?? null, null, 1).slice(0, 6000)}`);
   }

@@ -54,6 +54,12 @@ describe.skipIf(skip)('the chart with our images on a real node', () => {
     chownSync(hostDir, 1000, 1000);
     return hostDir;
   };
+  /** The last lines of a pod's log, for failure messages. */
+  const podLogs = async (pod: string) => {
+    const r = await kubectl(['logs', '-n', NS, pod, '--tail=40']);
+    return [`--- ${pod} (kubectl logs, last 40 lines):`, r.out.trim()];
+  };
+  const operatorLogs = async () => (await Promise.all((await operatorPods()).map((p) => podLogs(p.metadata.name)))).flat();
   const readyOperator = () =>
     waitFor('an operator pod Ready', async () => (await operatorPods()).find((p) => p.status?.conditions?.some((k: KubeJSON) => k.type === 'Ready' && k.status === 'True')), 300_000, 1000);
 
@@ -82,6 +88,10 @@ describe.skipIf(skip)('the chart with our images on a real node', () => {
       'replicaCount=1',
       `service.clusterIP=${SERVICE_IP}`,
       `progressURL=http://${SERVICE_IP}:8080/v1/progress`,
+      // Progress news reaches the status at most once per --progress-interval (1m by
+      // default) after the phase's first write; the search phase takes well under a
+      // minute here, so without this no progress would show before it ends.
+      'extraArgs[0]=--progress-interval=2s',
     ];
     const r = run(tools.paths.helm, ['install', RELEASE, path.join(repoRoot, 'charts/iac-operator'), '--namespace', NS, '--kubeconfig', c.kubeconfigPath, ...sets.flatMap((s) => ['--set', s])]);
     expect(r.status, r.stderr).toBe(0);
@@ -101,8 +111,22 @@ describe.skipIf(skip)('the chart with our images on a real node', () => {
     const applied = await kubectl(['apply', '-n', NS, '-f', '-'], toYaml(example));
     expect(applied.code, applied.out).toBe(0);
 
-    // Mid-search: once the trainer has reported progress from the search phase.
-    const searching = await waitForSearch(c, NS, 'phantom-quick', 'search progress from the trainer pod', (s) => s.status?.phase === 'Searching' && Boolean(s.status?.progress?.updateTime), 600_000);
+    // Mid-search: once the trainer has reported progress from the search phase. A search
+    // that leaves Searching first fails at once, with the pods' logs.
+    let passed: string | undefined;
+    const searching = await waitForSearch(
+      c,
+      NS,
+      'phantom-quick',
+      'search progress from the trainer pod',
+      (s) => {
+        if (s.status?.phase === 'Searching' && s.status?.progress?.updateTime) return true;
+        if (s.status?.phases?.search?.endTime) passed = s.status.phase;
+        return false;
+      },
+      600_000,
+      async () => passed && `the search phase ended (${passed}) with no progress from its pod seen:\n${[...(await podLogs('phantom-quick-search-1')), ...(await operatorLogs())].join('\n')}`,
+    );
     expect(searching.status.phases.search.pod).toBe('phantom-quick-search-1');
     const [first] = await operatorPods();
     const del = await kubectl(['delete', 'pod', '-n', NS, first.metadata.name, '--wait=true']);
