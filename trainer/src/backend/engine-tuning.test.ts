@@ -388,6 +388,34 @@ describeEachBackend(
       expect(tf.memory().numTensors - before).toBe(added);
       x.dispose();
     });
+
+    it('keeps at most a bounded number of cached constants however many shapes come', () => {
+      const x = tf.zeros([4096]);
+      const before = tf.memory().numTensors;
+      // Every ordered factorisation of 4096 = 2^12 into powers of two (2,048 shapes), each
+      // also with a leading and with a trailing 1: 6,144 distinct shapes.
+      let shapes = 0;
+      for (let cuts = 0; cuts < 2 ** 11; cuts++) {
+        const shape: number[] = [];
+        let run = 1;
+        for (let bit = 0; bit < 12; bit++) {
+          run *= 2;
+          if (bit === 11 || cuts & (1 << bit)) {
+            shape.push(run);
+            run = 1;
+          }
+        }
+        for (const s of [shape, [1, ...shape], [...shape, 1]]) {
+          tf.dispose(tf.reshape(x, s));
+          shapes++;
+        }
+      }
+      expect(shapes).toBe(6144);
+      expect(tf.memory().numTensors - before).toBeLessThanOrEqual(4096);
+      // Still right after the cache started over.
+      expect(tf.tidy(() => Array.from(tf.reshape(tf.range(0, 6), [2, 3]).transpose().dataSync()))).toEqual([0, 3, 1, 4, 2, 5]);
+      x.dispose();
+    });
   },
   ['tensorflow'],
 );

@@ -32,11 +32,18 @@ const originals: { kernels: KernelConfig[]; relu?: GradConfig } = { kernels: [] 
 const replacements: { kernels: KernelConfig[]; relu?: GradConfig } = { kernels: [] };
 const constants = new Map<string, tf.Tensor1D>();
 
+/** At most this many cached constants (a process that sees ever new shapes starts over). */
+const MAX_CONSTANTS = 4096;
+
 /** A kept int32 vector, created once per distinct value. */
 function int32Constant(values: readonly number[]): tf.Tensor1D {
   const key = values.join(',');
   let t = constants.get(key);
   if (!t || t.isDisposed) {
+    if (constants.size >= MAX_CONSTANTS) {
+      tf.dispose([...constants.values()]);
+      constants.clear();
+    }
     t = tf.keep(tf.tensor1d(values as number[], 'int32'));
     constants.set(key, t);
   }
