@@ -413,7 +413,9 @@ describeEachBackend(
       expect(shapes).toBe(6144);
       expect(tf.memory().numTensors - before).toBeLessThanOrEqual(4096);
       // Still right after the cache started over.
-      expect(tf.tidy(() => Array.from(tf.reshape(tf.range(0, 6), [2, 3]).transpose().dataSync()))).toEqual([0, 3, 1, 4, 2, 5]);
+      const t = tf.tidy(() => tf.transpose(tf.reshape(tf.range(0, 6), [2, 3])));
+      expect(Array.from(t.dataSync())).toEqual([0, 3, 1, 4, 2, 5]);
+      t.dispose();
       x.dispose();
     });
   },
