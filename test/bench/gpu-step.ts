@@ -1,4 +1,4 @@
-// Time of one IAC search step (a weights step + a first-order architecture step, as in
+// Time of one IAC search step (a first-order architecture step + a weights step, as in
 // trainer-throughput.ts) of the full supernet (depth 3, 4 nodes, base 16, K=4, all 10
 // operations) at a chosen slice size, batch and backend, for the GPU benchmark
 // (test/bench/gpu.sh) and anywhere else a shape other than trainer-throughput's fixed
@@ -115,7 +115,7 @@ const gpu = backend === 'tensorflow-gpu' ? gpuMemory() : undefined;
 const sorted = [...stepMs].sort((a, b) => a - b);
 
 const result = {
-  what: 'one search step = weights step (momentum SGD on cell weights, backbone frozen) + first-order architecture step (Adam on alphas and betas) of the full supernet; images/s = batch / step wall time',
+  what: 'one search step as the trainer runs it = first-order architecture step (Adam with weight decay on alphas and betas) + weights step (momentum SGD with weight decay and clipping on cell weights, backbone frozen) of the full supernet; images/s = batch / step wall time',
   command: `scripts/with-node node test/bench/gpu-step.ts ${args.join(' ')}`.trim(),
   backend: info.choice,
   backendLine: info.line,
