@@ -25,26 +25,11 @@ function zerosLike(vars: readonly NamedVariable[], slot: string): Map<string, tf
   return new Map(vars.map((v) => [`${v.name}/${slot}`, tf.variable(tf.zerosLike(v.variable), false)]));
 }
 
-/** Scale that brings the global L2 norm of `grads` down to at most `clip` (a scalar tensor). */
-export function clipScale(grads: readonly (tf.Tensor | undefined)[], clip: number): tf.Scalar {
-  return tf.tidy(() => {
-    const present = grads.filter((g): g is tf.Tensor => g !== undefined);
-    if (present.length === 0) return tf.scalar(1);
-    return scaleFromSquares(present.map((g) => tf.sum(tf.square(g))), clip);
-  });
-}
-
-function scaleFromSquares(squares: tf.Tensor[], clip: number): tf.Scalar {
-  const sq = squares.length === 1 ? squares[0] : tf.addN(squares);
-  return tf.div(clip, tf.maximum(tf.sqrt(sq), clip)) as tf.Scalar;
-}
-
 /**
- * The indices of the variables that have a gradient, grouped by shape. Each group is
- * updated as one stacked tensor: a search step has about 600 cell weights in about
- * 20 shapes, and updating them one by one took ~9 kernel calls each, a fifth of the
- * step's calls, for a few thousand numbers apiece. The arithmetic is the same,
- * element by element.
+ * The variables that have a gradient, grouped by shape. Each group is updated as one
+ * stacked tensor: a search step has about 600 cell weights in about 20 shapes, and
+ * updating them one by one took ~9 kernel calls each, a fifth of the step's calls, for
+ * a few thousand numbers apiece. The arithmetic is the same, element by element.
  */
 function shapeGroups(vars: readonly NamedVariable[], grads: readonly (tf.Tensor | undefined)[]): number[][] {
   const groups = new Map<string, number[]>();
@@ -66,7 +51,36 @@ export function useStackedUpdates(on: boolean): void {
 }
 
 const stacked = (ts: tf.Tensor[]): tf.Tensor => (ts.length === 1 ? ts[0] : tf.stack(ts));
-const unstacked = (t: tf.Tensor, n: number): tf.Tensor[] => (n === 1 ? [t] : tf.unstack(t));
+
+/** Assigns the slices of a stacked tensor to `targets`, in order. */
+function assignStacked(t: tf.Tensor, targets: readonly tf.Variable[]): void {
+  (targets.length === 1 ? [t] : tf.unstack(t)).forEach((x, k) => targets[k].assign(x));
+}
+
+/**
+ * One group of variables of a shape, stacked: their indices, values `w`, and gradient
+ * `g` as both optimizers use it (scaled so that the global L2 norm over all groups is at
+ * most `gradClip`, then L2 weight decay added). Call inside tf.tidy.
+ */
+function gradientGroups(
+  vars: readonly NamedVariable[],
+  grads: readonly (tf.Tensor | undefined)[],
+  o: { gradClip?: number; weightDecay: number },
+): { idx: number[]; w: tf.Tensor; g: tf.Tensor }[] {
+  const groups = shapeGroups(vars, grads).map((idx) => ({ idx, g: stacked(idx.map((i) => grads[i]!)) }));
+  let scale: tf.Scalar | undefined;
+  if (o.gradClip && groups.length > 0) {
+    const squares = groups.map(({ g }) => tf.sum(tf.square(g)));
+    const norm = tf.sqrt(squares.length === 1 ? squares[0] : tf.addN(squares));
+    scale = tf.div(o.gradClip, tf.maximum(norm, o.gradClip)) as tf.Scalar;
+  }
+  return groups.map(({ idx, g }) => {
+    const w = stacked(idx.map((i) => vars[i].variable));
+    let scaled = scale ? tf.mul(g, scale) : g;
+    if (o.weightDecay > 0) scaled = tf.add(scaled, tf.mul(w, o.weightDecay));
+    return { idx, w, g: scaled };
+  });
+}
 
 /** SGD with momentum and L2 weight decay (PyTorch semantics), global-norm gradient clipping. */
 export class SgdMomentum implements Optimizer {
@@ -83,17 +97,14 @@ export class SgdMomentum implements Optimizer {
 
   apply(grads: readonly (tf.Tensor | undefined)[], learningRate: number): void {
     tf.tidy(() => {
-      const groups = shapeGroups(this.vars, grads).map((idx) => ({ idx, g: stacked(idx.map((i) => grads[i]!)) }));
-      const scale = this.opts.gradClip && groups.length > 0 ? scaleFromSquares(groups.map(({ g }) => tf.sum(tf.square(g))), this.opts.gradClip) : null;
-      for (const { idx, g: raw } of groups) {
+      for (const { idx, w, g } of gradientGroups(this.vars, grads, this.opts)) {
         const vels = idx.map((i) => this.velocity.get(`${this.vars[i].name}/velocity`)!);
-        const w = stacked(idx.map((i) => this.vars[i].variable));
-        let g = scale ? tf.mul(raw, scale) : raw;
-        if (this.opts.weightDecay > 0) g = tf.add(g, tf.mul(w, this.opts.weightDecay));
         const next = tf.add(tf.mul(stacked(vels), this.opts.momentum), g);
-        const nextW = tf.sub(w, tf.mul(next, learningRate));
-        unstacked(next, idx.length).forEach((t, k) => vels[k].assign(t));
-        unstacked(nextW, idx.length).forEach((t, k) => this.vars[idx[k]].variable.assign(t));
+        assignStacked(next, vels);
+        assignStacked(
+          tf.sub(w, tf.mul(next, learningRate)),
+          idx.map((i) => this.vars[i].variable),
+        );
       }
     });
     this.step++;
@@ -128,25 +139,21 @@ export class Adam implements Optimizer {
 
   apply(grads: readonly (tf.Tensor | undefined)[], learningRate: number): void {
     const t = this.step + 1;
-    const { beta1, beta2, weightDecay, epsilon } = this.opts;
+    const { beta1, beta2, epsilon } = this.opts;
     const stepSize = (learningRate * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
     tf.tidy(() => {
-      const groups = shapeGroups(this.vars, grads).map((idx) => ({ idx, g: stacked(idx.map((i) => grads[i]!)) }));
-      const scale = this.opts.gradClip && groups.length > 0 ? scaleFromSquares(groups.map(({ g }) => tf.sum(tf.square(g))), this.opts.gradClip) : null;
-      for (const { idx, g: raw } of groups) {
-        const names = idx.map((i) => this.vars[i].name);
-        const ms = names.map((n) => this.m.get(`${n}/m`)!);
-        const vs = names.map((n) => this.v.get(`${n}/v`)!);
-        const p = stacked(idx.map((i) => this.vars[i].variable));
-        let g = scale ? tf.mul(raw, scale) : raw;
-        if (weightDecay > 0) g = tf.add(g, tf.mul(p, weightDecay));
+      for (const { idx, w, g } of gradientGroups(this.vars, grads, this.opts)) {
+        const ms = idx.map((i) => this.m.get(`${this.vars[i].name}/m`)!);
+        const vs = idx.map((i) => this.v.get(`${this.vars[i].name}/v`)!);
         const m1 = tf.add(tf.mul(stacked(ms), beta1), tf.mul(g, 1 - beta1));
         const v1 = tf.add(tf.mul(stacked(vs), beta2), tf.mul(tf.square(g), 1 - beta2));
         const denom = tf.add(tf.sqrt(v1), epsilon * Math.sqrt(1 - beta2 ** t));
-        const nextP = tf.sub(p, tf.mul(tf.div(m1, denom), stepSize));
-        unstacked(m1, idx.length).forEach((x, k) => ms[k].assign(x));
-        unstacked(v1, idx.length).forEach((x, k) => vs[k].assign(x));
-        unstacked(nextP, idx.length).forEach((x, k) => this.vars[idx[k]].variable.assign(x));
+        assignStacked(m1, ms);
+        assignStacked(v1, vs);
+        assignStacked(
+          tf.sub(w, tf.mul(tf.div(m1, denom), stepSize)),
+          idx.map((i) => this.vars[i].variable),
+        );
       }
     });
     this.step = t;
