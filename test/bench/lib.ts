@@ -1,8 +1,9 @@
 // Shared pieces of the benchmark commands: running trainer phases as child processes
 // (exactly as a pod or `iacnas run` does), the machine description, and updating
-// the matching section of BENCHMARKS.md.
-import { spawn } from 'node:child_process';
-import { createWriteStream, readFileSync, writeFileSync, existsSync } from 'node:fs';
+// the matching section of BENCHMARKS.md, and re-running a benchmark with TensorFlow's
+// thread pools set.
+import { execFileSync, spawn } from 'node:child_process';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,4 +86,23 @@ export function parseFlags(argv: string[]): Map<string, string> {
     else flags.set(a.slice(2), 'true');
   }
   return flags;
+}
+
+/**
+ * Runs `script` again in a child process with TensorFlow's intra-op and inter-op pools
+ * set to `threads` (TensorFlow reads them once, when it starts) and returns the JSON the
+ * child writes to the file given after `--out`.
+ */
+export function runWithTfThreads<T>(script: string, args: readonly string[], threads: string): T {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-tf-threads-'));
+  try {
+    const out = path.join(dir, 'out.json');
+    execFileSync(process.execPath, [script, ...args, '--out', out], {
+      env: { ...process.env, TF_NUM_INTRAOP_THREADS: threads, TF_NUM_INTEROP_THREADS: threads },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    return JSON.parse(readFileSync(out, 'utf8')) as T;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

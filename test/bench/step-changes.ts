@@ -12,8 +12,7 @@
 //
 // Writes test/bench/results/step-changes.json: CPU ms per step (mean over the
 // rounds after one warm-up round) and kernel calls per step for every configuration.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -23,7 +22,7 @@ import { setNativeTuning } from '../../trainer/src/backend/native-tuning.ts';
 import { useSpatialNorm } from '../../trainer/src/model/layers.ts';
 import { UNet } from '../../trainer/src/model/network.ts';
 import { useStackedUpdates } from '../../trainer/src/train/optimizers.ts';
-import { parseFlags } from './lib.ts';
+import { parseFlags, runWithTfThreads } from './lib.ts';
 import { benchNetworkOptions, pruneToOne, randomBatches, searchOptimizers, searchStep } from './step.ts';
 
 const args = process.argv.slice(2);
@@ -125,15 +124,8 @@ if (child) {
       rows.push(...(await measureBackend('wasm')));
       continue;
     }
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'step-changes-'));
-    const file = path.join(dir, 'rows.json');
     const passOn = ['--rounds', String(rounds), '--sizes', sizes.map((s) => `${s.size}x${s.batch}`).join(','), '--variants', variants.join(',')];
-    execFileSync(process.execPath, [import.meta.filename, '--child', '--backends', 'tensorflow', '--out', file, ...passOn], {
-      env: { ...process.env, TF_NUM_INTRAOP_THREADS: '1', TF_NUM_INTEROP_THREADS: '1' },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    rows.push(...(JSON.parse(readFileSync(file, 'utf8')) as Row[]));
-    rmSync(dir, { recursive: true, force: true });
+    rows.push(...runWithTfThreads<Row[]>(import.meta.filename, ['--child', '--backends', 'tensorflow', ...passOn], '1'));
   }
   const result = {
     what: 'CPU ms per search step (Adam architecture step + momentum-SGD weights step, as the trainer runs it) with every change, each change off alone, and none; configurations interleaved round by round in one process per backend; native TensorFlow with 1 intra-op and 1 inter-op thread',

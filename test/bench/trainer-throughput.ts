@@ -39,7 +39,7 @@
 // --quick). CPU times are process.cpuUsage (every thread of the process): the figure that
 // holds on a shared machine; wall times are given beside them.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -50,7 +50,7 @@ import { instanceNorm, pointwise, useReferenceNorm } from '../../trainer/src/mod
 import { setWasmTuning } from '../../trainer/src/backend/wasm-tuning.ts';
 import { UNet } from '../../trainer/src/model/network.ts';
 import { benchNetworkOptions, pruneToOne, randomBatches, searchOptimizers, searchStep } from './step.ts';
-import { repoRoot, updateBenchmarksMd } from './lib.ts';
+import { repoRoot, runWithTfThreads, updateBenchmarksMd } from './lib.ts';
 import { applyFused, applyShared, isShared, type EdgeOpWeights } from '../../trainer/src/model/operations.ts';
 import { edgeIndex } from '../../trainer/src/model/topology.ts';
 
@@ -562,26 +562,20 @@ for (const backend of backends) {
       wasmTuning(true);
     }
     for (const t of threadCounts.filter((t) => t !== 'default')) {
-      // TensorFlow sizes its thread pools once, from the environment, when it starts.
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'trainer-throughput-'));
-      const childOut = path.join(dir, 'tf.json');
       console.error(`trainer-throughput: tensorflow with TF_NUM_INTRAOP_THREADS=${t} TF_NUM_INTEROP_THREADS=${t} (child process)`);
-      execFileSync(
-        process.execPath,
-        [
-          import.meta.filename,
-          ...['--backends', 'tensorflow', '--tf-threads', 'default', '--steps', String(steps), '--out', childOut],
-          ...['--sizes', shapes.map(shapeLabel).join(','), '--torch', 'off'],
-          ...(quick ? ['--quick'] : []),
-        ],
-        { env: { ...process.env, TF_NUM_INTRAOP_THREADS: t, TF_NUM_INTEROP_THREADS: t }, stdio: ['ignore', 'ignore', 'inherit'] },
-      );
-      const child = JSON.parse(readFileSync(childOut, 'utf8')) as {
+      const child = runWithTfThreads<{
         figures: Figure[];
         machinePeakConvGflops: Record<string, { conv3x3: Rate; largeKernel: Rate }>;
         kernelCallCpuMicroseconds: Record<string, { reshape: number; add: number }>;
-      };
-      rmSync(dir, { recursive: true, force: true });
+      }>(
+        import.meta.filename,
+        [
+          ...['--backends', 'tensorflow', '--tf-threads', 'default', '--steps', String(steps)],
+          ...['--sizes', shapes.map(shapeLabel).join(','), '--torch', 'off'],
+          ...(quick ? ['--quick'] : []),
+        ],
+        t,
+      );
       figures.push(...child.figures);
       const label = `tensorflow, ${t} thread${t === '1' ? '' : 's'} per pool`;
       machinePeakConvGflops[label] = child.machinePeakConvGflops.tensorflow;
