@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { depthwiseSameDilated, dilateFilter } from './gradients.ts';
+import { depthwiseSameDilated, dilateFilter, useFilterCache } from './gradients.ts';
+import { setWasmTuning } from './wasm-tuning.ts';
 import { initBackend } from './index.ts';
 import { nativeInstalled } from './testing.ts';
 
@@ -156,6 +157,52 @@ for (const backend of ALL) {
       tf.dispose([x, w, r, y1, y2, ...g1, ...g2]);
     });
 
+    it('input gradients follow a filter that changes (rearranged filters are cached by data) and keep no tensor of a disposed one', () => {
+      const x = seeded([2, 6, 6, 3], 50);
+      const r = seeded([2, 6, 6, 3], 51);
+      // Variables own their data alone (a tensor that shares it would keep it alive).
+      const own = (shape: number[], seed: number) => {
+        const t = seeded(shape, seed);
+        const v = tf.variable(t);
+        t.dispose();
+        return v;
+      };
+      const set = (v: tf.Variable, shape: number[], seed: number) => {
+        const t = seeded(shape, seed);
+        v.assign(t);
+        t.dispose();
+      };
+      const w = own([3, 3, 3, 3], 52);
+      const dw = own([3, 3, 3, 1], 53);
+      const f = (a: tf.Tensor) => tf.sum(tf.mul(depthwiseSameDilated(tf.conv2d(a as tf.Tensor4D, w as unknown as tf.Tensor4D, 1, 'same', 'NHWC', 2), dw as unknown as tf.Tensor4D, 2), r));
+      const dx = () => tf.tidy(() => Array.from(tf.grad(f)(x as tf.Tensor4D).dataSync()));
+      const fresh = () => {
+        useFilterCache(false);
+        try {
+          return dx();
+        } finally {
+          useFilterCache(true);
+        }
+      };
+      const first = dx();
+      expect(dx()).toEqual(first); // from the cache
+      expect(first).toEqual(fresh());
+      set(w, [3, 3, 3, 3], 54);
+      set(dw, [3, 3, 3, 1], 55);
+      const second = dx();
+      expect(second).not.toEqual(first);
+      expect(second).toEqual(fresh());
+      // The cache holds at most one rearranged copy per live filter.
+      dx();
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 3; i++) {
+        set(w, [3, 3, 3, 3], 60 + i);
+        dx();
+      }
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([x, r, w, dw]);
+    });
+
     it('undilated conv2d gradient agrees with the cpu backend reference kernels', async () => {
       const x = seeded([2, 5, 5, 3], 11);
       const w = seeded([3, 3, 3, 4], 12);
@@ -173,7 +220,7 @@ describe('wasm kernels replaced for speed', () => {
     await initBackend({ backend: 'wasm', quiet: true });
   });
 
-  it('slices and splits exactly like the cpu backend, for contiguous and strided cases', async () => {
+  it('slices, splits and concatenates exactly like the cpu backend, for contiguous and strided cases', async () => {
     const shape = [3, 4, 5, 6];
     const values = Float32Array.from({ length: 360 }, (_, i) => i * 0.5 - 7);
     const cases: [number[], number[]][] = [
@@ -185,7 +232,12 @@ describe('wasm kernels replaced for speed', () => {
     ];
     const onWasm = () => {
       const x = tf.tensor(values, shape);
-      return { slices: cases.map(([b, s]) => tf.slice(x, b, s).arraySync()), splits: ([[1, 2], 2, [2, 3], [1, 2, 3]] as (number | number[])[]).map((how, axis) => tf.split(x, how, axis).map((t) => t.arraySync())) };
+      const y = tf.tensor(values.map((v) => -v), shape);
+      const i32 = tf.tensor(Int32Array.from(values, (v) => Math.round(v)), shape, 'int32');
+      // Runs of 1 to 360 elements; an empty piece; int32 and bool.
+      const concats = [0, 1, 2, 3].map((axis) => tf.concat([x, tf.slice(y, 0, shape.map((d, k) => (k === axis ? 1 : d))), x], axis).arraySync());
+      concats.push(tf.concat([x, tf.zeros([3, 4, 0, 6]), y], 2).arraySync(), tf.concat([i32, i32], 3).arraySync(), tf.concat([tf.greater(x, 0), tf.less(x, 0)], 3).arraySync() as never);
+      return { slices: cases.map(([b, s]) => tf.slice(x, b, s).arraySync()), splits: ([[1, 2], 2, [2, 3], [1, 2, 3]] as (number | number[])[]).map((how, axis) => tf.split(x, how, axis).map((t) => t.arraySync())), concats };
     };
     const wasm = tf.tidy(() => JSON.stringify(onWasm()));
     await initBackend({ backend: 'cpu', quiet: true });
@@ -203,6 +255,45 @@ describe('wasm kernels replaced for speed', () => {
     const d = seeded([3, 1], 24);
     checkGradients(([x, y]) => tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D), [c, d], 'matMul column', 25);
     tf.dispose([a, b, c, d]);
+  });
+
+  it('maxPool gradients: the separable stride-1 pass gives the same inputs, ties included, as the window-by-window one', () => {
+    // Values from {0, 1, 2}: most windows hold their maximum more than once, so the
+    // tie rule (first largest in row-major window order) decides where dy goes.
+    const x = tf.tensor4d(Float32Array.from({ length: 2 * 7 * 6 * 3 }, (_, i) => (i * 7 + (i >> 3)) % 3), [2, 7, 6, 3]);
+    const cases: [number, 'same' | 'valid'][] = [[3, 'same'], [3, 'valid'], [2, 'same'], [5, 'same']];
+    for (const [k, pad] of cases) {
+      const grad = (separable: boolean) => {
+        setWasmTuning(separable);
+        try {
+          return tf.tidy(() => {
+            const y = tf.maxPool(x, k, 1, pad);
+            const dy = tf.tensor4d(Float32Array.from({ length: y.size }, (_, i) => i + 1), y.shape);
+            return Array.from(tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, k, 1, pad), dy)))(x).dataSync());
+          });
+        } finally {
+          setWasmTuning(true);
+        }
+      };
+      expect(grad(true), `${k}x${k} ${pad}`).toEqual(grad(false));
+    }
+    x.dispose();
+  });
+
+  it('the gradient of a 2x nearest-neighbour upsampling sums the gradients of each input pixel\'s copies', () => {
+    // Input values are their own indices, so the forward pass says where each output came from.
+    const x = tf.tensor4d(Float32Array.from({ length: 2 * 3 * 5 * 4 }, (_, i) => i), [2, 3, 5, 4]);
+    const dy = tf.tensor4d(Float32Array.from({ length: 2 * 6 * 10 * 4 }, (_, i) => ((i * 13) % 17) - 8), [2, 6, 10, 4]);
+    const source = tf.tidy(() => tf.image.resizeNearestNeighbor(x, [6, 10]).dataSync());
+    const expected = new Array<number>(x.size).fill(0);
+    dy.dataSync().forEach((g, i) => (expected[source[i]] += g));
+    const grad = tf.tidy(() => Array.from(tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(a as tf.Tensor4D, [6, 10]), dy)))(x).dataSync()));
+    // (tfjs's cpu backend gets the second image of the batch wrong here.)
+    expect(grad).toEqual(expected);
+    // Not a doubling (3 -> 7 rows): the backend's own kernel.
+    const other = tf.tidy(() => Array.from(tf.grad((a: tf.Tensor) => tf.sum(tf.image.resizeNearestNeighbor(a as tf.Tensor4D, [7, 10])))(x).dataSync()));
+    expect(other.reduce((s, v) => s + v, 0)).toBe(2 * 7 * 10 * 4);
+    tf.dispose([x, dy]);
   });
 
   it('identity shares the buffer yet stays valid after the original is disposed', () => {

@@ -74,14 +74,61 @@ export function conv2dFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: n
   });
 }
 
+/**
+ * Filters rearranged for an input gradient (flipped, in/out swapped), by the data of
+ * the filter they came from. A tensor's data never changes (a variable's update gives
+ * it new data), so an entry stays right while its source lives: on wasm and cpu the
+ * frozen backbone's filters are flipped once per search instead of twice per step,
+ * and a cell's once per step (the architecture and the weights pass share them).
+ * Entries whose source has been disposed are dropped whenever one is added.
+ */
+const rearranged = new Map<object, { kind: string; backend: string; t: tf.Tensor }>();
+let cacheRearranged = true;
+
+/** Turns the cache of rearranged filters off (true: back on); for before/after measurements. */
+export function useFilterCache(on: boolean): void {
+  cacheRearranged = on;
+  if (!on) clearFilterCache();
+}
+
+/** Drops every cached rearranged filter (the memory probe measures a pass that makes its own). */
+export function clearFilterCache(): void {
+  for (const e of rearranged.values()) e.t.dispose();
+  rearranged.clear();
+}
+
+interface EngineState {
+  state: { tensorInfo: { has(dataId: object): boolean } };
+}
+
+function rearrangedFilter<T extends tf.Tensor>(filter: tf.Tensor, kind: string, make: () => T): T {
+  if (!cacheRearranged) return make();
+  const backend = tf.getBackend();
+  const hit = rearranged.get(filter.dataId);
+  if (hit && hit.kind === kind && hit.backend === backend && !hit.t.isDisposed) return hit.t as T;
+  const alive = (tf.engine() as unknown as EngineState).state.tensorInfo;
+  for (const [id, e] of rearranged) {
+    if (!alive.has(id) || e.t.isDisposed) {
+      e.t.dispose();
+      rearranged.delete(id);
+    }
+  }
+  if (hit) {
+    hit.t.dispose();
+    rearranged.delete(filter.dataId);
+  }
+  const t = tf.keep(make());
+  rearranged.set(filter.dataId, { kind, backend, t });
+  return t;
+}
+
 /** dL/dx of conv2d(x, filter, stride 1, pad, dilation): dy correlated with the flipped, in/out-swapped filter. */
 export function conv2dInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D, dilation: [number, number], pad: Pad): tf.Tensor4D {
   return tf.tidy(() => {
     const [kh, kw] = filter.shape;
     const p = stride1Padding(kh, kw, dilation, pad);
     const q = inputGradPadding(kh, kw, dilation, p);
-    const flipped = kh === 1 && kw === 1 ? filter : tf.reverse(filter, [0, 1]);
-    const swapped = tf.transpose(flipped, [0, 1, 3, 2]);
+    const swapped = rearrangedFilter(filter, 'conv2d', () => tf.transpose(kh === 1 && kw === 1 ? filter : tf.reverse(filter, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D);
     if (isSymmetric(p, q)) return tf.conv2d(dy, swapped, 1, 'same', 'NHWC', dilation);
     return tf.conv2d(padSpatial(dy, q), swapped, 1, 'valid', 'NHWC', dilation);
   });
@@ -110,7 +157,7 @@ export function depthwiseInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D, dilatio
     const [kh, kw, c, m] = filter.shape;
     const p = stride1Padding(kh, kw, dilation, pad);
     const q = inputGradPadding(kh, kw, dilation, p);
-    const flipped = tf.reshape(tf.reverse(filter, [0, 1]), [kh, kw, c * m, 1]) as tf.Tensor4D;
+    const flipped = rearrangedFilter(filter, 'depthwise', () => tf.reshape(tf.reverse(filter, [0, 1]), [kh, kw, c * m, 1]) as tf.Tensor4D);
     const g = isSymmetric(p, q)
       ? tf.depthwiseConv2d(dy, flipped, 1, 'same', 'NHWC', dilation)
       : tf.depthwiseConv2d(padSpatial(dy, q), flipped, 1, 'valid', 'NHWC', dilation);
