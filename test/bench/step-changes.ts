@@ -18,7 +18,10 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../trainer/src/backend/index.ts';
 import { installEngineTuning, uninstallEngineTuning } from '../../trainer/src/backend/engine-tuning.ts';
+import { useFilterCache } from '../../trainer/src/backend/gradients.ts';
 import { setNativeTuning } from '../../trainer/src/backend/native-tuning.ts';
+import { setWasmGradientKernels } from '../../trainer/src/backend/wasm-tuning.ts';
+import { useChannelSplits } from '../../trainer/src/model/cell.ts';
 import { useSpatialNorm } from '../../trainer/src/model/layers.ts';
 import { UNet } from '../../trainer/src/model/network.ts';
 import { useStackedUpdates } from '../../trainer/src/train/optimizers.ts';
@@ -46,14 +49,19 @@ interface Change {
   name: string;
   /** Backends where the change applies. */
   on: readonly string[];
+  /** 'fewer': the change removes kernel calls; 'same': it replaces kernels one for one (faster ones). */
+  kernels: 'fewer' | 'same';
   set(enabled: boolean): void;
 }
 
 const CHANGES: readonly Change[] = [
-  { name: 'optimizer updates stacked by shape', on: ['wasm', 'tensorflow'], set: (e) => useStackedUpdates(e) },
-  { name: 'engine: shared clones of saved tensors, linear tape filter', on: ['wasm', 'tensorflow'], set: (e) => (e ? installEngineTuning() : uninstallEngineTuning()) },
-  { name: 'native: cached shape constants, ReluGrad', on: ['tensorflow'], set: (e) => setNativeTuning(e) },
-  { name: 'native: instance norm in place (NHWC statistics)', on: ['tensorflow'], set: (e) => useSpatialNorm(e ? undefined : false) },
+  { name: 'optimizer updates stacked by shape', on: ['wasm', 'tensorflow'], kernels: 'fewer', set: (e) => useStackedUpdates(e) },
+  { name: 'engine: shared clones of saved tensors, linear tape filter', on: ['wasm', 'tensorflow'], kernels: 'fewer', set: (e) => (e ? installEngineTuning() : uninstallEngineTuning()) },
+  { name: 'input gradients: rearranged filters cached by data', on: ['wasm'], kernels: 'fewer', set: (e) => useFilterCache(e) },
+  { name: 'wasm: separable MaxPoolGrad, one-pass upsampling gradient', on: ['wasm'], kernels: 'same', set: (e) => setWasmGradientKernels(e) },
+  { name: 'native: cached shape constants, ReluGrad', on: ['tensorflow'], kernels: 'fewer', set: (e) => setNativeTuning(e) },
+  { name: 'native: instance norm in place (NHWC statistics)', on: ['tensorflow'], kernels: 'fewer', set: (e) => useSpatialNorm(e ? undefined : false) },
+  { name: 'native: cells split channels (one 1x1 product and norm per input, one shuffle product per node)', on: ['tensorflow'], kernels: 'fewer', set: (e) => useChannelSplits(e ? undefined : false) },
 ];
 
 interface Row {
@@ -64,14 +72,16 @@ interface Row {
   config: string;
   cpuMsPerStep: number;
   kernelsPerStep: number;
+  /** For a configuration with one change off: whether that change removes kernel calls or replaces them one for one. */
+  changeKernels?: Change['kernels'];
 }
 
 async function measureBackend(backend: 'wasm' | 'tensorflow'): Promise<Row[]> {
   await initBackend({ backend, quiet: true });
   const changes = CHANGES.filter((c) => c.on.includes(backend));
-  const configs: { name: string; apply: () => void }[] = [
+  const configs: { name: string; apply: () => void; off?: Change }[] = [
     { name: 'after (all changes)', apply: () => changes.forEach((c) => c.set(true)) },
-    ...changes.map((off) => ({ name: `without: ${off.name}`, apply: () => changes.forEach((c) => c.set(c !== off)) })),
+    ...changes.map((off) => ({ name: `without: ${off.name}`, off, apply: () => changes.forEach((c) => c.set(c !== off)) })),
     { name: 'before (no change)', apply: () => changes.forEach((c) => c.set(false)) },
   ];
   const rows: Row[] = [];
@@ -100,7 +110,7 @@ async function measureBackend(backend: 'wasm' | 'tensorflow'): Promise<Row[]> {
       }
       configs[0].apply();
       for (const c of configs) {
-        const row: Row = { backend, size, batch, variant, config: c.name, cpuMsPerStep: Math.round(cpu.get(c.name)!), kernelsPerStep: kernels.get(c.name)! };
+        const row: Row = { backend, size, batch, variant, config: c.name, cpuMsPerStep: Math.round(cpu.get(c.name)!), kernelsPerStep: kernels.get(c.name)!, ...(c.off ? { changeKernels: c.off.kernels } : {}) };
         rows.push(row);
         console.error(`step-changes: ${backend} ${size}x${batch} ${variant}: ${c.name}: ${row.cpuMsPerStep} CPU ms, ${row.kernelsPerStep} kernels`);
       }

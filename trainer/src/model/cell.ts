@@ -15,8 +15,9 @@
 // matrix (softmax(alpha) * softmax(beta), or 1 for a discrete cell) adds every block
 // into the nodes it feeds. Pruned operations have no block at all, so pruning removes
 // their cost. Because the channel shuffle is a fixed permutation it commutes with the
-// weighted sum and is applied once per node. Layouts are chosen for the wasm backend:
-// no slices or concatenations along the channel axis (a JS loop per pixel there).
+// weighted sum and is applied once per node. On wasm, no slices or concatenations
+// along the channel axis (a JS loop per pixel there): column blocks of the weights
+// instead; on TensorFlow, channel splits, which take fewer kernels (useChannelSplits).
 import * as tf from '@tensorflow/tfjs-core';
 import type { Operation } from '../config/index.ts';
 import type { GenotypeCell } from './api.ts';
@@ -27,6 +28,19 @@ import { createOpWeights, hasWeights, isShared, OP_SPECS, rawOutput, type EdgeOp
 import { edgeCount, edgeIndex, edgeOffset } from './topology.ts';
 
 const MASKED = -1e30;
+
+let splitChannels: boolean | undefined;
+
+/**
+ * Whether cells split and concatenate along the channel axis (one 1x1 product and
+ * norm per input, one shuffle product per node: fewer kernels) or work on column
+ * blocks instead (no channel-axis split, which the wasm backend runs as a JS loop
+ * per pixel); undefined chooses by backend: splits on TensorFlow. For measurements
+ * and tests.
+ */
+export function useChannelSplits(on: boolean | undefined): void {
+  splitChannels = on;
+}
 
 interface OpGroup {
   op: Operation;
@@ -90,7 +104,8 @@ export class IacCell {
   private nodeMask?: tf.Tensor2D;
   private alphaMask?: { version: number; mask: tf.Tensor2D };
   private discreteCoefficients?: { c: tf.Tensor2D; ew: tf.Tensor2D };
-  private shuffleParts?: { a1: tf.Tensor2D; a2: tf.Tensor2D; b1: tf.Tensor2D; b2: tf.Tensor2D };
+  private shuffle?: tf.Tensor2D;
+  private shuffleParts?: tf.Tensor2D[];
 
   constructor(store: WeightStore, o: CellOptions) {
     this.name = o.name;
@@ -276,34 +291,22 @@ export class IacCell {
   }
 
   /**
-   * The channel shuffle of PC-DARTS as four 0/1 matrices: with a node's channels U =
-   * [P | Q] (P: the C/K channels that went through operations, Q: the bypass), the
-   * shuffled node's first C/K channels are P A1 + Q A2 and the rest P B1 + Q B2.
-   * Matrix products instead of slices and concatenations along the channel axis,
-   * which the wasm backend runs as a JS loop per pixel.
+   * The channel shuffle of PC-DARTS as a [C, C] 0/1 matrix: with a node's channels
+   * U = [P | Q] (P: the C/K channels that went through operations, Q: the bypass),
+   * the shuffled node is U S. One matrix product between a concatenation and a
+   * split, instead of gathering channels one by one.
    */
-  private shuffleMatrices(): { a1: tf.Tensor2D; a2: tf.Tensor2D; b1: tf.Tensor2D; b2: tf.Tensor2D } {
-    if (!this.shuffleParts) {
+  private shuffleMatrix(): tf.Tensor2D {
+    if (!this.shuffle) {
       const c = this.channels;
       const cp = this.partial;
       const k = this.k;
-      const perm = (rows: [number, number], cols: [number, number]) => {
-        const m = new Float32Array((rows[1] - rows[0]) * (cols[1] - cols[0]));
-        for (let to = cols[0]; to < cols[1]; to++) {
-          const from = (to % k) * cp + Math.floor(to / k);
-          if (from >= rows[0] && from < rows[1]) m[(from - rows[0]) * (cols[1] - cols[0]) + (to - cols[0])] = 1;
-        }
-        return tf.keep(tf.tensor2d(m, [rows[1] - rows[0], cols[1] - cols[0]]));
-      };
-      this.shuffleParts = {
-        a1: perm([0, cp], [0, cp]),
-        a2: perm([cp, c], [0, cp]),
-        b1: perm([0, cp], [cp, c]),
-        b2: perm([cp, c], [cp, c]),
-      };
-      this.constants.push(...Object.values(this.shuffleParts));
+      const m = new Float32Array(c * c);
+      for (let to = 0; to < c; to++) m[((to % k) * cp + Math.floor(to / k)) * c + to] = 1;
+      this.shuffle = tf.keep(tf.tensor2d(m, [c, c]));
+      this.constants.push(this.shuffle);
     }
-    return this.shuffleParts;
+    return this.shuffle;
   }
 
   /** s0: encoder skip feature [B, H, W, C]; s1: upsampled decoder feature [B, H, W, C1]. */
@@ -315,16 +318,21 @@ export class IacCell {
     const cb = c - cp;
     const n = this.nodes;
     const bhw = b * h * w;
-    // Preprocessing (ReLU-1x1-norm) yields the partial and bypass channels directly:
-    // instance norm is per channel, so splitting the 1x1 kernel's columns is exact.
+    const split = splitChannels ?? tf.getBackend() === 'tensorflow';
+    // Preprocessing (ReLU-1x1-norm) yields the partial and bypass channels. With
+    // `split`, one product and one norm, then a split along the channel axis; else
+    // each part from its columns of the kernel (instance norm is per channel, so
+    // that is exact), which avoids the channel-axis split: a JS loop on wasm.
     const pre = (x: tf.Tensor4D, k: tf.Variable): [tf.Tensor2D, tf.Tensor2D | undefined] => {
-      const r = tf.relu(x);
       const kernel = k as unknown as tf.Tensor2D;
-      const part = (cols: [number, number]) => {
-        const kk = cols[0] === 0 && cols[1] === c ? kernel : (tf.slice(kernel, [0, cols[0]], [-1, cols[1] - cols[0]]) as tf.Tensor2D);
-        return tf.reshape(instanceNorm(pointwise(r, kk)), [bhw, cols[1] - cols[0]]) as tf.Tensor2D;
-      };
-      return [part([0, cp]), this.k > 1 ? part([cp, c]) : undefined];
+      if (split || this.k === 1) {
+        const y = tf.reshape(instanceNorm(pointwise(tf.relu(x), kernel)), [bhw, c]) as tf.Tensor2D;
+        if (this.k === 1) return [y, undefined];
+        return tf.split(y, [cp, cb], 1) as [tf.Tensor2D, tf.Tensor2D];
+      }
+      const r = tf.relu(x);
+      const part = (from: number, width: number) => tf.reshape(instanceNorm(pointwise(r, tf.slice(kernel, [0, from], [-1, width]) as tf.Tensor2D)), [bhw, width]) as tf.Tensor2D;
+      return [part(0, cp), part(cp, cb)];
     };
     const states: [tf.Tensor2D, tf.Tensor2D | undefined][] = [pre(s0, this.pre0), pre(s1, this.pre1)];
     const { c: coef, ew } = this.coefficients();
@@ -343,7 +351,7 @@ export class IacCell {
     for (let i = 0; i <= n; i++) {
       if (i >= 2) {
         total();
-        states.push(this.nodeState(sumP, sumQ, i - 2, [b, h * w, bhw]));
+        states.push(this.nodeState(sumP, sumQ, i - 2, [b, h * w, bhw], split));
       }
       const [xp2, xb2] = states[i];
       const xp = tf.reshape(xp2, [b, h, w, cp]) as tf.Tensor4D;
@@ -390,7 +398,7 @@ export class IacCell {
   }
 
   /** Node j as an input: its shuffled channels split into (partial [BHW, C'], bypass [BHW, C-C']). */
-  private nodeState(sumP: tf.Tensor2D | undefined, sumQ: tf.Tensor2D | undefined, j: number, shape: [number, number, number]): [tf.Tensor2D, tf.Tensor2D | undefined] {
+  private nodeState(sumP: tf.Tensor2D | undefined, sumQ: tf.Tensor2D | undefined, j: number, shape: [number, number, number], split: boolean): [tf.Tensor2D, tf.Tensor2D | undefined] {
     const [b, hw, bhw] = shape;
     const cp = this.partial;
     const cb = this.channels - cp;
@@ -402,8 +410,21 @@ export class IacCell {
       : (tf.zeros([bhw, cp]) as tf.Tensor2D);
     if (this.k === 1) return [p, undefined];
     const q = row(sumQ, cb);
-    const { a1, a2, b1, b2 } = this.shuffleMatrices();
-    return [tf.add(tf.matMul(p, a1), tf.matMul(q, a2)) as tf.Tensor2D, tf.add(tf.matMul(p, b1), tf.matMul(q, b2)) as tf.Tensor2D];
+    if (split) return tf.split(tf.matMul(tf.concat([p, q], 1) as tf.Tensor2D, this.shuffleMatrix()), [cp, cb], 1) as [tf.Tensor2D, tf.Tensor2D];
+    // The same product by blocks: [P | Q] S = [P S11 + Q S21 | P S12 + Q S22].
+    const [s11, s12, s21, s22] = this.shuffleBlocks();
+    return [tf.add(tf.matMul(p, s11), tf.matMul(q, s21)) as tf.Tensor2D, tf.add(tf.matMul(p, s12), tf.matMul(q, s22)) as tf.Tensor2D];
+  }
+
+  private shuffleBlocks(): tf.Tensor2D[] {
+    if (!this.shuffleParts) {
+      const s = this.shuffleMatrix();
+      const [c, cp] = [this.channels, this.partial];
+      const block = (r0: number, r1: number, c0: number, c1: number) => tf.keep(tf.slice(s, [r0, c0], [r1 - r0, c1 - c0])) as tf.Tensor2D;
+      this.shuffleParts = [block(0, cp, 0, cp), block(0, cp, cp, c), block(cp, c, 0, cp), block(cp, c, cp, c)];
+      this.constants.push(...this.shuffleParts);
+    }
+    return this.shuffleParts;
   }
 
   dispose(): void {
