@@ -20,6 +20,7 @@ import { initBackend } from '../../trainer/src/backend/index.ts';
 import { installEngineTuning, uninstallEngineTuning } from '../../trainer/src/backend/engine-tuning.ts';
 import { useFilterCache } from '../../trainer/src/backend/gradients.ts';
 import { setNativeTuning } from '../../trainer/src/backend/native-tuning.ts';
+import { setWasmNormalize } from '../../trainer/src/backend/norm-kernel.ts';
 import { setWasmGradientKernels } from '../../trainer/src/backend/wasm-tuning.ts';
 import { useChannelSplits } from '../../trainer/src/model/cell.ts';
 import { useSpatialNorm } from '../../trainer/src/model/layers.ts';
@@ -59,6 +60,7 @@ const CHANGES: readonly Change[] = [
   { name: 'engine: shared clones of saved tensors, linear tape filter', on: ['wasm', 'tensorflow'], kernels: 'fewer', set: (e) => (e ? installEngineTuning() : uninstallEngineTuning()) },
   { name: 'input gradients: rearranged filters cached by data', on: ['wasm'], kernels: 'fewer', set: (e) => useFilterCache(e) },
   { name: 'wasm: separable MaxPoolGrad, one-pass upsampling gradient', on: ['wasm'], kernels: 'same', set: (e) => setWasmGradientKernels(e) },
+  { name: 'wasm: instance norm as one kernel each way', on: ['wasm'], kernels: 'fewer', set: (e) => setWasmNormalize(e) },
   { name: 'native: cached shape constants, ReluGrad', on: ['tensorflow'], kernels: 'fewer', set: (e) => setNativeTuning(e) },
   { name: 'native: instance norm in place (NHWC statistics)', on: ['tensorflow'], kernels: 'fewer', set: (e) => useSpatialNorm(e ? undefined : false) },
   { name: 'native: cells split channels (one 1x1 product and norm per input, one shuffle product per node)', on: ['tensorflow'], kernels: 'fewer', set: (e) => useChannelSplits(e ? undefined : false) },

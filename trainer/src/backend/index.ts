@@ -11,6 +11,7 @@ import { registerCoreGradients } from './core-gradients.ts';
 import { installEngineTuning } from './engine-tuning.ts';
 import { installNativeTuning } from './native-tuning.ts';
 import { installConvGradients } from './gradients.ts';
+import { installWasmNormalize } from './norm-kernel.ts';
 import { installWasmFixes, installWasmTuning } from './wasm-tuning.ts';
 
 export const BACKENDS = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -174,6 +175,7 @@ async function choose(opts: { backend?: BackendChoice; quiet?: boolean }): Promi
       if (choice === 'wasm') {
         installWasmFixes();
         installWasmTuning();
+        installWasmNormalize();
       }
       const why = forced
         ? opts.backend

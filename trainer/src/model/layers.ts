@@ -1,5 +1,6 @@
 // Small building blocks shared by the backbone and the cell operations.
 import * as tf from '@tensorflow/tfjs-core';
+import { normalizeOver, wasmNormalizeActive } from '../backend/norm-kernel.ts';
 
 const NORM_EPS = 1e-5;
 
@@ -14,12 +15,16 @@ const NORM_EPS = 1e-5;
  * [B, 1, 1, C] against [B, H, W, C] about ten times slower than [rows, 1] against
  * [rows, n]. TensorFlow (the native backends) reduces and broadcasts along any axis
  * at full speed and pays for every transpose, so there the statistics are taken in
- * place, over axes 1 and 2 (normalizeSpatial).
+ * place, over axes 1 and 2 (normalizeSpatial). On wasm, one kernel each way does it
+ * in place (backend/norm-kernel.ts) unless useSpatialNorm chose a layout.
  */
 export function instanceNorm(x: tf.Tensor4D, gamma?: tf.Tensor, beta?: tf.Tensor): tf.Tensor4D {
   if (referenceNorm) return referenceInstanceNorm(x, gamma, beta);
   let y: tf.Tensor4D;
-  if (spatialNorm ?? tf.getBackend() === 'tensorflow') {
+  const [b0, h0, w0, c0] = x.shape;
+  if (wasmNormalizeActive() && spatialNorm === undefined) {
+    y = normalizeOver(x, b0, h0 * w0, c0, NORM_EPS);
+  } else if (spatialNorm ?? tf.getBackend() === 'tensorflow') {
     y = normalizeSpatial(x);
   } else {
     const [b, h, w, c] = x.shape;
@@ -83,7 +88,11 @@ function normalizer(axes: number | number[]) {
   });
 }
 
-/** Each row of x [rows, n] to mean 0 and variance 1. */
+/**
+ * Each row of x [rows, n] to mean 0 and variance 1. (On wasm the composed form beats
+ * backend/norm-kernel.ts for rows: its reductions run along the last axis already,
+ * and the cells' rows are long.)
+ */
 export const normalizeRows = normalizer(1) as (x: tf.Tensor2D) => tf.Tensor2D;
 
 /** normalizeRows for [B, H, W, C]: each (sample, channel) over H and W, in place. */
