@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { instanceNorm, useSpatialNorm } from '../model/layers.ts';
+import { instanceNorm, normalizeRows, useSpatialNorm } from '../model/layers.ts';
 import { initBackend } from './index.ts';
 import { NORMALIZE, normalizeOver, setWasmNormalize, wasmNormalizeActive } from './norm-kernel.ts';
 
@@ -47,10 +47,10 @@ describe('instance norm as one wasm kernel each way', () => {
     };
     expect(await names(true)).toEqual([NORMALIZE]);
     expect(await names(false)).toContain('Transpose');
-    // A layout asked for (measurements, tests) takes the composed ops.
+    // A layout asked for (measurements, tests) is kept: rows by transposes.
     useSpatialNorm(false);
     try {
-      expect(await names(true)).not.toContain(NORMALIZE);
+      expect(await names(true)).toContain('Transpose');
     } finally {
       useSpatialNorm(undefined);
     }
@@ -74,6 +74,31 @@ describe('instance norm as one wasm kernel each way', () => {
       expect(maxDiff(fused.dx, composed.dx), `${shape} gradient`).toBeLessThan(2e-3);
       tf.dispose([x, r]);
     }
+  });
+
+  it('normalises rows (the cells\' layout) as the composed ops do, one kernel each way', async () => {
+    for (const [shape, seed] of [[[6, 50], 30], [[1, 7], 31], [[40, 3], 32]] as [[number, number], number][]) {
+      const x = seeded(shape, seed) as tf.Tensor2D;
+      const r = seeded(shape, seed + 100);
+      const run = (fused: boolean) => {
+        setWasmNormalize(fused);
+        try {
+          return tf.tidy(() => ({
+            y: normalizeRows(x).dataSync() as Float32Array,
+            dx: tf.grad((a: tf.Tensor) => tf.sum(tf.mul(normalizeRows(a as tf.Tensor2D), r)))(x).dataSync() as Float32Array,
+          }));
+        } finally {
+          setWasmNormalize(true);
+        }
+      };
+      const [fused, composed] = [run(true), run(false)];
+      expect(maxDiff(fused.y, composed.y), `${shape} values`).toBeLessThan(2e-4);
+      expect(maxDiff(fused.dx, composed.dx), `${shape} gradient`).toBeLessThan(2e-3);
+      tf.dispose([x, r]);
+    }
+    const x = seeded([4, 9], 33) as tf.Tensor2D;
+    expect((await tf.profile(() => tf.tidy(() => void normalizeRows(x).dataSync()))).kernels.map((k) => k.name)).toEqual([NORMALIZE]);
+    x.dispose();
   });
 
   it('its gradient matches finite differences', () => {

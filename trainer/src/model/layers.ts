@@ -88,12 +88,12 @@ function normalizer(axes: number | number[]) {
   });
 }
 
-/**
- * Each row of x [rows, n] to mean 0 and variance 1. (On wasm the composed form beats
- * backend/norm-kernel.ts for rows: its reductions run along the last axis already,
- * and the cells' rows are long.)
- */
-export const normalizeRows = normalizer(1) as (x: tf.Tensor2D) => tf.Tensor2D;
+const composedRows = normalizer(1) as (x: tf.Tensor2D) => tf.Tensor2D;
+
+/** Each row of x [rows, n] to mean 0 and variance 1 (on wasm, one kernel each way). */
+export function normalizeRows(x: tf.Tensor2D): tf.Tensor2D {
+  return wasmNormalizeActive() ? normalizeOver(x, x.shape[0], x.shape[1], 1, NORM_EPS) : composedRows(x);
+}
 
 /** normalizeRows for [B, H, W, C]: each (sample, channel) over H and W, in place. */
 export const normalizeSpatial = normalizer([1, 2]) as (x: tf.Tensor4D) => tf.Tensor4D;
