@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { depthwiseSameDilated, dilateFilter, useFilterCache } from './gradients.ts';
-import { setWasmTuning } from './wasm-tuning.ts';
+import { setWasmTuning, swappedGroups } from './wasm-tuning.ts';
 import { initBackend } from './index.ts';
 import { nativeInstalled } from './testing.ts';
 
@@ -220,7 +220,7 @@ describe('wasm kernels replaced for speed', () => {
     await initBackend({ backend: 'wasm', quiet: true });
   });
 
-  it('slices, splits and concatenates exactly like the cpu backend, for contiguous and strided cases', async () => {
+  it('slices, splits, concatenates and transposes exactly like the cpu backend, for contiguous and strided cases', async () => {
     const shape = [3, 4, 5, 6];
     const values = Float32Array.from({ length: 360 }, (_, i) => i * 0.5 - 7);
     const cases: [number[], number[]][] = [
@@ -237,13 +237,27 @@ describe('wasm kernels replaced for speed', () => {
       // Runs of 1 to 360 elements; an empty piece; int32 and bool.
       const concats = [0, 1, 2, 3].map((axis) => tf.concat([x, tf.slice(y, 0, shape.map((d, k) => (k === axis ? 1 : d))), x], axis).arraySync());
       concats.push(tf.concat([x, tf.zeros([3, 4, 0, 6]), y], 2).arraySync(), tf.concat([i32, i32], 3).arraySync(), tf.concat([tf.greater(x, 0), tf.less(x, 0)], 3).arraySync() as never);
-      return { slices: cases.map(([b, s]) => tf.slice(x, b, s).arraySync()), splits: ([[1, 2], 2, [2, 3], [1, 2, 3]] as (number | number[])[]).map((how, axis) => tf.split(x, how, axis).map((t) => t.arraySync())), concats };
+      // Tall matrices (tiled on the heap: [200, 9], a batch of [130, 8]) and the backend's own cases.
+      const tall = tf.tensor(Float32Array.from({ length: 3 * 130 * 8 }, (_, i) => i), [3, 130, 8]);
+      const transposes = [tf.transpose(tf.reshape(tall, [195, 16])).arraySync(), tf.transpose(tall, [0, 2, 1]).arraySync(), tf.transpose(tall, [2, 1, 0]).arraySync(), tf.transpose(x, [0, 2, 1, 3]).arraySync(), tf.transpose(x, [3, 0, 1, 2]).arraySync()];
+      return { transposes, slices: cases.map(([b, s]) => tf.slice(x, b, s).arraySync()), splits: ([[1, 2], 2, [2, 3], [1, 2, 3]] as (number | number[])[]).map((how, axis) => tf.split(x, how, axis).map((t) => t.arraySync())), concats };
     };
     const wasm = tf.tidy(() => JSON.stringify(onWasm()));
     await initBackend({ backend: 'cpu', quiet: true });
     const cpu = tf.tidy(() => JSON.stringify(onWasm()));
     await initBackend({ backend: 'wasm', quiet: true });
     expect(wasm).toBe(cpu);
+  });
+
+  it('tells a transpose that swaps two adjacent groups of axes (size-1 axes ignored) from one that does not', () => {
+    expect(swappedGroups([2, 3, 4], [0, 2, 1])).toEqual([2, 3, 4, 1]);
+    expect(swappedGroups([2, 3, 4], [2, 0, 1])).toEqual([1, 6, 4, 1]);
+    expect(swappedGroups([2, 3, 4], [1, 2, 0])).toEqual([1, 2, 12, 1]);
+    expect(swappedGroups([2, 3, 4, 5], [0, 2, 1, 3])).toEqual([2, 3, 4, 5]);
+    expect(swappedGroups([2, 1, 3], [2, 1, 0])).toEqual([1, 2, 3, 1]);
+    expect(swappedGroups([2, 3, 4], [2, 1, 0])).toBeUndefined();
+    expect(swappedGroups([2, 3, 4], [0, 1, 2])).toBeUndefined();
+    expect(swappedGroups([2, 1, 4], [1, 0, 2])).toBeUndefined();
   });
 
   it('matMul gradients with explicit transposes match finite differences', () => {
