@@ -35,9 +35,12 @@ describe('benchmarks at their smallest setting', () => {
 
   it('trainer-throughput: search steps of the full supernet, before and after, pruned', async () => {
     const out = path.join(tmp(), 'trainer-throughput.json');
-    await bench('trainer-throughput', ['--quick', '--steps', '1', '--out', out]);
+    await bench('trainer-throughput', ['--quick', '--steps', '1', '--warmup', '2', '--out', out]);
     const r = JSON.parse(readFileSync(out, 'utf8'));
     expect(r.figures.length).toBeGreaterThanOrEqual(3);
+    // Both sides take the same untimed steps (the slow edge-by-edge "before" cell one).
+    for (const f of r.figures) expect(f.warmupSteps).toBe(f.name.startsWith('before') ? 1 : 2);
+    for (const t of r.torch.figures) expect(t.warmup).toBe(2);
     for (const f of r.figures) expect(f.imagesPerSecond).toBeGreaterThan(0);
     expect(r.speedups.prunedToOneVsAll).toBeGreaterThan(1); // pruning pays
     // The PyTorch twin ran in the same command, on the same networks.

@@ -23,12 +23,14 @@
 // and writes test/bench/results/trainer-throughput.json and, unless --quick or --out,
 // the "Against PyTorch" table of BENCHMARKS.md.
 //
-//   scripts/with-node node test/bench/trainer-throughput.ts [--steps N] [--quick] [--out file.json]
+//   scripts/with-node node test/bench/trainer-throughput.ts [--steps N] [--warmup N] [--quick] [--out file.json]
 //       [--backends wasm,tensorflow,cpu] [--tf-threads default,1] [--sizes 32x8,64x4] [--torch on|off]
 //
 // --sizes: slice size x batch of each measured configuration (default 32x8,64x4; 32x8
 // with --quick). The before (edge-by-edge) figure is measured at the first only.
 // --torch off: no PyTorch twin.
+// --warmup: untimed steps before the timed ones, ours and the twin's alike (default 8,
+// 1 with --quick; see `warmup` below).
 //
 // --backends: default wasm, and tensorflow where @tensorflow/tfjs-node loads. cpu is
 // measured only when named: its one step costs about as much CPU as everything else
@@ -62,8 +64,14 @@ const option = (name: string): string | undefined => {
   if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
   return v;
 };
-const steps = Number(option('--steps') ?? 0) || 3;
+const steps = Number(option('--steps') ?? 0) || 5;
 const quick = args.includes('--quick');
+// Steps run before the timed ones, on both sides. Ours settle after about 7 (V8's
+// optimizing compiler and the wasm tier-up work in the first ones: 260-375 CPU ms per
+// pruned 32x32 step against 220-245 after), PyTorch's after about 2; a search runs
+// thousands, so the figure is the settled cost.
+const warmup = option('--warmup') !== undefined ? Number(option('--warmup')) : quick ? 1 : 8;
+if (!Number.isInteger(warmup) || warmup < 1) throw new Error('--warmup must be a positive integer');
 
 /** A measured configuration: slice size and batch. */
 interface Shape {
@@ -297,6 +305,7 @@ interface Figure {
   /** Native TensorFlow's thread pools: the environment variables as they were ('default': unset). */
   tfThreads?: { intraOp: string; interOp: string };
   steps: number;
+  warmupSteps: number;
   msPerStep: number;
   cpuMsPerStep: number;
   imagesPerSecond: number;
@@ -397,7 +406,9 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
   const parameters = parameterCounts(net);
   const batch = randomBatches(shape.batch, shape.size);
   const opt = searchOptimizers(net);
-  searchStep(net, opt, batch); // warm-up: plans, optimizer slots
+  // Warm-up: plans, optimizer slots, and the compilers (see `warmup`); the slow
+  // edge-by-edge "before" cell gets one step.
+  for (let s = 0; s < (name === BEFORE ? 1 : warmup); s++) searchStep(net, opt, batch);
   const tensorsBefore = tf.memory().numTensors;
   const t0 = performance.now();
   const c0 = process.cpuUsage();
@@ -434,6 +445,7 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
     batch: shape.batch,
     ...(backend === 'tensorflow' ? { tfThreads: tfThreads() } : {}),
     steps: n,
+    warmupSteps: name === BEFORE ? 1 : warmup,
     msPerStep: Math.round(ms),
     cpuMsPerStep: Math.round(cpuMs),
     imagesPerSecond: +((shape.batch * 1000) / ms).toFixed(2),
@@ -459,7 +471,7 @@ const { backends, notes } = await chooseBackends();
 const threadCounts = option('--tf-threads') !== undefined ? parseList('--tf-threads', option('--tf-threads')!) : quick ? ['default'] : ['default', '1'];
 for (const t of threadCounts) if (t !== 'default' && !(Number.isInteger(Number(t)) && Number(t) > 0)) throw new Error(`--tf-threads: ${t} is neither 'default' nor a thread count`);
 for (const n of notes) console.error(`trainer-throughput: ${n}`);
-console.error(`trainer-throughput: backends ${backends.join(', ')}; sizes ${shapes.map(shapeLabel).join(', ')}; steps ${steps}${quick ? ', quick' : ''}${torchOn ? '' : ', no PyTorch twin'}`);
+console.error(`trainer-throughput: backends ${backends.join(', ')}; sizes ${shapes.map(shapeLabel).join(', ')}; ${warmup} warm-up and ${steps} timed steps${quick ? ', quick' : ''}${torchOn ? '' : ', no PyTorch twin'}`);
 
 // The PyTorch twin at every size, full and pruned, in child processes of this command:
 // before our figures and again after them (one round with --quick), so that both sides
@@ -471,6 +483,7 @@ interface TwinRun {
   batch: number;
   variant: 'full' | 'pruned';
   steps: number;
+  warmup: number;
   cpuMsPerStep: number;
   msPerStep: number;
   parameters: { cells: number; backbone: number; arch: number };
@@ -501,7 +514,7 @@ function runTwins(round: number): void {
       const profile = !quick && round === 0;
       const stdout = execFileSync(
         PYTHON,
-        [TWIN, 'bench', '--size', String(shape.size), '--batch', String(shape.batch), '--variant', variant, '--steps', String(steps), ...(profile ? [] : ['--no-profile'])],
+        [TWIN, 'bench', '--size', String(shape.size), '--batch', String(shape.batch), '--variant', variant, '--steps', String(steps), '--warmup', String(warmup), ...(profile ? [] : ['--no-profile'])],
         { env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' },
       );
       const run = { ...(JSON.parse(stdout) as Omit<TwinRun, 'loadAverage1m'>), loadAverage1m: +os.loadavg()[0].toFixed(2) };
@@ -570,7 +583,7 @@ for (const backend of backends) {
       }>(
         import.meta.filename,
         [
-          ...['--backends', 'tensorflow', '--tf-threads', 'default', '--steps', String(steps)],
+          ...['--backends', 'tensorflow', '--tf-threads', 'default', '--steps', String(steps), '--warmup', String(warmup)],
           ...['--sizes', shapes.map(shapeLabel).join(','), '--torch', 'off'],
           ...(quick ? ['--quick'] : []),
         ],
@@ -784,6 +797,7 @@ function torchSection(): string {
     '',
     'The same search step in both (the trainer\'s: architecture Adam step, then the weights\' momentum-SGD step with weight decay and clipping, backbone frozen; ' +
       'test/bench/torch/twin.test.ts checks on a small network that the twin has the same parameters and computes the same logits, loss, gradients and updated weights). ' +
+      `Per step: the mean of ${steps} timed steps after ${warmup} untimed ones on both sides (the settled cost; see the notes below). ` +
       'Ratio = our CPU ms per step / PyTorch\'s (below 1: ours is cheaper); CPU = every thread of the process. Kernel calls per step: ours tf.profile\'s kernels, ' +
       'PyTorch the aten ops not nested in another aten op, each in a separate step. Full = all 10 operations; pruned = every edge pruned to one operation ' +
       '(PyTorch builds only the kept operations). Raw figures: `torchRatios` and `torch` in test/bench/results/trainer-throughput.json.',

@@ -13,7 +13,7 @@ Runs under Debian's Python 3 with Debian's python3-torch (/usr/bin/python3, not 
 pyenv or virtualenv python3 that comes first on PATH):
 
   /usr/bin/python3 test/bench/torch/twin.py bench --size 32 --batch 8 --variant full --steps 3
-      One thread (intra-op and inter-op); a warm-up step, `--steps` timed steps, then
+      One thread (intra-op and inter-op); `--warmup` untimed steps (default 1), `--steps` timed steps, then
       one untimed step under torch.profiler for the aten op count. Prints one JSON
       object: CPU ms per step (time.process_time), wall ms per step, aten ops per step.
   /usr/bin/python3 test/bench/torch/twin.py check DIR
@@ -420,7 +420,8 @@ def bench(args):
         (torch.randn(args.batch, 1, args.size, args.size), torch.randint(0, args.classes, (args.batch, args.size, args.size)))
         for _ in range(2)
     ]
-    search_step(model, w_opt, a_opt, batches[0], batches[1])  # warm-up
+    for _ in range(args.warmup):
+        search_step(model, w_opt, a_opt, batches[0], batches[1])
     c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(args.steps):
         losses = search_step(model, w_opt, a_opt, batches[0], batches[1])
@@ -436,6 +437,7 @@ def bench(args):
         "batch": args.batch,
         "variant": args.variant,
         "steps": args.steps,
+        "warmup": args.warmup,
         "cpuMsPerStep": round(cpu_ms, 1),
         "msPerStep": round(wall_ms, 1),
         "parameters": {
@@ -645,6 +647,7 @@ def main():
     b.add_argument("--batch", type=int, default=8)
     b.add_argument("--variant", choices=["full", "pruned"], default="full")
     b.add_argument("--steps", type=int, default=3)
+    b.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
     b.add_argument("--depth", type=int, default=3)
     b.add_argument("--base", type=int, default=16)
     b.add_argument("--nodes", type=int, default=4)
