@@ -15,8 +15,9 @@
 //     (TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS are read when TensorFlow starts,
 //     so another count needs another process)
 //   - the PyTorch twin of the step (test/bench/torch/twin.py, one thread) at every size,
-//     full and pruned, in a child process each: our CPU per step over PyTorch's
-//     (torchRatios), with kernel calls per step on both sides (ours: tf.profile's
+//     full and pruned, in a child process each, its steps taken in turn with ours: our
+//     CPU per step over PyTorch's (torchRatios), with kernel calls per step on both
+//     sides (ours: tf.profile's
 //     kernels; PyTorch: aten ops not nested in another aten op, in a separate profiled
 //     step). The twin runs under /usr/bin/python3 with Debian's python3-torch, which
 //     test/bench/torch/setup.sh installs when it is missing (apt-get).
@@ -40,10 +41,12 @@
 // TF_NUM_INTRAOP_THREADS=N TF_NUM_INTEROP_THREADS=N. Default: default,1 (default with
 // --quick). CPU times are process.cpuUsage (every thread of the process): the figure that
 // holds on a shared machine; wall times are given beside them.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import * as tf from '@tensorflow/tfjs-core';
 import { OPERATIONS } from '../../trainer/src/config/index.ts';
 import { initBackend, type BackendChoice } from '../../trainer/src/backend/index.ts';
@@ -89,8 +92,11 @@ function parseShapes(value: string): Shape[] {
 const shapes: Shape[] = parseShapes(option('--sizes') ?? (quick ? '32x8' : '32x8,64x4'));
 /** The configuration of the before figure and of the speedups' top-level figures. */
 const PRIMARY = shapes[0];
-const torchOn = (option('--torch') ?? 'on') !== 'off';
-if (!['on', 'off'].includes(option('--torch') ?? 'on')) throw new Error('--torch is on or off');
+// 'paired' (for the one-thread TensorFlow child): steps paired with the twin's, no
+// separate twin runs.
+const torchMode = option('--torch') ?? 'on';
+if (!['on', 'off', 'paired'].includes(torchMode)) throw new Error('--torch is on or off');
+const torchOn = torchMode === 'on';
 
 type Measured = 'wasm' | 'tensorflow' | 'cpu';
 const MEASURED: readonly Measured[] = ['wasm', 'tensorflow', 'cpu'];
@@ -306,6 +312,8 @@ interface Figure {
   tfThreads?: { intraOp: string; interOp: string };
   steps: number;
   warmupSteps: number;
+  /** The PyTorch twin's CPU and wall ms per step, its steps alternating with these ones. */
+  torchPaired?: { cpuMsPerStep: number; msPerStep: number };
   msPerStep: number;
   cpuMsPerStep: number;
   imagesPerSecond: number;
@@ -399,6 +407,48 @@ function parameterCounts(net: UNet): Figure['parameters'] {
   return { cells: count(live.map(([, v]) => v)), backbone: count(net.backboneVariables), arch: count([...arch.alphas, ...arch.betas]) };
 }
 
+/**
+ * The PyTorch twin as a child process that runs one step per request
+ * (twin.py serve), so that its steps can alternate with ours: each pair of steps sees
+ * the same machine, where runs minutes apart saw loads that moved either side by 10-20%.
+ */
+class TwinServer {
+  private readonly child: ChildProcessByStdio<Writable, Readable, null>;
+  private readonly lines: AsyncIterator<string>;
+  private constructor(child: ChildProcessByStdio<Writable, Readable, null>) {
+    this.child = child;
+    this.lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  }
+
+  static start(shape: Shape, variant: 'full' | 'pruned'): TwinServer {
+    const args = [TWIN, 'serve', '--size', String(shape.size), '--batch', String(shape.batch), '--variant', variant, '--warmup', String(warmup)];
+    const child = spawn(PYTHON, args, { env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '1' }, stdio: ['pipe', 'pipe', 'inherit'] });
+    return new TwinServer(child);
+  }
+
+  private async line(): Promise<Record<string, number | boolean | string>> {
+    const next = await this.lines.next();
+    if (next.done) throw new Error(`trainer-throughput: the PyTorch twin (${PYTHON} ${TWIN} serve) ended without an answer; its stderr is above`);
+    return JSON.parse(next.value) as Record<string, number | boolean | string>;
+  }
+
+  /** Resolves once the twin has built its network and taken its warm-up steps. */
+  async ready(): Promise<void> {
+    const first = await this.line();
+    if (first.ready !== true) throw new Error(`trainer-throughput: the PyTorch twin said ${JSON.stringify(first)} instead of ready`);
+  }
+
+  async step(): Promise<{ cpuMs: number; ms: number }> {
+    this.child.stdin.write('step\n');
+    const r = await this.line();
+    return { cpuMs: Number(r.cpuMs), ms: Number(r.ms) };
+  }
+
+  close(): void {
+    this.child.stdin.end('quit\n');
+  }
+}
+
 async function measure(name: string, backend: BackendChoice, n: number, setup: (net: UNet) => void, shape: Shape, opts: { profile?: boolean } = {}): Promise<Figure> {
   await initBackend({ backend, quiet: true });
   const net = makeNet();
@@ -406,16 +456,32 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
   const parameters = parameterCounts(net);
   const batch = randomBatches(shape.batch, shape.size);
   const opt = searchOptimizers(net);
+  // The twin's steps alternate with ours (not for the "before" cell or the cpu backend).
+  const twin = torchMode !== 'off' && name !== BEFORE && backend !== 'cpu' ? TwinServer.start(shape, name === PRUNED ? 'pruned' : 'full') : undefined;
   // Warm-up: plans, optimizer slots, and the compilers (see `warmup`); the slow
-  // edge-by-edge "before" cell gets one step.
+  // edge-by-edge "before" cell gets one step. The twin warms up meanwhile.
   for (let s = 0; s < (name === BEFORE ? 1 : warmup); s++) searchStep(net, opt, batch);
+  await twin?.ready();
   const tensorsBefore = tf.memory().numTensors;
-  const t0 = performance.now();
+  const twinSteps: { cpuMs: number; ms: number }[] = [];
+  let wall = 0;
+  // Wall time around our steps only (the twin's around its own); CPU over the whole
+  // loop: what our helper threads do while the twin steps (V8's garbage collector
+  // finishing, TensorFlow's pool threads spinning before they sleep) is ours too.
   const c0 = process.cpuUsage();
-  for (let s = 0; s < n; s++) searchStep(net, opt, batch);
+  for (let s = 0; s < n; s++) {
+    const t = performance.now();
+    searchStep(net, opt, batch);
+    wall += performance.now() - t;
+    if (twin) twinSteps.push(await twin.step());
+  }
   const cpu = process.cpuUsage(c0);
-  const ms = (performance.now() - t0) / n;
+  twin?.close();
+  const ms = wall / n;
   const cpuMs = (cpu.user + cpu.system) / 1000 / n;
+  const torchPaired = twin
+    ? { cpuMsPerStep: +(twinSteps.reduce((a, t) => a + t.cpuMs, 0) / n).toFixed(1), msPerStep: +(twinSteps.reduce((a, t) => a + t.ms, 0) / n).toFixed(1) }
+    : undefined;
   if (tf.memory().numTensors !== tensorsBefore) throw new Error(`${name}: tensors leaked (${tensorsBefore} -> ${tf.memory().numTensors})`);
   let peakMB: number | undefined;
   let kernelsPerStep: number | undefined;
@@ -446,6 +512,7 @@ async function measure(name: string, backend: BackendChoice, n: number, setup: (
     ...(backend === 'tensorflow' ? { tfThreads: tfThreads() } : {}),
     steps: n,
     warmupSteps: name === BEFORE ? 1 : warmup,
+    ...(torchPaired ? { torchPaired } : {}),
     msPerStep: Math.round(ms),
     cpuMsPerStep: Math.round(cpuMs),
     imagesPerSecond: +((shape.batch * 1000) / ms).toFixed(2),
@@ -473,9 +540,9 @@ for (const t of threadCounts) if (t !== 'default' && !(Number.isInteger(Number(t
 for (const n of notes) console.error(`trainer-throughput: ${n}`);
 console.error(`trainer-throughput: backends ${backends.join(', ')}; sizes ${shapes.map(shapeLabel).join(', ')}; ${warmup} warm-up and ${steps} timed steps${quick ? ', quick' : ''}${torchOn ? '' : ', no PyTorch twin'}`);
 
-// The PyTorch twin at every size, full and pruned, in child processes of this command:
-// before our figures and again after them (one round with --quick), so that both sides
-// see the same machine load; its figure is the mean of the rounds.
+// The PyTorch twin at every size, full and pruned, in a child process each, once on
+// its own (its parameter and aten op counts, and its figures alone); the ratios come
+// from its steps taken in turn with ours (TwinServer, in measure).
 interface TwinRun {
   engine: string;
   threads: { intraOp: number; interOp: number };
@@ -510,8 +577,8 @@ function runTwins(round: number): void {
   for (const shape of shapes) {
     for (const variant of ['full', 'pruned'] as const) {
       console.error(`trainer-throughput: PyTorch twin, ${variant}, ${shape.size}x${shape.size} batch ${shape.batch}, round ${round + 1} (child process)`);
-      // The aten op count (a profiled step) in the first round only.
-      const profile = !quick && round === 0;
+      // The aten op count: a profiled step.
+      const profile = !quick;
       const stdout = execFileSync(
         PYTHON,
         [TWIN, 'bench', '--size', String(shape.size), '--batch', String(shape.batch), '--variant', variant, '--steps', String(steps), '--warmup', String(warmup), ...(profile ? [] : ['--no-profile'])],
@@ -523,8 +590,9 @@ function runTwins(round: number): void {
     }
   }
 }
-const twinRounds = quick ? 1 : 2;
-if (torchOn && twinRounds > 1) runTwins(0);
+// One separate run of the twin per configuration, for its parameter and aten op counts
+// (and its figures alone); the ratios come from the paired steps.
+if (torchOn) runTwins(0);
 
 const figures: Figure[] = [];
 const machinePeakConvGflops: Record<string, { conv3x3: Rate; largeKernel: Rate }> = {};
@@ -584,7 +652,7 @@ for (const backend of backends) {
         import.meta.filename,
         [
           ...['--backends', 'tensorflow', '--tf-threads', 'default', '--steps', String(steps), '--warmup', String(warmup)],
-          ...['--sizes', shapes.map(shapeLabel).join(','), '--torch', 'off'],
+          ...['--sizes', shapes.map(shapeLabel).join(','), '--torch', torchMode === 'off' ? 'off' : 'paired'],
           ...(quick ? ['--quick'] : []),
         ],
         t,
@@ -603,7 +671,7 @@ for (const backend of backends) {
   }
 }
 
-if (torchOn) runTwins(twinRounds - 1);
+
 const twinFigures: TwinFigure[] = shapes.flatMap((shape) =>
   (['full', 'pruned'] as const).flatMap((variant) => {
     const runs = twinRuns.filter((t) => t.size === shape.size && t.batch === shape.batch && t.variant === variant);
@@ -663,19 +731,20 @@ const torchRatios = variants.flatMap((v) =>
     (['full', 'pruned'] as const).flatMap((variant) => {
       const ours = find(variant === 'full' ? FULL : PRUNED, v.backend, v.threads, shape);
       const twin = twinFigures.find((t) => t.size === shape.size && t.batch === shape.batch && t.variant === variant);
-      if (!ours || !twin) return [];
+      if (!ours || !twin || !ours.torchPaired) return [];
+      const paired = ours.torchPaired;
       return [
         {
           backend: v.label,
           variant,
           sliceSize: shape.size,
           batch: shape.batch,
-          cpu: +(ours.cpuMsPerStep / twin.cpuMsPerStep).toFixed(2),
-          wall: +(ours.msPerStep / twin.msPerStep).toFixed(2),
+          cpu: +(ours.cpuMsPerStep / paired.cpuMsPerStep).toFixed(2),
+          wall: +(ours.msPerStep / paired.msPerStep).toFixed(2),
           oursCpuMsPerStep: ours.cpuMsPerStep,
-          torchCpuMsPerStep: twin.cpuMsPerStep,
+          torchCpuMsPerStep: paired.cpuMsPerStep,
           oursMsPerStep: ours.msPerStep,
-          torchMsPerStep: twin.msPerStep,
+          torchMsPerStep: paired.msPerStep,
           oursKernelsPerStep: ours.kernelsPerStep,
           torchAtenOpsPerStep: twin.atenOpsPerStep,
           sameParameters: JSON.stringify(ours.parameters) === JSON.stringify(twin.parameters),
@@ -793,11 +862,11 @@ function torchSection(): string {
       ` (${result.date.slice(0, 10)}; ${result.machine.cpu}, ${result.machine.cores} cores, Node ${result.machine.node}` +
       `${result.machine.tensorflow ? `, TensorFlow ${result.machine.tensorflow}` : ''}, ${twin.engine} (Debian python3-torch), one thread). ` +
       `**Load average ${load(loadAtStart)} at the start, ${load(result.machine.loadAverage)} at the end** (1, 5, 15 minutes); ` +
-      `PyTorch ran before and after ours (its figure: the mean of the two rounds), at 1-minute load ${load(twinRuns.map((t) => t.loadAverage1m))}.`,
+      `PyTorch's steps alternated one for one with ours (\`twin.py serve\`), both after ${warmup} untimed steps; its op counts from a separate profiled run.`,
     '',
     'The same search step in both (the trainer\'s: architecture Adam step, then the weights\' momentum-SGD step with weight decay and clipping, backbone frozen; ' +
       'test/bench/torch/twin.test.ts checks on a small network that the twin has the same parameters and computes the same logits, loss, gradients and updated weights). ' +
-      `Per step: the mean of ${steps} timed steps after ${warmup} untimed ones on both sides (the settled cost; see the notes below). ` +
+      `Per step: the mean of ${steps} timed steps after ${warmup} untimed ones on both sides (the settled cost; see the notes below), ours and PyTorch's taken in turn. ` +
       'Ratio = our CPU ms per step / PyTorch\'s (below 1: ours is cheaper); CPU = every thread of the process. Kernel calls per step: ours tf.profile\'s kernels, ' +
       'PyTorch the aten ops not nested in another aten op, each in a separate step. Full = all 10 operations; pruned = every edge pruned to one operation ' +
       '(PyTorch builds only the kept operations). Raw figures: `torchRatios` and `torch` in test/bench/results/trainer-throughput.json.',

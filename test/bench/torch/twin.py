@@ -16,6 +16,9 @@ pyenv or virtualenv python3 that comes first on PATH):
       One thread (intra-op and inter-op); `--warmup` untimed steps (default 1), `--steps` timed steps, then
       one untimed step under torch.profiler for the aten op count. Prints one JSON
       object: CPU ms per step (time.process_time), wall ms per step, aten ops per step.
+  /usr/bin/python3 test/bench/torch/twin.py serve --size 32 --batch 8 --variant pruned --warmup 8
+      The same step, one per "step" line on stdin, its CPU and wall ms on stdout: the
+      benchmark interleaves these with its own steps.
   /usr/bin/python3 test/bench/torch/twin.py check DIR
       DIR holds manifest.json and data.bin written by test/bench/torch/twin.test.ts:
       the tfjs network's named weights, two batches, and the tfjs side's logits,
@@ -406,7 +409,8 @@ def count_aten(prof):
     return total, top
 
 
-def bench(args):
+def build(args):
+    """The benchmark's supernet, optimizers and two batches, after `args.warmup` steps."""
     one_thread()
     torch.manual_seed(args.seed)
     depth, nodes, k = args.depth, args.nodes, args.k
@@ -422,6 +426,26 @@ def bench(args):
     ]
     for _ in range(args.warmup):
         search_step(model, w_opt, a_opt, batches[0], batches[1])
+    return model, w_opt, a_opt, batches
+
+
+def serve(args):
+    """One step per "step" line on stdin, its CPU and wall ms as a JSON line on stdout;
+    "ready" (a JSON line) once warmed up; ends at "quit" or end of input. The benchmark
+    interleaves these steps with its own, so both see the same machine."""
+    model, w_opt, a_opt, batches = build(args)
+    print(json.dumps({"ready": True, "engine": f"pytorch {torch.__version__}", "warmup": args.warmup}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        c0, t0 = time.process_time(), time.perf_counter()
+        losses = search_step(model, w_opt, a_opt, batches[0], batches[1])
+        float(losses[1])
+        print(json.dumps({"cpuMs": (time.process_time() - c0) * 1000, "ms": (time.perf_counter() - t0) * 1000}), flush=True)
+
+
+def bench(args):
+    model, w_opt, a_opt, batches = build(args)
     c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(args.steps):
         losses = search_step(model, w_opt, a_opt, batches[0], batches[1])
@@ -655,11 +679,17 @@ def main():
     b.add_argument("--classes", type=int, default=4)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--no-profile", dest="profile", action="store_false", help="skip the untimed profiled step (no aten op count)")
+    v = sub.add_parser("serve")
+    for name, default in [("--size", 32), ("--batch", 8), ("--warmup", 1), ("--depth", 3), ("--base", 16), ("--nodes", 4), ("--k", 4), ("--classes", 4), ("--seed", 0)]:
+        v.add_argument(name, type=int, default=default)
+    v.add_argument("--variant", choices=["full", "pruned"], default="full")
     c = sub.add_parser("check")
     c.add_argument("dir")
     args = parser.parse_args()
     if args.mode == "bench":
         bench(args)
+    elif args.mode == "serve":
+        serve(args)
     else:
         check(args)
 
