@@ -291,6 +291,14 @@ let installed = false;
 const originals: { kernels: KernelConfig[]; gradients: GradConfig[] } = { kernels: [], gradients: [] };
 const replacements: { kernels: KernelConfig[]; gradients: GradConfig[] } = { kernels: [], gradients: [] };
 
+/** Records wasm's kernel `name` and ours in its place (made from the original, which it may call). */
+function replaceKernel(name: string, make: (original: KernelConfig) => KernelConfig['kernelFunc']): void {
+  const original = tf.getKernel(name, 'wasm');
+  if (!original) return;
+  originals.kernels.push(original);
+  replacements.kernels.push({ kernelName: name, backendName: 'wasm', kernelFunc: make(original) });
+}
+
 function swapKernel(config: KernelConfig): void {
   tf.unregisterKernel(config.kernelName, config.backendName);
   tf.registerKernel(config);
@@ -338,101 +346,53 @@ export function setWasmGradientKernels(enabled: boolean): void {
 export function installWasmTuning(): void {
   if (installed) return;
   installed = true;
-  const slice = tf.getKernel('Slice', 'wasm');
-  if (slice) {
-    originals.kernels.push(slice);
-    replacements.kernels.push({
-      kernelName: 'Slice',
-      backendName: 'wasm',
-      kernelFunc: (args) => {
-        const x = args.inputs.x as TensorInfo;
-        if (x.dtype === 'string') return slice.kernelFunc(args);
-        const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, args.attrs!.begin as number[], args.attrs!.size as number[]);
-        return sliceFromHeap(args.backend as unknown as WasmBackendLike, x, begin, size);
-      },
+  const heap = (args: { backend: unknown }) => args.backend as WasmBackendLike;
+  replaceKernel('Slice', (slice) => (args) => {
+    const x = args.inputs.x as TensorInfo;
+    if (x.dtype === 'string') return slice.kernelFunc(args);
+    const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, args.attrs!.begin as number[], args.attrs!.size as number[]);
+    return sliceFromHeap(heap(args), x, begin, size);
+  });
+  replaceKernel('SplitV', (splitV) => (args) => {
+    const x = args.inputs.x as TensorInfo;
+    if (x.dtype === 'string') return splitV.kernelFunc(args);
+    const axis = tf.util.parseAxisParam(args.attrs!.axis as number, x.shape)[0];
+    const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, args.attrs!.numOrSizeSplits as number[] | number, axis);
+    const begin = new Array<number>(x.shape.length).fill(0);
+    const size = [...x.shape];
+    return sizes.map((s) => {
+      size[axis] = s;
+      const piece = sliceFromHeap(heap(args), x, begin, size);
+      begin[axis] += s;
+      return piece;
     });
-  }
-  const splitV = tf.getKernel('SplitV', 'wasm');
-  if (splitV) {
-    originals.kernels.push(splitV);
-    replacements.kernels.push({
-      kernelName: 'SplitV',
-      backendName: 'wasm',
-      kernelFunc: (args) => {
-        const x = args.inputs.x as TensorInfo;
-        if (x.dtype === 'string') return splitV.kernelFunc(args);
-        const axis = tf.util.parseAxisParam(args.attrs!.axis as number, x.shape)[0];
-        const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, args.attrs!.numOrSizeSplits as number[] | number, axis);
-        const begin = new Array<number>(x.shape.length).fill(0);
-        const size = [...x.shape];
-        return sizes.map((s) => {
-          size[axis] = s;
-          const piece = sliceFromHeap(args.backend as unknown as WasmBackendLike, x, begin, size);
-          begin[axis] += s;
-          return piece;
-        });
-      },
-    });
-  }
-  const concat = tf.getKernel('Concat', 'wasm');
-  if (concat) {
-    originals.kernels.push(concat);
-    replacements.kernels.push({
-      kernelName: 'Concat',
-      backendName: 'wasm',
-      kernelFunc: (args) => {
-        const xs = (args.inputs as unknown as TensorInfo[]).filter((x) => x.shape.reduce((a, b) => a * b, 1) > 0);
-        if (xs.length < 2 || xs[0].dtype === 'string' || xs.some((x) => x.dtype !== xs[0].dtype)) return concat.kernelFunc(args);
-        const axis = tf.util.parseAxisParam(args.attrs!.axis as number, xs[0].shape)[0];
-        tf.backend_util.assertParamsConsistent(xs.map((x) => x.shape), axis);
-        return concatFromHeap(args.backend as unknown as WasmBackendLike, xs, axis);
-      },
-    });
-  }
-  const transpose = tf.getKernel('Transpose', 'wasm');
-  if (transpose) {
-    originals.kernels.push(transpose);
-    replacements.kernels.push({
-      kernelName: 'Transpose',
-      backendName: 'wasm',
-      kernelFunc: (args) => {
-        const x = args.inputs.x as TensorInfo;
-        const perm = args.attrs!.perm as number[];
-        const g = x.dtype === 'string' ? undefined : swappedGroups(x.shape, perm);
-        if (!g || g[3] !== 1 || g[1] <= 64 || g[2] < 8) return transpose.kernelFunc(args);
-        return transposeTallOnHeap(args.backend as unknown as WasmBackendLike, x, perm.map((p) => x.shape[p]), g[0], g[1], g[2]);
-      },
-    });
-  }
-  const identity = tf.getKernel('Identity', 'wasm');
-  if (identity) {
-    const shared: KernelConfig = {
-      kernelName: 'Identity',
-      backendName: 'wasm',
-      kernelFunc: ({ inputs, backend }) => {
-        const x = inputs.x as TensorInfo;
-        (backend as unknown as WasmBackendLike).incRef(x.dataId);
-        return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
-      },
-    };
-    originals.kernels.push(identity);
-    replacements.kernels.push(shared);
-  }
-  const resizeGrad = tf.getKernel('ResizeNearestNeighborGrad', 'wasm');
-  if (resizeGrad) {
-    originals.kernels.push(resizeGrad);
-    replacements.kernels.push({
-      kernelName: 'ResizeNearestNeighborGrad',
-      backendName: 'wasm',
-      kernelFunc: (args) => {
-        const { images, dy } = args.inputs as { images: TensorInfo; dy: TensorInfo };
-        const { alignCorners, halfPixelCenters } = args.attrs as { alignCorners?: boolean; halfPixelCenters?: boolean };
-        const doubled = dy.shape[1] === 2 * images.shape[1] && dy.shape[2] === 2 * images.shape[2] && dy.shape[3] === images.shape[3];
-        if (alignCorners || halfPixelCenters || !doubled || dy.dtype !== 'float32') return resizeGrad.kernelFunc(args);
-        return resize2xGradFromHeap(args.backend as unknown as WasmBackendLike, dy, images);
-      },
-    });
-  }
+  });
+  replaceKernel('Concat', (concat) => (args) => {
+    const xs = (args.inputs as unknown as TensorInfo[]).filter((x) => x.shape.reduce((a, b) => a * b, 1) > 0);
+    if (xs.length < 2 || xs[0].dtype === 'string' || xs.some((x) => x.dtype !== xs[0].dtype)) return concat.kernelFunc(args);
+    const axis = tf.util.parseAxisParam(args.attrs!.axis as number, xs[0].shape)[0];
+    tf.backend_util.assertParamsConsistent(xs.map((x) => x.shape), axis);
+    return concatFromHeap(heap(args), xs, axis);
+  });
+  replaceKernel('Transpose', (transpose) => (args) => {
+    const x = args.inputs.x as TensorInfo;
+    const perm = args.attrs!.perm as number[];
+    const g = x.dtype === 'string' ? undefined : swappedGroups(x.shape, perm);
+    if (!g || g[3] !== 1 || g[1] <= 64 || g[2] < 8) return transpose.kernelFunc(args);
+    return transposeTallOnHeap(heap(args), x, perm.map((p) => x.shape[p]), g[0], g[1], g[2]);
+  });
+  replaceKernel('Identity', () => ({ inputs, backend }) => {
+    const x = inputs.x as TensorInfo;
+    (backend as unknown as WasmBackendLike).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  });
+  replaceKernel('ResizeNearestNeighborGrad', (resizeGrad) => (args) => {
+    const { images, dy } = args.inputs as { images: TensorInfo; dy: TensorInfo };
+    const { alignCorners, halfPixelCenters } = args.attrs as { alignCorners?: boolean; halfPixelCenters?: boolean };
+    const doubled = dy.shape[1] === 2 * images.shape[1] && dy.shape[2] === 2 * images.shape[2] && dy.shape[3] === images.shape[3];
+    if (alignCorners || halfPixelCenters || !doubled || dy.dtype !== 'float32') return resizeGrad.kernelFunc(args);
+    return resize2xGradFromHeap(heap(args), dy, images);
+  });
   const matMul = tf.getGradient('BatchMatMul');
   const grad: GradConfig = {
     kernelName: 'BatchMatMul',
