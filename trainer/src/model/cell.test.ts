@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { nativeInstalled } from '../backend/testing.ts';
 import type { Operation } from '../config/index.ts';
+import { useChannelSplits } from './cell.ts';
 import { instanceNorm, pointwise } from './layers.ts';
 import { UNet } from './network.ts';
 import { applyFused, applyShared, hasWeights, isShared } from './operations.ts';
@@ -85,7 +86,7 @@ for (const backend of nativeInstalled ? (['wasm', 'cpu', 'tensorflow'] as const)
     });
 
     for (const k of [1, 2, 4]) {
-      it(`fused cell equals the edge-by-edge PC-DARTS cell (K=${k}), also after pruning`, () => {
+      it(`fused cell equals the edge-by-edge PC-DARTS cell (K=${k}), also after pruning, in both channel layouts`, () => {
         const net = new UNet({
           backbone: { depth: 1, baseFilters: 8, pretrainEpochs: 1, learningRate: 1e-3 },
           inChannels: 1,
@@ -100,15 +101,24 @@ for (const backend of nativeInstalled ? (['wasm', 'cpu', 'tensorflow'] as const)
         randomize(net.arch!.betas[0], 13, 1);
         const s0 = tf.randomNormal([2, 8, 8, 8], 0, 1, 'float32', 14) as tf.Tensor4D;
         const s1 = tf.randomNormal([2, 8, 8, 8], 0, 1, 'float32', 15) as tf.Tensor4D;
-        const check = () =>
-          tf.tidy(() => {
-            const ours = net.cells[0].apply(s0, s1);
-            const ref = referenceCell(net, 0, s0, s1);
-            expect(ours.shape).toEqual([2, 8, 8, 8]);
-            expect(maxAbsDiff(ours, ref)).toBeLessThan(1e-4);
-            // Not trivially the identity: the cell changes its input.
-            expect(maxAbsDiff(ours, s0)).toBeGreaterThan(1e-2);
-          });
+        // Both layouts (channel splits, as on TensorFlow; column blocks, as on wasm) on every backend.
+        const check = () => {
+          for (const split of [true, false]) {
+            useChannelSplits(split);
+            try {
+              tf.tidy(() => {
+                const ours = net.cells[0].apply(s0, s1);
+                const ref = referenceCell(net, 0, s0, s1);
+                expect(ours.shape).toEqual([2, 8, 8, 8]);
+                expect(maxAbsDiff(ours, ref), `splits ${split}`).toBeLessThan(1e-4);
+                // Not trivially the identity: the cell changes its input.
+                expect(maxAbsDiff(ours, s0)).toBeGreaterThan(1e-2);
+              });
+            } finally {
+              useChannelSplits(undefined);
+            }
+          }
+        };
         check();
         net.arch!.prune(0, 0, [2, 4]);
         net.arch!.prune(0, 3, [1]);
