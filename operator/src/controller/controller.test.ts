@@ -209,8 +209,13 @@ describe('Controller', () => {
     await api.create(searchObj());
     ctl.startInformers();
     ctl.startWorkers();
-    await until(() => api.objects('IACSearch')[0].status !== undefined);
-    await sleep(50);
+    // Settled: the last reconcile saw the Secret, the pod and its own status (the
+    // informers have delivered every event of the set-up) and nothing is queued.
+    // Counting from earlier let a late set-up reconcile land in the count under load.
+    await until(() => {
+      const last = calls.at(-1);
+      return !!last && last.pods.length === 1 && last.secrets.length === 1 && last.search.status !== undefined && ctl.queueDepth() === 0;
+    });
     const before = statusPatches(api).length;
     const callsBefore = calls.length;
     for (let epoch = 1; epoch <= 5; epoch++) {
