@@ -224,7 +224,11 @@ describe('Controller', () => {
     await until(() => (api.objects('IACSearch')[0].status as { progress?: { epoch: number } }).progress?.epoch === 5);
     await sleep(200);
     expect(statusPatches(api).length - before).toBe(1);
-    expect(calls.length - callsBefore).toBeLessThanOrEqual(2);
+    // Fewer reconciles than messages. How many depends on timing, not on coalescing:
+    // one for the five messages, one more when the write waits out the progress
+    // interval since the set-up's write (a slow set-up leaves less of it), one for the
+    // informer's event of the write.
+    expect(calls.length - callsBefore).toBeLessThan(5);
     expect(calls.at(-1)!.progress?.epoch).toBe(5);
     await ctl.shutdown();
   });
