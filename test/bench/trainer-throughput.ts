@@ -568,15 +568,13 @@ interface TwinFigure extends TwinRun {
 const PYTHON = '/usr/bin/python3';
 const TWIN = path.join(repoRoot, 'test/bench/torch/twin.py');
 const twinRuns: TwinRun[] = [];
-function runTwins(round: number): void {
-  if (round === 0) {
-    // Debian's python3-torch for /usr/bin/python3, installed when missing.
-    const setup = spawnSync(path.join(repoRoot, 'test/bench/torch/setup.sh'), { stdio: ['ignore', 'inherit', 'inherit'] });
-    if (setup.status !== 0) throw new Error(`trainer-throughput: the PyTorch twin needs ${PYTHON} with PyTorch (apt-get install python3-torch), and test/bench/torch/setup.sh could not install it; --torch off skips the twin`);
-  }
+function runTwins(): void {
+  // Debian's python3-torch for /usr/bin/python3, installed when missing.
+  const setup = spawnSync(path.join(repoRoot, 'test/bench/torch/setup.sh'), { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (setup.status !== 0) throw new Error(`trainer-throughput: the PyTorch twin needs ${PYTHON} with PyTorch (apt-get install python3-torch), and test/bench/torch/setup.sh could not install it; --torch off skips the twin`);
   for (const shape of shapes) {
     for (const variant of ['full', 'pruned'] as const) {
-      console.error(`trainer-throughput: PyTorch twin, ${variant}, ${shape.size}x${shape.size} batch ${shape.batch}, round ${round + 1} (child process)`);
+      console.error(`trainer-throughput: PyTorch twin, ${variant}, ${shape.size}x${shape.size} batch ${shape.batch}, on its own (child process)`);
       // The aten op count: a profiled step.
       const profile = !quick;
       const stdout = execFileSync(
@@ -592,7 +590,7 @@ function runTwins(round: number): void {
 }
 // One separate run of the twin per configuration, for its parameter and aten op counts
 // (and its figures alone); the ratios come from the paired steps.
-if (torchOn) runTwins(0);
+if (torchOn) runTwins();
 
 const figures: Figure[] = [];
 const machinePeakConvGflops: Record<string, { conv3x3: Rate; largeKernel: Rate }> = {};
@@ -827,7 +825,7 @@ const result = {
   ...(torchOn
     ? {
         torch: {
-          what: 'the PyTorch twin of the step (test/bench/torch/twin.py): one intra-op and one inter-op thread; CPU = time.process_time; a figure is the mean of its rounds (before and after our figures; one with --quick); aten ops: not nested in another aten op, counted in a separate profiled step',
+          what: 'the PyTorch twin of the step (test/bench/torch/twin.py): one intra-op and one inter-op thread; CPU = time.process_time; these figures: one run on its own per configuration (the ratios use figures[].torchPaired, its steps taken in turn with ours); aten ops: not nested in another aten op, counted in a separate profiled step',
           figures: twinFigures,
         },
         torchRatios,
