@@ -115,6 +115,7 @@ describe('iacnas trainer command line', () => {
       [{ search: { warmupEpochs: 20, maxEpochs: 20 } }, 'search.warmupEpochs: 20 is not below search.maxEpochs 20'],
       [{ search: { operations: ['none', 'conv_3x3', 'conv_3x3'] } }, 'search.operations: conv_3x3 listed more than once'],
       [{ backbone: { baseFilters: 6 }, search: { partialChannels: 4 } }, 'search.partialChannels: 4 does not divide backbone.baseFilters 6'],
+      [{ search: { stability: { threshold: 1e-3, autoScale: 2 } } }, 'search.stability.autoScale: 2 scales the automatic test, which search.stability.threshold (0.001) turns off; remove one of them'],
     ];
     for (const [config, message] of cases) {
       const dir = mkdtempSync(join(tmpdir(), 'cli-'));

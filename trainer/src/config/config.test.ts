@@ -6,7 +6,8 @@ describe('trainer configuration', () => {
     const c = parseTrainerConfig({});
     expect(c.search.maxEpochs).toBe(200);
     expect(c.search.operations).toHaveLength(10);
-    expect(c.search.stability).toMatchObject({ enabled: true, threshold: 1e-3, window: 5, pruneTo: [3, 1], patience: 10 });
+    expect(c.search.stability).toMatchObject({ enabled: true, autoScale: 1, window: 5, pruneTo: [3, 1], patience: 10 });
+    expect(c.search.stability.threshold).toBeUndefined(); // the automatic test
     expect(c.search.weights).toMatchObject({ learningRate: 0.025, momentum: 0.9, weightDecay: 3e-4, gradClip: 5 });
     expect(c.search.architecture).toMatchObject({ learningRate: 6e-4, beta1: 0.5, beta2: 0.999, weightDecay: 1e-3 });
     expect(c.dataset.split).toEqual({ train: 0.6, val: 0.2, test: 0.2 });

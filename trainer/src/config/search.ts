@@ -58,7 +58,22 @@ export const StabilityConfig = z
       .default(true)
       .describe('IAC-LTH stability pruning. false runs the original full-length IAC search for maxEpochs.'),
     criterion: z.enum(['jsd']).default('jsd').describe('Stability criterion: Jensen-Shannon divergence (base 2) of an edge\'s operation distribution between consecutive epochs.'),
-    threshold: z.number().gt(0).max(1).default(1e-3).describe('An edge is stable when the largest divergence over the last window epochs is below this value.'),
+    threshold: z
+      .number()
+      .gt(0)
+      .max(1)
+      .optional()
+      .describe(
+        "The paper's absolute test (it used 1e-3): an edge is stable when every divergence of its window is below this value. Unset (the default): the automatic test, which needs no tuning (docs/search.md).",
+      ),
+    autoScale: z
+      .number()
+      .gt(0)
+      .max(100)
+      .default(1)
+      .describe(
+        'Automatic test: an edge is stable when the net divergence of its window is at most autoScale times the sum of its per-epoch divergences (1: no more movement than steps without a common direction). Lower is stricter.',
+      ),
     window: z.int().min(1).max(100).default(5).describe('Number of recent epochs the divergence is tracked over.'),
     pruneTo: z
       .array(z.int().min(1))

@@ -39,6 +39,8 @@ export const ProgressEvent = z.object({
   etaMaxSeconds: z.number().min(0).optional(),
   /** retrain: which network the epoch trained: the U-Net with the found cells, or the plain U-Net baseline (evaluate.baseline). */
   model: z.enum(['cells', 'baseline']).optional(),
+  /** Warnings of this phase so far (search: a stability threshold that cannot decide), repeated by every later event. */
+  warnings: z.array(z.string().max(600)).max(4).optional(),
   time: z.string().optional(),
 });
 export type ProgressEvent = z.infer<typeof ProgressEvent>;
@@ -87,6 +89,8 @@ export const PhaseResult = z.object({
   /** evaluate with evaluate.baseline: mean Dice of the U-Net trained with the same budget, and meanDice minus it. */
   baselineMeanDice: z.number().optional(),
   diceGain: z.number().optional(),
+  /** Warnings of the phase (search: a stability threshold that cannot decide). */
+  warnings: z.array(z.string().max(600)).max(4).optional(),
   /** evaluate: the cell model on each dataset of evaluate.external (a malformed list reads as none, never failing the result). */
   external: z.array(ExternalSummary).optional().catch(undefined),
 });

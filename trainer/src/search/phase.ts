@@ -47,5 +47,6 @@ export async function runSearchPhase(ctx: PhaseContext): Promise<ResultFields> {
     totalEdges: r.totalEdges,
     genotype: summariseGenotype(r.genotype),
     bestValDice: r.bestValDice,
+    ...(r.warnings.length > 0 && { warnings: r.warnings }),
   };
 }

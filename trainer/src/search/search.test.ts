@@ -72,6 +72,43 @@ describeEachBackend('runSearch', (backend) => {
     expect(r.genotype.cells).toHaveLength(2);
   });
 
+  it('warns when an absolute threshold is outside every divergence of the first windows, on the events and the result', async () => {
+    const out: string[] = [];
+    const dir = tmp();
+    const r = await search(dir, config({ search: { stability: { window: 2, threshold: 0.9, patience: 50 } } }), undefined, { write: (t: string) => out.push(t) });
+    expect(r.warnings).toHaveLength(1);
+    expect(r.warnings[0]).toMatch(/^search\.stability\.threshold 0\.9 is above every divergence of the first windows \(largest .* at epoch 4\).*leave search\.stability\.threshold unset/);
+    const events = out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) as ProgressEvent[];
+    // From the epoch the first windows fill (warm-up 2 + window 2) on, every event repeats it.
+    expect(events.filter((e) => e.warnings).map((e) => e.epoch)).toEqual(events.filter((e) => e.epoch >= 4).map((e) => e.epoch));
+    // Every edge was stable, and pruned, at its first check.
+    const history = readHistory<{ epoch: number; prunes: unknown[] }>(join(dir, 'search', 'history.jsonl'));
+    expect(history[3].prunes).toHaveLength(10);
+  });
+
+  it('decides with the automatic test by default, recording each edge\'s drift ratio and decision epochs', async () => {
+    const dir = tmp();
+    const cfg = config({ search: { stability: { window: 2, patience: 50 } } });
+    expect(cfg.search.stability.threshold).toBeUndefined();
+    const r = await search(dir, cfg);
+    expect(r.warnings).toEqual([]);
+    const history = readHistory<{ epoch: number; drift: Array<Array<number | null>>; decisions: number[][][]; prunes: { cell: number; edge: number }[] }>(
+      join(dir, 'search', 'history.jsonl'),
+    );
+    // Judged from the first full window (epoch 4) on: a ratio between 0 and the window length.
+    expect(history[2].drift.flat().every((d) => d === null)).toBe(true);
+    const judged = history[3].drift.flat().filter((d): d is number => d !== null);
+    expect(judged.length).toBeGreaterThan(0);
+    for (const d of judged) {
+      expect(d).toBeGreaterThanOrEqual(0);
+      expect(d).toBeLessThanOrEqual(2 + 1e-9);
+    }
+    // The decisions of the last line are the epochs of every prune in the history.
+    const last = history.at(-1)!.decisions;
+    for (const h of history) for (const p of h.prunes) expect(last[p.cell][p.edge]).toContain(h.epoch);
+    expect(last.flat(2).length).toBe(history.reduce((n, h) => n + h.prunes.length, 0));
+  });
+
   it('estimates the time left from the stop rules, with maxEpochs as the upper bound', async () => {
     const out: string[] = [];
     const r = await search(tmp(), config(), undefined, { write: (t: string) => out.push(t) });

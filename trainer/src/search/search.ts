@@ -44,6 +44,7 @@ export interface SearchOutcome {
   stableEdges: number;
   totalEdges: number;
   bestValDice: number;
+  warnings: string[];
 }
 
 /** What the search checkpoint holds besides tensors; prune reads `arch` and `genotype`. */
@@ -61,6 +62,8 @@ export interface SearchState {
   stoppedBy: StopReason | null;
   operations: string[];
   nodes: number;
+  /** Warnings about the stability threshold so far (every later progress event repeats them). */
+  warnings?: string[];
 }
 
 /** Splits the training patients into two halves (weights / architecture), reproducibly. */
@@ -94,6 +97,39 @@ function stepBatches(indices: readonly number[], batchSize: number, steps: numbe
 
 export function searchSpace(config: TrainerConfig): CellSearchSpace {
   return { operations: config.search.operations, nodes: config.search.nodes, partialChannels: config.search.partialChannels };
+}
+
+/** Significant digits enough to tell divergences apart in a message. */
+function sci(x: number): string {
+  return x.toExponential(1);
+}
+
+/**
+ * When the first windows fill: a line saying how the divergences compare with the test,
+ * and a warning when an absolute threshold is outside their whole range (it then cannot
+ * tell edges apart: every edge is stable at its first check, or none can be).
+ */
+export function thresholdCheck(
+  threshold: number | undefined,
+  range: { epoch: number; min: number; max: number },
+): { info: string; warning?: string } {
+  const seen = `the per-epoch divergences of the first windows (epoch ${range.epoch}) range from ${sci(range.min)} to ${sci(range.max)}`;
+  if (threshold === undefined) return { info: `search: ${seen}; the automatic test judges each edge by its own movement` };
+  const info = `search: ${seen}; search.stability.threshold is ${threshold}`;
+  const fix = 'leave search.stability.threshold unset for the automatic test (docs/search.md)';
+  if (threshold > range.max) {
+    return {
+      info,
+      warning: `search.stability.threshold ${threshold} is above every divergence of the first windows (largest ${sci(range.max)} at epoch ${range.epoch}): every edge is stable at its first check and is pruned by alphas that have hardly moved; ${fix}`,
+    };
+  }
+  if (threshold < range.min) {
+    return {
+      info,
+      warning: `search.stability.threshold ${threshold} is below every divergence of the first windows (smallest ${sci(range.min)} at epoch ${range.epoch}): no edge is stable until its divergence falls below it, and the search may run to search.maxEpochs; ${fix}`,
+    };
+  }
+  return { info };
 }
 
 function countActive(active: number[][][]): number {
@@ -132,7 +168,8 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
     new StabilityTracker(
       {
         enabled: sc.stability.enabled,
-        threshold: sc.stability.threshold,
+        threshold: sc.stability.threshold ?? null,
+        autoScale: sc.stability.autoScale,
         window: sc.stability.window,
         pruneTo: sc.stability.pruneTo,
         patience: sc.stability.patience,
@@ -182,6 +219,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
     const epochSeconds = [...(state?.epochSeconds ?? [])];
     let genotype: Genotype = state?.genotype ?? derive(arch.snapshot());
     let stableEdges = state?.stableEdges ?? 0;
+    const warnings = [...(state?.warnings ?? [])];
 
     while (!stoppedBy) {
       epoch++;
@@ -228,6 +266,14 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
       const snap = arch.snapshot();
       const d: EpochDecision = stab.observe(epoch, snap, derive);
       for (const p of d.prunes) arch.prune(p.cell, p.edge, p.keep);
+      if (d.range) {
+        const check = thresholdCheck(sc.stability.threshold, d.range);
+        reporter.log(check.info);
+        if (check.warning) {
+          reporter.log(`warning: ${check.warning}`);
+          warnings.push(check.warning);
+        }
+      }
       genotype = d.genotype;
       // Stable now, or settled (one operation left, or nothing more to prune).
       stableEdges = d.settled.flat().filter((settled, i) => settled || d.stable.flat()[i]).length;
@@ -241,11 +287,13 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
         alphas: snap.alphas,
         betas: snap.betas,
         jsd: d.jsd,
+        drift: d.drift,
         active: d.active,
         stable: d.stable,
         settled: d.settled,
         kept: d.kept,
         prunes: d.prunes,
+        decisions: d.decisions,
         genotype,
         genotypeChanged: d.genotypeChanged,
         archUpdates: archLearns,
@@ -273,6 +321,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
         stoppedBy,
         operations: [...sc.operations],
         nodes: sc.nodes,
+        warnings,
       };
       await writeCheckpoint(o.dir, next, tensors());
       state = next;
@@ -299,6 +348,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
         etaSeconds: perEpoch * left.epochs,
         etaBasis: left.basis,
         ...(!stoppedBy && left.basis !== 'max-epochs' && { etaMaxSeconds: perEpoch * (sc.maxEpochs - epoch) }),
+        ...(warnings.length > 0 && { warnings }),
       });
       await reporter.settle();
       for (const p of d.prunes) {
@@ -322,6 +372,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
       stableEdges,
       totalEdges,
       bestValDice,
+      warnings,
     };
   } finally {
     weightOpt.dispose();

@@ -28,6 +28,7 @@ function derive(nodes: number) {
 const base: StabilityOptions = {
   enabled: true,
   threshold: 1e-3,
+  autoScale: 1,
   window: 2,
   pruneTo: [3, 1],
   patience: 100,
@@ -136,6 +137,77 @@ describe('StabilityTracker', () => {
     expect([...first.decisions, ...rest].map((d) => [d.epoch, d.prunes, d.stop])).toEqual(
       whole.map((d) => [d.epoch, d.prunes, d.stop]),
     );
+  });
+
+  describe('the automatic test (threshold null): no consistent direction over the window', () => {
+    const auto: StabilityOptions = { ...base, threshold: null, maxEpochs: 40 };
+    // Every edge drifts (its operation 1 grows by one step an epoch) until its own epoch, then only
+    // jitters: operation 2 goes back and forth, so its window's net movement is far below its path.
+    const driftUntil = [2, 6, 10, 14, 18];
+    const scripted = (scale: number) => (t: number) =>
+      driftUntil.map((until, e) => [0, Math.min(t, until), 0.5 + 0.3 * (t % 2), 0.2 * e, 0.1].map((a) => scale * a));
+    const decisionEpochs = (decisions: EpochDecision[]) => decisions.at(-1)!.decisions[0];
+
+    it('settles each edge when its drift ends, at any scale of the movement', () => {
+      const small = run(auto, 2, scripted(1e-3)).decisions;
+      const large = run(auto, 2, scripted(0.1)).decisions;
+      // Warm-up 2, window 2: an edge is checked from epoch 4, is stable in the first epoch after its
+      // drift (a window with a single step of it has no common direction), and each pruning step
+      // waits for a new window. Edge 4 is not kept by the genotype: the search does not wait for it.
+      expect(decisionEpochs(small)).toEqual([[4, 6], [7, 9], [11, 13], [15, 17], []]);
+      expect(decisionEpochs(large)).toEqual(decisionEpochs(small));
+      expect(small.at(-1)).toMatchObject({ epoch: 17, stop: 'stable' });
+      expect(small.at(-1)!.kept[0]).toEqual([true, true, true, true, false]);
+      // The ratio it judges by: about 2 (the window length) while drifting, 0 for a pure back-and-forth.
+      expect(small[4].drift[0][4]).toBeGreaterThan(1.5);
+      expect(small[3].drift[0][0]).toBeLessThan(0.05);
+      // The per-epoch divergences differ by four orders of magnitude between the two scales.
+      expect(large[4].jsd[0][4] / small[4].jsd[0][4]).toBeGreaterThan(1e3);
+    });
+
+    it('where the absolute threshold decides only at one scale', () => {
+      const fixed = { ...auto, threshold: 1e-5 };
+      const small = run(fixed, 2, scripted(1e-3)).decisions;
+      const large = run(fixed, 2, scripted(0.1)).decisions;
+      // Tiny movements: every edge is stable at its first check, drifting or not.
+      expect(small[3].prunes.map((p) => p.edge)).toEqual([0, 1, 2, 3, 4]);
+      expect(small[3].range).toMatchObject({ epoch: 4 });
+      expect(small[3].range!.max).toBeLessThan(1e-5);
+      // Large ones: the jitter alone is above it, so no edge ever is.
+      expect(large.every((d) => d.prunes.length === 0)).toBe(true);
+      expect(large[3].range!.min).toBeGreaterThan(1e-5);
+    });
+
+    it('autoScale below 1 is stricter and above it more lenient', () => {
+      const settle = (autoScale: number) => decisionEpochs(run({ ...auto, autoScale }, 2, scripted(1e-3)).decisions).map((d) => d[0]);
+      expect(settle(1)).toEqual([4, 7, 11, 15, undefined]);
+      // A window of 2 moves at most twice its path: at 2 even a drifting edge is stable at its first check.
+      expect(settle(2)).toEqual([4, 4, 4, 4, 4]);
+      expect(settle(1e-6).every((e, i) => e === undefined || e >= settle(1)[i])).toBe(true);
+    });
+
+    it('starts the windows of a state saved without their origins again', () => {
+      const alphas = scripted(1e-3);
+      const first = run(auto, 2, alphas, undefined, 5);
+      const state = first.tracker.state();
+      for (const st of state.edges.flat()) delete st.origins;
+      const tracker = new StabilityTracker(auto, { edgesPerCell: [5] }, state);
+      expect(tracker.state().edges.flat().every((st) => st.window.length === 0)).toBe(true);
+      const rest = run(auto, 2, alphas, { tracker, active: first.active, epoch: 5 }).decisions;
+      expect(rest[0].drift.flat().every((d) => d === null)).toBe(true); // epoch 6: one epoch in each window
+      expect(rest[1].drift.flat().some((d) => d !== null)).toBe(true);
+    });
+
+    it('resumes from a state saved in the middle of a window', () => {
+      const alphas = scripted(1e-3);
+      const whole = run(auto, 2, alphas).decisions;
+      const first = run(auto, 2, alphas, undefined, 9);
+      const tracker = new StabilityTracker(auto, { edgesPerCell: [5] }, JSON.parse(JSON.stringify(first.tracker.state())));
+      const rest = run(auto, 2, alphas, { tracker, active: first.active, epoch: 9 }).decisions;
+      expect([...first.decisions, ...rest].map((d) => [d.epoch, d.prunes, d.stop, d.drift])).toEqual(
+        whole.map((d) => [d.epoch, d.prunes, d.stop, d.drift]),
+      );
+    });
   });
 
   describe('remaining(): the epochs the stop rules still need at the least (the ETA)', () => {

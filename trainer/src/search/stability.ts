@@ -2,13 +2,24 @@
 // divergences; a stable edge is pruned to its top-k operations; the search stops
 // when the cell is settled, when the derived genotype stops changing, or at the
 // epoch budget. Pure: the search loop feeds it snapshots and applies its decisions.
+//
+// Two tests of stability (docs/search.md, section 3):
+// - automatic (threshold null, the default): the window's net divergence, from the
+//   distribution before its first epoch to the current one, is at most autoScale times
+//   the sum of its per-epoch divergences, i.e. the edge moved no further than steps
+//   without a common direction would have taken it. Both sides scale alike with the
+//   steps per epoch, the learning rate and the gradients, so it needs no tuning;
+// - absolute (the paper's): every per-epoch divergence of the window is below threshold.
 import type { Genotype } from '../model/api.ts';
 import { candidateOps, edgeDivergence } from './jsd.ts';
 
 export interface StabilityOptions {
   /** false: divergences are still recorded, but nothing is pruned and the search runs to maxEpochs. */
   enabled: boolean;
-  threshold: number;
+  /** The paper's absolute threshold on each per-epoch divergence; null: the automatic test. */
+  threshold: number | null;
+  /** Automatic test: an edge is stable when net <= autoScale x path over its window (1 = no drift). */
+  autoScale: number;
   window: number;
   pruneTo: readonly number[];
   patience: number;
@@ -27,9 +38,20 @@ export interface ArchSnapshot {
 
 export type StopReason = 'stable' | 'genotype-unchanged' | 'max-epochs';
 
+/** Smallest and largest per-epoch divergence over all edges' full windows, when the first windows fill. */
+export interface DivergenceRange {
+  epoch: number;
+  min: number;
+  max: number;
+}
+
 export interface EdgeState {
   /** Divergences of the epochs since the last pruning step (at most `window`, newest last). */
   window: number[];
+  /** Alphas of the edge before each epoch of `window` (same length): origins[0] is where the window starts. */
+  origins?: number[][];
+  /** Epochs of this edge's pruning steps so far. */
+  decisions?: number[];
   /** How many pruning steps this edge has had (index into pruneTo of the next one). */
   steps: number;
   /** Stable by the criterion at the last observed epoch. */
@@ -56,6 +78,16 @@ export interface EpochDecision {
   epoch: number;
   /** Divergence of every edge between this epoch and the previous one. */
   jsd: number[][];
+  /**
+   * Automatic test, per edge with a full window: the net divergence of the window (from its
+   * start to now) over the sum of its per-epoch divergences; null when the window is not
+   * full, the edge has one candidate left, or the threshold is absolute.
+   */
+  drift: Array<Array<number | null>>;
+  /** Epochs of each edge's pruning steps so far (this epoch's included). */
+  decisions: number[][][];
+  /** Set in the epoch the first windows fill: the range of the divergences they hold. */
+  range?: DivergenceRange;
   prunes: PruneDecision[];
   /** Active operations after this epoch's pruning. */
   active: number[][][];
@@ -113,8 +145,19 @@ export class StabilityTracker {
       throw new Error(`search.stability.pruneTo: must be decreasing, got [${options.pruneTo.join(', ')}]`);
     }
     this.options = options;
+    if (state) {
+      // A state saved before windows kept their origins: the automatic test needs them, so
+      // those windows start again (the absolute test does not use them).
+      state = structuredClone(state);
+      for (const st of state.edges.flat()) {
+        if (options.threshold === null && (st.origins?.length ?? 0) !== st.window.length) {
+          st.window = [];
+          st.origins = [];
+        }
+      }
+    }
     this.s = state
-      ? structuredClone(state)
+      ? state
       : {
           epoch: 0,
           edges: shape.edgesPerCell.map((n) => Array.from({ length: n }, () => ({ window: [], steps: 0, stable: false }))),
@@ -158,8 +201,11 @@ export class StabilityTracker {
       cell.forEach((kept, e) => {
         if (!kept || d.settled[c][e]) return;
         const st = this.s.edges[c][e];
+        // Absolute test: the calm epochs at the end of the window. The automatic test can pass
+        // as soon as the window is full, so every epoch in it counts.
         let calm = 0;
-        for (let i = st.window.length - 1; i >= 0 && st.window[i] < o.threshold; i--) calm++;
+        if (o.threshold === null) calm = st.window.length;
+        else for (let i = st.window.length - 1; i >= 0 && st.window[i] < o.threshold; i--) calm++;
         // Stability steps: the pruning steps that still remove operations, each followed by
         // a fresh window; after the last, a final one unless it left a single operation.
         let n = candidateOps(d.active[c][e], o.noneIndex).length;
@@ -192,21 +238,47 @@ export class StabilityTracker {
     const archLearns = epoch > o.warmupEpochs;
     const active = structuredClone(snap.active);
     const jsd: number[][] = [];
+    const drift: Array<Array<number | null>> = [];
     const stable: boolean[][] = [];
     const prunes: PruneDecision[] = [];
+    const firstFull = archLearns && epoch === o.warmupEpochs + o.window;
+    let low = Infinity;
+    let high = 0;
 
     snap.alphas.forEach((cellAlphas, c) => {
       jsd.push([]);
+      drift.push([]);
       stable.push([]);
       cellAlphas.forEach((alphas, e) => {
         const st = this.s.edges[c][e];
+        st.origins ??= [];
+        st.decisions ??= [];
         const js = edgeDivergence(prev[c][e], alphas, active[c][e], o.noneIndex);
         jsd[c].push(js);
         if (archLearns) {
           st.window.push(js);
-          if (st.window.length > o.window) st.window.shift();
+          st.origins.push([...prev[c][e]]);
+          if (st.window.length > o.window) {
+            st.window.shift();
+            st.origins.shift();
+          }
         }
-        st.stable = st.window.length >= o.window && Math.max(...st.window) < o.threshold;
+        const full = st.window.length >= o.window;
+        if (firstFull && full) {
+          low = Math.min(low, Math.max(...st.window));
+          high = Math.max(high, Math.max(...st.window));
+        }
+        let d: number | null = null;
+        if (o.threshold === null) {
+          if (full && candidateOps(active[c][e], o.noneIndex).length > 1) {
+            // Net movement of the window against its path (both over the current candidates).
+            const net = edgeDivergence(st.origins[0], alphas, active[c][e], o.noneIndex);
+            const path = st.window.reduce((a, b) => a + b, 0);
+            d = path > 0 ? net / path : 0;
+            st.stable = net <= o.autoScale * path;
+          } else st.stable = full;
+        } else st.stable = full && Math.max(...st.window) < o.threshold;
+        drift[c].push(d);
         stable[c].push(st.stable);
         if (!o.enabled || !st.stable) return;
         const candidates = candidateOps(active[c][e], o.noneIndex);
@@ -222,6 +294,8 @@ export class StabilityTracker {
         active[c][e] = [...keep].sort((a, b) => a - b);
         st.steps = step + 1;
         st.window = [];
+        st.origins = [];
+        st.decisions.push(epoch);
         st.stable = false;
         stable[c][e] = false;
       });
@@ -254,6 +328,9 @@ export class StabilityTracker {
     return {
       epoch,
       jsd,
+      drift,
+      decisions: this.s.edges.map((cell) => cell.map((st) => [...(st.decisions ?? [])])),
+      ...(firstFull && high > 0 && { range: { epoch, min: low, max: high } }),
       prunes,
       active,
       stable,

@@ -19,6 +19,11 @@ export function validateForTraining(c: TrainerConfig, phase: 'search' | 'retrain
     const s = c.search;
     const p = s.stability.pruneTo;
     if (p.some((k, i) => i > 0 && k >= p[i - 1])) problems.push(`search.stability.pruneTo: must be strictly decreasing, e.g. [3, 1]; got [${p.join(', ')}]`);
+    if (s.stability.threshold !== undefined && s.stability.autoScale !== 1) {
+      problems.push(
+        `search.stability.autoScale: ${s.stability.autoScale} scales the automatic test, which search.stability.threshold (${s.stability.threshold}) turns off; remove one of them`,
+      );
+    }
     const dup = s.operations.filter((o, i) => s.operations.indexOf(o) !== i);
     if (dup.length) problems.push(`search.operations: ${[...new Set(dup)].join(', ')} listed more than once`);
     if (!s.operations.some((o) => o !== 'none')) problems.push(`search.operations: needs at least one operation other than 'none'`);
