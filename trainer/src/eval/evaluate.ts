@@ -486,7 +486,7 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
     if (o.report ?? true) {
       try {
         const { writeReport } = await import('../report/html.ts');
-        writeReport(workdir, { title: config.name, operations: config.search.operations, threshold: config.search.stability.threshold });
+        writeReport(workdir, { title: config.name, operations: config.search.operations, threshold: config.search.stability.threshold, autoScale: config.search.stability.autoScale });
       } catch (e) {
         log(`evaluate: could not write report.html: ${(e as Error).message}`);
       }

@@ -124,6 +124,8 @@ export interface Series {
   dashed?: boolean;
   /** Marks the last point with a cross (the series is not continued after it, see LineChartOptions.endMarkLabel). */
   endMark?: boolean;
+  /** Breaks the line where consecutive points are further apart in x than this (epochs without a value). */
+  gapX?: number;
 }
 
 export interface LineChartOptions {
@@ -334,9 +336,14 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
     const color = s.color ?? PALETTE[i % PALETTE.length];
     const pts = drawable(s);
     if (pts.length === 0) return;
-    const d = pts.map(([x, y], k) => `${k === 0 ? 'M' : 'L'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
+    const breaks = (k: number) => k === 0 || (s.gapX !== undefined && pts[k][0] - pts[k - 1][0] > s.gapX);
+    const d = pts.map(([x, y], k) => `${breaks(k) ? 'M' : 'L'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
     parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''}><title>${escapeXml(s.name)}</title></path>`);
-    if (pts.length === 1 && !s.endMark) parts.push(`<circle cx="${sx(pts[0][0]).toFixed(1)}" cy="${sy(pts[0][1]).toFixed(1)}" r="3" fill="${color}"/>`);
+    // A point with no neighbour on its line (a one-point series, or one between two breaks) is a dot.
+    pts.forEach(([x, y], k) => {
+      const alone = breaks(k) && (k === pts.length - 1 || breaks(k + 1));
+      if (alone && !(s.endMark && k === pts.length - 1)) parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${color}"/>`);
+    });
     if (s.endMark) {
       const [ex, ey] = pts.at(-1)!;
       parts.push(cross(sx(ex), sy(ey), color, `${s.name}: last tracked at ${ex}`));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cellDiagram } from './cell-diagram.ts';
 import { heatMap, lineChart, textWidth, wrapText } from './charts.ts';
-import { operationImportance, readReportInputs, writeReport } from './html.ts';
+import { decisionEpochs, operationImportance, readReportInputs, writeReport } from './html.ts';
 import { GALLERY_GENOTYPES } from './testing/figure-gallery.ts';
 import { writeSampleWorkdir } from './testing/sample-workdir.ts';
 
@@ -38,6 +38,33 @@ describe('report.html', () => {
     expect(html).toContain('Dice gain of the cells over the U-Net trained with the same budget: <b>+4.00</b> points');
     // Every <svg> is closed.
     expect(html.match(/<svg /g)?.length).toBe(html.match(/<\/svg>/g)?.length);
+  });
+
+  it('shows the decision epochs of every edge and, for the automatic test, the drift ratio it judged by', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'report-auto-'));
+    writeSampleWorkdir(dir, { cells: 2 });
+    const file = join(dir, 'search', 'history.jsonl');
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    for (const l of lines) l.drift = l.jsd.map((cell: number[]) => cell.map((_, e) => (l.archUpdates ? (e % 3) / 2 : null)));
+    writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`);
+    const expected = decisionEpochs(lines);
+    const pruned = lines.flatMap((l) => l.prunes.map((p: { cell: number; edge: number }) => ({ ...p, epoch: l.epoch })));
+    expect(pruned.length).toBeGreaterThan(0);
+    for (const p of pruned) expect(expected[p.cell][p.edge]).toContain(p.epoch);
+
+    const html = readFileSync(writeReport(dir, { autoScale: 1 }), 'utf8');
+    expect(html).toContain('cell 0: drift ratio per edge');
+    expect(html).toContain('stable at or below 1');
+    expect(html).toContain('The automatic test');
+    expect(html).not.toContain('stability threshold');
+    const table = html.slice(html.indexOf('<h3>Decision epochs'), html.indexOf('</table>', html.indexOf('<h3>Decision epochs')));
+    const first = pruned.filter((p, i) => pruned.findIndex((q) => q.cell === p.cell && q.edge === p.edge) === i).map((p) => p.epoch);
+    expect(table).toContain(`First decisions: epochs ${Math.min(...first)} to ${Math.max(...first)}`);
+    expect(table.match(/<tr><td>\d<\/td>/g)).toHaveLength(2);
+    // With an absolute threshold the chart draws it and there is no drift ratio.
+    const fixed = readFileSync(writeReport(dir, { threshold: 1e-3 }), 'utf8');
+    expect(fixed).toContain('stability threshold 0.001');
+    expect(fixed).not.toContain('drift ratio');
   });
 
   it('shows the baseline training, native-grid and slice-grid Dice and each external dataset', () => {
@@ -140,6 +167,17 @@ describe('charts', () => {
     const svg = lineChart([{ name: 'a', points: [[4, 1], [5, 2], [6, 1], [7, 3]] }], { title: 't', xLabel: 'epoch', yLabel: 'y' });
     const xTicks = [...svg.matchAll(/text-anchor="middle" fill="#444">([^<]+)</g)].map((m) => m[1]);
     expect(xTicks).toEqual(['4', '5', '6', '7']);
+  });
+
+  it('breaks a line over epochs without a value when asked, and dots a point left alone', () => {
+    const points: [number, number][] = [[4, 1], [5, 2], [8, 1], [9, 3], [12, 2]];
+    const line = (gapX?: number) => lineChart([{ name: 'a', points, gapX }], { title: 't', xLabel: 'epoch', yLabel: 'y' });
+    const path = (svg: string) => svg.match(/<path d="([^"]+)" fill="none" stroke="[^"]+" stroke-width="1.6"><title>a</)![1];
+    expect(path(line()).match(/M/g)).toHaveLength(1);
+    expect(path(line(1)).match(/M/g)).toHaveLength(3);
+    expect(path(line(1)).match(/L/g)).toHaveLength(2);
+    expect(line(1).match(/<circle /g)).toHaveLength(1); // epoch 12
+    expect(line().match(/<circle /g)).toBeNull();
   });
 
   it('leaves headroom between the highest curve and the plot frame, on linear and log axes', () => {

@@ -24,6 +24,9 @@ export interface SearchEpoch {
   stable?: boolean[][];
   settled?: boolean[][];
   kept?: boolean[][];
+  /** Automatic stability test: per edge, the window's net divergence over its path (null: not judged). */
+  drift?: Array<Array<number | null>>;
+  prunes?: { cell: number; edge: number; keep: number[] }[];
   genotype?: Genotype;
   archUpdates?: boolean;
   trainLoss?: number;
@@ -106,14 +109,17 @@ export interface ReportInputs {
   baseline?: TrainEpoch[];
   genotype?: Genotype;
   results?: ResultsLike;
-  /** The stability threshold drawn on the JSD charts. */
+  /** The absolute stability threshold drawn on the JSD charts (unset: the automatic test). */
   threshold?: number;
+  /** The automatic test's bound on the drift ratio (search.stability.autoScale). */
+  autoScale?: number;
 }
 
 export interface ReportOptions {
   title?: string;
   operations?: readonly string[];
   threshold?: number;
+  autoScale?: number;
 }
 
 function readJson<T>(file: string): T | undefined {
@@ -157,7 +163,46 @@ export function readReportInputs(workdir: string, o: ReportOptions = {}): Report
     genotype,
     results: readJson<ResultsLike>(join(workdir, 'results.json')),
     threshold: o.threshold,
+    autoScale: o.autoScale,
   };
+}
+
+/** Per cell and edge, the epochs of its pruning steps (from each epoch's prunes). */
+export function decisionEpochs(s: SearchEpoch[]): number[][][] {
+  const out: number[][][] = [];
+  for (const e of s) {
+    for (const p of e.prunes ?? []) {
+      out[p.cell] ??= [];
+      (out[p.cell][p.edge] ??= []).push(e.epoch);
+    }
+  }
+  const cells = Math.max(out.length, s.at(-1)?.jsd?.length ?? 0);
+  return Array.from({ length: cells }, (_, c) => Array.from({ length: s.at(-1)?.jsd?.[c]?.length ?? out[c]?.length ?? 0 }, (_, e) => out[c]?.[e] ?? []));
+}
+
+function medianOf(xs: number[]): number {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+/** The decision epochs as a table: one row per cell, one column per edge, and their spread. */
+function decisionTable(s: SearchEpoch[]): string {
+  const d = decisionEpochs(s);
+  if (!d.some((cell) => cell.some((e) => e.length))) return '';
+  const kept = s.at(-1)?.kept;
+  const edges = Math.max(...d.map((c) => c.length));
+  const head = `<tr><th>cell</th>${Array.from({ length: edges }, (_, e) => `<th>edge ${e}</th>`).join('')}</tr>`;
+  const rows = d
+    .map(
+      (cell, c) =>
+        `<tr><td>${c}</td>${cell.map((ep, e) => `<td${kept?.[c]?.[e] ? ' style="font-weight:bold"' : ''}>${ep.length ? ep.join(', ') : '-'}</td>`).join('')}</tr>`,
+    )
+    .join('');
+  const first = d.flat().filter((e) => e.length).map((e) => e[0]);
+  const last = d.flat().filter((e) => e.length > 1).map((e) => e.at(-1)!);
+  const range = (xs: number[]) => (xs.length ? `${Math.min(...xs)} to ${Math.max(...xs)} (median ${medianOf(xs)}, ${xs.length} edges)` : 'none');
+  return `<h3>Decision epochs</h3><p class="note">The epochs at which each edge was pruned (first to its top operations, then to one); bold: edges of the found cells. First decisions: epochs ${range(first)}; last: ${range(last)}.</p><table class="results decisions">${head}${rows}</table>`;
 }
 
 function softmaxActive(logits: number[], active: number[] | undefined): number[] {
@@ -429,8 +474,36 @@ export function renderReport(inp: ReportInputs): string {
       });
       figures.push(`<figure>${chart}${trackingCaption(c, nEdges, ended, cellEnd, lastEpoch, allSingle)}</figure>`);
     }
+    const automatic = inp.threshold === undefined && s.some((e) => e.drift);
+    if (automatic) {
+      const bound = inp.autoScale ?? 1;
+      for (let c = 0; c < cells; c++) {
+        const nEdges = Math.max(0, ...s.map((e) => e.drift?.[c]?.length ?? 0));
+        const series: Series[] = Array.from({ length: nEdges }, (_, e) => ({
+          name: `edge ${e}`,
+          points: s.filter((h) => typeof h.drift?.[c]?.[e] === 'number').map((h) => [h.epoch, h.drift![c][e]!] as [number, number]),
+          // A pruning step empties the window: no ratio until the next one is full.
+          gapX: 1,
+        }));
+        figures.push(
+          `<figure>${lineChart(series, {
+            title: `cell ${c}: drift ratio per edge (net divergence of the window over its path)`,
+            xLabel: 'epoch',
+            yLabel: 'net / path',
+            xMin: firstEpoch,
+            xMax: lastEpoch,
+            yMin: 0,
+            hlines: [{ y: bound, label: `stable at or below ${bound}` }],
+            vlines,
+          })}</figure>`,
+        );
+      }
+    }
+    const rule = automatic
+      ? 'The automatic test (no threshold set): an edge is stable when the net divergence of its window, from the distribution before the window to the current one, is at most the sum of its per-epoch divergences (a drift ratio of 1 or less: no common direction), so the scale of the divergences does not matter.'
+      : 'An edge is stable when its divergence stays below the threshold over the window.';
     sections.push(
-      `<section><h2>Stability: Jensen–Shannon divergence per edge</h2><p class="note">An edge is stable when its divergence stays below the threshold over the window; it is then pruned to its strongest operations. An edge pruned to a single operation has no distribution left to compare, so its divergence is no longer tracked: its curve ends with a cross, and a cell whose edges all end early has a shorter plot than the search.</p>${figures.join('')}</section>`,
+      `<section><h2>Stability: Jensen–Shannon divergence per edge</h2><p class="note">${rule} A stable edge is pruned to its strongest operations. An edge pruned to a single operation has no distribution left to compare, so its divergence is no longer tracked: its curve ends with a cross, and a cell whose edges all end early has a shorter plot than the search.</p>${figures.join('')}${decisionTable(s)}</section>`,
     );
   }
 
