@@ -49,7 +49,10 @@ describe('IACSearch CRD', () => {
     const stability = spec.properties.search.properties.stability;
     expect(stability.description).toMatch(/stable/);
     expect(stability.default).toEqual({});
-    expect(stability.properties.threshold).toMatchObject({ type: 'number', default: 0.001, minimum: 0, exclusiveMinimum: true, maximum: 1 });
+    // No default threshold: unset means the automatic test, scaled by autoScale.
+    expect(stability.properties.threshold).toMatchObject({ type: 'number', minimum: 0, exclusiveMinimum: true, maximum: 1 });
+    expect(stability.properties.threshold).not.toHaveProperty('default');
+    expect(stability.properties.autoScale).toMatchObject({ type: 'number', default: 1, minimum: 0, exclusiveMinimum: true, maximum: 100 });
     expect(spec.properties.budget.properties.action).toMatchObject({ enum: ['Suspend', 'Fail'], default: 'Suspend' });
     expect(spec.properties.dataset.properties.pvc.required).toEqual(['claimName']);
     for (const [path, node] of walk(spec, 'spec')) if (!/(\[\]|\.\*)$/.test(path) || node.type === 'object') expect(node.description, path).toBeTruthy();

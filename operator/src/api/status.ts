@@ -94,6 +94,11 @@ export const Progress = z
       .describe("Retrain with evaluate.baseline: the network the epoch and bestValDice are of, the cell model or then the plain U-Net trained with the same budget."),
     bestValDice: z.number().optional().describe('Best validation Dice so far (of progress.model while retraining).'),
     etaSeconds: z.number().min(0).optional().describe('Estimated seconds until the phase ends.'),
+    warnings: z
+      .array(z.string().max(600))
+      .max(4)
+      .optional()
+      .describe('Warnings of the running phase, e.g. a search.stability.threshold that cannot decide (each is also a Warning event, reason TrainerWarning).'),
     updateTime: z.string().max(MAX_TIME).optional().describe('When the progress was reported.'),
   })
   .describe('Latest progress of the running phase (advisory: from the trainer\'s progress events and the phase results).');

@@ -77,6 +77,7 @@ describe('(3) a search that cannot progress says so on itself', () => {
       [{ search: { maxEpochs: 10, warmupEpochs: 10 } }, /spec\.search\.warmupEpochs: 10 is not below search\.maxEpochs 10/],
       [{ search: { stability: { pruneTo: [1, 3] } } }, /spec\.search\.stability\.pruneTo: must be strictly decreasing/],
       [{ search: { operations: ['conv_3x3', 'conv_3x3'] } }, /spec\.search\.operations: conv_3x3 listed more than once/],
+      [{ search: { stability: { threshold: 1e-3, autoScale: 0.5 } } }, /spec\.search\.stability\.autoScale: 0\.5 scales the automatic test/],
       [{ backbone: { baseFilters: 6 } }, /spec\.search\.partialChannels: 4 does not divide backbone\.baseFilters 6/],
       [{ backbone: { depth: 5 }, dataset: { sliceSize: 48 } }, /spec\.dataset\.sliceSize: 48 is not a multiple of 2\^backbone\.depth = 32/],
     ];

@@ -174,6 +174,18 @@ class Machine {
     if (this.input.settings.phaseEvents) this.event('Normal', 'PhaseSucceeded', `${a.stage} finished (pod ${a.name})${describeResult(a)}`);
   }
 
+  /**
+   * A trainer's warnings (e.g. a stability threshold that cannot decide) go to status.progress
+   * and each new one becomes a Warning event: the progress events repeat them, the result has them all.
+   */
+  noteWarnings(warnings: readonly string[] | undefined) {
+    if (!warnings?.length) return;
+    const p = (this.status.progress ??= {});
+    const known = new Set(p.warnings ?? []);
+    for (const w of warnings) if (!known.has(w)) this.event('Warning', 'TrainerWarning', w);
+    p.warnings = [...new Set([...(p.warnings ?? []), ...warnings])].slice(-4);
+  }
+
   applyResult(a: ObservedAttempt) {
     const res = a.result;
     if (!res || !res.ok) return;
@@ -193,6 +205,7 @@ class Machine {
           etaSeconds: 0,
         };
         this.status.progress.stable = stableText(this.status.progress);
+        this.noteWarnings(res.warnings);
         break;
       }
       case 'prune':
@@ -232,6 +245,7 @@ class Machine {
     for (const k of ['activeOperations', 'totalOperations', 'stableEdges', 'totalEdges', 'bestValDice', 'etaSeconds'] as const) {
       if (event[k] !== undefined) p[k] = event[k];
     }
+    this.noteWarnings(event.warnings);
     p.stable = stableText(p);
     p.updateTime = event.time ?? iso(this.now);
   }

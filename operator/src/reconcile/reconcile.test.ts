@@ -48,6 +48,30 @@ describe('reconcile: the happy path', () => {
     expect(events(r).map((e) => e.reason)).toEqual(['PhaseSucceeded', 'Succeeded']);
   });
 
+  it("puts a trainer's warnings on the resource: in status.progress and one Warning event each", () => {
+    const w = new World({ search: { maxEpochs: 100 } });
+    w.step(at(0));
+    w.setPod('demo-search-1', { phase: 'Running', startedAt: at(10) });
+    const warning = 'search.stability.threshold 0.001 is above every divergence of the first windows (largest 4.1e-05 at epoch 5): ...';
+    const reasons = () => w.events.filter((e) => e.reason === 'TrainerWarning').map((e) => e.message);
+    w.progress = { type: 'progress', phase: 'search', epoch: 4, maxEpochs: 100 };
+    w.step(at(40));
+    expect(reasons()).toEqual([]);
+    w.progress = { type: 'progress', phase: 'search', epoch: 5, maxEpochs: 100, warnings: [warning] };
+    w.step(at(50));
+    expect(w.status.progress.warnings).toEqual([warning]);
+    expect(reasons()).toEqual([warning]);
+    // Later events repeat it: no second event.
+    w.progress = { type: 'progress', phase: 'search', epoch: 6, maxEpochs: 100, warnings: [warning] };
+    w.step(at(60));
+    expect(reasons()).toEqual([warning]);
+    // The result carries it too (also when no progress event reached the operator).
+    finish(w, 'demo-search-1', 10, 100, result({ phase: 'search', epochs: 8, stoppedBy: 'stable', warnings: [warning] }));
+    w.step(at(110));
+    expect(reasons()).toEqual([warning]);
+    expect(w.status.searchResult.warnings).toEqual([warning]);
+  });
+
   it('runs search, prune, retrain and evaluate, one pod each, and ends Succeeded with results and cost', () => {
     const w = new World({ cost: { gpuHourlyUSD: 3.6 }, search: { maxEpochs: 100 } });
     let r = w.step(at(0));
