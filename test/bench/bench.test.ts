@@ -14,23 +14,57 @@ const bench = (name: string, args: string[]) =>
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'iacnas-bench-test-'));
 
 describe('benchmarks at their smallest setting', () => {
-  it('nas-cost: a pruned and a full-length search on the same backbone, each retrained and evaluated', async () => {
+  it('nas-cost: a pruned and a full-length search on the same backbone, the ablations and the sensitivity, each retrained and evaluated', async () => {
     const out = path.join(tmp(), 'nas-cost.json');
     await bench('nas-cost', ['--smoke', '--out', out]);
     const r = JSON.parse(readFileSync(out, 'utf8'));
     const [d] = r.datasets;
     expect(d.name).toBe('phantom');
-    expect(d.full.epochs).toEqual([4]); // the full-length search runs its whole budget
-    expect(d.full.stoppedBy).toEqual(['max-epochs']);
-    expect(d.lth.epochs[0]).toBeGreaterThan(0);
-    expect(d.lth.epochs[0]).toBeLessThanOrEqual(4);
-    for (const mode of [d.lth, d.full]) {
-      expect(mode.meanDice[0]).toBeGreaterThanOrEqual(0);
-      expect(mode.meanDice[0]).toBeLessThanOrEqual(1);
-      expect(mode.searchSeconds[0]).toBeGreaterThan(0);
-      expect(mode.cpuSeconds[0]).toBeGreaterThan(0);
+    const [lth] = d.runs.lth;
+    const [full] = d.runs.full;
+    expect(full.epochs).toBe(4); // the full-length search runs its whole budget
+    expect(full.stoppedBy).toBe('max-epochs');
+    expect(lth.epochs).toBeGreaterThan(0);
+    expect(lth.epochs).toBeLessThanOrEqual(4);
+    // Every edge's decision epochs come from the search's history, after the warm-up.
+    expect(lth.firstDecisions.length).toBeGreaterThan(0);
+    for (const e of [...lth.firstDecisions, ...lth.settledDecisions]) expect(e).toBeGreaterThan(1);
+    // (a) stops the full search where IAC-LTH stopped; (b) and (c) search nothing.
+    expect(d.runs.early[0].epochs).toBe(lth.epochs);
+    expect(d.runs.early[0].cpuSeconds).toBeLessThanOrEqual(full.cpuSeconds);
+    expect(d.runs.random[0].cpuSeconds).toBe(0);
+    expect(lth.baselineMeanDice).toBeGreaterThanOrEqual(0);
+    for (const run of [lth, full, d.runs.early[0], d.runs.random[0], d.runs['lth-x4'][0]]) {
+      expect(run.meanDice).toBeGreaterThanOrEqual(0);
+      expect(run.meanDice).toBeLessThanOrEqual(1);
     }
-    expect(d.speedupMedian).toBeCloseTo(d.full.searchSeconds[0] / d.lth.searchSeconds[0], 1);
+    for (const run of [lth, full]) {
+      expect(run.searchSeconds).toBeGreaterThan(0);
+      expect(run.cpuSeconds).toBeGreaterThan(0);
+    }
+    expect(d.lthVsFull.cpuSpeedupMedian).toBeCloseTo(full.cpuSeconds / lth.cpuSeconds, 1);
+    // The longer budget runs the full search to it.
+    expect(d.long.maxEpochs).toBe(6);
+    expect(d.long.runs.full[0].epochs).toBe(6);
+  }, 600_000);
+
+  it('stability-scale: the same search at two epoch sizes, by the automatic test and a fixed threshold', async () => {
+    const out = path.join(tmp(), 'stability-scale.json');
+    await bench('stability-scale', ['--smoke', '--out', out]);
+    const r = JSON.parse(readFileSync(out, 'utf8'));
+    expect(r.cases.map((c: { steps: number; test: string }) => [c.steps, c.test])).toEqual([
+      [2, 'automatic'],
+      [2, 'threshold 0.00006'],
+      [4, 'automatic'],
+      [4, 'threshold 0.00006'],
+    ]);
+    for (const c of r.cases) {
+      expect(c.epochs).toBeGreaterThan(0);
+      expect(c.jsdRange[0]).toBeLessThanOrEqual(c.jsdMedian);
+      expect(c.jsdMedian).toBeLessThanOrEqual(c.jsdRange[1]);
+      // A threshold above every divergence it saw is warned about; the automatic test never is.
+      expect(c.warnings.length > 0).toBe(c.test !== 'automatic' && c.jsdRange[1] < 6e-5);
+    }
   }, 600_000);
 
   it('trainer-throughput: search steps of the full supernet, before and after, pruned', async () => {

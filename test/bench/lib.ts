@@ -34,10 +34,11 @@ export async function runPhase(
   config: unknown,
   workdir: string,
   env: NodeJS.ProcessEnv = {},
+  extraArgs: readonly string[] = [],
 ): Promise<PhaseRun> {
   const resultFile = path.join(workdir, `${phase}.result.json`);
   const log = createWriteStream(path.join(workdir, `${phase}.log`));
-  const args = [iacnas, 'trainer', phase, '--workdir', workdir, '--config-json', JSON.stringify(config), '--result-file', resultFile];
+  const args = [iacnas, 'trainer', phase, '--workdir', workdir, '--config-json', JSON.stringify(config), '--result-file', resultFile, ...extraArgs];
   const started = performance.now();
   const code = await new Promise<number>((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
@@ -105,4 +106,38 @@ export function runWithTfThreads<T>(script: string, args: readonly string[], thr
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The search definition of each dataset of `bench:nas-cost` (and `bench:stability-scale`); `smoke`
+ * is the smallest setting that still runs every step.
+ *
+ * The schedule is the paper's scaled to a 40-epoch budget (200 -> 40 epochs, warm-up 15 -> 3,
+ * window 5 -> 2), with the architecture learning rate at 6e-3 for epochs of 6 steps. The
+ * stability test is the trainer's default (automatic): no threshold to choose.
+ */
+export function nasPreset(dataset: string, smoke: boolean): Record<string, unknown> {
+  const search = {
+    maxEpochs: smoke ? 4 : 40,
+    warmupEpochs: smoke ? 1 : 3,
+    stepsPerEpoch: smoke ? 2 : 6,
+    batchSize: 8,
+    nodes: smoke ? 2 : 4,
+    architecture: { learningRate: 6e-3 },
+    stability: { window: smoke ? 1 : 2, patience: smoke ? 2 : 10 },
+  };
+  const retrain = { epochs: smoke ? 1 : 20, stepsPerEpoch: smoke ? 2 : 16, earlyStoppingPatience: 6 };
+  const backbone = { depth: 2, baseFilters: smoke ? 4 : 8, pretrainEpochs: smoke ? 1 : 30, learningRate: 3e-3 };
+  if (dataset === 'phantom') {
+    return { dataset: { format: 'phantom', cases: smoke ? 6 : 24, sliceSize: smoke ? 16 : 32 }, backbone, search, retrain };
+  }
+  if (dataset === 'msd-hippocampus') {
+    return {
+      dataset: { format: 'msd', path: path.resolve(repoRoot, '../shared/data/msd-hippocampus'), cases: smoke ? 6 : 40, sliceSize: smoke ? 16 : 32 },
+      backbone,
+      search,
+      retrain,
+    };
+  }
+  throw new Error(`--datasets: unknown dataset '${dataset}' (known: phantom, msd-hippocampus)`);
 }
