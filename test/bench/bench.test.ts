@@ -48,15 +48,15 @@ describe('benchmarks at their smallest setting', () => {
     expect(d.long.runs.full[0].epochs).toBe(6);
   }, 600_000);
 
-  it('stability-scale: the same search at two epoch sizes, by the automatic test and a fixed threshold', async () => {
+  it('stability-scale: the same search at other epoch sizes and learning rates, by the automatic test and a fixed threshold', async () => {
     const out = path.join(tmp(), 'stability-scale.json');
     await bench('stability-scale', ['--smoke', '--out', out]);
     const r = JSON.parse(readFileSync(out, 'utf8'));
-    expect(r.cases.map((c: { steps: number; test: string }) => [c.steps, c.test])).toEqual([
-      [2, 'automatic'],
-      [2, 'threshold 0.00006'],
-      [4, 'automatic'],
-      [4, 'threshold 0.00006'],
+    expect(r.cases.map((c: { steps: number; learningRate: number; test: string }) => [c.steps, c.learningRate, c.test])).toEqual([
+      [2, 6e-3, 'automatic'],
+      [2, 6e-3, 'threshold 0.00006'],
+      [4, 6e-3, 'automatic'],
+      [4, 6e-3, 'threshold 0.00006'],
     ]);
     for (const c of r.cases) {
       expect(c.epochs).toBeGreaterThan(0);
