@@ -125,7 +125,7 @@ async function main(): Promise<void> {
   console.error(`wrote ${out}`);
   if (!smoke) {
     const lines = [
-      '## 1b. The stability test at two epoch sizes (`stability-scale`)',
+      '## 1b. The stability test at other epoch sizes and learning rates (`stability-scale`)',
       '',
       `Machine: ${result.machine.cpu}, ${result.machine.cores} cores, Node ${result.machine.node}. Command: \`${result.command}\`. Raw figures: test/bench/results/stability-scale.json.`,
       '',
