@@ -13,7 +13,7 @@ import { ProgressReporter } from '../report/progress.ts';
 import { ensureBackbone } from '../train/backbone.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
 import { readHistory } from '../train/history.ts';
-import { type SearchOutcome, runSearch } from './search.ts';
+import { type SearchOutcome, runSearch, thresholdCheck } from './search.ts';
 import { fakeDataset } from './testing/fake-data.ts';
 import { fakeModelKit } from './testing/fake-model.ts';
 
@@ -55,6 +55,21 @@ async function search(workdir: string, cfg = config(), onEpoch?: (epoch: number)
 }
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'search-'));
+
+describe('thresholdCheck: an absolute threshold against the first windows', () => {
+  const range = { epoch: 5, min: 2e-7, max: 4.3e-5, calmest: 1.5e-6 };
+  it('says what the automatic test saw and warns about nothing', () => {
+    expect(thresholdCheck(undefined, range)).toEqual({
+      info: 'search: the per-epoch divergences of the first windows (epoch 5) range from 2.0e-7 to 4.3e-5; the automatic test judges each edge by its own movement',
+    });
+  });
+  it('warns above the largest divergence and below the calmest edge, not in between', () => {
+    expect(thresholdCheck(1e-3, range).warning).toMatch(/^search\.stability\.threshold 0\.001 is above every divergence of the first windows \(largest 4\.3e-5 at epoch 5\): every edge is stable at its first check/);
+    expect(thresholdCheck(1e-6, range).warning).toMatch(/^search\.stability\.threshold 0\.000001 is below the largest divergence of every edge's first window \(the calmest edge reached 1\.5e-6 by epoch 5\): no edge is stable/);
+    expect(thresholdCheck(1e-5, range).warning).toBeUndefined();
+    expect(thresholdCheck(1e-5, range).info).toContain('search.stability.threshold is 0.00001');
+  });
+});
 
 describeEachBackend('runSearch', (backend) => {
   beforeAll(async () => {

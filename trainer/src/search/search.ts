@@ -13,7 +13,7 @@ import { appendHistory, truncateHistory } from '../train/history.ts';
 import type { ModelKit } from '../train/model-kit.ts';
 import { Adam, type NamedVariable, SgdMomentum, cosineLearningRate } from '../train/optimizers.ts';
 import { WorkdirMismatchError, clamp01 } from '../train/supervised.ts';
-import { type ArchSnapshot, type EpochDecision, StabilityTracker, type StopReason, type TrackerState, edgeCount } from './stability.ts';
+import { type ArchSnapshot, type DivergenceRange, type EpochDecision, StabilityTracker, type StopReason, type TrackerState, edgeCount } from './stability.ts';
 
 export interface SearchOptions {
   config: TrainerConfig;
@@ -109,10 +109,7 @@ function sci(x: number): string {
  * and a warning when an absolute threshold is outside their whole range (it then cannot
  * tell edges apart: every edge is stable at its first check, or none can be).
  */
-export function thresholdCheck(
-  threshold: number | undefined,
-  range: { epoch: number; min: number; max: number },
-): { info: string; warning?: string } {
+export function thresholdCheck(threshold: number | undefined, range: DivergenceRange): { info: string; warning?: string } {
   const seen = `the per-epoch divergences of the first windows (epoch ${range.epoch}) range from ${sci(range.min)} to ${sci(range.max)}`;
   if (threshold === undefined) return { info: `search: ${seen}; the automatic test judges each edge by its own movement` };
   const info = `search: ${seen}; search.stability.threshold is ${threshold}`;
@@ -123,10 +120,10 @@ export function thresholdCheck(
       warning: `search.stability.threshold ${threshold} is above every divergence of the first windows (largest ${sci(range.max)} at epoch ${range.epoch}): every edge is stable at its first check and is pruned by alphas that have hardly moved; ${fix}`,
     };
   }
-  if (threshold < range.min) {
+  if (threshold < range.calmest) {
     return {
       info,
-      warning: `search.stability.threshold ${threshold} is below every divergence of the first windows (smallest ${sci(range.min)} at epoch ${range.epoch}): no edge is stable until its divergence falls below it, and the search may run to search.maxEpochs; ${fix}`,
+      warning: `search.stability.threshold ${threshold} is below the largest divergence of every edge's first window (the calmest edge reached ${sci(range.calmest)} by epoch ${range.epoch}): no edge is stable until its divergences fall below it, and the search may run to search.maxEpochs; ${fix}`,
     };
   }
   return { info };

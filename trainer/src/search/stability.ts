@@ -38,11 +38,14 @@ export interface ArchSnapshot {
 
 export type StopReason = 'stable' | 'genotype-unchanged' | 'max-epochs';
 
-/** Smallest and largest per-epoch divergence over all edges' full windows, when the first windows fill. */
+/** The per-epoch divergences of all edges' first full windows, in the epoch they fill. */
 export interface DivergenceRange {
   epoch: number;
+  /** Smallest and largest divergence in any of the windows. */
   min: number;
   max: number;
+  /** The smallest of the edges' largest divergences: an absolute threshold below it makes no edge stable. */
+  calmest: number;
 }
 
 export interface EdgeState {
@@ -244,6 +247,7 @@ export class StabilityTracker {
     const firstFull = archLearns && epoch === o.warmupEpochs + o.window;
     let low = Infinity;
     let high = 0;
+    let calmest = Infinity;
 
     snap.alphas.forEach((cellAlphas, c) => {
       jsd.push([]);
@@ -265,8 +269,9 @@ export class StabilityTracker {
         }
         const full = st.window.length >= o.window;
         if (firstFull && full) {
-          low = Math.min(low, Math.max(...st.window));
-          high = Math.max(high, Math.max(...st.window));
+          low = Math.min(low, ...st.window);
+          high = Math.max(high, ...st.window);
+          calmest = Math.min(calmest, Math.max(...st.window));
         }
         let d: number | null = null;
         if (o.threshold === null) {
@@ -330,7 +335,7 @@ export class StabilityTracker {
       jsd,
       drift,
       decisions: this.s.edges.map((cell) => cell.map((st) => [...(st.decisions ?? [])])),
-      ...(firstFull && high > 0 && { range: { epoch, min: low, max: high } }),
+      ...(firstFull && high > 0 && { range: { epoch, min: low, max: high, calmest } }),
       prunes,
       active,
       stable,
