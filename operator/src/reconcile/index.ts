@@ -21,6 +21,9 @@ import { computeCost, type CostStatus } from './cost.ts';
 import { attemptGPUSeconds, observePod, type ObservedAttempt } from './observe.ts';
 import { policyViolations } from './policy.ts';
 import type { Action, KubeObject, ReconcileInput, ReconcileResult } from './types.ts';
+
+/** The most trainer warnings a phase keeps in status.progress.warnings and records as events. */
+const MAX_WARNINGS = 4;
 import { resultFields, verifyStatus, type Correction } from './verify.ts';
 
 export type { Action, KubeObject, ReconcileInput, ReconcileResult, OperatorSettings, PodPolicy, RefusedCreate } from './types.ts';
@@ -177,13 +180,16 @@ class Machine {
   /**
    * A trainer's warnings (e.g. a stability threshold that cannot decide) go to status.progress
    * and each new one becomes a Warning event: the progress events repeat them, the result has them all.
+   * At most MAX_WARNINGS per phase: a pod that sends new text in every event makes no more.
    */
   noteWarnings(warnings: readonly string[] | undefined) {
     if (!warnings?.length) return;
     const p = (this.status.progress ??= {});
-    const known = new Set(p.warnings ?? []);
-    for (const w of warnings) if (!known.has(w)) this.event('Warning', 'TrainerWarning', w);
-    p.warnings = [...new Set([...(p.warnings ?? []), ...warnings])].slice(-4);
+    const known = p.warnings ?? [];
+    const fresh = [...new Set(warnings)].filter((w) => !known.includes(w)).slice(0, Math.max(0, MAX_WARNINGS - known.length));
+    if (fresh.length === 0) return;
+    for (const w of fresh) this.event('Warning', 'TrainerWarning', w);
+    p.warnings = [...known, ...fresh];
   }
 
   applyResult(a: ObservedAttempt) {

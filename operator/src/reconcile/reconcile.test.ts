@@ -65,10 +65,17 @@ describe('reconcile: the happy path', () => {
     w.progress = { type: 'progress', phase: 'search', epoch: 6, maxEpochs: 100, warnings: [warning] };
     w.step(at(60));
     expect(reasons()).toEqual([warning]);
-    // The result carries it too (also when no progress event reached the operator).
-    finish(w, 'demo-search-1', 10, 100, result({ phase: 'search', epochs: 8, stoppedBy: 'stable', warnings: [warning] }));
+    // A pod that sends new text in every event gets at most four warnings (and events) a phase.
+    for (let i = 0; i < 10; i++) {
+      w.progress = { type: 'progress', phase: 'search', epoch: 7 + i, maxEpochs: 100, warnings: [warning, `noise ${i}`] };
+      w.step(at(61 + i));
+    }
+    expect(reasons()).toEqual([warning, 'noise 0', 'noise 1', 'noise 2']);
+    expect(w.status.progress.warnings).toEqual([warning, 'noise 0', 'noise 1', 'noise 2']);
+    // The result carries them too (also when no progress event reached the operator).
+    finish(w, 'demo-search-1', 10, 100, result({ phase: 'search', epochs: 17, stoppedBy: 'stable', warnings: [warning] }));
     w.step(at(110));
-    expect(reasons()).toEqual([warning]);
+    expect(reasons()).toHaveLength(4);
     expect(w.status.searchResult.warnings).toEqual([warning]);
   });
 
