@@ -12,9 +12,15 @@ import { runSearch } from './search.ts';
 import { summariseGenotype } from './summary.ts';
 import { validateForTraining } from './validate.ts';
 
-/** What decides the search's result; a checkpoint with another fingerprint is not resumed. */
+/**
+ * What decides the search's result; a checkpoint with another fingerprint is not resumed.
+ * `autoScale` plays no part in the absolute test, so a search with a threshold has the
+ * fingerprint it had before the automatic test existed and resumes across that upgrade.
+ */
 export function searchFingerprint(c: TrainerConfig): string {
-  return JSON.stringify({ seed: c.seed, dataset: resultRelevant(c.dataset), backbone: c.backbone, search: c.search });
+  const { autoScale, ...absolute } = c.search.stability;
+  const stability = c.search.stability.threshold === undefined ? c.search.stability : absolute;
+  return JSON.stringify({ seed: c.seed, dataset: resultRelevant(c.dataset), backbone: c.backbone, search: { ...c.search, stability } });
 }
 
 export async function runSearchPhase(ctx: PhaseContext): Promise<ResultFields> {

@@ -13,6 +13,8 @@ import { ProgressReporter } from '../report/progress.ts';
 import { ensureBackbone } from '../train/backbone.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
 import { readHistory } from '../train/history.ts';
+import { resultRelevant } from '../train/supervised.ts';
+import { searchFingerprint } from './phase.ts';
 import { type SearchOutcome, runSearch, thresholdCheck } from './search.ts';
 import { fakeDataset } from './testing/fake-data.ts';
 import { fakeModelKit } from './testing/fake-model.ts';
@@ -37,7 +39,13 @@ function config(over: { search?: Record<string, unknown>; seed?: number } = {}) 
   return parseTrainerConfig(input);
 }
 
-async function search(workdir: string, cfg = config(), onEpoch?: (epoch: number) => void, stdout: { write(t: string): unknown } = quiet): Promise<SearchOutcome> {
+async function search(
+  workdir: string,
+  cfg = config(),
+  onEpoch?: (epoch: number) => void,
+  stdout: { write(t: string): unknown } = quiet,
+  fingerprint = JSON.stringify(cfg),
+): Promise<SearchOutcome> {
   const data = fakeDataset();
   const reporter = new ProgressReporter({ phase: 'search', stdout, stderr: quiet, env: {} });
   const backbone = await ensureBackbone({ config: cfg, workdir, data, kit: fakeModelKit, reporter });
@@ -49,7 +57,7 @@ async function search(workdir: string, cfg = config(), onEpoch?: (epoch: number)
     backboneDir: backbone.dir,
     dir: join(workdir, 'search', 'checkpoint'),
     historyFile: join(workdir, 'search', 'history.jsonl'),
-    fingerprint: JSON.stringify(cfg),
+    fingerprint,
     onEpoch,
   });
 }
@@ -68,6 +76,17 @@ describe('thresholdCheck: an absolute threshold against the first windows', () =
     expect(thresholdCheck(1e-6, range).warning).toMatch(/^search\.stability\.threshold 0\.000001 is below the largest divergence of every edge's first window \(the calmest edge reached 1\.5e-6 by epoch 5\): no edge is stable/);
     expect(thresholdCheck(1e-5, range).warning).toBeUndefined();
     expect(thresholdCheck(1e-5, range).info).toContain('search.stability.threshold is 0.00001');
+  });
+});
+
+describe('searchFingerprint across the automatic test', () => {
+  it('is, with a threshold, what it was before autoScale existed', () => {
+    const c = config({ search: { stability: { window: 2, threshold: 1e-3, patience: 50 } } });
+    const { autoScale: _, ...before } = c.search.stability;
+    expect(searchFingerprint(c)).toBe(JSON.stringify({ seed: c.seed, dataset: resultRelevant(c.dataset), backbone: c.backbone, search: { ...c.search, stability: before } }));
+    // Without one, autoScale decides the search and is part of it.
+    const auto = config({ search: { stability: { window: 2, patience: 50, autoScale: 0.5 } } });
+    expect(searchFingerprint(auto)).not.toBe(searchFingerprint(config({ search: { stability: { window: 2, patience: 50 } } })));
   });
 });
 
@@ -122,6 +141,18 @@ describeEachBackend('runSearch', (backend) => {
     const last = history.at(-1)!.decisions;
     for (const h of history) for (const p of h.prunes) expect(last[p.cell][p.edge]).toContain(h.epoch);
     expect(last.flat(2).length).toBe(history.reduce((n, h) => n + h.prunes.length, 0));
+  });
+
+  it('says how to resume a search started with an absolute threshold when the config no longer sets one', async () => {
+    const dir = tmp();
+    const fixed = config({ search: { maxEpochs: 3, stability: { window: 2, threshold: 2e-3, patience: 50 } } });
+    await search(dir, fixed, undefined, quiet, searchFingerprint(fixed));
+    const auto = config({ search: { maxEpochs: 3, stability: { window: 2, patience: 50 } } });
+    await expect(search(dir, auto, undefined, quiet, searchFingerprint(auto))).rejects.toThrow(
+      /different configuration \(seed, dataset, backbone or search changed\): it was started with the absolute stability test, search\.stability\.threshold 0\.002 .*; set search\.stability\.threshold: 0\.002 to resume it; use a new --workdir/,
+    );
+    // With the threshold set again it is the same search: finished, it does no work.
+    expect((await search(dir, fixed, undefined, quiet, searchFingerprint(fixed))).epochs).toBe(3);
   });
 
   it('estimates the time left from the stop rules, with maxEpochs as the upper bound', async () => {

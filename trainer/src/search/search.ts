@@ -129,6 +129,22 @@ export function thresholdCheck(threshold: number | undefined, range: DivergenceR
   return { info };
 }
 
+/**
+ * A search started with an absolute threshold (the default before the automatic test) and
+ * resumed without one: how to resume it instead of starting over.
+ */
+function thresholdHint(fingerprint: string, config: TrainerConfig): string {
+  if (config.search.stability.threshold !== undefined) return '';
+  let threshold: unknown;
+  try {
+    threshold = (JSON.parse(fingerprint) as { search?: { stability?: { threshold?: unknown } } }).search?.stability?.threshold;
+  } catch {
+    return '';
+  }
+  if (typeof threshold !== 'number') return '';
+  return `: it was started with the absolute stability test, search.stability.threshold ${threshold} (the default before the automatic test); set search.stability.threshold: ${threshold} to resume it`;
+}
+
 function countActive(active: number[][][]): number {
   return active.reduce((s, cell) => s + cell.reduce((t, ops) => t + ops.length, 0), 0);
 }
@@ -190,7 +206,7 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
     if (ck) {
       if (ck.state.fingerprint !== o.fingerprint) {
         throw new WorkdirMismatchError(
-          `${o.dir} holds a search of a different configuration (seed, dataset, backbone or search changed); use a new --workdir, or delete ${o.dir} to start over`,
+          `${o.dir} holds a search of a different configuration (seed, dataset, backbone or search changed)${thresholdHint(ck.state.fingerprint, config)}; use a new --workdir, or delete ${o.dir} to start over`,
         );
       }
       state = ck.state;
