@@ -72,6 +72,11 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** `median [min-max]` of epochs or counts, '-' when there are none. */
+export function spread(xs: readonly number[]): string {
+  return xs.length ? `${median(xs)} [${Math.min(...xs)}-${Math.max(...xs)}]` : '-';
+}
+
 export function mean(xs: readonly number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
 }

@@ -25,7 +25,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { hashSeed, mulberry32 } from '../../trainer/src/data/random.ts';
-import { machine, mean, median, nasPreset as preset, parseFlags, repoRoot, runPhase, updateBenchmarksMd } from './lib.ts';
+import { readHistory } from '../../trainer/src/train/history.ts';
+import { machine, mean, median, nasPreset as preset, parseFlags, repoRoot, runPhase, spread, updateBenchmarksMd } from './lib.ts';
 
 /** One search variant of one seed, searched (or not), retrained and evaluated. */
 interface Run {
@@ -60,13 +61,6 @@ interface HistoryLine {
   epoch: number;
   epochCpuSeconds: number;
   decisions?: number[][][];
-}
-
-function readHistory(file: string): HistoryLine[] {
-  return readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as HistoryLine);
 }
 
 /** A random genotype of the search space: per node two distinct inputs, each with a random operation other than none. */
@@ -138,7 +132,7 @@ async function benchDataset(name: string, seeds: number[], scales: number[], lon
     const config = configFor(variant, seed, stability, maxEpochs, baseline);
     const search = await runPhase('search', config, workdir, env);
     await runPhase('prune', config, workdir, env);
-    const last = readHistory(path.join(workdir, 'search/history.jsonl')).at(-1);
+    const last = readHistory<HistoryLine>(path.join(workdir, 'search/history.jsonl')).at(-1);
     const decisions = (last?.decisions ?? []).flat();
     const run = await finish(
       config,
@@ -169,10 +163,10 @@ async function benchDataset(name: string, seeds: number[], scales: number[], lon
     // (a) The full search stopped where IAC-LTH stopped: its architecture at that epoch, unpruned.
     const early = fresh('early', seed);
     const earlyConfig = configFor('early', seed, { enabled: false });
-    const history = readHistory(path.join(full.workdir, 'search/history.jsonl'));
+    const history = readHistory<HistoryLine>(path.join(full.workdir, 'search/history.jsonl'));
     const upTo = history.slice(0, lth.run.epochs);
     const cut = path.join(early, 'history-cut.jsonl');
-    writeFileSync(cut, readFileSync(path.join(full.workdir, 'search/history.jsonl'), 'utf8').split('\n').slice(0, lth.run.epochs).join('\n') + '\n');
+    writeFileSync(cut, upTo.map((h) => `${JSON.stringify(h)}\n`).join(''));
     await runPhase('prune', earlyConfig, early, env, ['--history', cut]);
     // Its cost: the full search's first epochs plus what the full search spent outside its epochs.
     const allEpochs = history.reduce((s, h) => s + h.epochCpuSeconds, 0);
@@ -243,11 +237,6 @@ function versus(lth: Run[], full: Run[]) {
     wallSpeedupMedian: round(median(wall), 2),
     diceDeltaMean: round(mean(delta), 2),
   };
-}
-
-function spread(xs: number[]): string {
-  if (xs.length === 0) return '-';
-  return `${median(xs)} [${Math.min(...xs)}-${Math.max(...xs)}]`;
 }
 
 function summarize(d: DatasetRun) {

@@ -12,10 +12,11 @@
 // Only the search runs (no retrain): what is compared is how each test decides. Writes
 // test/bench/results/stability-scale.json and the stability-scale section of BENCHMARKS.md
 // (not with --smoke).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { machine, median, nasPreset, parseFlags, repoRoot, runPhase, updateBenchmarksMd } from './lib.ts';
+import { readHistory } from '../../trainer/src/train/history.ts';
+import { machine, median, nasPreset, parseFlags, repoRoot, runPhase, spread, updateBenchmarksMd } from './lib.ts';
 
 interface Line {
   epoch: number;
@@ -23,7 +24,7 @@ interface Line {
   drift?: Array<Array<number | null>>;
   archUpdates: boolean;
   prunes: { cell: number; edge: number }[];
-  epochCpuSeconds: number;
+  decisions?: number[][][];
 }
 
 interface Case {
@@ -42,10 +43,6 @@ interface Case {
   prunedAtFirstCheck: number;
   edges: number;
   warnings: string[];
-}
-
-function spread(xs: number[]): string {
-  return xs.length ? `${median(xs)} [${Math.min(...xs)}-${Math.max(...xs)}]` : 'none';
 }
 
 async function main(): Promise<void> {
@@ -89,16 +86,11 @@ async function main(): Promise<void> {
         },
       };
       const r = await runPhase('search', config, workdir, env);
-      const lines = readFileSync(path.join(workdir, 'search/history.jsonl'), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Line);
+      const lines = readHistory<Line>(path.join(workdir, 'search/history.jsonl'));
       const firstPrune = lines.find((l) => l.prunes.length > 0)?.epoch ?? Infinity;
       const unpruned = lines.filter((l) => l.archUpdates && l.epoch <= firstPrune).flatMap((l) => l.jsd.flat());
       const firstCheck = lines.find((l) => l.epoch === search.warmupEpochs + search.stability.window);
       const judged = (firstCheck?.drift ?? []).flat().filter((d): d is number => d !== null);
-      const first = new Map<string, number>();
-      for (const l of lines) for (const p of l.prunes) if (!first.has(`${p.cell}.${p.edge}`)) first.set(`${p.cell}.${p.edge}`, l.epoch);
       const c: Case = {
         steps: s,
         learningRate: lr,
@@ -109,7 +101,7 @@ async function main(): Promise<void> {
         jsdMedian: median(unpruned),
         jsdRange: [Math.min(...unpruned), Math.max(...unpruned)],
         driftMedian: judged.length ? Math.round(median(judged) * 100) / 100 : null,
-        firstDecisions: [...first.values()],
+        firstDecisions: (lines.at(-1)?.decisions ?? []).flat().filter((d) => d.length > 0).map((d) => d[0]),
         prunedAtFirstCheck: firstCheck?.prunes.length ?? 0,
         edges: lines[0]?.jsd.flat().length ?? 0,
         warnings: r.result.warnings ?? [],
