@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // backend must not be shared between test files.
 export default defineConfig({
   test: {
-    include: ['{trainer,operator,test}/**/*.test.ts'],
+    include: ['{contract,trainer,operator,test}/**/*.test.ts'],
     exclude: ['**/node_modules/**', 'test/bench/results/**'],
     pool: 'forks',
     testTimeout: 120_000,

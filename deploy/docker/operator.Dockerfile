@@ -35,8 +35,10 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
+COPY contract/src ./contract/src
 COPY operator/src ./operator/src
-COPY trainer/src ./trainer/src
+# Of the trainer, the operator imports its configuration schema only (docs/DESIGN.md).
+COPY trainer/src/config ./trainer/src/config
 # The node user of the Node images (uid 1000); numeric so that runAsNonRoot can verify it.
 USER 1000:1000
 EXPOSE 8080

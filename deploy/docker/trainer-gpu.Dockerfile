@@ -42,6 +42,7 @@ RUN if [ -n "$BUILD_CA_FILE" ]; then export NODE_EXTRA_CA_CERTS="$BUILD_CA_FILE"
  && find node_modules -type f \( -name '*.test.ts' -o -name '*.spec.ts' \) -delete \
  && npm cache clean --force
 COPY bin ./bin
+COPY contract/src ./contract/src
 COPY trainer/src ./trainer/src
 # The trainer's own choice must be native TensorFlow: tensorflow-gpu with a GPU, else
 # tensorflow (this package on the CPU), never a silent fall back to wasm.
@@ -60,6 +61,7 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
+COPY contract/src ./contract/src
 COPY trainer/src ./trainer/src
 RUN chmod 0755 /app/bin/iacnas.ts && ln -s /app/bin/iacnas.ts /usr/local/bin/iacnas
 USER 1000:1000

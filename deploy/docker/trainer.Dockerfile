@@ -40,6 +40,7 @@ RUN if [ -n "$BUILD_CA_FILE" ]; then export NODE_EXTRA_CA_CERTS="$BUILD_CA_FILE"
  && find node_modules -type f \( -name '*.test.ts' -o -name '*.spec.ts' \) -delete \
  && npm cache clean --force
 COPY bin ./bin
+COPY contract/src ./contract/src
 COPY trainer/src ./trainer/src
 # The trainer's own choice must be the native backend (not a silent fall back to wasm).
 RUN node -e "import('/app/trainer/src/backend/index.ts').then(async (b) => { const i = await b.initBackend(); if (i.choice !== 'tensorflow') throw new Error('the trainer chose ' + i.line); })"
@@ -55,6 +56,7 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
+COPY contract/src ./contract/src
 COPY trainer/src ./trainer/src
 # The operator's pods run command ["iacnas", "trainer", ...] (operator/src/reconcile/children.ts).
 RUN chmod 0755 /app/bin/iacnas.ts && ln -s /app/bin/iacnas.ts /usr/local/bin/iacnas

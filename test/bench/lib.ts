@@ -7,7 +7,7 @@ import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, write
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PhaseResult } from '../../trainer/src/report/events.ts';
+import { PhaseResult } from '../../contract/src/index.ts';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const iacnas = path.join(repoRoot, 'bin/iacnas.ts');

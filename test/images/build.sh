@@ -66,7 +66,7 @@ step_done() { timing+=("$1 $(( SECONDS - $2 )) s"); log "$1: $(( SECONDS - $2 ))
 # ---- the inputs' key (keep in step with inputsKey() in test/images/images.ts) ----------
 # sha256 of the `sha256sum` lines of every input file (tests excluded: no image copies
 # them), sorted bytewise by path.
-INPUTS=(bin deploy/docker operator/src trainer/src scripts/native scripts/native-backend.sh scripts/with-node
+INPUTS=(bin contract/src deploy/docker operator/src trainer/src scripts/native scripts/native-backend.sh scripts/with-node
         package.json package-lock.json test/images/build.sh test/images/containers.conf test/images/node-base.Containerfile)
 hash_of() { find "$@" -type f ! -name '*.test.ts' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16; }
 key=$(hash_of "${INPUTS[@]}")
@@ -75,9 +75,9 @@ label() { podman image inspect --format "{{index .Config.Labels \"iacnas.inputs\
 
 # Per image: the files its Dockerfile reads (a change elsewhere does not rebuild it) and the
 # Node base it starts from.
-src_operator=$(hash_of deploy/docker/operator.Dockerfile deploy/docker/operator.Dockerfile.dockerignore package.json package-lock.json bin operator/src trainer/src)
-src_trainer=$(hash_of deploy/docker/trainer.Dockerfile deploy/docker/trainer.Dockerfile.dockerignore package.json package-lock.json bin trainer/src scripts/native scripts/native-backend.sh scripts/with-node)
-src_gpu=$(hash_of deploy/docker/trainer-gpu.Dockerfile deploy/docker/trainer-gpu.Dockerfile.dockerignore package.json package-lock.json bin trainer/src scripts/native scripts/native-backend.sh scripts/with-node)
+src_operator=$(hash_of deploy/docker/operator.Dockerfile deploy/docker/operator.Dockerfile.dockerignore package.json package-lock.json bin contract/src operator/src trainer/src/config)
+src_trainer=$(hash_of deploy/docker/trainer.Dockerfile deploy/docker/trainer.Dockerfile.dockerignore package.json package-lock.json bin contract/src trainer/src scripts/native scripts/native-backend.sh scripts/with-node)
+src_gpu=$(hash_of deploy/docker/trainer-gpu.Dockerfile deploy/docker/trainer-gpu.Dockerfile.dockerignore package.json package-lock.json bin contract/src trainer/src scripts/native scripts/native-backend.sh scripts/with-node)
 image_keys() {
   local node_id
   node_id=$(podman image inspect --format '{{.Id}}' "$NODE_BASE" 2>/dev/null || true)

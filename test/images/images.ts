@@ -29,6 +29,7 @@ export const CONTAINERS_CONF = path.join(repoRoot, 'test/images/containers.conf'
 /** build.sh's INPUTS: every file under these paths except tests. */
 const INPUTS = [
   'bin',
+  'contract/src',
   'deploy/docker',
   'operator/src',
   'trainer/src',

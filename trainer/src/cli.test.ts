@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PhaseResult } from './report/events.ts';
+import { PhaseResult } from '../../contract/src/index.ts';
 import { parseTrainerArgs, trainerMain } from './cli.ts';
 
 function io() {

@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type TrainerConfig, loadTrainerConfig } from './config/index.ts';
-import type { Phase } from './report/events.ts';
+import { BadInputError, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, type Phase } from '../../contract/src/index.ts';
 import { ProgressReporter, type ResultFields, resultFilePath } from './report/progress.ts';
 import { writeFileAtomic } from './train/atomic.ts';
 import { simulatePhase, simulateSeconds } from './simulate.ts';
@@ -11,9 +11,6 @@ import { simulatePhase, simulateSeconds } from './simulate.ts';
 /** The trainer configuration of the latest phase, written into the work directory. */
 export const TRAINER_CONFIG_FILE = 'trainer-config.json';
 
-export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_BAD_INPUT = 2;
 
 const PHASES = ['search', 'prune', 'derive', 'retrain', 'evaluate'] as const;
 type PhaseCommand = (typeof PHASES)[number];
@@ -157,7 +154,7 @@ export interface PhaseContext {
 /** An error in the input (configuration or data) that retrying cannot fix: exit status 2. */
 export function isBadInput(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
-  return e instanceof ConfigError || e instanceof UsageError || e.name === 'DataError' || e.name === 'ConfigError' || (e as { badInput?: boolean }).badInput === true;
+  return e instanceof BadInputError || e instanceof UsageError || e.name === 'DataError' || e.name === 'ConfigError' || (e as { badInput?: boolean }).badInput === true;
 }
 
 async function runPhase(phase: Phase, ctx: PhaseContext): Promise<ResultFields> {

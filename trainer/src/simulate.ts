@@ -3,7 +3,7 @@
 // hundreds of real trainers cannot run. It loads neither TensorFlow.js nor data: it waits
 // the given time while reporting a few progress events, then returns a plausible result
 // of the phase (what the operator reads from a real one).
-import type { Phase } from './report/events.ts';
+import type { Phase } from '../../contract/src/index.ts';
 import type { ProgressReporter, ResultFields } from './report/progress.ts';
 
 /** Progress events a simulated phase reports (spread evenly over its time). */

@@ -1,8 +1,9 @@
 // The IACSearch API (nas.iac.dev/v1alpha1): schemas, names, and the one validation
 // every reader of an IACSearch goes through (operator, `iacnas run`, the CRD generator).
 import { z } from 'zod';
+import { isBadInput, issueLine } from '../../../contract/src/index.ts';
 import { formatIssues, parseTrainerConfig, type TrainerConfig, unknownKeyLine, unknownKeys } from '../../../trainer/src/config/index.ts';
-import { validateForTraining } from '../../../trainer/src/search/validate.ts';
+import { validateForTraining } from '../../../trainer/src/config/validate.ts';
 import { IACSearchSpec } from './spec.ts';
 import { IACSearchStatus } from './status.ts';
 
@@ -19,10 +20,7 @@ export const SINGULAR = 'iacsearch';
 export const SHORT_NAMES = ['iacs'];
 export const CATEGORIES = ['nas'];
 
-/** Labels on every object the operator creates for a search. */
-export const LABEL_SEARCH = 'iac.dev/search';
-export const LABEL_PHASE = 'iac.dev/phase';
-export const LABEL_ATTEMPT = 'iac.dev/attempt';
+export { LABEL_ATTEMPT, LABEL_PHASE, LABEL_SEARCH } from '../../../contract/src/index.ts';
 
 /**
  * Longest search name the operator can run: the name is the value of the iac.dev/search
@@ -111,12 +109,10 @@ export function parseIACSearch(obj: unknown, opts: { unknownFields?: 'refuse' | 
     validateForTraining(trainerConfig, 'retrain');
     return { ok: true, search, trainerConfig };
   } catch (e) {
+    if (!isBadInput(e)) throw e;
     // The trainer names fields relative to its configuration; the user edits spec.
-    const lines = (e as Error).message
-      .split('\n')
-      .slice(1)
-      .map((l) => bracketIndexes(`spec.${l}`));
-    return { ok: false, message: lines.join('\n') || (e as Error).message, fields: lines.map((l) => l.split(':')[0]) };
+    const issues = e.issues.map((i) => ({ ...i, path: i.path === undefined ? undefined : bracketIndexes(`spec.${i.path}`) }));
+    return { ok: false, message: issues.map(issueLine).join('\n'), fields: issues.flatMap((i) => (i.path === undefined ? [] : [i.path])) };
   }
 }
 

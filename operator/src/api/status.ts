@@ -1,15 +1,16 @@
 // IACSearch.status: written only by the operator. The pods' phases and termination
 // messages are the authority for it; progress events only fill in `progress`.
 import { z } from 'zod';
+import { PHASES, type Phase } from '../../../contract/src/index.ts';
 import { MAX_EXTERNAL_DATASETS } from './spec.ts';
 
 export const SEARCH_PHASES = ['Pending', 'Searching', 'Pruning', 'Retraining', 'Evaluating', 'Succeeded', 'Failed', 'Suspended'] as const;
 export const SearchPhase = z.enum(SEARCH_PHASES).describe('Where the search is: Pending, Searching, Pruning, Retraining, Evaluating, Succeeded, Failed or Suspended.');
 export type SearchPhase = z.infer<typeof SearchPhase>;
 
-/** Trainer phases in the order they run; each is one pod per attempt. */
-export const STAGES = ['search', 'prune', 'retrain', 'evaluate'] as const;
-export type Stage = (typeof STAGES)[number];
+/** Trainer phases in the order they run (the contract's PHASES); each is one pod per attempt. */
+export const STAGES = PHASES;
+export type Stage = Phase;
 export const STAGE_PHASE: Record<Stage, SearchPhase> = {
   search: 'Searching',
   prune: 'Pruning',

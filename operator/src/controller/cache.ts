@@ -5,7 +5,7 @@
 // fields below before caching them (Informer's `transform`), and indexes them by the
 // search that owns them (`ownerIndex`), so a reconcile reads its children without a scan.
 import type { KubeObject } from '../k8s/types.ts';
-import { LABEL_SEARCH } from './progress.ts';
+import { LABEL_SEARCH } from '../../../contract/src/index.ts';
 
 type Json = Record<string, unknown>;
 

@@ -5,7 +5,7 @@
 // Only the leader runs workers; the informers (and so /readyz and the token checks)
 // run on every replica.
 import { randomBytes } from 'node:crypto';
-import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import type { ProgressEvent } from '../../../contract/src/index.ts';
 import type { EventRecorder } from '../k8s/events.ts';
 import { createMergePatch, jsonEqual } from '../k8s/merge-patch.ts';
 import {
@@ -21,7 +21,8 @@ import type { Action, OperatorSettings, ReconcileInput, ReconcileResult, Refused
 import { Informer } from './informer.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { ownerIndex, slimClaim, slimPod } from './cache.ts';
-import { LABEL_SEARCH, ProgressStore, checkToken, progressIssuesAgainstSpec, progressSecretName, slimSecret, type ProgressIssue, type TokenCheck } from './progress.ts';
+import { LABEL_SEARCH, progressSecretName } from '../../../contract/src/index.ts';
+import { ProgressStore, checkToken, progressIssuesAgainstSpec, slimSecret, type ProgressIssue, type TokenCheck } from './progress.ts';
 import { isTransition } from './status-change.ts';
 import { WorkQueue, type WorkQueueOptions } from './workqueue.ts';
 

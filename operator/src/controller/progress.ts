@@ -10,11 +10,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { RetrainConfig, SearchConfig } from '../../../trainer/src/config/index.ts';
-import { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import { LABEL_SEARCH, ProgressEvent, progressSecretName } from '../../../contract/src/index.ts';
 import type { KubeObject } from '../k8s/types.ts';
 
-export const LABEL_SEARCH = 'iac.dev/search';
-export const progressSecretName = (search: string) => `${search}-progress`;
 
 export type TokenCheck = 'ok' | 'unauthorized';
 

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import type { ProgressEvent } from '../../../contract/src/index.ts';
 import { OperatorMetrics } from '../metrics/registry.ts';
 import { buildApp, type AppOptions } from './app.ts';
 

@@ -7,7 +7,7 @@
 // then the per-search bucket, and only then is the body read and checked. Timeouts on
 // headers, the whole request, idle sockets and kept-alive connections cut off slow clients.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import { HEADER_FORWARDED, HEADER_SEARCH, type ProgressEvent } from '../../../contract/src/index.ts';
 import { MAX_TOKEN_LENGTH, parseProgressEvent, type ProgressIssue, type TokenCheck } from '../controller/progress.ts';
 import { silentLogger, type Logger } from '../controller/log.ts';
 import type { OperatorMetrics } from '../metrics/registry.ts';
@@ -71,9 +71,6 @@ export interface AppOptions {
   log?: Logger;
   now?: () => number;
 }
-
-/** Marks a progress request a standby forwarded to the leader (never forwarded again). */
-export const FORWARDED_HEADER = 'x-iac-forwarded';
 
 /** "<namespace>/<name>" as in the X-IACSearch header, both DNS labels/subdomains. */
 const SEARCH_HEADER = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/;
@@ -182,7 +179,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     if (wait > 0) return tooMany(reply, wait, `too many progress requests from ${client}; retry in ${wait} s`);
     wait = global.take('*');
     if (wait > 0) return tooMany(reply, wait, `too many progress requests; retry in ${wait} s`);
-    const header = req.headers['x-iacsearch'];
+    const header = req.headers[HEADER_SEARCH];
     const m = typeof header === 'string' && header.length <= MAX_SEARCH_HEADER ? SEARCH_HEADER.exec(header) : null;
     if (!m) {
       return reply.code(400).send({ error: "header X-IACSearch: required, as '<namespace>/<name>' of the IACSearch" });
@@ -213,14 +210,14 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     if (!parsed.ok) return invalid(reply, parsed.issues);
     if (!sink.accepting()) {
       // A standby hands the event to the leader once; it never keeps progress itself.
-      const leader = req.headers[FORWARDED_HEADER] ? undefined : sink.leaderURL?.();
+      const leader = req.headers[HEADER_FORWARDED] ? undefined : sink.leaderURL?.();
       if (!leader) {
         return reply.code(503).header('retry-after', '5').send({ error: 'this operator replica is not the leader; progress is advisory, send the next event later' });
       }
       try {
         const res = await fetch(new URL('/v1/progress', leader), {
           method: 'POST',
-          headers: { 'content-type': 'application/json', authorization, 'x-iacsearch': header, [FORWARDED_HEADER]: '1' },
+          headers: { 'content-type': 'application/json', authorization, [HEADER_SEARCH]: header, [HEADER_FORWARDED]: '1' },
           body: JSON.stringify(parsed.event),
           signal: AbortSignal.timeout(1500),
         });

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import type { ProgressEvent } from '../../../contract/src/index.ts';
 import { IMMUTABLE_SPEC_FIELDS, KIND, parseIACSearch, type IACSearchStatus } from '../api/index.ts';
 import { reconcile } from '../reconcile/index.ts';
 import type { KubeObject } from '../reconcile/types.ts';

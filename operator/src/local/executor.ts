@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import { ENV, ProgressEvent } from '../../../contract/src/index.ts';
 import { ARTIFACTS_MOUNT, TRAINER_COMMAND } from '../reconcile/children.ts';
 import type { Action, KubeObject } from '../reconcile/types.ts';
 
@@ -167,7 +167,7 @@ export class LocalExecutor {
     );
     const child = spawn(cmd, args, {
       cwd: this.opts.runDir,
-      env: { ...process.env, ...this.opts.env, ...podEnv, IACNAS_RESULT_FILE: resultFile },
+      env: { ...process.env, ...this.opts.env, ...podEnv, [ENV.resultFile]: resultFile },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: Ctrl-C in the terminal reaches `iacnas run` only, which
       // then stops the child as a suspend (not as a failure).

@@ -5,6 +5,7 @@
 // series describe this process. docs/metrics.md documents each one.
 import path from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { SEARCH_PHASES, STAGES } from '../api/status.ts';
 import type { KubeObject } from '../k8s/types.ts';
 
 /** Where the derived metrics come from. */
@@ -20,8 +21,6 @@ export interface MetricsSource {
   queueDepth(): number;
 }
 
-export const SEARCH_PHASES = ['Pending', 'Searching', 'Pruning', 'Retraining', 'Evaluating', 'Succeeded', 'Failed', 'Suspended'] as const;
-export const STAGES = ['search', 'prune', 'retrain', 'evaluate'] as const;
 const OUTCOMES = ['Succeeded', 'Failed', 'Disrupted', 'Stopped'] as const;
 
 type Obj = Record<string, unknown>;

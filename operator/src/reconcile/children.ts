@@ -1,6 +1,7 @@
 // The objects a search owns: one pod per phase attempt, the progress-token Secret and
 // (unless an existing claim is named) the artifacts volume claim. Pure builders.
-import { API_VERSION, KIND, LABEL_ATTEMPT, LABEL_PHASE, LABEL_SEARCH, trainerConfigInput, type IACSearch, type Stage } from '../api/index.ts';
+import { ENV, LABEL_ATTEMPT, LABEL_PHASE, LABEL_SEARCH, PROGRESS_TOKEN_KEY, TERMINATION_MESSAGE_PATH, defaultArtifactsClaimName, podName, progressSecretName } from '../../../contract/src/index.ts';
+import { API_VERSION, KIND, trainerConfigInput, type IACSearch, type Stage } from '../api/index.ts';
 import type { KubeObject, OperatorSettings } from './types.ts';
 
 export const GPU_RESOURCE = 'nvidia.com/gpu';
@@ -9,7 +10,6 @@ export const ARTIFACTS_MOUNT = '/artifacts';
 export const DATASET_MOUNT = '/data';
 /** Claims of spec.evaluate.external are mounted at /external/<claimName> (the dataset's claim stays at /data). */
 export const EXTERNAL_MOUNT = '/external';
-export const TERMINATION_MESSAGE_PATH = '/dev/termination-log';
 /**
  * The trainer image's entrypoint: the `iacnas` command on PATH (the image links
  * /app/bin/iacnas.ts to /usr/local/bin/iacnas). `iacnas run` maps it to
@@ -17,9 +17,8 @@ export const TERMINATION_MESSAGE_PATH = '/dev/termination-log';
  */
 export const TRAINER_COMMAND = ['iacnas'];
 
-export const podName = (search: string, stage: Stage, attempt: number) => `${search}-${stage}-${attempt}`;
-export const progressSecretName = (search: string) => `${search}-progress`;
-export const artifactsClaimName = (search: IACSearch) => search.spec.artifacts.claimName ?? `${search.metadata.name}-artifacts`;
+export { podName, progressSecretName, TERMINATION_MESSAGE_PATH } from '../../../contract/src/index.ts';
+export const artifactsClaimName = (search: IACSearch) => search.spec.artifacts.claimName ?? defaultArtifactsClaimName(search.metadata.name);
 
 function ownerReference(search: IACSearch) {
   return {
@@ -114,11 +113,11 @@ export function buildPod(search: IACSearch, stage: Stage, attempt: number, setti
   const quantities: Record<string, string> = { cpu, memory };
   if (gpus > 0) quantities[GPU_RESOURCE] = String(gpus);
 
-  const env: Array<Record<string, unknown>> = [{ name: 'IACNAS_SEARCH', value: `${metadata.namespace ?? 'default'}/${metadata.name}` }];
+  const env: Array<Record<string, unknown>> = [{ name: ENV.search, value: `${metadata.namespace ?? 'default'}/${metadata.name}` }];
   if (settings.progressURL) {
     env.push(
-      { name: 'IACNAS_PROGRESS_URL', value: settings.progressURL },
-      { name: 'IACNAS_PROGRESS_TOKEN', valueFrom: { secretKeyRef: { name: progressSecretName(metadata.name), key: 'token' } } },
+      { name: ENV.progressURL, value: settings.progressURL },
+      { name: ENV.progressToken, valueFrom: { secretKeyRef: { name: progressSecretName(metadata.name), key: PROGRESS_TOKEN_KEY } } },
     );
   }
 

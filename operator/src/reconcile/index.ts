@@ -2,7 +2,7 @@
 // holds (the search, its pods, secrets and claims), the latest progress and the clock
 // to actions and the new status. Level-based: the same input gives the same output,
 // so an operator restart in the middle of a phase never duplicates a pod.
-import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import { EXIT_BAD_INPUT, type ProgressEvent } from '../../../contract/src/index.ts';
 import {
   IACSearchStatus,
   parseIACSearch,
@@ -43,7 +43,6 @@ export const RUNNING_RESYNC_SECONDS = 60;
 const WAIT_RESYNC_SECONDS = 5;
 
 /** Exit status of a trainer phase that found bad configuration or data: retrying cannot help. */
-export const EXIT_BAD_INPUT = 2;
 
 const TERMINAL: SearchPhase[] = ['Succeeded', 'Failed'];
 

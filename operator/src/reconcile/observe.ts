@@ -2,7 +2,7 @@
 // or disrupted (preemption, eviction, node loss: not the trainer's fault). The pod's
 // phase and its termination message are the authority.
 import { z } from 'zod';
-import { PhaseResult } from '../../../trainer/src/report/events.ts';
+import { PhaseResult } from '../../../contract/src/index.ts';
 import { LABEL_ATTEMPT, LABEL_PHASE, MAX_CLASS_NAME, MAX_EXTERNAL_DATASETS, MAX_EXTERNAL_NAME, STAGES, type ExternalResult, type Stage } from '../api/index.ts';
 import { GPU_RESOURCE, TRAINER_CONTAINER } from './children.ts';
 import type { KubeObject } from './types.ts';

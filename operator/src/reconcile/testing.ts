@@ -1,7 +1,7 @@
 // A tiny in-memory world for state-machine tests (and for `iacnas run` tests): it
 // applies reconcile's actions to lists of objects and lets a test set pod states.
 import { API_VERSION, KIND } from '../api/index.ts';
-import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import type { ProgressEvent } from '../../../contract/src/index.ts';
 import { TRAINER_CONTAINER } from './children.ts';
 import { reconcile } from './index.ts';
 import type { Action, KubeObject, OperatorSettings, ReconcileResult, RefusedCreate } from './types.ts';

@@ -1,7 +1,7 @@
 // The contract of the phase state machine: a pure function from what the API server
 // holds (and the clock) to actions and the new status. No I/O, no API client: the
 // Kubernetes objects here are plain JSON shapes, as the API server serves them.
-import type { ProgressEvent } from '../../../trainer/src/report/events.ts';
+import type { ProgressEvent } from '../../../contract/src/index.ts';
 
 /** The subset of Kubernetes object metadata the state machine reads and writes. */
 export interface ObjectMeta {

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { type BadInputIssue, BadInputError, issueLine } from '../../../contract/src/index.ts';
 import { DatasetConfig } from './dataset.ts';
 import { BackboneConfig, SearchConfig } from './search.ts';
 import { EvaluateConfig, RetrainConfig } from './train.ts';
@@ -24,9 +25,12 @@ export const TrainerConfig = z.object({
 export type TrainerConfig = z.infer<typeof TrainerConfig>;
 export type TrainerConfigInput = z.input<typeof TrainerConfig>;
 
-/** A configuration problem, with the path of the offending field. */
-export class ConfigError extends Error {
+/** A configuration problem: `issues` name the offending fields. */
+export class ConfigError extends BadInputError {
   override name = 'ConfigError';
+  constructor(message: string, issues?: readonly BadInputIssue[]) {
+    super('config', message, issues);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -137,10 +141,14 @@ export function unknownKeys(schema: z.ZodType, input: unknown, prefix: readonly 
   return out;
 }
 
+/** search.maxEpoch: "unknown key; did you mean maxEpochs?" */
+export function unknownKeyIssue(u: UnknownKey): BadInputIssue {
+  return { path: u.path, message: u.suggestion ? `unknown key; did you mean ${u.suggestion}?` : `unknown key; the keys here are ${u.known.join(', ')}` };
+}
+
 /** "search.maxEpoch: unknown key; did you mean maxEpochs?" */
 export function unknownKeyLine(u: UnknownKey): string {
-  if (u.suggestion) return `${u.path}: unknown key; did you mean ${u.suggestion}?`;
-  return `${u.path}: unknown key; the keys here are ${u.known.join(', ')}`;
+  return issueLine(unknownKeyIssue(u));
 }
 
 /** The schema of the field at `path` under `schema`, when the path leads through objects, arrays and records. */
@@ -163,19 +171,23 @@ function schemaAt(schema: z.ZodType, path: readonly PropertyKey[]): z.ZodType | 
  * each also names the nearest known key.
  */
 export function formatIssues(error: z.ZodError, prefix = '', schema?: z.ZodType): string {
-  return error.issues
-    .flatMap((i) => {
-      const field = [prefix, ...i.path.map(String)].filter(Boolean).join('.');
-      if (i.code === 'unrecognized_keys') {
-        const at = schema ? schemaAt(schema, i.path) : undefined;
-        const known = at ? knownKeys(at) : undefined;
-        return i.keys.map((key) =>
-          known ? unknownKeyLine({ path: [field, key].filter(Boolean).join('.'), key, suggestion: nearestKey(key, known), known }) : `${[field, key].filter(Boolean).join('.')}: unknown key`,
-        );
-      }
-      return [`${field || '(root)'}: ${i.message}`];
-    })
-    .join('\n');
+  return zodIssues(error, prefix, schema).map(issueLine).join('\n');
+}
+
+/** The issues of a zod error, each with its dotted field path (under `prefix`); see formatIssues. */
+export function zodIssues(error: z.ZodError, prefix = '', schema?: z.ZodType): BadInputIssue[] {
+  return error.issues.flatMap((i): BadInputIssue[] => {
+    const field = [prefix, ...i.path.map(String)].filter(Boolean).join('.');
+    if (i.code === 'unrecognized_keys') {
+      const at = schema ? schemaAt(schema, i.path) : undefined;
+      const known = at ? knownKeys(at) : undefined;
+      return i.keys.map((key) => {
+        const path = [field, key].filter(Boolean).join('.');
+        return known ? unknownKeyIssue({ path, key, suggestion: nearestKey(key, known), known }) : { path, message: 'unknown key' };
+      });
+    }
+    return [{ path: field || '(root)', message: i.message }];
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -205,8 +217,8 @@ export interface ConfigInput {
   notes: string[];
 }
 
-function bad(lines: string[]): ConfigError {
-  return new ConfigError(`invalid trainer configuration:\n${lines.join('\n')}`);
+function bad(issues: BadInputIssue[]): ConfigError {
+  return new ConfigError(['invalid trainer configuration:', ...issues.map(issueLine)].join('\n'), issues);
 }
 
 /**
@@ -218,15 +230,18 @@ export function trainerConfigFrom(raw: unknown): ConfigInput {
   const m = raw;
   if (m.kind !== 'IACSearch' || typeof m.apiVersion !== 'string' || !m.apiVersion.startsWith(`${IACSEARCH_GROUP}/`)) {
     throw bad([
-      `(root): a Kubernetes object of kind ${JSON.stringify(m.kind)} (apiVersion ${JSON.stringify(m.apiVersion)}), not a trainer configuration; give the trainer configuration (dataset, backbone, search, retrain, evaluate) or an IACSearch (apiVersion ${IACSEARCH_VERSION}, kind IACSearch)`,
+      {
+        path: '(root)',
+        message: `a Kubernetes object of kind ${JSON.stringify(m.kind)} (apiVersion ${JSON.stringify(m.apiVersion)}), not a trainer configuration; give the trainer configuration (dataset, backbone, search, retrain, evaluate) or an IACSearch (apiVersion ${IACSEARCH_VERSION}, kind IACSearch)`,
+      },
     ]);
   }
-  if (m.apiVersion !== IACSEARCH_VERSION) throw bad([`apiVersion: ${m.apiVersion} is not served; use ${IACSEARCH_VERSION}`]);
+  if (m.apiVersion !== IACSEARCH_VERSION) throw bad([{ path: 'apiVersion', message: `${m.apiVersion} is not served; use ${IACSEARCH_VERSION}` }]);
   const problems = Object.keys(m)
     .filter((k) => !MANIFEST_KEYS.includes(k))
-    .map((k) => unknownKeyLine({ path: k, key: k, suggestion: nearestKey(k, MANIFEST_KEYS), known: MANIFEST_KEYS }));
+    .map((k) => unknownKeyIssue({ path: k, key: k, suggestion: nearestKey(k, MANIFEST_KEYS), known: MANIFEST_KEYS }));
   if (typeof m.spec !== 'object' || m.spec === null || Array.isArray(m.spec)) {
-    problems.push('spec: required: an IACSearch manifest is read as its spec (give spec: {} to ask for the defaults)');
+    problems.push({ path: 'spec', message: 'required: an IACSearch manifest is read as its spec (give spec: {} to ask for the defaults)' });
   }
   if (problems.length) throw bad(problems);
   const spec = { ...(m.spec as Record<string, unknown>) };
@@ -262,17 +277,17 @@ export function parseTrainerConfig(raw: unknown, opts: { log?: (line: string) =>
   for (const n of notes) opts.log?.(n);
   const at = (field: string) => [prefix, field].filter(Boolean).join('.');
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw bad([`${prefix || '(root)'}: expected an object with the sections dataset, backbone, search, retrain, evaluate; got ${Array.isArray(input) ? 'an array' : typeof input}`]);
+    throw bad([{ path: prefix || '(root)', message: `expected an object with the sections dataset, backbone, search, retrain, evaluate; got ${Array.isArray(input) ? 'an array' : typeof input}` }]);
   }
-  const unknown = unknownKeys(TrainerConfig, input, prefix ? [prefix] : []).map(unknownKeyLine);
+  const unknown = unknownKeys(TrainerConfig, input, prefix ? [prefix] : []).map(unknownKeyIssue);
   const result = TrainerConfig.safeParse(input);
-  if (!result.success) throw bad([...unknown, formatIssues(result.error, prefix, TrainerConfig)]);
+  if (!result.success) throw bad([...unknown, ...zodIssues(result.error, prefix, TrainerConfig)]);
   if (unknown.length) throw bad(unknown);
   const { split } = result.data.dataset;
   const sum = split.train + split.val + split.test;
-  if (Math.abs(sum - 1) > 1e-6) throw bad([`${at('dataset.split')}: train + val + test must be 1, got ${sum}`]);
+  if (Math.abs(sum - 1) > 1e-6) throw bad([{ path: at('dataset.split'), message: `train + val + test must be 1, got ${sum}` }]);
   if (result.data.dataset.format !== 'phantom' && !result.data.dataset.path) {
-    throw bad([`${at('dataset.path')}: required for format '${result.data.dataset.format}' (the directory holding dataset.json)`]);
+    throw bad([{ path: at('dataset.path'), message: `required for format '${result.data.dataset.format}' (the directory holding dataset.json)` }]);
   }
   return result.data;
 }

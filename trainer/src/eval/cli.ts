@@ -2,8 +2,9 @@
 // dataset, every case, into its own output directory.
 import { existsSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseCommandLine } from '../command-line.ts';
-import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, isBadInput } from '../cli.ts';
+import { parseCommandLine } from '../../../contract/src/index.ts';
+import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from '../../../contract/src/index.ts';
+import { isBadInput } from '../cli.ts';
 import { detectFormat } from '../data/layout.ts';
 import type { Modality } from '../data/slicing.ts';
 import { type CliIO, positiveInt } from '../predict/cli.ts';

@@ -2,7 +2,7 @@
 // retrain/model/) as an ONNX model (docs/onnx.md).
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type CommandIO, parseCommandLine } from '../command-line.ts';
+import { type CommandIO, parseCommandLine } from '../../../contract/src/index.ts';
 import { isBadInput } from '../cli.ts';
 import { writeFileAtomic } from '../train/atomic.ts';
 import type { TrainerConfig } from '../config/index.ts';

@@ -1,8 +1,9 @@
 // `iacnas predict <run> <scans...>`: label maps for new scans with a finished run.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type CommandIO, parseCommandLine } from '../command-line.ts';
-import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, isBadInput } from '../cli.ts';
+import { type CommandIO, parseCommandLine } from '../../../contract/src/index.ts';
+import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from '../../../contract/src/index.ts';
+import { isBadInput } from '../cli.ts';
 import type { Modality } from '../data/slicing.ts';
 import type { ModelKit } from '../train/model-kit.ts';
 import { niftiFilesIn, planOutputs, predictFiles } from './predict.ts';

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PhaseResult, ProgressEvent } from './events.ts';
+import { PhaseResult, ProgressEvent } from '../../../contract/src/index.ts';
 import { ProgressReporter, RESULT_LIMIT_BYTES, encodeResult, humanLine, resultFilePath } from './progress.ts';
 
 function sink() {

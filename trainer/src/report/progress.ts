@@ -2,7 +2,7 @@
 // epoch on stderr, best-effort POSTs to the operator, and the final PhaseResult on
 // stdout and in the result file (the pod's termination message).
 import { existsSync, writeFileSync } from 'node:fs';
-import type { Phase, PhaseResult, ProgressEvent } from './events.ts';
+import { ENV, HEADER_SEARCH, type Phase, type PhaseResult, type ProgressEvent } from '../../../contract/src/index.ts';
 
 export type ProgressFields = Omit<ProgressEvent, 'type' | 'phase'>;
 export type ResultFields = Omit<PhaseResult, 'type' | 'phase'>;
@@ -31,7 +31,7 @@ const MAX_PENDING_POSTS = 4;
 /** --result-file, else $IACNAS_RESULT_FILE, else /dev/termination-log when it exists. */
 export function resultFilePath(flag: string | undefined, env: Record<string, string | undefined> = process.env): string | undefined {
   if (flag) return flag;
-  if (env.IACNAS_RESULT_FILE) return env.IACNAS_RESULT_FILE;
+  if (env[ENV.resultFile]) return env[ENV.resultFile];
   return existsSync('/dev/termination-log') ? '/dev/termination-log' : undefined;
 }
 
@@ -113,8 +113,10 @@ export class ProgressReporter {
     this.out = o.stdout ?? process.stdout;
     this.err = o.stderr ?? process.stderr;
     this.resultFile = o.resultFile;
-    if (env.IACNAS_PROGRESS_URL && env.IACNAS_PROGRESS_TOKEN) {
-      this.post = { url: env.IACNAS_PROGRESS_URL, token: env.IACNAS_PROGRESS_TOKEN, search: env.IACNAS_SEARCH };
+    const url = env[ENV.progressURL];
+    const token = env[ENV.progressToken];
+    if (url && token) {
+      this.post = { url, token, search: env[ENV.search] };
     }
     this.fetchFn = o.fetch ?? fetch;
     this.timeoutMs = o.postTimeoutMs ?? 2000;
@@ -144,7 +146,7 @@ export class ProgressReporter {
       'content-type': 'application/json',
       authorization: `Bearer ${this.post.token}`,
     };
-    if (this.post.search) headers['x-iacsearch'] = this.post.search;
+    if (this.post.search) headers[HEADER_SEARCH] = this.post.search;
     const p = (async () => {
       try {
         const res = await this.fetchFn(this.post!.url, {

@@ -10,7 +10,7 @@ import { ensureBackbone } from '../train/backbone.ts';
 import { resultRelevant } from '../train/supervised.ts';
 import { runSearch } from './search.ts';
 import { summariseGenotype } from './summary.ts';
-import { validateForTraining } from './validate.ts';
+import { validateForTraining } from '../config/validate.ts';
 
 /**
  * What decides the search's result; a checkpoint with another fingerprint is not resumed.

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../backend/testing.ts';
 import { type TrainerConfigInput, parseTrainerConfig } from '../config/index.ts';
-import type { ProgressEvent } from '../report/events.ts';
+import type { ProgressEvent } from '../../../contract/src/index.ts';
 import { ProgressReporter } from '../report/progress.ts';
 import { ensureBackbone } from '../train/backbone.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';

@@ -8,7 +8,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../backend/testing.ts';
 import { trainerMain } from '../cli.ts';
-import { PhaseResult } from '../report/events.ts';
+import { PhaseResult } from '../../../contract/src/index.ts';
 import { createNetwork } from '../model/network.ts';
 import { loadWeights } from '../model/serialize.ts';
 import { parseTrainerConfig } from '../config/index.ts';

@@ -8,7 +8,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../backend/testing.ts';
 import { trainerMain } from '../cli.ts';
-import { PhaseResult, ProgressEvent } from '../report/events.ts';
+import { PhaseResult, ProgressEvent } from '../../../contract/src/index.ts';
 import { readHistory } from './history.ts';
 
 const root = join(import.meta.dirname, '..', '..', '..');

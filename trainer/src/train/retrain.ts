@@ -16,7 +16,7 @@ import type { SliceDataset } from '../data/types.ts';
 import { readGenotype } from '../eval/evaluate.ts';
 import type { Genotype, NetworkOptions } from '../model/api.ts';
 import type { ProgressReporter, ResultFields } from '../report/progress.ts';
-import { validateForTraining } from '../search/validate.ts';
+import { validateForTraining } from '../config/validate.ts';
 import { readBackboneInfo } from './backbone.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { namedVariables, stepsPerEpoch } from './common.ts';

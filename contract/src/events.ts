@@ -2,9 +2,7 @@
 // stdout), POSTs to the operator's /v1/progress, and writes as its termination
 // message. The operator validates them with these same schemas.
 import { z } from 'zod';
-
-export const Phase = z.enum(['search', 'prune', 'retrain', 'evaluate']);
-export type Phase = z.infer<typeof Phase>;
+import { Phase } from './phases.ts';
 
 export const ProgressEvent = z.object({
   type: z.literal('progress'),

@@ -1,6 +1,7 @@
-// Option parsing of the `iacnas predict | evaluate | export` commands: node:util parseArgs
-// with -h/--help, the usage printed with every mistake, and the exit status of both.
+// Option parsing of every `iacnas` command: node:util parseArgs with -h/--help, the
+// usage printed with every mistake, and the exit status of both.
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import { EXIT_BAD_INPUT, EXIT_OK } from './exit-codes.ts';
 
 export interface CommandIO {
   stdout?: { write(text: string): unknown };
@@ -30,11 +31,11 @@ export function parseCommandLine<const O extends ParseArgsOptionsConfig>(
     parsed = parseArgs({ args: argv, allowPositionals: true, options: { ...options, ...HELP } }) as Parsed<O>;
   } catch (e) {
     stderr.write(`iacnas ${command}: ${(e as Error).message}\n\n${usage}\n`);
-    return 2;
+    return EXIT_BAD_INPUT;
   }
   if ((parsed.values as { help?: boolean }).help) {
     stdout.write(`${usage}\n`);
-    return 0;
+    return EXIT_OK;
   }
   return { values: parsed.values, positionals: parsed.positionals };
 }
