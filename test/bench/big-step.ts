@@ -25,9 +25,9 @@ import type { NetworkOptions } from '../../trainer/src/model/api.ts';
 import { diceCrossEntropyLoss } from '../../trainer/src/model/loss.ts';
 import { assertFitsInMemory, estimateTrainingMemory, memoryLimit } from '../../trainer/src/model/memory.ts';
 import { createNetwork } from '../../trainer/src/model/network.ts';
-import { gradients, namedVariables } from '../../trainer/src/train/common.ts';
+import { gradients, namedVariables } from '../../trainer/src/training/common.ts';
 import { benchNetworkOptions, CLASSES, peakRssBytes, randomBatches } from './step.ts';
-import { Adam, SgdMomentum, type NamedVariable, type Optimizer } from '../../trainer/src/train/optimizers.ts';
+import { Adam, SgdMomentum, type NamedVariable, type Optimizer } from '../../trainer/src/training/optimizers.ts';
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string): string => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);

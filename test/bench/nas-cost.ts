@@ -25,7 +25,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { hashSeed, mulberry32 } from '../../trainer/src/data/random.ts';
-import { readHistory } from '../../trainer/src/train/history.ts';
+import { readHistory } from '../../trainer/src/training/history.ts';
 import { machine, mean, median, nasPreset as preset, parseFlags, repoRoot, runPhase, spread, updateBenchmarksMd } from './lib.ts';
 
 /** One search variant of one seed, searched (or not), retrained and evaluated. */

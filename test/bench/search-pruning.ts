@@ -10,7 +10,7 @@ import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { readHistory } from '../../trainer/src/train/history.ts';
+import { readHistory } from '../../trainer/src/training/history.ts';
 import { machine, repoRoot, runPhase } from './lib.ts';
 
 const { values: flags } = parseArgs({

@@ -15,7 +15,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readHistory } from '../../trainer/src/train/history.ts';
+import { readHistory } from '../../trainer/src/training/history.ts';
 import { machine, median, nasPreset, parseFlags, repoRoot, runPhase, spread, updateBenchmarksMd } from './lib.ts';
 
 interface Line {

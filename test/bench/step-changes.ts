@@ -25,7 +25,7 @@ import { setWasmGradientKernels } from '../../trainer/src/backend/wasm-tuning.ts
 import { useChannelSplits } from '../../trainer/src/model/cell.ts';
 import { useSpatialNorm } from '../../trainer/src/model/layers.ts';
 import { UNet } from '../../trainer/src/model/network.ts';
-import { useStackedUpdates } from '../../trainer/src/train/optimizers.ts';
+import { useStackedUpdates } from '../../trainer/src/training/optimizers.ts';
 import { parseFlags, runWithTfThreads } from './lib.ts';
 import { benchNetworkOptions, pruneToOne, randomBatches, searchOptimizers, searchStep } from './step.ts';
 

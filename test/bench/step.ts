@@ -8,8 +8,8 @@ import { OPERATIONS, SearchConfig } from '../../trainer/src/config/index.ts';
 import type { NetworkOptions } from '../../trainer/src/model/api.ts';
 import { diceCrossEntropyLoss } from '../../trainer/src/model/loss.ts';
 import type { UNet } from '../../trainer/src/model/network.ts';
-import { gradients, namedVariables, type LossFn } from '../../trainer/src/train/common.ts';
-import { Adam, SgdMomentum, type NamedVariable } from '../../trainer/src/train/optimizers.ts';
+import { gradients, namedVariables, type LossFn } from '../../trainer/src/training/common.ts';
+import { Adam, SgdMomentum, type NamedVariable } from '../../trainer/src/training/optimizers.ts';
 
 export const CLASSES = 4;
 

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { ConfigError, type TrainerConfig, loadTrainerConfig } from './config/index.ts';
 import { BadInputError, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, type Phase } from '../../contract/src/index.ts';
 import { ProgressReporter, type ResultFields, resultFilePath } from './report/progress.ts';
-import { writeFileAtomic } from './train/atomic.ts';
+import { writeFileAtomic } from './training/atomic.ts';
 import { simulatePhase, simulateSeconds } from './simulate.ts';
+import type { PhaseContext } from './phases/context.ts';
 
 /** The trainer configuration of the latest phase, written into the work directory. */
 export const TRAINER_CONFIG_FILE = 'trainer-config.json';
@@ -143,13 +144,6 @@ export function parseTrainerArgs(argv: readonly string[]): TrainerArgs | { help:
   return args;
 }
 
-/** What a phase gets to run with. */
-export interface PhaseContext {
-  config: TrainerConfig;
-  workdir: string;
-  reporter: ProgressReporter;
-  args: TrainerArgs;
-}
 
 /** An error in the input (configuration or data) that retrying cannot fix: exit status 2. */
 export function isBadInput(e: unknown): boolean {
@@ -160,13 +154,13 @@ export function isBadInput(e: unknown): boolean {
 async function runPhase(phase: Phase, ctx: PhaseContext): Promise<ResultFields> {
   switch (phase) {
     case 'search':
-      return (await import('./search/phase.ts')).runSearchPhase(ctx);
+      return (await import('./phases/search.ts')).runSearchPhase(ctx);
     case 'prune':
-      return (await import('./search/derive.ts')).runPrunePhase(ctx);
+      return (await import('./phases/prune.ts')).runPrunePhase(ctx);
     case 'retrain':
-      return (await import('./train/retrain.ts')).runRetrainPhase(ctx);
+      return (await import('./phases/retrain.ts')).runRetrainPhase(ctx);
     case 'evaluate':
-      return (await import('./train/evaluate-phase.ts')).runEvaluatePhase(ctx);
+      return (await import('./phases/evaluate.ts')).runEvaluatePhase(ctx);
   }
 }
 
@@ -206,7 +200,7 @@ export async function trainerMain(argv: string[], io: TrainerIO = {}): Promise<n
     // The configuration the work directory's models were trained with, for `iacnas predict`,
     // `evaluate` and `export` on the finished run (docs/trainer-phases.md).
     writeFileAtomic(join(args.workdir!, TRAINER_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
-    const fields = simulate !== undefined ? await simulatePhase(phase, simulate, reporter) : await runPhase(phase, { config, workdir: args.workdir!, reporter, args });
+    const fields = simulate !== undefined ? await simulatePhase(phase, simulate, reporter) : await runPhase(phase, { config, workdir: args.workdir!, reporter, options: { history: args.history, checkpoint: args.checkpoint } });
     await reporter.result({ ...fields, cpuSeconds: cpuSeconds() });
     return fields.ok ? EXIT_OK : EXIT_FAILED;
   } catch (e) {

@@ -111,8 +111,8 @@ export async function evaluateMain(argv: string[], io: CliIO = {}): Promise<numb
       (line) => stderr.write(`iacnas evaluate: warning: ${line}\n`),
     );
 
-    if (io.startBackend ?? true) await (await import('../train/setup.ts')).startBackend();
-    const kit = io.kit ?? (await (await import('../train/model-kit.ts')).loadModelKit());
+    if (io.startBackend ?? true) await (await import('../training/setup.ts')).startBackend();
+    const kit = io.kit ?? (await (await import('../training/model-kit.ts')).loadModelKit());
     const nets: EvalModel[] = [];
     try {
       nets.push({ label: 'IAC', net: await loadRunNetwork(kit, run, 'model') });

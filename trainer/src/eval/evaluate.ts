@@ -18,9 +18,8 @@ import { type Axis, type Modality, chooseAxis, normalizeVolume, sliceVolume } fr
 import type { CaseReader } from '../data/source.ts';
 import type { Genotype, GenotypeCell, Network } from '../model/api.ts';
 import { segmentSlices } from '../predict/segment.ts';
-import type { ModelKit } from '../train/model-kit.ts';
-import type { BaselineTraining } from '../train/retrain.ts';
-import { writeFileAtomic } from '../train/atomic.ts';
+import type { ModelKit } from '../training/model-kit.ts';
+import { writeFileAtomic } from '../training/atomic.ts';
 import { type Shape3, dice, hd95 } from './metrics.ts';
 
 export interface PatientMetrics {
@@ -52,7 +51,20 @@ export interface ModelResults {
   patients: PatientMetrics[];
 }
 
-export type { BaselineTraining };
+/** <workdir>/baseline/training.json: how the baseline was trained (the evaluate phase copies it into results.json). */
+export interface BaselineTraining {
+  cells: 'none';
+  startedFrom: 'backbone' | 'scratch';
+  /** Epochs it ran (early stopping may end it before maxEpochs). */
+  epochs: number;
+  maxEpochs: number;
+  /** Optimizer steps per epoch (all training slices once, capped by retrain.stepsPerEpoch). */
+  stepsPerEpoch: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  bestValDice: number;
+}
 
 export interface ExternalResults {
   name: string;
@@ -386,7 +398,7 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
   const started = performance.now();
   const { config, workdir } = o;
   const log = o.log ?? (() => {});
-  const kit = o.kit ?? (await (await import('../train/model-kit.ts')).loadModelKit());
+  const kit = o.kit ?? (await (await import('../training/model-kit.ts')).loadModelKit());
   const genotype = readGenotype(join(workdir, 'genotype.json'));
   const modelDir = join(workdir, 'retrain', 'model');
   if (!existsSync(modelDir)) throw badInput(`${modelDir} not found: run the retrain phase first (it writes the trained model there)`);

@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { dirname, join } from 'node:path';
 import { type CommandIO, parseCommandLine } from '../../../contract/src/index.ts';
 import { isBadInput } from '../cli.ts';
-import { writeFileAtomic } from '../train/atomic.ts';
+import { writeFileAtomic } from '../training/atomic.ts';
 import type { TrainerConfig } from '../config/index.ts';
 import { loadRunNetwork, openRun, type RunInfo } from '../predict/run.ts';
 import { IR_VERSION, OPSET, networkToOnnx, type OnnxExport } from './onnx.ts';
@@ -109,7 +109,7 @@ export async function exportRun(o: ExportRunOptions): Promise<ExportRunOutcome> 
   // Exporting only reads the weights: the pure-JS backend, which starts at once, holds them.
   // Verifying runs the network, on the backend the trainer would choose.
   await initBackend(o.verify ? {} : { backend: 'cpu', quiet: true });
-  const { loadModelKit } = await import('../train/model-kit.ts');
+  const { loadModelKit } = await import('../training/model-kit.ts');
   const net = await loadRunNetwork(await loadModelKit(), run);
   try {
     log(`export: genotype from ${join(run.workdir, 'genotype.json')}, weights from ${run.modelDir}`);

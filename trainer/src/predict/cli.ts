@@ -5,7 +5,7 @@ import { type CommandIO, parseCommandLine } from '../../../contract/src/index.ts
 import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from '../../../contract/src/index.ts';
 import { isBadInput } from '../cli.ts';
 import type { Modality } from '../data/slicing.ts';
-import type { ModelKit } from '../train/model-kit.ts';
+import type { ModelKit } from '../training/model-kit.ts';
 import { niftiFilesIn, planOutputs, predictFiles } from './predict.ts';
 import { loadRunNetwork, openRun } from './run.ts';
 
@@ -110,8 +110,8 @@ export async function predictMain(argv: string[], io: CliIO = {}): Promise<numbe
     const out = values.out ?? join(run.workdir, 'predictions');
     const outputs = planOutputs(inputs, out, values['keep-names']);
 
-    if (io.startBackend ?? true) await (await import('../train/setup.ts')).startBackend();
-    const kit = io.kit ?? (await (await import('../train/model-kit.ts')).loadModelKit());
+    if (io.startBackend ?? true) await (await import('../training/setup.ts')).startBackend();
+    const kit = io.kit ?? (await (await import('../training/model-kit.ts')).loadModelKit());
     const which = values.baseline ? 'baseline' : 'model';
     const net = await loadRunNetwork(kit, run, which);
     let outcome;

@@ -12,7 +12,7 @@ import { parseTrainerConfig } from '../config/index.ts';
 import { encodeNifti, parseNiftiHeader, readNifti, readNiftiLabels, writeNifti } from '../data/nifti.ts';
 import { evaluateMain } from '../eval/cli.ts';
 import type { Genotype } from '../model/api.ts';
-import { modelKit } from '../train/model-binding.ts';
+import { modelKit } from '../training/model-binding.ts';
 import { predictMain } from './cli.ts';
 import { encodeLabelNifti } from './predict.ts';
 import { configFromSearchJson, openRun } from './run.ts';

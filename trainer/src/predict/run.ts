@@ -14,7 +14,7 @@ import { PHANTOM_CLASSES } from '../data/phantom.ts';
 import type { Modality } from '../data/slicing.ts';
 import { readGenotype } from '../eval/evaluate.ts';
 import type { Genotype, Network } from '../model/api.ts';
-import type { ModelKit } from '../train/model-kit.ts';
+import type { ModelKit } from '../training/model-kit.ts';
 
 export interface RunInfo {
   /** The trainer's work directory (for `iacnas run`: runs/<name>/). */

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { describeEachBackend } from '../backend/testing.ts';
-import { readHistory } from '../train/history.ts';
+import { readHistory } from '../training/history.ts';
 
 const root = join(import.meta.dirname, '..', '..', '..');
 const config = JSON.stringify({

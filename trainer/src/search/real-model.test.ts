@@ -10,8 +10,8 @@ import { describeEachBackend } from '../backend/testing.ts';
 import { parseTrainerConfig } from '../config/index.ts';
 import { loadDataset } from '../data/index.ts';
 import { ProgressReporter } from '../report/progress.ts';
-import { ensureBackbone } from '../train/backbone.ts';
-import { loadModelKit } from '../train/model-kit.ts';
+import { ensureBackbone } from '../training/backbone.ts';
+import { loadModelKit } from '../training/model-kit.ts';
 import { runSearch } from './search.ts';
 
 const quiet = { write: () => true };

@@ -7,12 +7,12 @@ import type { SliceDataset, SliceSource } from '../data/types.ts';
 import type { CellSearchSpace, Genotype, Network } from '../model/api.ts';
 import type { TrainerConfig } from '../config/index.ts';
 import type { ProgressReporter } from '../report/progress.ts';
-import { readCheckpoint, restoreVariables, writeCheckpoint } from '../train/checkpoint.ts';
-import { BatchLoader, batchTensors, gradients, namedVariables, validate } from '../train/common.ts';
-import { appendHistory, truncateHistory } from '../train/history.ts';
-import type { ModelKit } from '../train/model-kit.ts';
-import { Adam, type NamedVariable, SgdMomentum, cosineLearningRate } from '../train/optimizers.ts';
-import { WorkdirMismatchError, clamp01 } from '../train/supervised.ts';
+import { readCheckpoint, restoreVariables, writeCheckpoint } from '../training/checkpoint.ts';
+import { BatchLoader, batchTensors, gradients, namedVariables, validate } from '../training/common.ts';
+import { appendHistory, truncateHistory } from '../training/history.ts';
+import type { ModelKit } from '../training/model-kit.ts';
+import { Adam, type NamedVariable, SgdMomentum, cosineLearningRate } from '../training/optimizers.ts';
+import { WorkdirMismatchError, clamp01 } from '../training/supervised.ts';
 import { type ArchSnapshot, type DivergenceRange, type EpochDecision, StabilityTracker, type StopReason, type TrackerState, edgeCount } from './stability.ts';
 
 export interface SearchOptions {

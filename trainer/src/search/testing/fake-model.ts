@@ -6,8 +6,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { hashSeed, mulberry32 } from '../../data/random.ts';
 import type { Operation } from '../../config/index.ts';
 import type { ArchitectureParams, CellSearchSpace, Genotype, Network, NetworkOptions } from '../../model/api.ts';
-import { readCheckpoint, restoreVariables, writeCheckpoint } from '../../train/checkpoint.ts';
-import type { ModelKit } from '../../train/model-kit.ts';
+import { readCheckpoint, restoreVariables, writeCheckpoint } from '../../training/checkpoint.ts';
+import type { ModelKit } from '../../training/model-kit.ts';
 import { deriveGenotype } from '../../model/genotype.ts';
 import { edgeCount, edgeIndex } from '../stability.ts';
 

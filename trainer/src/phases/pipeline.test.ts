@@ -9,7 +9,7 @@ import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../backend/testing.ts';
 import { trainerMain } from '../cli.ts';
 import { PhaseResult, ProgressEvent } from '../../../contract/src/index.ts';
-import { readHistory } from './history.ts';
+import { readHistory } from '../training/history.ts';
 
 const root = join(import.meta.dirname, '..', '..', '..');
 const base = {

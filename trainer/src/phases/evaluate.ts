@@ -1,7 +1,7 @@
 // `iacnas trainer evaluate`: starts the backend and hands over to trainer/src/eval.
-import type { PhaseContext } from '../cli.ts';
+import type { PhaseContext } from './context.ts';
 import type { ResultFields } from '../report/progress.ts';
-import { startBackend } from './setup.ts';
+import { startBackend } from '../training/setup.ts';
 
 export async function runEvaluatePhase(ctx: PhaseContext): Promise<ResultFields> {
   await startBackend();

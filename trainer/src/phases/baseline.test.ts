@@ -12,7 +12,7 @@ import { PhaseResult } from '../../../contract/src/index.ts';
 import { createNetwork } from '../model/network.ts';
 import { loadWeights } from '../model/serialize.ts';
 import { parseTrainerConfig } from '../config/index.ts';
-import { readHistory } from './history.ts';
+import { readHistory } from '../training/history.ts';
 
 const config = {
   seed: 3,

@@ -1,18 +1,18 @@
 // `iacnas trainer prune` (alias `derive`): the discrete cells from the search's final
 // architecture parameters, written to <workdir>/genotype.json. No tensors, no GPU.
 import { join } from 'node:path';
-import type { PhaseContext } from '../cli.ts';
+import type { PhaseContext } from './context.ts';
 import type { Genotype } from '../model/api.ts';
 import type { ResultFields } from '../report/progress.ts';
-import { writeFileAtomic } from '../train/atomic.ts';
-import { readCheckpoint } from '../train/checkpoint.ts';
-import { readHistory } from '../train/history.ts';
-import { loadModelKit } from '../train/model-kit.ts';
-import type { SearchState } from './search.ts';
-import { searchSpace } from './search.ts';
-import type { ArchSnapshot, StopReason } from './stability.ts';
-import { edgeCount } from './stability.ts';
-import { summariseGenotype } from './summary.ts';
+import { writeFileAtomic } from '../training/atomic.ts';
+import { readCheckpoint } from '../training/checkpoint.ts';
+import { readHistory } from '../training/history.ts';
+import { loadModelKit } from '../training/model-kit.ts';
+import type { SearchState } from '../search/search.ts';
+import { searchSpace } from '../search/search.ts';
+import type { ArchSnapshot, StopReason } from '../search/stability.ts';
+import { edgeCount } from '../search/stability.ts';
+import { summariseGenotype } from '../search/summary.ts';
 
 /** The content of genotype.json. */
 export interface GenotypeFile {
@@ -68,9 +68,9 @@ export function readFinalArchitecture(o: { workdir: string; history?: string; ch
 }
 
 export async function runPrunePhase(ctx: PhaseContext): Promise<ResultFields> {
-  const { config, workdir, reporter, args } = ctx;
+  const { config, workdir, reporter, options } = ctx;
   const started = performance.now();
-  const final = readFinalArchitecture({ workdir, history: args.history, checkpoint: args.checkpoint });
+  const final = readFinalArchitecture({ workdir, history: options.history, checkpoint: options.checkpoint });
   const space = searchSpace(config);
   const edges = edgeCount(space.nodes);
   if (final.arch.alphas.some((cell) => cell.length !== edges || cell.some((row) => row.length !== space.operations.length))) {

@@ -2,14 +2,14 @@
 // bi-level IAC-LTH cell search with a checkpoint every epoch.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PhaseContext } from '../cli.ts';
+import type { PhaseContext } from './context.ts';
 import type { TrainerConfig } from '../config/index.ts';
 import type { ResultFields } from '../report/progress.ts';
-import { prepare } from '../train/setup.ts';
-import { ensureBackbone } from '../train/backbone.ts';
-import { resultRelevant } from '../train/supervised.ts';
-import { runSearch } from './search.ts';
-import { summariseGenotype } from './summary.ts';
+import { prepare } from '../training/setup.ts';
+import { ensureBackbone } from '../training/backbone.ts';
+import { resultRelevant } from '../training/supervised.ts';
+import { runSearch } from '../search/search.ts';
+import { summariseGenotype } from '../search/summary.ts';
 import { validateForTraining } from '../config/validate.ts';
 
 /**
@@ -26,7 +26,7 @@ export function searchFingerprint(c: TrainerConfig): string {
 export async function runSearchPhase(ctx: PhaseContext): Promise<ResultFields> {
   const { config, workdir, reporter } = ctx;
   validateForTraining(config, 'search');
-  const { kit, data } = await prepare(ctx, 'supernet');
+  const { kit, data } = await prepare(ctx.config, 'supernet');
   const backbone = await ensureBackbone({ config, workdir, data, kit, reporter });
   const dir = join(workdir, 'search');
   mkdirSync(dir, { recursive: true });

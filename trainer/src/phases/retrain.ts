@@ -10,34 +10,19 @@
 // evaluate phase compares the cells against a U-Net that had the same training.
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PhaseContext } from '../cli.ts';
+import type { PhaseContext } from './context.ts';
 import type { TrainerConfig } from '../config/index.ts';
 import type { SliceDataset } from '../data/types.ts';
-import { readGenotype } from '../eval/evaluate.ts';
+import { type BaselineTraining, readGenotype } from '../eval/evaluate.ts';
 import type { Genotype, NetworkOptions } from '../model/api.ts';
 import type { ProgressReporter, ResultFields } from '../report/progress.ts';
 import { validateForTraining } from '../config/validate.ts';
-import { readBackboneInfo } from './backbone.ts';
-import { writeFileAtomic } from './atomic.ts';
-import { namedVariables, stepsPerEpoch } from './common.ts';
-import type { ModelKit } from './model-kit.ts';
-import { prepare } from './setup.ts';
-import { type SupervisedResult, resultRelevant, trainSupervised, trainingPaths } from './supervised.ts';
-
-/** <workdir>/baseline/training.json: how the baseline was trained (the evaluate phase copies it into results.json). */
-export interface BaselineTraining {
-  cells: 'none';
-  startedFrom: 'backbone' | 'scratch';
-  /** Epochs it ran (early stopping may end it before maxEpochs). */
-  epochs: number;
-  maxEpochs: number;
-  /** Optimizer steps per epoch (all training slices once, capped by retrain.stepsPerEpoch). */
-  stepsPerEpoch: number;
-  batchSize: number;
-  learningRate: number;
-  seed: number;
-  bestValDice: number;
-}
+import { readBackboneInfo } from '../training/backbone.ts';
+import { writeFileAtomic } from '../training/atomic.ts';
+import { namedVariables, stepsPerEpoch } from '../training/common.ts';
+import type { ModelKit } from '../training/model-kit.ts';
+import { prepare } from '../training/setup.ts';
+import { type SupervisedResult, resultRelevant, trainSupervised, trainingPaths } from '../training/supervised.ts';
 
 /** The random stream of the retrain batches; the baseline uses the same one, so it sees the same batches in the same order. */
 const STREAM = 'retrain';
@@ -129,7 +114,7 @@ export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> 
   const rc = config.retrain;
   validateForTraining(config, 'retrain');
   const genotype: Genotype = readGenotype(join(workdir, 'genotype.json'));
-  const { kit, data } = await prepare(ctx, genotype, rc.batchSize, 'retrain.batchSize');
+  const { kit, data } = await prepare(ctx.config, genotype, rc.batchSize, 'retrain.batchSize');
   const withBaseline = config.evaluate.baseline;
   const common = { seed: config.seed, dataset: resultRelevant(config.dataset), backbone: config.backbone, retrain: rc };
   const steps = stepsPerEpoch(data.train.length, rc.batchSize, rc.stepsPerEpoch);

@@ -1,21 +1,21 @@
 // What every training phase does first: start the tfjs backend, load the model
 // and the dataset, and refuse a configuration that cannot fit in memory.
-import type { PhaseContext } from '../cli.ts';
+import type { TrainerConfig } from '../config/index.ts';
 import type { SliceDataset } from '../data/types.ts';
 import type { NetworkOptions } from '../model/api.ts';
 import { type ModelKit, loadModelKit } from './model-kit.ts';
 
 export async function prepare(
-  ctx: PhaseContext,
+  config: TrainerConfig,
   cells: NetworkOptions['cells'],
-  batchSize = ctx.config.search.batchSize,
+  batchSize = config.search.batchSize,
   batchField = 'search.batchSize',
 ): Promise<{ kit: ModelKit; data: SliceDataset }> {
   await startBackend();
   const kit = await loadModelKit();
   const { loadDataset } = await import('../data/index.ts');
-  const data = await loadDataset(ctx.config.dataset);
-  await checkFits(kit, ctx, data, cells, batchSize, batchField);
+  const data = await loadDataset(config.dataset);
+  await checkFits(kit, config, data, cells, batchSize, batchField);
   return { kit, data };
 }
 
@@ -33,13 +33,12 @@ export async function startBackend(): Promise<void> {
 /** Refuses, with the model's own message, a configuration that cannot fit in memory. */
 export async function checkFits(
   kit: ModelKit,
-  ctx: PhaseContext,
+  c: TrainerConfig,
   data: SliceDataset,
   cells: NetworkOptions['cells'],
   batchSize: number,
   batchField: string,
 ): Promise<void> {
-  const c = ctx.config;
   const message = await kit.checkMemory({
     options: {
       backbone: c.backbone,
