@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadTrainerConfig } from './config/index.ts';
-import { BadInputError, type CommandIO, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, parseCommandLine } from '../../contract/src/index.ts';
+import { type CommandIO, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, isBadInput, parseCommandLine } from '../../contract/src/index.ts';
 import { ProgressReporter, resultFilePath } from './report/progress.ts';
 import { writeFileAtomic } from './training/atomic.ts';
 import { simulatePhase, simulateSeconds } from './phases/simulate.ts';
@@ -116,12 +116,6 @@ export function parseTrainerArgs(argv: readonly string[], io: CommandIO = {}): T
     simulate: values.simulate,
     options,
   };
-}
-
-/** An error in the input (configuration or data) that retrying cannot fix: exit status 2. */
-export function isBadInput(e: unknown): boolean {
-  if (!(e instanceof Error)) return false;
-  return e instanceof BadInputError || e.name === 'DataError' || e.name === 'ConfigError' || (e as { badInput?: boolean }).badInput === true;
 }
 
 export interface TrainerIO extends CommandIO {

@@ -1,5 +1,5 @@
 // `iacnas dataset <check|phantom>`.
-import { parseArgs } from 'node:util';
+import { EXIT_BAD_INPUT, isBadInput, parseCommandLine } from '../../../contract/src/index.ts';
 import { checkDataset, formatSummary, writePhantomDataset } from './check.ts';
 import { PHANTOM_DEFAULT_CASES } from './phantom.ts';
 
@@ -16,29 +16,29 @@ export async function datasetMain(argv: string[]): Promise<number> {
     console.log(usage);
     return sub === undefined ? 2 : 0;
   }
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: {
-        format: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        out: { type: 'string' },
-        cases: { type: 'string' },
-        seed: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (e) {
-    console.error(`iacnas dataset: ${(e as Error).message}\n\n${usage}`);
-    return 2;
-  }
+  const parsed = parseCommandLine(`dataset ${sub}`, usage, rest, {
+    format: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    cases: { type: 'string' },
+    seed: { type: 'string' },
+  });
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(usage);
-    return 0;
+  try {
+    return runDataset(sub, values, positionals);
+  } catch (e) {
+    if (!isBadInput(e)) throw e;
+    console.error(`iacnas dataset ${sub}: ${e.message}`);
+    return EXIT_BAD_INPUT;
   }
+}
+
+function runDataset(
+  sub: string,
+  values: { format?: string; json?: boolean; out?: string; cases?: string; seed?: string },
+  positionals: string[],
+): number {
   if (sub === 'check') {
     if (positionals.length !== 1) {
       console.error(`iacnas dataset check: give exactly one dataset directory\n\n${usage}`);

@@ -4,6 +4,7 @@
 // problem a real file can have (truncation, a NIfTI-2 or Analyze file, 4-D data, an
 // unknown datatype, labels stored as floats) comes out as one error naming the file
 // and what to do about it.
+import { BadInputError } from '../../../contract/src/index.ts';
 import { closeSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { constants as zc, gunzipSync, gzipSync } from 'node:zlib';
 
@@ -33,12 +34,12 @@ const BYTES: Record<NiftiDatatype, number> = {
 
 const HEADER_BYTES = 348;
 
-/** A problem with a data file; the message names the file and the fix. */
-export class DataError extends Error {
+/** A problem with a dataset or a data file; the message names the file and the fix. */
+export class DataError extends BadInputError {
   override name = 'DataError';
   readonly file?: string;
   constructor(message: string, file?: string) {
-    super(message);
+    super('data', message, [file !== undefined ? { file, message: message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message } : { message }]);
     this.file = file;
   }
 }

@@ -2,14 +2,14 @@
 // dataset, every case, into its own output directory.
 import { existsSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseCommandLine } from '../../../contract/src/index.ts';
+import { parseCommandLine, isBadInput } from '../../../contract/src/index.ts';
 import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from '../../../contract/src/index.ts';
-import { isBadInput } from '../cli.ts';
 import { detectFormat } from '../data/layout.ts';
 import type { Modality } from '../data/slicing.ts';
 import { type CliIO, positiveInt } from '../predict/cli.ts';
 import { loadRunNetwork, openRun } from '../predict/run.ts';
 import { CONVENTIONS, type EvalModel, type EvaluationResults, evaluateCases, openLabelledDataset, summarise, writeResults } from './evaluate.ts';
+import { badInput } from '../util/bad-input.ts';
 
 export const EVALUATE_USAGE = `usage: iacnas evaluate <run> --data <dataset dir> --out <dir> [options]
 
@@ -36,7 +36,7 @@ A progress line per case goes to stderr, the summary to stdout.
 Exit status: 0 done, 2 bad input (run, dataset or option), 1 failure.`;
 
 function bad(message: string): Error {
-  return Object.assign(new Error(message), { badInput: true });
+  return badInput('usage', message);
 }
 
 function sameDir(a: string, b: string): boolean {

@@ -159,13 +159,13 @@ describe('the evaluate phase', () => {
 
     const { workdir } = workdirWith({ baseline: false });
     await expect(runEvaluate({ config: parseTrainerConfig({ dataset, evaluate: { baseline: true } }), workdir, kit })).rejects.toMatchObject({
-      badInput: true,
+      kind: 'file',
       message: expect.stringMatching(/baseline[/\\]model not found: run the retrain phase again with evaluate\.baseline: true/),
     });
 
     const mismatch = parseTrainerConfig({ dataset, evaluate: { external: [{ name: 'three', format: 'msd', path: three }] } });
     await expect(runEvaluate({ config: mismatch, workdir, kit })).rejects.toMatchObject({
-      badInput: true,
+      kind: 'data',
       message: expect.stringMatching(/^evaluate\.external\[0\] \(three\): .* labels 3 classes \(background, a, b\) but the model predicts 2 \(background, lesion\)/),
     });
     const missing = parseTrainerConfig({ dataset, evaluate: { external: [{ name: 'gone', format: 'nnunet', path: join(root, 'nowhere') }] } });

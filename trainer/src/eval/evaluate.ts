@@ -21,6 +21,7 @@ import { segmentSlices } from '../predict/segment.ts';
 import type { ModelKit } from '../training/model-kit.ts';
 import { writeFileAtomic } from '../training/atomic.ts';
 import { type Shape3, dice, hd95 } from './metrics.ts';
+import { badInput } from '../util/bad-input.ts';
 
 export interface PatientMetrics {
   id: string;
@@ -113,10 +114,6 @@ export const CONVENTIONS = [
   'HD95 is the 95th percentile of the symmetric surface distances (MedPy hd95 definition, 6-connected surfaces).',
   'HD95 of a class absent from both is undefined and left out of the means; absent from exactly one side it is the volume diagonal in millimetres (the largest possible distance).',
 ];
-
-function badInput(message: string): Error {
-  return Object.assign(new Error(message), { badInput: true });
-}
 
 const AXIS_NAMES = ['i', 'j', 'k'] as const;
 
@@ -254,23 +251,23 @@ export function writeResults(dir: string, results: EvaluationResults): void {
  * ({cells: [[[input, op], ...], ...]}).
  */
 export function readGenotype(file: string): Genotype {
-  if (!existsSync(file)) throw badInput(`${file} not found: run the prune phase first (it writes the discrete cells)`);
+  if (!existsSync(file)) throw badInput('file', `${file} not found: run the prune phase first (it writes the discrete cells)`, { file });
   let json: unknown;
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
-    throw badInput(`${file} is not valid JSON (${(e as Error).message})`);
+    throw badInput('file', `${file} is not valid JSON (${(e as Error).message})`, { file });
   }
   const g = (json as { genotype?: unknown }).genotype ?? json;
   const cells = (g as { cells?: unknown }).cells;
-  if (!Array.isArray(cells) || cells.length === 0) throw badInput(`${file}: no 'cells' list; expected the genotype written by the prune phase`);
+  if (!Array.isArray(cells) || cells.length === 0) throw badInput('file', `${file}: no 'cells' list; expected the genotype written by the prune phase`, { file });
   return {
     cells: cells.map((cell: unknown, ci): GenotypeCell => {
       if (cell && typeof cell === 'object' && Array.isArray((cell as GenotypeCell).nodes)) return cell as GenotypeCell;
       if (Array.isArray(cell)) {
         return { nodes: cell.map((node: unknown) => (node as [number, string][]).map(([input, op]) => ({ input, op }) as GenotypeCell['nodes'][number][number])) };
       }
-      throw badInput(`${file}: cells[${ci}] is neither {nodes: [...]} nor a list of nodes`);
+      throw badInput('file', `${file}: cells[${ci}] is neither {nodes: [...]} nor a list of nodes`, { file });
     }),
   };
 }
@@ -317,8 +314,10 @@ export async function openLabelledDataset(
   const { name, classNames, reader } = opened;
   if (classNames.length !== run.numClasses) {
     throw badInput(
+      'data',
       `${where}: ${d.path} labels ${classNames.length} classes (${classNames.join(', ')}) but the model predicts ${run.numClasses}` +
         `${run.classNames ? ` (${run.classNames.join(', ')})` : ''}; a dataset can only be evaluated with the same label values as the run's`,
+      { file: d.path },
     );
   }
   if (run.classNames && classNames.some((c, v) => c !== run.classNames![v])) {
@@ -374,7 +373,7 @@ async function openTestCases(config: TrainerConfig): Promise<EvalCases> {
 
 function readBaselineTraining(file: string, baselineDir: string): BaselineTraining {
   const missing = () =>
-    badInput(`evaluate.baseline: ${file} not found or unreadable: run the retrain phase again with evaluate.baseline: true (it trains the U-Net baseline with the same budget and writes ${baselineDir})`);
+    badInput('file', `evaluate.baseline: ${file} not found or unreadable: run the retrain phase again with evaluate.baseline: true (it trains the U-Net baseline with the same budget and writes ${baselineDir})`, { file });
   if (!existsSync(file)) throw missing();
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as BaselineTraining;
@@ -401,13 +400,15 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
   const kit = o.kit ?? (await (await import('../training/model-kit.ts')).loadModelKit());
   const genotype = readGenotype(join(workdir, 'genotype.json'));
   const modelDir = join(workdir, 'retrain', 'model');
-  if (!existsSync(modelDir)) throw badInput(`${modelDir} not found: run the retrain phase first (it writes the trained model there)`);
+  if (!existsSync(modelDir)) throw badInput('file', `${modelDir} not found: run the retrain phase first (it writes the trained model there)`, { file: modelDir });
   const baselineDir = join(workdir, 'baseline', 'model');
   let baselineTraining: BaselineTraining | undefined;
   if (config.evaluate.baseline) {
     if (!existsSync(baselineDir)) {
       throw badInput(
+        'file',
         `evaluate.baseline: ${baselineDir} not found: run the retrain phase again with evaluate.baseline: true (it trains the U-Net baseline with the same budget as the cell model)`,
+        { file: baselineDir },
       );
     }
     baselineTraining = readBaselineTraining(join(workdir, 'baseline', 'training.json'), baselineDir);
@@ -430,13 +431,13 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
     try {
       net = kit.createNetwork({ backbone: config.backbone, inChannels: 1, numClasses, cells, space, seed: config.seed });
     } catch (e) {
-      throw badInput(`cannot build the ${what}: ${(e as Error).message}`);
+      throw badInput('config', `cannot build the ${what}: ${(e as Error).message}`);
     }
     nets.push({ label, net });
     try {
       await kit.loadWeights(net, dir);
     } catch (e) {
-      throw badInput(`cannot load the ${what} from ${dir}: ${(e as Error).message}`);
+      throw badInput('file', `cannot load the ${what} from ${dir}: ${(e as Error).message}`, { file: dir });
     }
   };
   try {

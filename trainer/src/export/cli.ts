@@ -2,13 +2,13 @@
 // retrain/model/) as an ONNX model (docs/onnx.md).
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type CommandIO, parseCommandLine } from '../../../contract/src/index.ts';
-import { isBadInput } from '../cli.ts';
+import { type CommandIO, parseCommandLine, isBadInput } from '../../../contract/src/index.ts';
 import { writeFileAtomic } from '../training/atomic.ts';
 import type { TrainerConfig } from '../config/index.ts';
 import { loadRunNetwork, openRun, type RunInfo } from '../predict/run.ts';
 import { IR_VERSION, OPSET, networkToOnnx, type OnnxExport } from './onnx.ts';
 import type { Comparison } from './verify.ts';
+import { badInput } from '../util/bad-input.ts';
 
 const USAGE = `usage: iacnas export <run dir or trainer workdir> [--config <file>] [--out <file.onnx>] [--modality MRI|CT] [--verify]
 
@@ -56,10 +56,6 @@ export interface ExportRunOutcome {
   verify?: Comparison;
 }
 
-function badInput(message: string): Error {
-  return Object.assign(new Error(message), { badInput: true });
-}
-
 const NORMALISATION: Record<'MRI' | 'CT', string> = {
   MRI: 'z-score over the whole 3-D volume before slicing: (v - mean) / std, population std; a constant volume becomes 0',
   CT: "clip to the volume's 0.5 and 99.5 percentiles (linear interpolation), then z-score over the whole 3-D volume before slicing",
@@ -100,9 +96,9 @@ export async function exportRun(o: ExportRunOptions): Promise<ExportRunOutcome> 
   log(`export: configuration from ${run.configSource}`);
   const size = config.dataset.sliceSize;
   const step = 2 ** config.backbone.depth;
-  if (size % step !== 0) throw badInput(`dataset.sliceSize ${size} is not a multiple of 2^backbone.depth = ${step}: not the configuration the model was trained with`);
+  if (size % step !== 0) throw badInput('config', `dataset.sliceSize ${size} is not a multiple of 2^backbone.depth = ${step}: not the configuration the model was trained with`, { path: 'dataset.sliceSize' });
   if (o.modality && run.modality && o.modality !== run.modality) {
-    throw badInput(`--modality ${o.modality}: the run was trained with ${run.modality} normalisation (from ${run.configSource} or its results.json / dataset.json); leave --modality out`);
+    throw badInput('usage', `--modality ${o.modality}: the run was trained with ${run.modality} normalisation (from ${run.configSource} or its results.json / dataset.json); leave --modality out`);
   }
 
   const { initBackend } = await import('../backend/index.ts');

@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Network } from '../model/api.ts';
 import { INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME } from './onnx.ts';
+import { badInput } from '../util/bad-input.ts';
 
 /**
  * Largest |ONNX logit - tfjs logit| that `iacnas export --verify` accepts, relative to
@@ -52,12 +53,7 @@ export async function compareWithOnnxRuntime(net: Network, model: Uint8Array, x:
   try {
     ort = await import('onnxruntime-node');
   } catch (e) {
-    throw Object.assign(
-      new Error(
-        `checking the export needs onnxruntime-node, a development dependency of the project (${(e as Error).message.split('\n')[0]}); install it with 'npm ci' (without --omit=dev), or export without --verify`,
-      ),
-      { badInput: true },
-    );
+    throw badInput('usage', `checking the export needs onnxruntime-node, a development dependency of the project (${(e as Error).message.split('\n')[0]}); install it with 'npm ci' (without --omit=dev), or export without --verify`);
   }
   const [n, h, w, c] = x.shape;
   const reference = tf.tidy(() => tf.transpose(net.apply(x, { training: false }), [0, 3, 1, 2]));

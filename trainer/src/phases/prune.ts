@@ -13,6 +13,7 @@ import { searchSpace } from '../search/search.ts';
 import type { ArchSnapshot, StopReason } from '../search/stability.ts';
 import { edgeCount } from '../search/stability.ts';
 import { summariseGenotype } from '../search/summary.ts';
+import { badInput } from '../util/bad-input.ts';
 
 /** The content of genotype.json. */
 export interface GenotypeFile {
@@ -24,10 +25,6 @@ export interface GenotypeFile {
   epoch: number;
   stoppedBy: StopReason | null;
   time: string;
-}
-
-function bad(message: string): Error {
-  return Object.assign(new Error(message), { badInput: true });
 }
 
 /** The architecture at the end of the search, from a checkpoint or a history file. */
@@ -49,8 +46,8 @@ export function readFinalArchitecture(o: { workdir: string; history?: string; ch
       stoppedBy?: StopReason | null;
     }>(o.history);
     const last = lines.at(-1);
-    if (!last) throw bad(`--history ${o.history}: no complete epoch line (is it the search's history.jsonl?)`);
-    if (!last.alphas || !last.betas || !last.active) throw bad(`--history ${o.history}: epoch ${last.epoch} has no alphas/betas/active; give the search's history.jsonl`);
+    if (!last) throw badInput('file', `--history ${o.history}: no complete epoch line (is it the search's history.jsonl?)`, { file: o.history });
+    if (!last.alphas || !last.betas || !last.active) throw badInput('file', `--history ${o.history}: epoch ${last.epoch} has no alphas/betas/active; give the search's history.jsonl`, { file: o.history });
     // A history line holds that epoch's alphas and the active operations after its pruning.
     const stable = last.stable?.flat();
     const stableEdges = last.settled?.flat().filter((settled, i) => settled || stable?.[i]).length;
@@ -61,9 +58,9 @@ export function readFinalArchitecture(o: { workdir: string; history?: string; ch
   try {
     ck = readCheckpoint<SearchState>(dir);
   } catch (e) {
-    throw bad(`cannot read the search checkpoint in ${dir}: ${(e as Error).message}`);
+    throw badInput('file', `cannot read the search checkpoint in ${dir}: ${(e as Error).message}`, { file: dir });
   }
-  if (!ck) throw bad(`${dir} holds no search checkpoint: run the search phase first, or give --history <history.jsonl>`);
+  if (!ck) throw badInput('file', `${dir} holds no search checkpoint: run the search phase first, or give --history <history.jsonl>`, { file: dir });
   return { arch: ck.state.arch, epoch: ck.state.epoch, stoppedBy: ck.state.stoppedBy, source: dir, stableEdges: ck.state.stableEdges };
 }
 
@@ -74,8 +71,10 @@ export async function runPrunePhase(ctx: PhaseContext): Promise<ResultFields> {
   const space = searchSpace(config);
   const edges = edgeCount(space.nodes);
   if (final.arch.alphas.some((cell) => cell.length !== edges || cell.some((row) => row.length !== space.operations.length))) {
-    throw bad(
+    throw badInput(
+      'config',
       `${final.source}: the architecture parameters do not match search.operations (${space.operations.length}) and search.nodes (${space.nodes}); prune with the configuration the search ran with`,
+      { file: final.source },
     );
   }
   if (!final.stoppedBy) reporter.log(`prune: the search in ${final.source} has not finished (epoch ${final.epoch}); deriving from its latest architecture`);

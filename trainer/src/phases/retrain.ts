@@ -23,6 +23,7 @@ import { namedVariables, stepsPerEpoch } from '../training/common.ts';
 import type { ModelKit } from '../training/model-kit.ts';
 import { prepare } from '../training/setup.ts';
 import { type SupervisedResult, resultRelevant, trainSupervised, trainingPaths } from '../training/supervised.ts';
+import { badInput } from '../util/bad-input.ts';
 
 /** The random stream of the retrain batches; the baseline uses the same one, so it sees the same batches in the same order. */
 const STREAM = 'retrain';
@@ -48,10 +49,7 @@ interface TrainOne {
 function backboneDirOf(workdir: string, config: TrainerConfig): string {
   const dir = readBackboneInfo(workdir)?.dir ?? config.backbone.pretrained;
   if (!dir) {
-    throw Object.assign(
-      new Error(`retrain: no trained backbone in ${join(workdir, 'backbone')} and no backbone.pretrained; run the search phase first, or set retrain.fromScratch: true`),
-      { badInput: true },
-    );
+    throw badInput('file', `retrain: no trained backbone in ${join(workdir, 'backbone')} and no backbone.pretrained; run the search phase first, or set retrain.fromScratch: true`);
   }
   return dir;
 }

@@ -1,13 +1,13 @@
 // `iacnas predict <run> <scans...>`: label maps for new scans with a finished run.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type CommandIO, parseCommandLine } from '../../../contract/src/index.ts';
+import { type CommandIO, parseCommandLine, isBadInput } from '../../../contract/src/index.ts';
 import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from '../../../contract/src/index.ts';
-import { isBadInput } from '../cli.ts';
 import type { Modality } from '../data/slicing.ts';
 import type { ModelKit } from '../training/model-kit.ts';
 import { niftiFilesIn, planOutputs, predictFiles } from './predict.ts';
 import { loadRunNetwork, openRun } from './run.ts';
+import { badInput } from '../util/bad-input.ts';
 
 export const PREDICT_USAGE = `usage: iacnas predict <run> <scan.nii.gz | dir>... [options]
 
@@ -46,7 +46,7 @@ export interface CliIO extends CommandIO {
 export function positiveInt(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const v = Number(text);
-  if (!Number.isSafeInteger(v) || v < 1) throw Object.assign(new Error(`${name} must be a positive whole number, got '${text}'`), { badInput: true });
+  if (!Number.isSafeInteger(v) || v < 1) throw badInput('usage', `${name} must be a positive whole number, got '${text}'`);
   return v;
 }
 
@@ -76,7 +76,7 @@ export async function predictMain(argv: string[], io: CliIO = {}): Promise<numbe
   const [runPath, ...sources] = positionals;
   try {
     if (values.modality !== undefined && values.modality !== 'MRI' && values.modality !== 'CT') {
-      throw Object.assign(new Error(`--modality must be MRI or CT, got '${values.modality}'`), { badInput: true });
+      throw badInput('usage', `--modality must be MRI or CT, got '${values.modality}'`);
     }
     const batchSize = positiveInt('--batch-size', values['batch-size']);
     const run = openRun(runPath, { config: values.config });
@@ -86,22 +86,17 @@ export async function predictMain(argv: string[], io: CliIO = {}): Promise<numbe
     }
     modality ??= run.modality;
     if (!modality) {
-      throw Object.assign(
-        new Error(
-          `cannot tell the intensity normalisation the run was trained with (dataset.modality is auto, and neither ${join(run.workdir, 'results.json')} nor the run's dataset.json is readable here); give --modality MRI or --modality CT`,
-        ),
-        { badInput: true },
-      );
+      throw badInput('usage', `cannot tell the intensity normalisation the run was trained with (dataset.modality is auto, and neither ${join(run.workdir, 'results.json')} nor the run's dataset.json is readable here); give --modality MRI or --modality CT`);
     }
     if (values.baseline && !run.baselineDir) {
-      throw Object.assign(new Error(`--baseline: ${join(run.workdir, 'baseline', 'model')} not found; the run was retrained without evaluate.baseline`), { badInput: true });
+      throw badInput('usage', `--baseline: ${join(run.workdir, 'baseline', 'model')} not found; the run was retrained without evaluate.baseline`);
     }
     // Directories are expanded here; a file that is missing or unreadable is a per-file error later.
     const inputs: string[] = [];
     for (const s of sources) {
       if (existsSync(s) && statSync(s).isDirectory()) {
         const files = niftiFilesIn(s);
-        if (files.length === 0) throw Object.assign(new Error(`${s}: no .nii or .nii.gz files in this directory`), { badInput: true });
+        if (files.length === 0) throw badInput('file', `${s}: no .nii or .nii.gz files in this directory`, { file: s });
         inputs.push(...files);
       } else {
         inputs.push(s);

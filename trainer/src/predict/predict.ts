@@ -11,6 +11,7 @@ import { DataError, type NiftiHeader, readNifti, readNiftiHeaderBytes } from '..
 import { type Modality, chooseAxis } from '../data/slicing.ts';
 import type { Network } from '../model/api.ts';
 import { segmentVolume } from './segment.ts';
+import { badInput } from '../util/bad-input.ts';
 
 /** NIfTI-1 intent code of a label map (NIFTI_INTENT_LABEL). */
 export const NIFTI_INTENT_LABEL = 1002;
@@ -97,13 +98,11 @@ export function planOutputs(inputs: readonly string[], out: string, keepName: bo
     const key = join(realOrResolved(dirname(output)), basename(output));
     const clash = real.get(key);
     if (clash !== undefined) {
-      throw Object.assign(new Error(`refusing to overwrite the input ${clash} with its label map; choose another --out${keepName ? ' or drop --keep-names' : ''}`), {
-        badInput: true,
-      });
+      throw badInput('usage', `refusing to overwrite the input ${clash} with its label map; choose another --out${keepName ? ' or drop --keep-names' : ''}`);
     }
     const other = taken.get(key);
     if (other !== undefined) {
-      throw Object.assign(new Error(`${other} and ${input} would both be written to ${output}; predict them into different --out directories`), { badInput: true });
+      throw badInput('usage', `${other} and ${input} would both be written to ${output}; predict them into different --out directories`);
     }
     taken.set(key, input);
     return output;

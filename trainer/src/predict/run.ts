@@ -15,6 +15,7 @@ import type { Modality } from '../data/slicing.ts';
 import { readGenotype } from '../eval/evaluate.ts';
 import type { Genotype, Network } from '../model/api.ts';
 import type { ModelKit } from '../training/model-kit.ts';
+import { badInput } from '../util/bad-input.ts';
 
 export interface RunInfo {
   /** The trainer's work directory (for `iacnas run`: runs/<name>/). */
@@ -35,10 +36,6 @@ export interface RunInfo {
   modality?: Modality;
 }
 
-function badInput(message: string): Error {
-  return Object.assign(new Error(message), { badInput: true });
-}
-
 /**
  * The IACSearch fields that make up a trainer configuration, in the order
  * `iacnas run` stores them in search.json (IMMUTABLE_SPEC_FIELDS of
@@ -53,14 +50,14 @@ export function configFromSearchJson(file: string, name: string): TrainerConfig 
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
-    throw badInput(`${file}: cannot read the search definition (${(e as Error).message})`);
+    throw badInput('file', `${file}: cannot read the search definition (${(e as Error).message})`, { file });
   }
   let spec: Record<string, unknown>;
   if (Array.isArray(json)) {
     // [seed, dataset, backbone, search, retrain, evaluate, resources, image, artifacts]
     const [seed, dataset] = json as unknown[];
     if (json.length < SPEC_FIELDS.length || !(seed === null || typeof seed === 'number') || typeof dataset !== 'object') {
-      throw badInput(`${file}: not the search definition 'iacnas run' writes ([seed, dataset, backbone, search, retrain, evaluate, ...]); give the trainer configuration with --config`);
+      throw badInput('file', `${file}: not the search definition 'iacnas run' writes ([seed, dataset, backbone, search, retrain, evaluate, ...]); give the trainer configuration with --config`, { file });
     }
     spec = Object.fromEntries(SPEC_FIELDS.map((f, i) => [f, json[i]]));
   } else if (json && typeof json === 'object') {
@@ -69,7 +66,7 @@ export function configFromSearchJson(file: string, name: string): TrainerConfig 
     spec = o.spec ?? (json as Record<string, unknown>);
     if (typeof o.metadata?.name === 'string') name = o.metadata.name;
   } else {
-    throw badInput(`${file}: not a search definition (neither a list nor an object); give the trainer configuration with --config`);
+    throw badInput('file', `${file}: not a search definition (neither a list nor an object); give the trainer configuration with --config`, { file });
   }
   const field = (f: (typeof SPEC_FIELDS)[number]) => (spec[f] === null ? undefined : spec[f]);
   // Claims (dataset.pvc, evaluate.external[].pvc) are the operator's business; the trainer reads the paths.
@@ -93,7 +90,7 @@ export function configFromSearchJson(file: string, name: string): TrainerConfig 
   try {
     return parseTrainerConfig(input);
   } catch (e) {
-    if (e instanceof ConfigError) throw new ConfigError(`${file}: ${e.message}`);
+    if (e instanceof ConfigError) throw new ConfigError(`${file}: ${e.message}`, e.issues);
     throw e;
   }
 }
@@ -133,7 +130,7 @@ function datasetFacts(config: TrainerConfig): { classNames?: string[]; modality?
 export function openRun(run: string, opts: { config?: string } = {}): RunInfo {
   const workdir = resolve(run);
   if (!existsSync(workdir) || !statSync(workdir).isDirectory()) {
-    throw badInput(`${run}: no such directory; give the run directory (runs/<name>/ of 'iacnas run'), or a trainer work directory with --config <file>`);
+    throw badInput('usage', `${run}: no such directory; give the run directory (runs/<name>/ of 'iacnas run'), or a trainer work directory with --config <file>`, { file: run });
   }
   let config: TrainerConfig;
   let configSource: string;
@@ -146,7 +143,7 @@ export function openRun(run: string, opts: { config?: string } = {}): RunInfo {
     try {
       config = loadTrainerConfig({ file: configSource });
     } catch (e) {
-      throw badInput(`${configSource}: ${(e as Error).message}; give the trainer configuration with --config <file>`);
+      throw badInput('config', `${configSource}: ${(e as Error).message}; give the trainer configuration with --config <file>`, { file: configSource });
     }
   } else if (existsSync(join(workdir, 'search.json'))) {
     // A run of 'iacnas run' from before the phases recorded their configuration.
@@ -154,13 +151,15 @@ export function openRun(run: string, opts: { config?: string } = {}): RunInfo {
     config = configFromSearchJson(configSource, basename(workdir));
   } else {
     throw badInput(
+      'file',
       `${run}: neither ${TRAINER_CONFIG_FILE} (written by every trainer phase) nor search.json (of 'iacnas run') is there; give the trainer configuration with --config <file>`,
+      { file: run },
     );
   }
   const genotype = readGenotype(join(workdir, 'genotype.json'));
   const modelDir = join(workdir, 'retrain', 'model');
   if (!existsSync(join(modelDir, 'weights.json'))) {
-    throw badInput(`${modelDir}: no trained model (weights.json missing); the run has not finished its retrain phase`);
+    throw badInput('file', `${modelDir}: no trained model (weights.json missing); the run has not finished its retrain phase`, { file: modelDir });
   }
   const baselineDir = join(workdir, 'baseline', 'model');
   const results = readResults(workdir);
@@ -170,7 +169,7 @@ export function openRun(run: string, opts: { config?: string } = {}): RunInfo {
   classNames ??= dataset().classNames;
   const numClasses = modelClasses(modelDir) ?? classNames?.length;
   if (numClasses === undefined) {
-    throw badInput(`${modelDir}/weights.json: cannot tell how many classes the model predicts (no head/bias tensor); was it written by the retrain phase?`);
+    throw badInput('file', `${modelDir}/weights.json: cannot tell how many classes the model predicts (no head/bias tensor); was it written by the retrain phase?`, { file: `${modelDir}/weights.json` });
   }
   if (classNames?.length !== numClasses) classNames = Array.from({ length: numClasses }, (_, v) => (v === 0 ? 'background' : `class_${v}`));
   let modality: Modality | undefined = config.dataset.modality !== 'auto' ? config.dataset.modality : undefined;
@@ -193,7 +192,7 @@ export function openRun(run: string, opts: { config?: string } = {}): RunInfo {
 export async function loadRunNetwork(kit: ModelKit, run: RunInfo, which: 'model' | 'baseline' = 'model'): Promise<Network> {
   const c = run.config;
   const dir = which === 'model' ? run.modelDir : run.baselineDir;
-  if (!dir) throw badInput(`${run.workdir}: no baseline/model/; the run was retrained without evaluate.baseline`);
+  if (!dir) throw badInput('usage', `${run.workdir}: no baseline/model/; the run was retrained without evaluate.baseline`);
   const what = which === 'model' ? 'trained cell model' : 'baseline U-Net';
   let net: Network;
   try {
@@ -206,13 +205,13 @@ export async function loadRunNetwork(kit: ModelKit, run: RunInfo, which: 'model'
       seed: c.seed,
     });
   } catch (e) {
-    throw badInput(`cannot build the ${what} of ${run.workdir} with the configuration of ${run.configSource}: ${(e as Error).message}`);
+    throw badInput('config', `cannot build the ${what} of ${run.workdir} with the configuration of ${run.configSource}: ${(e as Error).message}`);
   }
   try {
     await kit.loadWeights(net, dir);
   } catch (e) {
     net.dispose();
-    throw badInput(`cannot load the ${what} from ${dir} with the configuration of ${run.configSource}: ${(e as Error).message}`);
+    throw badInput('file', `cannot load the ${what} from ${dir} with the configuration of ${run.configSource}: ${(e as Error).message}`, { file: dir });
   }
   return net;
 }

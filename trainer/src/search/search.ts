@@ -14,6 +14,7 @@ import type { ModelKit } from '../training/model-kit.ts';
 import { Adam, type NamedVariable, SgdMomentum, cosineLearningRate } from '../training/optimizers.ts';
 import { WorkdirMismatchError, clamp01 } from '../training/supervised.ts';
 import { type ArchSnapshot, type DivergenceRange, type EpochDecision, StabilityTracker, type StopReason, type TrackerState, edgeCount } from './stability.ts';
+import { badInput } from '../util/bad-input.ts';
 
 export interface SearchOptions {
   config: TrainerConfig;
@@ -70,12 +71,7 @@ export interface SearchState {
 export function halvePatients(source: SliceSource, seed: number): { weights: number[]; arch: number[] } {
   const patients = [...source.patients].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   if (patients.length < 2) {
-    throw Object.assign(
-      new Error(
-        `dataset.split.train: the search needs at least 2 training patients (the weights and the architecture train on different halves), got ${patients.length}; add cases or raise the train fraction`,
-      ),
-      { badInput: true },
-    );
+    throw badInput('config', `dataset.split.train: the search needs at least 2 training patients (the weights and the architecture train on different halves), got ${patients.length}; add cases or raise the train fraction`, { path: 'dataset.split.train' });
   }
   const order = shuffled(patients, mulberry32(hashSeed(seed, 'search-halves')));
   const half = Math.ceil(order.length / 2);

@@ -11,6 +11,7 @@ import { namedVariables } from './common.ts';
 import type { ModelKit } from './model-kit.ts';
 import { readJsonFile } from './json.ts';
 import { WorkdirMismatchError, resultRelevant, trainSupervised, trainingPaths } from './supervised.ts';
+import { badInput } from '../util/bad-input.ts';
 
 export interface BackboneInfo {
   /** Directory with the backbone weights (saveWeights format). */
@@ -63,12 +64,12 @@ export async function ensureBackbone(o: {
     let info: Omit<BackboneInfo, 'dir'>;
     if (config.backbone.pretrained) {
       if (!existsSync(config.backbone.pretrained)) {
-        throw Object.assign(new Error(`backbone.pretrained: ${config.backbone.pretrained} does not exist; give a directory written by the trainer, or unset it to train the backbone`), { badInput: true });
+        throw badInput('config', `backbone.pretrained: ${config.backbone.pretrained} does not exist; give a directory written by the trainer, or unset it to train the backbone`, { path: 'backbone.pretrained' });
       }
       try {
         await kit.loadWeights(net, config.backbone.pretrained);
       } catch (e) {
-        throw Object.assign(new Error(`backbone.pretrained: cannot load ${config.backbone.pretrained}: ${(e as Error).message}`), { badInput: true });
+        throw badInput('config', `backbone.pretrained: cannot load ${config.backbone.pretrained}: ${(e as Error).message}`, { path: 'backbone.pretrained' });
       }
       info = { seconds: 0, source: 'pretrained', epochs: 0, fingerprint: backboneFingerprint(config) };
     } else {

@@ -1,9 +1,11 @@
 // What every training phase does first: start the tfjs backend, load the model
 // and the dataset, and refuse a configuration that cannot fit in memory.
+import { ENV } from '../../../contract/src/index.ts';
 import type { TrainerConfig } from '../config/index.ts';
 import type { SliceDataset } from '../data/types.ts';
 import type { NetworkOptions } from '../model/api.ts';
 import { type ModelKit, loadModelKit } from './model-kit.ts';
+import { badInput } from '../util/bad-input.ts';
 
 export async function prepare(
   config: TrainerConfig,
@@ -23,9 +25,9 @@ export async function prepare(
 export async function startBackend(): Promise<void> {
   const { initBackend, parseBackendOverride } = await import('../backend/index.ts');
   try {
-    parseBackendOverride(process.env.IACNAS_BACKEND);
+    parseBackendOverride(process.env[ENV.backend]);
   } catch (e) {
-    throw Object.assign(new Error((e as Error).message), { badInput: true });
+    throw badInput('usage', (e as Error).message);
   }
   await initBackend();
 }
@@ -52,5 +54,5 @@ export async function checkFits(
     sliceSize: data.sliceSize,
     batchField,
   });
-  if (message) throw Object.assign(new Error(message), { badInput: true });
+  if (message) throw badInput('config', message, { path: batchField });
 }

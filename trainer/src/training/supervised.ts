@@ -2,6 +2,7 @@
 // best-validation weights and an exact resume from the checkpoint of the last
 // finished epoch. Used for the backbone U-Net (before the search) and for retraining
 // the U-Net with the discrete cells.
+import { BadInputError } from '../../../contract/src/index.ts';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { hashSeed, mulberry32 } from '../data/random.ts';
@@ -13,6 +14,7 @@ import { readCheckpoint, restoreVariables, writeCheckpoint } from './checkpoint.
 import { BatchLoader, type LossFn, batchTensors, epochBatches, gradients, validate } from './common.ts';
 import { appendHistory, truncateHistory } from './history.ts';
 import { Adam, type NamedVariable } from './optimizers.ts';
+import { badInput } from '../util/bad-input.ts';
 
 export interface SupervisedOptions {
   net: Network;
@@ -117,8 +119,11 @@ export function resultRelevant(d: DatasetConfig): Omit<DatasetConfig, 'cacheMB'>
 }
 
 /** Thrown when a work directory holds a run of a different configuration. */
-export class WorkdirMismatchError extends Error {
-  override name = 'ConfigError';
+export class WorkdirMismatchError extends BadInputError {
+  override name = 'WorkdirMismatchError';
+  constructor(message: string) {
+    super('config', message);
+  }
 }
 
 export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedResult> {
@@ -159,7 +164,7 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
     }
     truncateHistory(o.historyFile, s.epoch);
     const trainIdx = Array.from({ length: data.train.length }, (_, i) => i);
-    if (trainIdx.length === 0) throw Object.assign(new Error(`${o.label}: the training split has no slices`), { badInput: true });
+    if (trainIdx.length === 0) throw badInput('data', `${o.label}: the training split has no slices`);
 
     while (!s.done && s.epoch < o.epochs) {
       const epoch = s.epoch + 1;
