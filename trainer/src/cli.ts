@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { loadTrainerConfig } from './config/index.ts';
 import { type CommandIO, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, isBadInput, parseCommandLine } from '../../contract/src/index.ts';
 import { ProgressReporter, resultFilePath } from './report/progress.ts';
-import { writeFileAtomic } from './training/atomic.ts';
+import { writeFileAtomic } from './util/atomic.ts';
 import { simulatePhase, simulateSeconds } from './phases/simulate.ts';
 import { PHASE_COMMANDS, PHASE_DEFINITIONS, type PhaseDefinition, aliasesOf, phaseDefinition } from './phases/registry.ts';
 

@@ -19,7 +19,7 @@ import type { CaseReader } from '../data/source.ts';
 import type { Genotype, GenotypeCell, Network } from '../model/api.ts';
 import { segmentSlices } from '../predict/segment.ts';
 import type { ModelKit } from '../training/model-kit.ts';
-import { writeFileAtomic } from '../training/atomic.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 import { type Shape3, dice, hd95 } from './metrics.ts';
 import { badInput } from '../util/bad-input.ts';
 

@@ -1,9 +1,9 @@
 // `iacnas export <run dir or trainer workdir>`: the retrained network (genotype.json +
 // retrain/model/) as an ONNX model (docs/onnx.md).
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type CommandIO, parseCommandLine, isBadInput } from '../../../contract/src/index.ts';
-import { writeFileAtomic } from '../training/atomic.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 import type { TrainerConfig } from '../config/index.ts';
 import { loadRunNetwork, openRun, type RunInfo } from '../predict/run.ts';
 import { IR_VERSION, OPSET, networkToOnnx, type OnnxExport } from './onnx.ts';

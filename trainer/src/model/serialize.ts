@@ -5,10 +5,11 @@
 // hash, then the manifest that names it replaces the old manifest by rename (the
 // commit point); only then are superseded binaries removed.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Network } from './api.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 
 export const MANIFEST = 'weights.json';
 const FORMAT = 'iacnas-tensors/1';
@@ -28,18 +29,6 @@ interface Manifest {
   sha256: string;
   tensors: ManifestEntry[];
   meta?: unknown;
-}
-
-function writeFileDurable(file: string, data: Uint8Array | string): void {
-  const fd = openSync(file, 'w');
-  try {
-    const buf = typeof data === 'string' ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function syncDir(dir: string): void {
@@ -74,15 +63,11 @@ export function saveNamedTensors(dir: string, tensors: ReadonlyMap<string, tf.Te
   const data = `weights.${sha256.slice(0, 16)}.bin`;
   const dataPath = path.join(dir, data);
   if (!existsSync(dataPath)) {
-    const tmp = `${dataPath}.tmp-${process.pid}`;
-    writeFileDurable(tmp, blob);
-    renameSync(tmp, dataPath);
+    writeFileAtomic(dataPath, blob);
   }
   const manifest: Manifest = { format: FORMAT, data, bytes: blob.length, sha256, tensors: entries, ...(meta === undefined ? {} : { meta }) };
   const manifestPath = path.join(dir, MANIFEST);
-  const tmp = `${manifestPath}.tmp-${process.pid}`;
-  writeFileDurable(tmp, JSON.stringify(manifest));
-  renameSync(tmp, manifestPath);
+  writeFileAtomic(manifestPath, JSON.stringify(manifest));
   syncDir(dir);
   for (const f of readdirSync(dir)) {
     if (f !== data && /^weights\.[0-9a-f]{16}\.bin(\.tmp-\d+)?$/.test(f)) {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { PhaseContext } from './context.ts';
 import type { Genotype } from '../model/api.ts';
 import type { ResultFields } from '../report/progress.ts';
-import { writeFileAtomic } from '../training/atomic.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 import { readCheckpoint } from '../training/checkpoint.ts';
 import { readHistory } from '../training/history.ts';
 import { loadModelKit } from '../training/model-kit.ts';

@@ -18,7 +18,7 @@ import type { Genotype, NetworkOptions } from '../model/api.ts';
 import type { ProgressReporter, ResultFields } from '../report/progress.ts';
 import { validateForTraining } from '../config/validate.ts';
 import { readBackboneInfo } from '../training/backbone.ts';
-import { writeFileAtomic } from '../training/atomic.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 import { namedVariables, stepsPerEpoch } from '../training/common.ts';
 import type { ModelKit } from '../training/model-kit.ts';
 import { prepare } from '../training/setup.ts';

@@ -3,7 +3,7 @@
 // qform/sform codes, quaternion and srow rows unchanged), so the label map opens
 // aligned with the scan in ITK-SNAP or 3D Slicer; only what describes the voxel data
 // changes: uint8, no scaling, intent "label", display range 0..classes-1.
-import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { checkIntensities } from '../data/layout.ts';
@@ -12,6 +12,7 @@ import { type Modality, chooseAxis } from '../data/slicing.ts';
 import type { Network } from '../model/api.ts';
 import { segmentVolume } from './segment.ts';
 import { badInput } from '../util/bad-input.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 
 /** NIfTI-1 intent code of a label map (NIFTI_INTENT_LABEL). */
 export const NIFTI_INTENT_LABEL = 1002;
@@ -131,17 +132,6 @@ export interface PredictOutcome {
   failed: { input: string; message: string }[];
 }
 
-function writeAtomic(file: string, bytes: Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-}
-
 const mm = (v: number) => String(Number(v.toFixed(3)));
 
 /** Segments every input; a bad file is reported and skipped, the others are still written. */
@@ -162,7 +152,7 @@ export async function predictFiles(o: PredictOptions): Promise<PredictOutcome> {
       const axis = chooseAxis(o.axis, header.spacing);
       const seg = await segmentVolume(o.net, data, header.shape, axis, o.modality, { sliceSize: o.sliceSize, numClasses: o.numClasses, batchSize: o.batchSize });
       mkdirSync(dirname(output), { recursive: true });
-      writeAtomic(output, encodeLabelNifti(template, seg.labels, { numClasses: o.numClasses, description: o.description, gzip: output.endsWith('.gz') }));
+      writeFileAtomic(output, encodeLabelNifti(template, seg.labels, { numClasses: o.numClasses, description: o.description, gzip: output.endsWith('.gz') }));
       const seconds = (performance.now() - started) / 1000;
       outcome.written.push({ input, output, shape: [...header.shape], seconds });
       log(`${tag}: ${describe(header)}, ${seg.count} slices across ${'ijk'[axis]} -> ${output} (${seconds.toFixed(1)} s)`);

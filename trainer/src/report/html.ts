@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OPERATIONS } from '../config/index.ts';
 import { readHistory } from '../training/history.ts';
-import { writeFileAtomic } from '../training/atomic.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 import type { Genotype, GenotypeCell } from '../model/api.ts';
 import { cellDiagram } from './cell-diagram.ts';
 import { type Series, escapeXml, heatMap, lineChart } from './charts.ts';

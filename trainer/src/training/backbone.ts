@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { TrainerConfig } from '../config/index.ts';
 import type { SliceDataset } from '../data/types.ts';
 import type { ProgressReporter } from '../report/progress.ts';
-import { writeFileAtomic } from './atomic.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 import { namedVariables } from './common.ts';
 import type { ModelKit } from './model-kit.ts';
 import { readJsonFile } from './json.ts';

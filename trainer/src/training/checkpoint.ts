@@ -4,7 +4,7 @@
 // checkpoint, never a mix.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeDurable, writeFileAtomic } from './atomic.ts';
+import { writeDurable, writeFileAtomic } from '../util/atomic.ts';
 import * as tf from '@tensorflow/tfjs-core';
 
 export interface StoredTensor {

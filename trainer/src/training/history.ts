@@ -2,7 +2,7 @@
 // epochs the checkpoint holds, so an epoch that is redone is not recorded twice.
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from './atomic.ts';
+import { writeFileAtomic } from '../util/atomic.ts';
 
 export function appendHistory(path: string, record: { epoch: number } & Record<string, unknown>): void {
   mkdirSync(dirname(path), { recursive: true });

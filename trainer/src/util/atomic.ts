@@ -1,6 +1,7 @@
 // Files written so that a reader (or a restarted phase) sees the old content or the new,
-// never a part: a temporary file, fsync, rename. No TensorFlow here: the CLI and the
-// report use it too.
+// never a part: a temporary file, fsync, rename. Every file the trainer writes goes
+// through here (checkpoints, histories cut back, weights, genotype, results, reports,
+// label maps, ONNX models); no TensorFlow here.
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 
 /** Writes `chunks` to `path` and flushes it to disk. */
