@@ -8,3 +8,4 @@ export * from './events.ts';
 export * from './exit-codes.ts';
 export * from './names.ts';
 export * from './phases.ts';
+export * from './workdir.ts';

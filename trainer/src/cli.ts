@@ -2,16 +2,12 @@
 // The contract (flags, outputs, exit codes) is docs/trainer-phases.md; the phases
 // themselves, their help and what --simulate makes of them are in phases/registry.ts.
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadTrainerConfig } from './config/index.ts';
-import { type CommandIO, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, isBadInput, parseCommandLine } from '../../contract/src/index.ts';
+import { type CommandIO, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, isBadInput, parseCommandLine, workdirLayout } from '../../contract/src/index.ts';
 import { ProgressReporter, resultFilePath } from './report/progress.ts';
 import { writeFileAtomic } from './util/atomic.ts';
 import { simulatePhase, simulateSeconds } from './phases/simulate.ts';
 import { PHASE_COMMANDS, PHASE_DEFINITIONS, type PhaseDefinition, aliasesOf, phaseDefinition } from './phases/registry.ts';
-
-/** The trainer configuration of the latest phase, written into the work directory. */
-export const TRAINER_CONFIG_FILE = 'trainer-config.json';
 
 const COMMON = `  --workdir <dir>          work directory shared by the phases (required)
   --config <file>          trainer configuration, YAML or JSON (this or --config-json is
@@ -141,7 +137,7 @@ export async function trainerMain(argv: string[], io: TrainerIO = {}): Promise<n
     mkdirSync(args.workdir, { recursive: true });
     // The configuration the work directory's models were trained with, for `iacnas predict`,
     // `evaluate` and `export` on the finished run (docs/trainer-phases.md).
-    writeFileAtomic(join(args.workdir, TRAINER_CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
+    writeFileAtomic(workdirLayout(args.workdir).trainerConfig, `${JSON.stringify(config, null, 2)}\n`);
     const fields =
       simulate !== undefined
         ? await simulatePhase(phase, simulate, reporter)

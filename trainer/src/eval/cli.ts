@@ -2,7 +2,7 @@
 // dataset, every case, into its own output directory.
 import { existsSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseCommandLine, isBadInput } from '../../../contract/src/index.ts';
+import { parseCommandLine, isBadInput, PATIENTS_FILE, RESULTS_FILE, workdirLayout } from '../../../contract/src/index.ts';
 import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from '../../../contract/src/index.ts';
 import { detectFormat } from '../data/layout.ts';
 import type { Modality } from '../data/slicing.ts';
@@ -95,7 +95,7 @@ export async function evaluateMain(argv: string[], io: CliIO = {}): Promise<numb
     const runModality: Modality | undefined = run.modality;
     if (!runModality && modalityFlag === undefined) {
       throw bad(
-        `cannot tell the intensity normalisation the run was trained with (dataset.modality is auto, and neither ${join(run.workdir, 'results.json')} nor the run's dataset.json is readable here); give --modality MRI, CT or auto`,
+        `cannot tell the intensity normalisation the run was trained with (dataset.modality is auto, and neither ${workdirLayout(run.workdir).results} nor the run's dataset.json is readable here); give --modality MRI, CT or auto`,
       );
     }
     const dataset = await openLabelledDataset(
@@ -153,7 +153,7 @@ export async function evaluateMain(argv: string[], io: CliIO = {}): Promise<numb
           .join(', ')})${r.meanHd95 !== null ? `, mean HD95 ${r.meanHd95.toFixed(2)} mm` : ''}; on the resized slices ${r.sliceMeanDice.toFixed(4)}`;
       stdout.write(`${dataset.name}: ${dataset.ids.length} cases\n${line('IAC model', model)}\n`);
       if (baseline) stdout.write(`${line('U-Net baseline', baseline)}\ngain of the cells over the U-Net trained with the same budget: ${(model.meanDice - baseline.meanDice).toFixed(4)}\n`);
-      stdout.write(`results: ${join(out, 'results.json')}, ${join(out, 'patients.csv')}\n`);
+      stdout.write(`results: ${join(out, RESULTS_FILE)}, ${join(out, PATIENTS_FILE)}\n`);
       return EXIT_OK;
     } finally {
       for (const n of nets) n.net.dispose();

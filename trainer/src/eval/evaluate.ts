@@ -10,6 +10,7 @@
 // The evaluate phase does this for the run's test split, for the U-Net trained with
 // the same budget (evaluate.baseline), and for every dataset of evaluate.external (all
 // of its cases); `iacnas evaluate` does it for any labelled dataset (eval/cli.ts).
+import { PATIENTS_FILE, RESULTS_FILE, workdirLayout } from '../../../contract/src/index.ts';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DatasetConfig, ExternalDatasetConfig, TrainerConfig } from '../config/index.ts';
@@ -241,8 +242,8 @@ export function patientsCsv(results: EvaluationResults): string {
 /** Writes results.json and patients.csv into `dir`. */
 export function writeResults(dir: string, results: EvaluationResults): void {
   mkdirSync(dir, { recursive: true });
-  writeFileAtomic(join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  writeFileAtomic(join(dir, 'patients.csv'), patientsCsv(results));
+  writeFileAtomic(join(dir, RESULTS_FILE), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileAtomic(join(dir, PATIENTS_FILE), patientsCsv(results));
 }
 
 /**
@@ -398,10 +399,11 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
   const { config, workdir } = o;
   const log = o.log ?? (() => {});
   const kit = o.kit ?? (await (await import('../training/model-kit.ts')).loadModelKit());
-  const genotype = readGenotype(join(workdir, 'genotype.json'));
-  const modelDir = join(workdir, 'retrain', 'model');
+  const layout = workdirLayout(workdir);
+  const genotype = readGenotype(layout.genotype);
+  const modelDir = layout.retrainModel;
   if (!existsSync(modelDir)) throw badInput('file', `${modelDir} not found: run the retrain phase first (it writes the trained model there)`, { file: modelDir });
-  const baselineDir = join(workdir, 'baseline', 'model');
+  const baselineDir = layout.baselineModel;
   let baselineTraining: BaselineTraining | undefined;
   if (config.evaluate.baseline) {
     if (!existsSync(baselineDir)) {
@@ -411,7 +413,7 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
         { file: baselineDir },
       );
     }
-    baselineTraining = readBaselineTraining(join(workdir, 'baseline', 'training.json'), baselineDir);
+    baselineTraining = readBaselineTraining(layout.baselineTraining, baselineDir);
   }
   const cases = o.cases ?? (await openTestCases(config));
   const numClasses = cases.classNames.length;
@@ -460,7 +462,7 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
       const r: ExternalResults = { name: item.name, path: item.path, cases: ext.ids.length, model: summarise(mp, ext.classNames), ...(bp ? { baseline: summarise(bp, ext.classNames) } : {}) };
       external.push(r);
       const seconds = (performance.now() - t0) / 1000;
-      writeResults(join(workdir, 'external', item.name), {
+      writeResults(layout.external(item.name), {
         dataset: ext.name,
         split: 'all',
         grid: 'native',
@@ -476,7 +478,7 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
         seconds,
         time: new Date().toISOString(),
       });
-      log(`evaluate: ${item.name}: IAC model mean Dice ${f4(r.model.meanDice)}${r.baseline ? `, U-Net baseline ${f4(r.baseline.meanDice)}` : ''}; results in ${join(workdir, 'external', item.name)}`);
+      log(`evaluate: ${item.name}: IAC model mean Dice ${f4(r.model.meanDice)}${r.baseline ? `, U-Net baseline ${f4(r.baseline.meanDice)}` : ''}; results in ${layout.external(item.name)}`);
     }
 
     const seconds = (performance.now() - started) / 1000;

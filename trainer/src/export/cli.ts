@@ -1,8 +1,8 @@
 // `iacnas export <run dir or trainer workdir>`: the retrained network (genotype.json +
 // retrain/model/) as an ONNX model (docs/onnx.md).
 import { mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { type CommandIO, parseCommandLine, isBadInput } from '../../../contract/src/index.ts';
+import { dirname } from 'node:path';
+import { type CommandIO, parseCommandLine, isBadInput, workdirLayout } from '../../../contract/src/index.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import type { TrainerConfig } from '../config/index.ts';
 import { loadRunNetwork, openRun, type RunInfo } from '../predict/run.ts';
@@ -72,7 +72,7 @@ const AXIS_RULE: Record<TrainerConfig['dataset']['axis'], string> = {
 function datasetName(run: RunInfo): string | undefined {
   if (run.config.dataset.format === 'phantom') return 'phantom';
   try {
-    const r = JSON.parse(readFileSync(join(run.workdir, 'results.json'), 'utf8')) as { dataset?: unknown };
+    const r = JSON.parse(readFileSync(workdirLayout(run.workdir).results, 'utf8')) as { dataset?: unknown };
     return typeof r.dataset === 'string' ? r.dataset : undefined;
   } catch {
     return undefined;
@@ -108,7 +108,7 @@ export async function exportRun(o: ExportRunOptions): Promise<ExportRunOutcome> 
   const { loadModelKit } = await import('../training/model-kit.ts');
   const net = await loadRunNetwork(await loadModelKit(), run);
   try {
-    log(`export: genotype from ${join(run.workdir, 'genotype.json')}, weights from ${run.modelDir}`);
+    log(`export: genotype from ${workdirLayout(run.workdir).genotype}, weights from ${run.modelDir}`);
     const dataset = datasetName(run);
     const modality = run.modality ?? o.modality;
     if (!modality) log(`export: the run does not tell its modality (dataset.modality auto, no results.json or dataset.json to read): the metadata says 'unknown'; give --modality MRI|CT`);
@@ -124,7 +124,7 @@ export async function exportRun(o: ExportRunOptions): Promise<ExportRunOutcome> 
       seed: String(config.seed),
     };
     const result = networkToOnnx(net, { height: size, classNames: run.classNames, metadata, name: config.name, producerVersion: packageVersion() });
-    const file = o.out ?? join(run.workdir, 'model.onnx');
+    const file = o.out ?? workdirLayout(run.workdir).onnxModel;
     mkdirSync(dirname(file), { recursive: true });
     writeFileAtomic(file, result.bytes);
     let verify: Comparison | undefined;

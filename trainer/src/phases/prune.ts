@@ -1,6 +1,6 @@
 // `iacnas trainer prune` (alias `derive`): the discrete cells from the search's final
 // architecture parameters, written to <workdir>/genotype.json. No tensors, no GPU.
-import { join } from 'node:path';
+import { workdirLayout } from '../../../contract/src/index.ts';
 import type { PhaseContext } from './context.ts';
 import type { Genotype } from '../model/api.ts';
 import type { ResultFields } from '../report/progress.ts';
@@ -53,7 +53,7 @@ export function readFinalArchitecture(o: { workdir: string; history?: string; ch
     const stableEdges = last.settled?.flat().filter((settled, i) => settled || stable?.[i]).length;
     return { arch: { alphas: last.alphas, betas: last.betas, active: last.active }, epoch: last.epoch, stoppedBy: last.stoppedBy ?? null, source: o.history, stableEdges };
   }
-  const dir = o.checkpoint ?? join(o.workdir, 'search', 'checkpoint');
+  const dir = o.checkpoint ?? workdirLayout(o.workdir).searchCheckpoint;
   let ck: ReturnType<typeof readCheckpoint<SearchState>>;
   try {
     ck = readCheckpoint<SearchState>(dir);
@@ -89,7 +89,7 @@ export async function runPrunePhase(ctx: PhaseContext): Promise<ResultFields> {
     stoppedBy: final.stoppedBy,
     time: new Date().toISOString(),
   };
-  writeFileAtomic(join(workdir, 'genotype.json'), `${JSON.stringify(file, null, 2)}\n`);
+  writeFileAtomic(workdirLayout(workdir).genotype, `${JSON.stringify(file, null, 2)}\n`);
   const active = final.arch.active.reduce((s, c) => s + c.reduce((t, e) => t + e.length, 0), 0);
   reporter.log(
     `prune: ${genotype.cells.map((c, i) => `cell ${i}: ${c.nodes.map((n) => n.map((e) => `${e.op}(${e.input})`).join(' + ')).join(' | ')}`).join('; ')}`,

@@ -8,6 +8,7 @@
 // batches in the same order (one random stream). Its best-validation weights become
 // <workdir>/baseline/model/ and its record <workdir>/baseline/training.json, so the
 // evaluate phase compares the cells against a U-Net that had the same training.
+import { CHECKPOINT_STATE_FILE, workdirLayout } from '../../../contract/src/index.ts';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PhaseContext } from './context.ts';
@@ -28,10 +29,6 @@ import { badInput } from '../util/bad-input.ts';
 /** The random stream of the retrain batches; the baseline uses the same one, so it sees the same batches in the same order. */
 const STREAM = 'retrain';
 
-export function baselineTrainingFile(workdir: string): string {
-  return join(workdir, 'baseline', 'training.json');
-}
-
 interface TrainOne {
   ctx: PhaseContext;
   kit: ModelKit;
@@ -49,7 +46,7 @@ interface TrainOne {
 function backboneDirOf(workdir: string, config: TrainerConfig): string {
   const dir = readBackboneInfo(workdir)?.dir ?? config.backbone.pretrained;
   if (!dir) {
-    throw badInput('file', `retrain: no trained backbone in ${join(workdir, 'backbone')} and no backbone.pretrained; run the search phase first, or set retrain.fromScratch: true`);
+    throw badInput('file', `retrain: no trained backbone in ${workdirLayout(workdir).backbone} and no backbone.pretrained; run the search phase first, or set retrain.fromScratch: true`);
   }
   return dir;
 }
@@ -63,7 +60,7 @@ async function trainOne(o: TrainOne): Promise<SupervisedResult> {
   const net = o.kit.createNetwork({ backbone: config.backbone, inChannels: o.data.channels, numClasses: o.data.numClasses, cells: o.cells, space, seed: config.seed });
   try {
     const paths = trainingPaths(o.root);
-    const resumed = existsSync(join(paths.dir, 'state.json'));
+    const resumed = existsSync(join(paths.dir, CHECKPOINT_STATE_FILE));
     if (!rc.fromScratch && !resumed) {
       const backboneDir = backboneDirOf(workdir, config);
       await o.kit.loadBackbone(net, backboneDir);
@@ -111,7 +108,8 @@ export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> 
   const { config, workdir, reporter } = ctx;
   const rc = config.retrain;
   validateForTraining(config, 'retrain');
-  const genotype: Genotype = readGenotype(join(workdir, 'genotype.json'));
+  const layout = workdirLayout(workdir);
+  const genotype: Genotype = readGenotype(layout.genotype);
   const { kit, data } = await prepare(ctx.config, genotype, rc.batchSize, 'retrain.batchSize');
   const withBaseline = config.evaluate.baseline;
   const common = { seed: config.seed, dataset: resultRelevant(config.dataset), backbone: config.backbone, retrain: rc };
@@ -126,14 +124,14 @@ export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> 
     kit,
     data,
     cells: genotype,
-    root: join(workdir, 'retrain'),
+    root: layout.retrain,
     model: 'cells',
     fingerprint: JSON.stringify({ ...common, genotype, pc: config.search.partialChannels }),
     followingEpochs: withBaseline ? rc.epochs : 0,
   });
   let baseline: SupervisedResult | undefined;
   if (withBaseline) {
-    const root = join(workdir, 'baseline');
+    const root = layout.baseline;
     baseline = await trainOne({ ctx, kit, data, cells: 'none', root, model: 'baseline', fingerprint: JSON.stringify({ ...common, cells: 'none' }), followingEpochs: 0 });
     const training: BaselineTraining = {
       cells: 'none',
@@ -146,7 +144,7 @@ export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> 
       seed: config.seed,
       bestValDice: baseline.bestValDice,
     };
-    writeFileAtomic(baselineTrainingFile(workdir), `${JSON.stringify(training, null, 2)}\n`);
+    writeFileAtomic(layout.baselineTraining, `${JSON.stringify(training, null, 2)}\n`);
     reporter.log(
       `retrain: best validation Dice, same budget: cells ${cells.bestValDice.toFixed(4)}, U-Net baseline ${baseline.bestValDice.toFixed(4)} (${cells.bestValDice >= baseline.bestValDice ? '+' : ''}${(100 * (cells.bestValDice - baseline.bestValDice)).toFixed(2)} points)`,
     );

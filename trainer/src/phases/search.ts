@@ -1,7 +1,7 @@
 // `iacnas trainer search`: backbone first (given, reused or trained), then the
 // bi-level IAC-LTH cell search with a checkpoint every epoch.
+import { workdirLayout } from '../../../contract/src/index.ts';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { PhaseContext } from './context.ts';
 import type { TrainerConfig } from '../config/index.ts';
 import type { ResultFields } from '../report/progress.ts';
@@ -28,16 +28,16 @@ export async function runSearchPhase(ctx: PhaseContext): Promise<ResultFields> {
   validateForTraining(config, 'search');
   const { kit, data } = await prepare(ctx.config, 'supernet');
   const backbone = await ensureBackbone({ config, workdir, data, kit, reporter });
-  const dir = join(workdir, 'search');
-  mkdirSync(dir, { recursive: true });
+  const layout = workdirLayout(workdir);
+  mkdirSync(layout.search, { recursive: true });
   const r = await runSearch({
     config,
     data,
     kit,
     reporter,
     backboneDir: backbone.dir,
-    dir: join(dir, 'checkpoint'),
-    historyFile: join(dir, 'history.jsonl'),
+    dir: layout.searchCheckpoint,
+    historyFile: layout.searchHistory,
     fingerprint: searchFingerprint(config),
   });
   return {

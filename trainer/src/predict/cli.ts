@@ -1,7 +1,6 @@
 // `iacnas predict <run> <scans...>`: label maps for new scans with a finished run.
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { type CommandIO, parseCommandLine, isBadInput } from '../../../contract/src/index.ts';
+import { type CommandIO, parseCommandLine, isBadInput, workdirLayout } from '../../../contract/src/index.ts';
 import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from '../../../contract/src/index.ts';
 import type { Modality } from '../data/slicing.ts';
 import type { ModelKit } from '../training/model-kit.ts';
@@ -86,10 +85,10 @@ export async function predictMain(argv: string[], io: CliIO = {}): Promise<numbe
     }
     modality ??= run.modality;
     if (!modality) {
-      throw badInput('usage', `cannot tell the intensity normalisation the run was trained with (dataset.modality is auto, and neither ${join(run.workdir, 'results.json')} nor the run's dataset.json is readable here); give --modality MRI or --modality CT`);
+      throw badInput('usage', `cannot tell the intensity normalisation the run was trained with (dataset.modality is auto, and neither ${workdirLayout(run.workdir).results} nor the run's dataset.json is readable here); give --modality MRI or --modality CT`);
     }
     if (values.baseline && !run.baselineDir) {
-      throw badInput('usage', `--baseline: ${join(run.workdir, 'baseline', 'model')} not found; the run was retrained without evaluate.baseline`);
+      throw badInput('usage', `--baseline: ${workdirLayout(run.workdir).baselineModel} not found; the run was retrained without evaluate.baseline`);
     }
     // Directories are expanded here; a file that is missing or unreadable is a per-file error later.
     const inputs: string[] = [];
@@ -102,7 +101,7 @@ export async function predictMain(argv: string[], io: CliIO = {}): Promise<numbe
         inputs.push(s);
       }
     }
-    const out = values.out ?? join(run.workdir, 'predictions');
+    const out = values.out ?? workdirLayout(run.workdir).predictions;
     const outputs = planOutputs(inputs, out, values['keep-names']);
 
     if (io.startBackend ?? true) await (await import('../training/setup.ts')).startBackend();

@@ -5,9 +5,9 @@
 // A run is either the directory `iacnas run` writes (runs/<name>/: the trainer's work
 // directory, with search.json holding the IACSearch definition), or a trainer work
 // directory given together with its trainer configuration (--config).
+import { SEARCH_DEFINITION_FILE, TRAINER_CONFIG_FILE, workdirLayout } from '../../../contract/src/index.ts';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { TRAINER_CONFIG_FILE } from '../cli.ts';
 import { ConfigError, type TrainerConfig, loadTrainerConfig, parseTrainerConfig } from '../config/index.ts';
 import { readLayout } from '../data/layout.ts';
 import { PHANTOM_CLASSES } from '../data/phantom.ts';
@@ -108,7 +108,7 @@ export function modelClasses(modelDir: string): number | undefined {
 
 function readResults(workdir: string): { classNames?: unknown; modality?: unknown } {
   try {
-    return JSON.parse(readFileSync(join(workdir, 'results.json'), 'utf8')) as { classNames?: unknown; modality?: unknown };
+    return JSON.parse(readFileSync(workdirLayout(workdir).results, 'utf8')) as { classNames?: unknown; modality?: unknown };
   } catch {
     return {};
   }
@@ -129,6 +129,7 @@ function datasetFacts(config: TrainerConfig): { classNames?: string[]; modality?
 /** Opens a finished run; every problem is bad input naming the file and what to do. */
 export function openRun(run: string, opts: { config?: string } = {}): RunInfo {
   const workdir = resolve(run);
+  const layout = workdirLayout(workdir);
   if (!existsSync(workdir) || !statSync(workdir).isDirectory()) {
     throw badInput('usage', `${run}: no such directory; give the run directory (runs/<name>/ of 'iacnas run'), or a trainer work directory with --config <file>`, { file: run });
   }
@@ -137,31 +138,31 @@ export function openRun(run: string, opts: { config?: string } = {}): RunInfo {
   if (opts.config !== undefined) {
     config = loadTrainerConfig({ file: opts.config });
     configSource = opts.config;
-  } else if (existsSync(join(workdir, TRAINER_CONFIG_FILE))) {
+  } else if (existsSync(layout.trainerConfig)) {
     // Written by every trainer phase: what the models of this directory were trained with.
-    configSource = join(workdir, TRAINER_CONFIG_FILE);
+    configSource = layout.trainerConfig;
     try {
       config = loadTrainerConfig({ file: configSource });
     } catch (e) {
       throw badInput('config', `${configSource}: ${(e as Error).message}; give the trainer configuration with --config <file>`, { file: configSource });
     }
-  } else if (existsSync(join(workdir, 'search.json'))) {
+  } else if (existsSync(layout.searchDefinition)) {
     // A run of 'iacnas run' from before the phases recorded their configuration.
-    configSource = join(workdir, 'search.json');
+    configSource = layout.searchDefinition;
     config = configFromSearchJson(configSource, basename(workdir));
   } else {
     throw badInput(
       'file',
-      `${run}: neither ${TRAINER_CONFIG_FILE} (written by every trainer phase) nor search.json (of 'iacnas run') is there; give the trainer configuration with --config <file>`,
+      `${run}: neither ${TRAINER_CONFIG_FILE} (written by every trainer phase) nor ${SEARCH_DEFINITION_FILE} (of 'iacnas run') is there; give the trainer configuration with --config <file>`,
       { file: run },
     );
   }
-  const genotype = readGenotype(join(workdir, 'genotype.json'));
-  const modelDir = join(workdir, 'retrain', 'model');
+  const genotype = readGenotype(layout.genotype);
+  const modelDir = layout.retrainModel;
   if (!existsSync(join(modelDir, 'weights.json'))) {
     throw badInput('file', `${modelDir}: no trained model (weights.json missing); the run has not finished its retrain phase`, { file: modelDir });
   }
-  const baselineDir = join(workdir, 'baseline', 'model');
+  const baselineDir = layout.baselineModel;
   const results = readResults(workdir);
   let facts: ReturnType<typeof datasetFacts> | undefined;
   const dataset = () => (facts ??= datasetFacts(config));

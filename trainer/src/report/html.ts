@@ -5,6 +5,7 @@
 //
 // It reads whatever the work directory holds and tolerates missing files and fields:
 // a report of a search that has not been evaluated yet simply lacks the results.
+import { CHECKPOINT_STATE_FILE, trainingFiles, workdirLayout } from '../../../contract/src/index.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OPERATIONS } from '../config/index.ts';
@@ -144,9 +145,10 @@ function toGenotype(raw: unknown): Genotype | undefined {
 
 /** Gathers the report's inputs from a work directory. */
 export function readReportInputs(workdir: string, o: ReportOptions = {}): ReportInputs {
-  const search = readHistory<SearchEpoch>(join(workdir, 'search', 'history.jsonl'));
-  const state = readJson<{ state?: { operations?: string[] } }>(join(workdir, 'search', 'checkpoint', 'state.json'));
-  const genotypeFile = readJson<{ operations?: string[] }>(join(workdir, 'genotype.json'));
+  const layout = workdirLayout(workdir);
+  const search = readHistory<SearchEpoch>(layout.searchHistory);
+  const state = readJson<{ state?: { operations?: string[] } }>(join(layout.searchCheckpoint, CHECKPOINT_STATE_FILE));
+  const genotypeFile = readJson<{ operations?: string[] }>(layout.genotype);
   const opCount = search.find((e) => e.alphas?.[0]?.[0])?.alphas?.[0]?.[0]?.length ?? 0;
   let operations = o.operations ? [...o.operations] : (state?.state?.operations ?? genotypeFile?.operations);
   if (!operations || (opCount && operations.length !== opCount)) {
@@ -157,11 +159,11 @@ export function readReportInputs(workdir: string, o: ReportOptions = {}): Report
     title: o.title ?? readJson<{ name?: string }>(join(workdir, 'config.json'))?.name ?? workdir.split('/').filter(Boolean).at(-1) ?? 'search',
     operations,
     search,
-    backbone: readHistory<TrainEpoch>(join(workdir, 'backbone-training', 'history.jsonl')),
-    retrain: readHistory<TrainEpoch>(join(workdir, 'retrain', 'history.jsonl')),
-    baseline: readHistory<TrainEpoch>(join(workdir, 'baseline', 'history.jsonl')),
+    backbone: readHistory<TrainEpoch>(trainingFiles(layout.backboneTraining).history),
+    retrain: readHistory<TrainEpoch>(trainingFiles(layout.retrain).history),
+    baseline: readHistory<TrainEpoch>(trainingFiles(layout.baseline).history),
     genotype,
-    results: readJson<ResultsLike>(join(workdir, 'results.json')),
+    results: readJson<ResultsLike>(layout.results),
     threshold: o.threshold,
     autoScale: o.autoScale,
   };
@@ -579,7 +581,7 @@ ${sections.join('\n')}
 
 /** Writes <workdir>/report.html from whatever the work directory holds; returns its path. */
 export function writeReport(workdir: string, o: ReportOptions = {}): string {
-  const path = join(workdir, 'report.html');
+  const path = workdirLayout(workdir).report;
   writeFileAtomic(path, renderReport(readReportInputs(workdir, o)));
   return path;
 }

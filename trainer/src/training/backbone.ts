@@ -1,8 +1,8 @@
 // The trained U-Net the cells are implanted into: <workdir>/backbone/. It comes from
 // backbone.pretrained, or from training the plain U-Net (timed apart from the cell
 // search), and once there it is reused, never retrained.
+import { workdirLayout } from '../../../contract/src/index.ts';
 import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { TrainerConfig } from '../config/index.ts';
 import type { SliceDataset } from '../data/types.ts';
 import type { ProgressReporter } from '../report/progress.ts';
@@ -25,16 +25,12 @@ export interface BackboneInfo {
   fingerprint?: string;
 }
 
-/** <workdir>/backbone/meta.json is written last: the backbone is complete when it exists. */
-const META = 'meta.json';
-
 export function backboneFingerprint(c: TrainerConfig): string {
   return JSON.stringify({ seed: c.seed, dataset: resultRelevant(c.dataset), backbone: c.backbone });
 }
 
 export function readBackboneInfo(workdir: string): BackboneInfo | null {
-  const dir = join(workdir, 'backbone');
-  const meta = join(dir, META);
+  const { backbone: dir, backboneMeta: meta } = workdirLayout(workdir);
   if (!existsSync(meta)) return null;
   return { ...readJsonFile<Omit<BackboneInfo, 'dir'>>(meta, 'backbone metadata'), dir };
 }
@@ -57,7 +53,8 @@ export async function ensureBackbone(o: {
     reporter.log(`search: reusing the trained backbone in ${existing.dir}`);
     return existing;
   }
-  const dir = join(workdir, 'backbone');
+  // <workdir>/backbone/meta.json is written last: the backbone is complete when it exists.
+  const { backbone: dir, backboneMeta: meta } = workdirLayout(workdir);
   mkdirSync(dir, { recursive: true });
   const net = kit.createNetwork({ backbone: config.backbone, inChannels: data.channels, numClasses: data.numClasses, cells: 'none', seed: config.seed });
   try {
@@ -85,7 +82,7 @@ export async function ensureBackbone(o: {
         learningRate: config.backbone.learningRate,
         seed: config.seed,
         stream: 'backbone',
-        ...trainingPaths(join(workdir, 'backbone-training')),
+        ...trainingPaths(workdirLayout(workdir).backboneTraining),
         fingerprint: backboneFingerprint(config),
         reporter,
         events: false,
@@ -95,7 +92,7 @@ export async function ensureBackbone(o: {
       info = { seconds: r.seconds, source: 'trained', epochs: r.epochs, bestValDice: r.bestValDice, fingerprint: backboneFingerprint(config) };
     }
     await kit.saveWeights(net, dir);
-    writeFileAtomic(join(dir, META), JSON.stringify(info, null, 2));
+    writeFileAtomic(meta, JSON.stringify(info, null, 2));
     return { ...info, dir };
   } finally {
     net.dispose();

@@ -2,6 +2,7 @@
 // temporary file and renamed) and one binary file of named float32 tensors that
 // state.json points to. A kill at any moment leaves either the previous or the new
 // checkpoint, never a mix.
+import { CHECKPOINT_STATE_FILE } from '../../../contract/src/index.ts';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeDurable, writeFileAtomic } from '../util/atomic.ts';
@@ -42,7 +43,7 @@ export async function writeCheckpoint<S>(dir: string, state: S, tensors: Readonl
   const file = `tensors-${Date.now()}-${process.pid}.bin`;
   writeDurable(join(dir, file), chunks);
   const body: StateFile<S> = { format: 'iacnas-checkpoint/1', file, tensors: entries, state };
-  writeFileAtomic(join(dir, 'state.json'), JSON.stringify(body));
+  writeFileAtomic(join(dir, CHECKPOINT_STATE_FILE), JSON.stringify(body));
   // Only now is the old tensor file unreferenced.
   for (const f of readdirSync(dir)) {
     if (f !== file && (f.startsWith('tensors-') || f.includes('.tmp-'))) rmSync(join(dir, f), { force: true });
@@ -51,7 +52,7 @@ export async function writeCheckpoint<S>(dir: string, state: S, tensors: Readonl
 
 /** Reads the checkpoint in `dir`; null when there is none yet. */
 export function readCheckpoint<S>(dir: string): { state: S; tensors: Map<string, StoredTensor> } | null {
-  const path = join(dir, 'state.json');
+  const path = join(dir, CHECKPOINT_STATE_FILE);
   if (!existsSync(path)) return null;
   const body = JSON.parse(readFileSync(path, 'utf8')) as StateFile<S>;
   if (body.format !== 'iacnas-checkpoint/1') throw new Error(`${path}: unknown checkpoint format ${String(body.format)}`);

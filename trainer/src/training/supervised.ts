@@ -2,8 +2,7 @@
 // best-validation weights and an exact resume from the checkpoint of the last
 // finished epoch. Used for the backbone U-Net (before the search) and for retraining
 // the U-Net with the discrete cells.
-import { BadInputError } from '../../../contract/src/index.ts';
-import { join } from 'node:path';
+import { BadInputError, trainingFiles } from '../../../contract/src/index.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import { hashSeed, mulberry32 } from '../data/random.ts';
 import type { DatasetConfig } from '../config/index.ts';
@@ -268,5 +267,6 @@ export function clamp01(x: number): number {
 
 /** The checkpoint directory and history file of a training under `root`. */
 export function trainingPaths(root: string): { dir: string; historyFile: string } {
-  return { dir: join(root, 'checkpoint'), historyFile: join(root, 'history.jsonl') };
+  const files = trainingFiles(root);
+  return { dir: files.checkpoint, historyFile: files.history };
 }
