@@ -24,7 +24,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { hashSeed, mulberry32 } from '../../trainer/src/data/random.ts';
+import { mixSeed, mulberry32 } from '../../trainer/src/util/random.ts';
 import { readHistory } from '../../trainer/src/training/history.ts';
 import { machine, mean, median, nasPreset as preset, parseFlags, repoRoot, runPhase, spread, updateBenchmarksMd } from './lib.ts';
 
@@ -65,7 +65,7 @@ interface HistoryLine {
 
 /** A random genotype of the search space: per node two distinct inputs, each with a random operation other than none. */
 function randomGenotype(cells: number, nodes: number, operations: readonly string[], seed: number) {
-  const random = mulberry32(hashSeed(seed, 'random-genotype'));
+  const random = mulberry32(mixSeed(seed, 'random-genotype'));
   const ops = operations.filter((o) => o !== 'none');
   return {
     cells: Array.from({ length: cells }, () => ({

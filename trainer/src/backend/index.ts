@@ -2,6 +2,7 @@
 // wasm, else the pure-JS cpu backend. IACNAS_BACKEND forces one. The tfjs-node
 // packages are optional dependencies (absent here and in the CPU image) and are
 // imported dynamically so that their absence is a reason, not a crash.
+import { ENV } from '../../../contract/src/index.ts';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -162,7 +163,7 @@ export function parseBackendOverride(value: string | undefined): BackendChoice |
 }
 
 async function choose(opts: { backend?: BackendChoice; quiet?: boolean }): Promise<BackendInfo> {
-  const forced = opts.backend ?? parseBackendOverride(process.env.IACNAS_BACKEND);
+  const forced = opts.backend ?? parseBackendOverride(process.env[ENV.backend]);
   const order: readonly BackendChoice[] = forced ? [forced] : BACKENDS;
   const skipped: { choice: BackendChoice; reason: string }[] = [];
   await registerCoreGradients();

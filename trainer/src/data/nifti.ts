@@ -4,7 +4,7 @@
 // problem a real file can have (truncation, a NIfTI-2 or Analyze file, 4-D data, an
 // unknown datatype, labels stored as floats) comes out as one error naming the file
 // and what to do about it.
-import { BadInputError } from '../../../contract/src/index.ts';
+import { BadInputError, ENV } from '../../../contract/src/index.ts';
 import { closeSync, fstatSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { constants as zc, gunzipSync, gzipSync } from 'node:zlib';
 
@@ -108,8 +108,8 @@ function envLimit(env: Record<string, string | undefined>, name: string, scale: 
  */
 export function dataLimits(env: Record<string, string | undefined> = process.env): DataLimits {
   return {
-    maxVoxels: limitOverride.maxVoxels ?? envLimit(env, 'IACNAS_MAX_VOXELS', 1) ?? DEFAULT_MAX_VOXELS,
-    maxBytes: limitOverride.maxBytes ?? envLimit(env, 'IACNAS_MAX_DECOMPRESSED_MB', 1024 * 1024) ?? DEFAULT_MAX_BYTES,
+    maxVoxels: limitOverride.maxVoxels ?? envLimit(env, ENV.maxVoxels, 1) ?? DEFAULT_MAX_VOXELS,
+    maxBytes: limitOverride.maxBytes ?? envLimit(env, ENV.maxDecompressedMB, 1024 * 1024) ?? DEFAULT_MAX_BYTES,
   };
 }
 

@@ -9,7 +9,7 @@
 // size, position, orientation, contrast, noise and a smooth bias field. Every
 // volume is a function of (seed, patient index) only, so it can be generated on
 // demand instead of being kept in memory.
-import { gaussian, hashSeed, mulberry32 } from './random.ts';
+import { gaussian, mixSeed, mulberry32 } from '../util/random.ts';
 
 export const PHANTOM_CLASSES = ['background', 'LV', 'MYO', 'RV'] as const;
 export const PHANTOM_DEFAULT_CASES = 24;
@@ -64,7 +64,7 @@ export function phantomId(index: number): string {
 }
 
 function phantomParams(seed: number, index: number): PhantomParams {
-  const rnd = mulberry32(hashSeed('phantom', seed, index));
+  const rnd = mulberry32(mixSeed('phantom', seed, index));
   const u = (lo: number, hi: number) => lo + (hi - lo) * rnd();
   const nx = Math.round(u(56, 72));
   const ny = Math.round(nx * u(0.9, 1.1));
@@ -182,7 +182,7 @@ export function phantomVolume(seed: number, index: number): PhantomVolume {
     }
   }
   // A slight in-plane blur (partial volume), a smooth multiplicative bias field and noise.
-  const rnd = mulberry32(hashSeed('phantom-noise', p.id, p.gain));
+  const rnd = mulberry32(mixSeed('phantom-noise', p.id, p.gain));
   const image = new Float32Array(n);
   const [a, b, c, d] = p.bias;
   for (let z = 0; z < nz; z++) {

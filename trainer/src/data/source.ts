@@ -6,7 +6,7 @@
 import type { PatientInfo, SliceBatch, SliceRef, SliceSource } from './types.ts';
 import { augmentSlice, type AugmentOptions } from './augment.ts';
 import { type Axis, type Modality, type SliceStack, normalizeVolume, sliceVolume } from './slicing.ts';
-import { hashSeed, mulberry32 } from './random.ts';
+import { mixSeed, mulberry32 } from '../util/random.ts';
 
 /** A case before slicing: what its header says. */
 export interface CaseInfo {
@@ -126,7 +126,7 @@ export class PatientSliceSource implements SliceSource {
     this.#cache = opts.cache;
     this.#size = opts.sliceSize;
     this.#augment = opts.augment;
-    this.#random = mulberry32(hashSeed('augment', opts.seed));
+    this.#random = mulberry32(mixSeed('augment', opts.seed));
     let next = 0;
     const patients: PatientInfo[] = [];
     opts.patients.forEach((p, pi) => {

@@ -1,6 +1,6 @@
 // Patient-level split: every patient lands in exactly one of train / val / test, so
 // no slice of a test patient is ever seen in training.
-import { hashSeed, mulberry32, shuffled } from './random.ts';
+import { mixSeed, mulberry32, shuffled } from '../util/random.ts';
 
 export interface SplitFractions {
   train: number;
@@ -23,7 +23,7 @@ export function splitPatients(ids: readonly string[], fractions: SplitFractions,
   const unique = [...new Set(ids)].sort();
   if (unique.length !== ids.length) throw new Error('splitPatients: patient ids must be unique');
   const n = unique.length;
-  const order = shuffled(unique, mulberry32(hashSeed('split', seed)));
+  const order = shuffled(unique, mulberry32(mixSeed('split', seed)));
   let nTest = Math.round(fractions.test * n);
   let nVal = Math.round(fractions.val * n);
   if (n >= 3) {

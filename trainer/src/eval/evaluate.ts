@@ -17,7 +17,8 @@ import type { DatasetConfig, ExternalDatasetConfig, TrainerConfig } from '../con
 import { DataError } from '../data/nifti.ts';
 import { type Axis, type Modality, chooseAxis, normalizeVolume, sliceVolume } from '../data/slicing.ts';
 import type { CaseReader } from '../data/source.ts';
-import type { Genotype, GenotypeCell, Network } from '../model/api.ts';
+import type { Genotype, Network } from '../model/api.ts';
+import { genotypeFromJson } from '../model/genotype.ts';
 import { segmentSlices } from '../predict/segment.ts';
 import type { ModelKit } from '../training/model-kit.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -259,18 +260,9 @@ export function readGenotype(file: string): Genotype {
   } catch (e) {
     throw badInput('file', `${file} is not valid JSON (${(e as Error).message})`, { file });
   }
-  const g = (json as { genotype?: unknown }).genotype ?? json;
-  const cells = (g as { cells?: unknown }).cells;
-  if (!Array.isArray(cells) || cells.length === 0) throw badInput('file', `${file}: no 'cells' list; expected the genotype written by the prune phase`, { file });
-  return {
-    cells: cells.map((cell: unknown, ci): GenotypeCell => {
-      if (cell && typeof cell === 'object' && Array.isArray((cell as GenotypeCell).nodes)) return cell as GenotypeCell;
-      if (Array.isArray(cell)) {
-        return { nodes: cell.map((node: unknown) => (node as [number, string][]).map(([input, op]) => ({ input, op }) as GenotypeCell['nodes'][number][number])) };
-      }
-      throw badInput('file', `${file}: cells[${ci}] is neither {nodes: [...]} nor a list of nodes`, { file });
-    }),
-  };
+  const genotype = genotypeFromJson(json);
+  if ('error' in genotype) throw badInput('file', `${file}: ${genotype.error}`, { file });
+  return genotype;
 }
 
 /** A labelled dataset to evaluate on, every case: where it is and how to prepare it. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mulberry32 } from '../data/random.ts';
+import { mulberry32 } from '../util/random.ts';
 import { dice, hd95, percentile, squaredDistanceTransform, surface } from './metrics.ts';
 import { bruteDice, bruteHd95 } from './testing/brute-force.ts';
 

@@ -3,11 +3,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Operation } from '../config/index.ts';
 import type { Genotype, Network } from '../model/api.ts';
+import { genotypeFromJson } from '../model/genotype.ts';
 import { seededNormal } from '../model/init.ts';
 
 /** [[input, op], ...] per node, per cell -> Genotype. */
 export function genotypeOf(cells: readonly (readonly (readonly [number, Operation])[])[][]): Genotype {
-  return { cells: cells.map((nodes) => ({ nodes: nodes.map((edges) => edges.map(([input, op]) => ({ input, op }))) })) };
+  const genotype = genotypeFromJson({ cells });
+  if ('error' in genotype) throw new Error(genotype.error);
+  return genotype;
 }
 
 /**

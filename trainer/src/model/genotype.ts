@@ -3,7 +3,7 @@
 // largest beta-weighted strength of their best non-'none' operation, and on each
 // edge that operation. Only an edge's active (unpruned) operations compete.
 import type { Operation } from '../config/index.ts';
-import type { ArchitectureParams, CellSearchSpace, Genotype, GenotypeEdge } from './api.ts';
+import type { ArchitectureParams, CellSearchSpace, Genotype, GenotypeCell, GenotypeEdge } from './api.ts';
 import { edgeCount, edgeIndex } from './topology.ts';
 
 type Snapshot = ReturnType<ArchitectureParams['snapshot']>;
@@ -69,4 +69,22 @@ export function deriveGenotype(snapshot: Snapshot, space: CellSearchSpace): Geno
     return { nodes };
   });
   return { cells };
+}
+
+/**
+ * The genotype a JSON value holds: the Genotype itself ({cells: [{nodes}]}), an object
+ * holding it under `genotype` (genotype.json), or the compact form of a phase result
+ * ({cells: [[[input, op], ...], ...]}). Otherwise `error` says what is wrong with it.
+ */
+export function genotypeFromJson(raw: unknown): Genotype | { error: string } {
+  const g = (raw as { genotype?: unknown } | null | undefined)?.genotype ?? raw;
+  const cells = (g as { cells?: unknown } | null | undefined)?.cells;
+  if (!Array.isArray(cells) || cells.length === 0) return { error: "no 'cells' list; expected the genotype written by the prune phase" };
+  const out: GenotypeCell[] = [];
+  for (const [ci, cell] of cells.entries()) {
+    if (cell && typeof cell === 'object' && Array.isArray((cell as GenotypeCell).nodes)) out.push(cell as GenotypeCell);
+    else if (Array.isArray(cell)) out.push({ nodes: cell.map((node: unknown) => (node as [number, Operation][]).map(([input, op]) => ({ input, op }))) });
+    else return { error: `cells[${ci}] is neither {nodes: [...]} nor a list of nodes` };
+  }
+  return { cells: out };
 }

@@ -3,18 +3,7 @@
 // order, or on which other weights a network has: a supernet, a discrete network and
 // a plain U-Net built with the same seed hold the same backbone weights.
 import * as tf from '@tensorflow/tfjs-core';
-import { mulberry32 } from '../data/random.ts';
-
-/** FNV-1a of the name mixed with the seed. */
-function hashSeed(seed: number, name: string): number {
-  let h = 0x811c9dc5 ^ (seed >>> 0);
-  for (let i = 0; i < name.length; i++) {
-    h ^= name.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= Math.imul(seed >>> 0, 0x9e3779b1);
-  return h >>> 0;
-}
+import { mulberry32, weightInitSeed } from '../util/random.ts';
 
 function size(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
@@ -22,7 +11,7 @@ function size(shape: readonly number[]): number {
 
 /** Normal values with the given standard deviation, truncated at two deviations. */
 export function seededNormal(seed: number, name: string, shape: readonly number[], std: number): Float32Array {
-  const rand = mulberry32(hashSeed(seed, name));
+  const rand = mulberry32(weightInitSeed(seed, name));
   const out = new Float32Array(size(shape));
   for (let i = 0; i < out.length; i++) {
     let z: number;

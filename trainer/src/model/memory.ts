@@ -10,6 +10,7 @@
 // number of pixels (every operation is 'same'-padded), so the per-image part scales
 // with (sliceSize / probeSize)^2. The probe runs on tiny tensors: about two seconds
 // for the full 10-operation supernet on wasm, a fraction of one training epoch.
+import { ENV } from '../../../contract/src/index.ts';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
@@ -157,7 +158,7 @@ export function processMemory(read: (file: string) => string | undefined = readT
  * it to the GPU's memory to have the check).
  */
 export function memoryLimit(backend: string = runningBackend()): MemoryLimit {
-  const override = process.env.IACNAS_MEMORY_LIMIT_MB;
+  const override = process.env[ENV.memoryLimitMB];
   if (override) {
     const mb = Number(override);
     if (!Number.isFinite(mb) || mb <= 0) throw new Error(`IACNAS_MEMORY_LIMIT_MB=${override} is not a positive number of MiB`);

@@ -11,7 +11,7 @@ import { loadModelKit } from '../training/model-kit.ts';
 import type { SearchState } from '../search/search.ts';
 import { searchSpace } from '../search/search.ts';
 import type { ArchSnapshot, StopReason } from '../search/stability.ts';
-import { edgeCount } from '../search/stability.ts';
+import { edgeCount } from '../model/topology.ts';
 import { summariseGenotype } from '../search/summary.ts';
 import { badInput } from '../util/bad-input.ts';
 

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { parseTrainerConfig } from '../config/index.ts';
-import { mulberry32 } from '../data/random.ts';
+import { mulberry32 } from '../util/random.ts';
 import { type Axis, normalizeVolume, resampleLinear } from '../data/slicing.ts';
 import { fakeNet } from '../eval/testing/fake-net.ts';
 import { segmentVolume } from './segment.ts';

@@ -12,6 +12,7 @@ import { OPERATIONS } from '../config/index.ts';
 import { readHistory } from '../training/history.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
 import type { Genotype, GenotypeCell } from '../model/api.ts';
+import { genotypeFromJson } from '../model/genotype.ts';
 import { cellDiagram } from './cell-diagram.ts';
 import { type Series, escapeXml, heatMap, lineChart } from './charts.ts';
 
@@ -132,15 +133,8 @@ function readJson<T>(file: string): T | undefined {
 }
 
 function toGenotype(raw: unknown): Genotype | undefined {
-  const g = (raw as { genotype?: unknown } | undefined)?.genotype ?? raw;
-  const cells = (g as { cells?: unknown } | undefined)?.cells;
-  if (!Array.isArray(cells)) return undefined;
-  return {
-    cells: cells.map((cell: unknown): GenotypeCell => {
-      if (Array.isArray(cell)) return { nodes: cell.map((n: [number, string][]) => n.map(([input, op]) => ({ input, op }) as GenotypeCell['nodes'][number][number])) };
-      return cell as GenotypeCell;
-    }),
-  };
+  const g = genotypeFromJson(raw);
+  return 'error' in g ? undefined : g;
 }
 
 /** Gathers the report's inputs from a work directory. */

@@ -2,7 +2,7 @@
 // on one half of the training patients, architecture parameters on the other; after
 // every epoch the stability tracker decides which edges to prune and whether to stop.
 import * as tf from '@tensorflow/tfjs-core';
-import { hashSeed, mulberry32, shuffled } from '../data/random.ts';
+import { mixSeed, mulberry32, shuffled } from '../util/random.ts';
 import type { SliceDataset, SliceSource } from '../data/types.ts';
 import type { CellSearchSpace, Genotype, Network } from '../model/api.ts';
 import type { TrainerConfig } from '../config/index.ts';
@@ -13,7 +13,8 @@ import { appendHistory, truncateHistory } from '../training/history.ts';
 import type { ModelKit } from '../training/model-kit.ts';
 import { Adam, type NamedVariable, SgdMomentum, cosineLearningRate } from '../training/optimizers.ts';
 import { WorkdirMismatchError, clamp01 } from '../training/supervised.ts';
-import { type ArchSnapshot, type DivergenceRange, type EpochDecision, StabilityTracker, type StopReason, type TrackerState, edgeCount } from './stability.ts';
+import { type ArchSnapshot, type DivergenceRange, type EpochDecision, StabilityTracker, type StopReason, type TrackerState } from './stability.ts';
+import { edgeCount } from '../model/topology.ts';
 import { badInput } from '../util/bad-input.ts';
 
 export interface SearchOptions {
@@ -73,7 +74,7 @@ export function halvePatients(source: SliceSource, seed: number): { weights: num
   if (patients.length < 2) {
     throw badInput('config', `dataset.split.train: the search needs at least 2 training patients (the weights and the architecture train on different halves), got ${patients.length}; add cases or raise the train fraction`, { path: 'dataset.split.train' });
   }
-  const order = shuffled(patients, mulberry32(hashSeed(seed, 'search-halves')));
+  const order = shuffled(patients, mulberry32(mixSeed(seed, 'search-halves')));
   const half = Math.ceil(order.length / 2);
   return {
     weights: order.slice(0, half).flatMap((p) => p.slices),
@@ -238,8 +239,8 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
       const lr = cosineLearningRate(epoch - 1, sc.maxEpochs, sc.weights.learningRate, sc.weights.learningRateMin);
       // One random stream per loader: the two load concurrently, and a shared stream
       // would make augmentation depend on which read finishes first.
-      const wRandom = mulberry32(hashSeed(config.seed, 'search-weights', epoch));
-      const aRandom = mulberry32(hashSeed(config.seed, 'search-arch', epoch));
+      const wRandom = mulberry32(mixSeed(config.seed, 'search-weights', epoch));
+      const aRandom = mulberry32(mixSeed(config.seed, 'search-arch', epoch));
       const wLoader = new BatchLoader(data.train, stepBatches(halves.weights, sc.batchSize, steps, wRandom), { augment: true, random: wRandom });
       const aLoader = archLearns ? new BatchLoader(data.train, stepBatches(halves.arch, sc.batchSize, steps, aRandom), { augment: true, random: aRandom }) : undefined;
       let lossSum: tf.Scalar = tf.scalar(0);

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { Genotype } from '../model/api.ts';
 import type { Operation } from '../config/index.ts';
 import { softmaxAt } from './jsd.ts';
-import { type ArchSnapshot, type EpochDecision, type StabilityOptions, StabilityTracker, edgeCount, edgeIndex, keptEdges } from './stability.ts';
+import { type ArchSnapshot, type EpochDecision, type StabilityOptions, StabilityTracker, keptEdges } from './stability.ts';
+import { edgeCount, edgeIndex } from '../model/topology.ts';
 
 const OPS: Operation[] = ['none', 'skip_connect', 'conv_3x3', 'avg_pool_3x3', 'max_pool_3x3'];
 

@@ -11,6 +11,7 @@
 //   steps per epoch, the learning rate and the gradients, so it needs no tuning;
 // - absolute (the paper's): every per-epoch divergence of the window is below threshold.
 import type { Genotype } from '../model/api.ts';
+import { edgeIndex } from '../model/topology.ts';
 import { candidateOps, edgeDivergence } from './jsd.ts';
 
 export interface StabilityOptions {
@@ -103,16 +104,6 @@ export interface EpochDecision {
   genotypeChanged: boolean;
   unchangedEpochs: number;
   stop: StopReason | null;
-}
-
-/** Edge index of input `input` of intermediate node `node` (node i has inputs 0 .. i+1). */
-export function edgeIndex(node: number, input: number): number {
-  return (node * (node + 3)) / 2 + input;
-}
-
-/** Number of edges of a cell with `nodes` intermediate nodes. */
-export function edgeCount(nodes: number): number {
-  return (nodes * (nodes + 3)) / 2;
 }
 
 /** kept[cell][edge]: whether the genotype keeps that edge. */

@@ -1,7 +1,7 @@
 // Pieces shared by the search, plain U-Net training and retraining loops: batch
 // order, batch loading one step ahead, tensors from slices, and the validation pass.
 import * as tf from '@tensorflow/tfjs-core';
-import { shuffled } from '../data/random.ts';
+import { shuffled } from '../util/random.ts';
 import type { SliceBatch, SliceDataset, SliceSource } from '../data/types.ts';
 import type { Network } from '../model/api.ts';
 import type { NamedVariable } from './optimizers.ts';

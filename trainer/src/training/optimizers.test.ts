@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../backend/testing.ts';
-import { mulberry32 } from '../data/random.ts';
+import { mulberry32 } from '../util/random.ts';
 import { readCheckpoint, restoreVariables, writeCheckpoint } from './checkpoint.ts';
 import { appendHistory, readHistory, truncateHistory } from './history.ts';
 import { Adam, SgdMomentum, cosineLearningRate, useStackedUpdates, type NamedVariable } from './optimizers.ts';

@@ -4,7 +4,7 @@
 // the U-Net with the discrete cells.
 import { BadInputError, trainingFiles } from '../../../contract/src/index.ts';
 import * as tf from '@tensorflow/tfjs-core';
-import { hashSeed, mulberry32 } from '../data/random.ts';
+import { mixSeed, mulberry32 } from '../util/random.ts';
 import type { DatasetConfig } from '../config/index.ts';
 import type { SliceDataset } from '../data/types.ts';
 import type { Network } from '../model/api.ts';
@@ -169,7 +169,7 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
       const epoch = s.epoch + 1;
       const t0 = performance.now();
       const cpu0 = process.cpuUsage();
-      const random = mulberry32(hashSeed(o.seed, o.stream, epoch));
+      const random = mulberry32(mixSeed(o.seed, o.stream, epoch));
       const loader = new BatchLoader(data.train, epochBatches(trainIdx, o.batchSize, random, o.stepsPerEpoch), { augment: true, random });
       let lossSum: tf.Scalar = tf.scalar(0);
       for (let step = 0; step < loader.length; step++) {

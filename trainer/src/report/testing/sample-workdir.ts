@@ -12,7 +12,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OPERATIONS } from '../../config/index.ts';
-import { hashSeed, mulberry32 } from '../../data/random.ts';
+import { mixSeed, mulberry32 } from '../../util/random.ts';
+import { edgeIndex } from '../../model/topology.ts';
 
 export interface SampleWorkdirOptions {
   /** Epoch budget of the search; it stops earlier once every edge is settled. */
@@ -32,17 +33,13 @@ const WARMUP = 3;
 const PRUNE_TO = [3, 1];
 const NONE = OPERATIONS.indexOf('none');
 
-function edgeIndex(node: number, input: number): number {
-  return (node * (node + 3)) / 2 + input;
-}
-
 export function writeSampleWorkdir(dir: string, o: SampleWorkdirOptions = {}): void {
   const maxEpochs = o.epochs ?? 40;
   const cells = o.cells ?? 2;
   const nodes = 4;
   const edges = edgeIndex(nodes, 0);
   const ops = OPERATIONS.length;
-  const rnd = mulberry32(hashSeed('sample-workdir'));
+  const rnd = mulberry32(mixSeed('sample-workdir'));
   // Each edge drifts towards a favourite operation (never `none`); cell c's divergences
   // decay with time constant tau[c] (its slowest edge), so later cells settle later.
   const fav = Array.from({ length: cells }, () => Array.from({ length: edges }, () => 1 + Math.floor(rnd() * (ops - 1))));

@@ -1,6 +1,6 @@
 // A small in-memory SliceDataset for unit tests of the loops: bright disks on
 // noise, two classes, a few slices per patient, deterministic for a seed.
-import { hashSeed, mulberry32 } from '../../data/random.ts';
+import { mixSeed, mulberry32 } from '../../util/random.ts';
 import type { PatientInfo, SliceBatch, SliceDataset, SliceRef, SliceSource } from '../../data/types.ts';
 
 class MemorySource implements SliceSource {
@@ -19,7 +19,7 @@ class MemorySource implements SliceSource {
     for (const id of ids) {
       const slices: number[] = [];
       for (let k = 0; k < slicesPerPatient; k++) {
-        const rand = mulberry32(hashSeed(seed, id, k));
+        const rand = mulberry32(mixSeed(seed, id, k));
         const img = new Float32Array(size * size);
         const lab = new Int32Array(size * size);
         const cx = size * (0.3 + 0.4 * rand());

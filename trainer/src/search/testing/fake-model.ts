@@ -3,18 +3,18 @@
 // on its skip feature. It keeps the Network / ArchitectureParams contract:
 // supernet, discrete cells, pruned operations are not computed, stable weight names.
 import * as tf from '@tensorflow/tfjs-core';
-import { hashSeed, mulberry32 } from '../../data/random.ts';
+import { mixSeed, mulberry32 } from '../../util/random.ts';
 import type { Operation } from '../../config/index.ts';
 import type { ArchitectureParams, CellSearchSpace, Genotype, Network, NetworkOptions } from '../../model/api.ts';
 import { readCheckpoint, restoreVariables, writeCheckpoint } from '../../training/checkpoint.ts';
 import type { ModelKit } from '../../training/model-kit.ts';
 import { deriveGenotype } from '../../model/genotype.ts';
-import { edgeCount, edgeIndex } from '../stability.ts';
+import { edgeCount, edgeIndex } from '../../model/topology.ts';
 
 const CH = 4;
 
 function init(seed: number, name: string, shape: number[], std: number): tf.Variable {
-  const r = mulberry32(hashSeed(seed, name));
+  const r = mulberry32(mixSeed(seed, name));
   const n = shape.reduce((a, b) => a * b, 1);
   const v = new Float32Array(n);
   for (let i = 0; i < n; i++) v[i] = (r() - 0.5) * 2 * std;

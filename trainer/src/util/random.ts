@@ -1,6 +1,7 @@
 // Small deterministic random sources of the trainer: splits, the phantom,
 // augmentation, batch order and weight initialisation must give the same result for
-// the same seed on every machine.
+// the same seed on every machine. The data and the model both draw from here; changing
+// any of these functions changes every stored split, weight and benchmark result.
 
 /** mulberry32: a 32-bit seeded generator, uniform in [0, 1). */
 export function mulberry32(seed: number): () => number {
@@ -14,8 +15,12 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-/** Mixes several integers (or a string) into one 32-bit seed. */
-export function hashSeed(...parts: (number | string)[]): number {
+/**
+ * One 32-bit seed from several integers or strings (a seed and what it is for: the
+ * split, a case of the phantom, an epoch's batch order): FNV-1a over the text of each
+ * part, each part closed by a 0xff byte.
+ */
+export function mixSeed(...parts: (number | string)[]): number {
   let h = 0x811c9dc5;
   for (const p of parts) {
     const s = String(p);
@@ -26,6 +31,21 @@ export function hashSeed(...parts: (number | string)[]): number {
     h ^= 0xff;
     h = Math.imul(h, 0x01000193);
   }
+  return h >>> 0;
+}
+
+/**
+ * The seed of one weight's initial values: FNV-1a over the weight's name, with the
+ * network seed folded into the offset basis and, times the golden-ratio constant, into
+ * the result. A weight's values then depend only on (network seed, weight name).
+ */
+export function weightInitSeed(seed: number, name: string): number {
+  let h = 0x811c9dc5 ^ (seed >>> 0);
+  for (let i = 0; i < name.length; i++) {
+    h ^= name.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= Math.imul(seed >>> 0, 0x9e3779b1);
   return h >>> 0;
 }
 
