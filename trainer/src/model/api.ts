@@ -60,6 +60,9 @@ export interface ArchitectureParams {
   restore(s: { alphas: number[][][]; betas: number[][]; active: number[][][] }): void;
 }
 
+/** The architecture parameters as plain arrays (checkpoints, history, deriving a genotype). */
+export type ArchSnapshot = ReturnType<ArchitectureParams['snapshot']>;
+
 export interface Network {
   readonly options: NetworkOptions;
   /** Logits, NHWC [batch, height, width, numClasses]. Call inside tf.tidy or dispose the result. */

@@ -1,11 +1,11 @@
 // Architecture parameters of a supernet: alphas and betas per cell, and the active
 // (not yet pruned) operations of every edge.
 import * as tf from '@tensorflow/tfjs-core';
-import type { ArchitectureParams, CellSearchSpace } from './api.ts';
+import type { ArchSnapshot, ArchitectureParams, CellSearchSpace } from './api.ts';
 import { initialValues } from './init.ts';
 import { edgeCount } from './topology.ts';
 
-export type ArchSnapshot = ReturnType<ArchitectureParams['snapshot']>;
+export type { ArchSnapshot };
 
 export class SupernetArchitecture implements ArchitectureParams {
   readonly alphas: tf.Variable[] = [];

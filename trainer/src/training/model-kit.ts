@@ -1,8 +1,7 @@
 // The model functions the training loops use, gathered in one interface so the
 // loops are tested with the real model and, where a single layer is tested, with a
 // small fake. loadModelKit() binds the real implementation (trainer/src/model).
-import type { CellSearchSpace, Genotype, Network, NetworkOptions } from '../model/api.ts';
-import type { ArchSnapshot } from '../search/stability.ts';
+import type { ArchSnapshot, CellSearchSpace, Genotype, Network, NetworkOptions } from '../model/api.ts';
 import type { LossFn } from './common.ts';
 
 export interface MemoryRequest {
