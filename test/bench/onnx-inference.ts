@@ -23,7 +23,7 @@ import * as ort from 'onnxruntime-node';
 import { initBackend, type BackendChoice } from '../../trainer/src/backend/index.ts';
 import { OPERATIONS } from '../../trainer/src/config/index.ts';
 import { networkToOnnx } from '../../trainer/src/export/onnx.ts';
-import { genotypeOf, randomizeWeights } from '../../trainer/src/export/testing.ts';
+import { genotypeOf, randomizeWeights } from '../../trainer/testing/export.ts';
 import { compareWithOnnxRuntime } from '../../trainer/src/export/verify.ts';
 import type { Network } from '../../trainer/src/model/api.ts';
 import { createNetwork } from '../../trainer/src/model/network.ts';

@@ -35,7 +35,7 @@ import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, expect, it } from 'vitest';
 import { initBackend } from '../../../trainer/src/backend/index.ts';
-import { describeEachBackend } from '../../../trainer/src/backend/testing.ts';
+import { describeEachBackend } from '../../../trainer/testing/backend.ts';
 import { diceCrossEntropyLoss } from '../../../trainer/src/model/loss.ts';
 import { UNet } from '../../../trainer/src/model/network.ts';
 import { repoRoot } from '../lib.ts';

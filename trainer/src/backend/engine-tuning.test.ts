@@ -12,7 +12,7 @@ import { createNetwork } from '../model/network.ts';
 import { engineTuningInstalled, installEngineTuning, uninstallEngineTuning } from './engine-tuning.ts';
 import { initBackend, type BackendChoice } from './index.ts';
 import { NATIVE_RELU_GRAD } from './native-tuning.ts';
-import { describeEachBackend } from './testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 
 const ALL_BACKENDS: readonly BackendChoice[] = ['cpu', 'wasm', 'tensorflow'];
 

@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { depthwiseSameDilated, dilateFilter, useFilterCache } from './gradients.ts';
 import { setWasmTuning, swappedGroups } from './wasm-tuning.ts';
 import { initBackend } from './index.ts';
-import { nativeInstalled } from './testing.ts';
+import { nativeInstalled } from '../../testing/backend.ts';
 
 // The loss sum(f(x, w) * r) is linear in each argument separately, so a central
 // difference is exact up to float32 rounding and a large step keeps rounding small.

@@ -9,9 +9,9 @@ import { DatasetConfig, parseTrainerConfig } from '../config/index.ts';
 import { openCases } from '../data/index.ts';
 import type { NetworkOptions } from '../model/api.ts';
 import { type EvalCases, evaluateCases, readGenotype, runEvaluate } from './evaluate.ts';
-import { bruteDice, bruteHd95 } from './testing/brute-force.ts';
-import { type TestCase, ellipsoidCase, writeMsdDataset } from './testing/datasets.ts';
-import { fakeKit, fakeNet } from './testing/fake-net.ts';
+import { bruteDice, bruteHd95 } from '../../testing/eval/brute-force.ts';
+import { type TestCase, ellipsoidCase, writeMsdDataset } from '../../testing/eval/datasets.ts';
+import { fakeKit, fakeNet } from '../../testing/eval/fake-net.ts';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', quiet: true });

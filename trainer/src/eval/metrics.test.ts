@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../util/random.ts';
 import { dice, hd95, percentile, squaredDistanceTransform, surface } from './metrics.ts';
-import { bruteDice, bruteHd95 } from './testing/brute-force.ts';
+import { bruteDice, bruteHd95 } from '../../testing/eval/brute-force.ts';
 
 describe('Dice', () => {
   it('matches hand-computed values', () => {

@@ -11,7 +11,7 @@ import { createNetwork } from '../model/network.ts';
 import { saveWeights } from '../model/serialize.ts';
 import { exportMain } from './cli.ts';
 import { readModelSummary } from './onnx-proto.ts';
-import { genotypeOf, randomizeWeights } from './testing.ts';
+import { genotypeOf, randomizeWeights } from '../../testing/export.ts';
 
 const spec = {
   seed: 5,

@@ -5,14 +5,14 @@ import * as ort from 'onnxruntime-node';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import { OPERATIONS, parseTrainerConfig, type Operation } from '../config/index.ts';
 import type { Genotype, Network } from '../model/api.ts';
 import { createNetwork } from '../model/network.ts';
 import { networkToOnnx, samePads } from './onnx.ts';
 import { readModelSummary } from './onnx-proto.ts';
 import { ProtoWriter, readFields, readPackedVarints } from './protobuf.ts';
-import { genotypeOf, randomizeWeights, silenceCells } from './testing.ts';
+import { genotypeOf, randomizeWeights, silenceCells } from '../../testing/export.ts';
 import { compareWithOnnxRuntime, randomSlices, toNchw } from './verify.ts';
 
 /** The real MSD Task04 hippocampus data beside the checkout (198 cases; the test reads 3), as in trainer/src/data/dataset.test.ts. */

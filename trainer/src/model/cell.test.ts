@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { nativeInstalled } from '../backend/testing.ts';
+import { nativeInstalled } from '../../testing/backend.ts';
 import type { Operation } from '../config/index.ts';
 import { useChannelSplits } from './cell.ts';
 import { instanceNorm, pointwise } from './layers.ts';

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import { instanceNorm, normalizeSpatial, useReferenceNorm, useSpatialNorm } from './layers.ts';
 
 describeEachBackend('instance norm', (backend) => {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import { accumulateDiceCounts, diceCrossEntropyLoss, diceFromCounts, emptyCounts, hardDice } from './loss.ts';
 
 describeEachBackend('loss and Dice', (backend) => {

@@ -2,7 +2,7 @@ import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import type { NetworkOptions } from './api.ts';
 import { diceCrossEntropyLoss } from './loss.ts';
 import { assertFitsInMemory, estimateTrainingMemory, memoryBudget, memoryLimit, processMemory, runningBackend, tensorShare, WASM_HEAP_BYTES } from './memory.ts';

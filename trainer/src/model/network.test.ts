@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import { OPERATIONS } from '../config/index.ts';
 import type { Genotype, NetworkOptions } from './api.ts';
 import { deriveGenotype } from './genotype.ts';

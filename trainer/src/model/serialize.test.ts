@@ -4,7 +4,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import type { NetworkOptions } from './api.ts';
 import { createNetwork } from './network.ts';
 import { loadNamedTensors, loadWeights, MANIFEST, saveNamedTensors, saveWeights } from './serialize.ts';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import { trainerMain } from '../cli.ts';
 import { PhaseResult } from '../../../contract/src/index.ts';
 import { createNetwork } from '../model/network.ts';

@@ -3,7 +3,7 @@ import { initBackend } from '../backend/index.ts';
 import { parseTrainerConfig } from '../config/index.ts';
 import { mulberry32 } from '../util/random.ts';
 import { type Axis, normalizeVolume, resampleLinear } from '../data/slicing.ts';
-import { fakeNet } from '../eval/testing/fake-net.ts';
+import { fakeNet } from '../../testing/eval/fake-net.ts';
 import { segmentVolume } from './segment.ts';
 
 beforeAll(async () => {

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { writeReport } from './html.ts';
-import { checkLayout, describeFindings, findChromium } from './testing/browser-layout.ts';
-import { figureGallery } from './testing/figure-gallery.ts';
-import { SAMPLE_THRESHOLD, writeSampleWorkdir } from './testing/sample-workdir.ts';
+import { checkLayout, describeFindings, findChromium } from '../../testing/report/browser-layout.ts';
+import { figureGallery } from '../../testing/report/figure-gallery.ts';
+import { SAMPLE_THRESHOLD, writeSampleWorkdir } from '../../testing/report/sample-workdir.ts';
 
 const ARTIFACTS = fileURLToPath(new URL('../../../test-artifacts/', import.meta.url));
 const FONTS = ['DejaVu Sans', 'Liberation Sans'];

@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { cellDiagram } from './cell-diagram.ts';
 import { heatMap, lineChart, textWidth, wrapText } from './charts.ts';
 import { decisionEpochs, operationImportance, readReportInputs, writeReport } from './html.ts';
-import { GALLERY_GENOTYPES } from './testing/figure-gallery.ts';
-import { writeSampleWorkdir } from './testing/sample-workdir.ts';
+import { GALLERY_GENOTYPES } from '../../testing/report/figure-gallery.ts';
+import { writeSampleWorkdir } from '../../testing/report/sample-workdir.ts';
 
 describe('report.html', () => {
   it('holds the JSD curves, importance evolution, cell diagrams, training curves and results, self-contained', () => {

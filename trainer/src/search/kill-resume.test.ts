@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import { readHistory } from '../training/history.ts';
 
 const root = join(import.meta.dirname, '..', '..', '..');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import { parseTrainerConfig } from '../config/index.ts';
 import { loadDataset } from '../data/index.ts';
 import { ProgressReporter } from '../report/progress.ts';

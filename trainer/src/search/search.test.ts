@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import { type TrainerConfigInput, parseTrainerConfig } from '../config/index.ts';
 import type { ProgressEvent } from '../../../contract/src/index.ts';
 import { ProgressReporter } from '../report/progress.ts';
@@ -16,8 +16,8 @@ import { readHistory } from '../training/history.ts';
 import { resultRelevant } from '../training/supervised.ts';
 import { searchFingerprint } from '../phases/search.ts';
 import { type SearchOutcome, runSearch, thresholdCheck } from './search.ts';
-import { fakeDataset } from './testing/fake-data.ts';
-import { fakeModelKit } from './testing/fake-model.ts';
+import { fakeDataset } from '../../testing/search/fake-data.ts';
+import { fakeModelKit } from '../../testing/search/fake-model.ts';
 
 const quiet = { write: () => true };
 

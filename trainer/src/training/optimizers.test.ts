@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
-import { describeEachBackend } from '../backend/testing.ts';
+import { describeEachBackend } from '../../testing/backend.ts';
 import { mulberry32 } from '../util/random.ts';
 import { readCheckpoint, restoreVariables, writeCheckpoint } from './checkpoint.ts';
 import { appendHistory, readHistory, truncateHistory } from './history.ts';

@@ -2,7 +2,7 @@
 // evaluation and prediction tests.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeNifti } from '../../data/nifti.ts';
+import { writeNifti } from '../../src/data/nifti.ts';
 
 export interface TestCase {
   id: string;

@@ -5,8 +5,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Network, NetworkOptions } from '../../model/api.ts';
-import type { ModelKit } from '../../training/model-kit.ts';
+import type { Network, NetworkOptions } from '../../src/model/api.ts';
+import type { ModelKit } from '../../src/training/model-kit.ts';
 
 export type FakeMode = 'sign' | 'shift' | 'background';
 

@@ -1,10 +1,10 @@
 // Helpers of the export tests and test/bench/onnx-inference.ts: compact genotypes and
 // random weights in which every weight, every cell operation included, matters.
 import * as tf from '@tensorflow/tfjs-core';
-import type { Operation } from '../config/index.ts';
-import type { Genotype, Network } from '../model/api.ts';
-import { genotypeFromJson } from '../model/genotype.ts';
-import { seededNormal } from '../model/init.ts';
+import type { Operation } from '../src/config/index.ts';
+import type { Genotype, Network } from '../src/model/api.ts';
+import { genotypeFromJson } from '../src/model/genotype.ts';
+import { seededNormal } from '../src/model/init.ts';
 
 /** [[input, op], ...] per node, per cell -> Genotype. */
 export function genotypeOf(cells: readonly (readonly (readonly [number, Operation])[])[][]): Genotype {

@@ -3,9 +3,9 @@
 // many decades, reference lines close together, and cell diagrams of every shape (all
 // nodes fed by both inputs, a chain, eight nodes, long operation names). The browser
 // layout check runs on it beside the report itself.
-import type { GenotypeCell } from '../../model/api.ts';
-import { cellDiagram } from '../cell-diagram.ts';
-import { type Series, heatMap, lineChart } from '../charts.ts';
+import type { GenotypeCell } from '../../src/model/api.ts';
+import { cellDiagram } from '../../src/report/cell-diagram.ts';
+import { type Series, heatMap, lineChart } from '../../src/report/charts.ts';
 
 const LONG_TITLE =
   'cell 3 of the search named cardiac-left-ventricle-segmentation-with-a-long-name: JS divergence per edge between consecutive epochs, log scale, with the stability threshold and the epoch architecture updates start';

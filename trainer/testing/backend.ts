@@ -3,7 +3,7 @@
 // installed, and always in CI, where its absence fails the run instead of skipping.
 import { createRequire } from 'node:module';
 import { describe } from 'vitest';
-import type { BackendChoice } from './index.ts';
+import type { BackendChoice } from '../src/backend/index.ts';
 
 function loadable(pkg: string): boolean {
   try {

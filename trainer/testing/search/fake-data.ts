@@ -1,7 +1,7 @@
 // A small in-memory SliceDataset for unit tests of the loops: bright disks on
 // noise, two classes, a few slices per patient, deterministic for a seed.
-import { mixSeed, mulberry32 } from '../../util/random.ts';
-import type { PatientInfo, SliceBatch, SliceDataset, SliceRef, SliceSource } from '../../data/types.ts';
+import { mixSeed, mulberry32 } from '../../src/util/random.ts';
+import type { PatientInfo, SliceBatch, SliceDataset, SliceRef, SliceSource } from '../../src/data/types.ts';
 
 class MemorySource implements SliceSource {
   readonly patients: PatientInfo[];

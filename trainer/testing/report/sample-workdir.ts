@@ -11,9 +11,9 @@
 // are tracked until the search stops (epoch 27 with the defaults).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OPERATIONS } from '../../config/index.ts';
-import { mixSeed, mulberry32 } from '../../util/random.ts';
-import { edgeIndex } from '../../model/topology.ts';
+import { OPERATIONS } from '../../src/config/index.ts';
+import { mixSeed, mulberry32 } from '../../src/util/random.ts';
+import { edgeIndex } from '../../src/model/topology.ts';
 
 export interface SampleWorkdirOptions {
   /** Epoch budget of the search; it stops earlier once every edge is settled. */

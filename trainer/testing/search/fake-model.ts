@@ -3,13 +3,13 @@
 // on its skip feature. It keeps the Network / ArchitectureParams contract:
 // supernet, discrete cells, pruned operations are not computed, stable weight names.
 import * as tf from '@tensorflow/tfjs-core';
-import { mixSeed, mulberry32 } from '../../util/random.ts';
-import type { Operation } from '../../config/index.ts';
-import type { ArchitectureParams, CellSearchSpace, Genotype, Network, NetworkOptions } from '../../model/api.ts';
-import { readCheckpoint, restoreVariables, writeCheckpoint } from '../../training/checkpoint.ts';
-import type { ModelKit } from '../../training/model-kit.ts';
-import { deriveGenotype } from '../../model/genotype.ts';
-import { edgeCount, edgeIndex } from '../../model/topology.ts';
+import { mixSeed, mulberry32 } from '../../src/util/random.ts';
+import type { Operation } from '../../src/config/index.ts';
+import type { ArchitectureParams, CellSearchSpace, Genotype, Network, NetworkOptions } from '../../src/model/api.ts';
+import { readCheckpoint, restoreVariables, writeCheckpoint } from '../../src/training/checkpoint.ts';
+import type { ModelKit } from '../../src/training/model-kit.ts';
+import { deriveGenotype } from '../../src/model/genotype.ts';
+import { edgeCount, edgeIndex } from '../../src/model/topology.ts';
 
 const CH = 4;
 
