@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseRunArgs, runSearch, type RunIO } from './cli.ts';
 
-const fakeTrainer = [process.execPath, join(import.meta.dirname, 'fake-trainer.ts')];
+const fakeTrainer = [process.execPath, join(import.meta.dirname, '../../testing/fake-trainer.ts')];
 
 class Capture {
   text = '';
