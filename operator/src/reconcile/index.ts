@@ -196,8 +196,7 @@ class Machine {
     if (!res || !res.ok) return;
     switch (a.stage) {
       case 'search': {
-        const { type: _t, ok: _o, phase: _p, genotype: _g, ...summary } = res;
-        this.status.searchResult = summary;
+        this.status.searchResult = resultFields('search', a)?.searchResult;
         this.status.progress = {
           ...this.status.progress,
           phase: 'search',
@@ -285,7 +284,7 @@ class Machine {
       maxEpochs: this.spec.search.maxEpochs,
       searchGPUs: stageGPUs(this.search, 'search'),
       searchSucceeded: Boolean(this.status.phases?.search?.succeeded),
-      searchResult: this.status.searchResult as { epochs?: number; seconds?: number; meanEpochSeconds?: number } | undefined,
+      searchResult: this.status.searchResult,
       progress: this.input.progress?.phase === 'search' ? this.input.progress : undefined,
     });
     this.status.cost = cost;
@@ -680,7 +679,7 @@ export function reconcile(input: ReconcileInput): ReconcileResult {
 
   if (!stage) {
     // Finished: progress (the EPOCH and STABLE columns) shows what the search itself ran.
-    const searched = m.status.searchResult as { epochs?: number } | undefined;
+    const searched = m.status.searchResult;
     if (searched?.epochs !== undefined && m.status.progress?.phase !== 'search') {
       m.status.progress = { ...m.status.progress, phase: 'search', epoch: searched.epochs, maxEpochs: spec.search.maxEpochs };
     }

@@ -5,7 +5,7 @@
 // come from the pod that produced them, and Succeeded/Failed hold only when the records
 // say so. What does not hold is overwritten (and reported), so a patched
 // `phase: Succeeded` with a made-up Dice neither stops the running pod nor survives.
-import { STAGES, type IACSearchStatus, type PhaseRecord, type Stage } from '../api/index.ts';
+import { SearchResult, STAGES, type IACSearchStatus, type PhaseRecord, type Stage } from '../api/index.ts';
 import { attemptGPUSeconds, type ObservedAttempt } from './observe.ts';
 
 type Status = IACSearchStatus;
@@ -38,8 +38,8 @@ export function resultFields(stage: Stage, a: ObservedAttempt): Partial<Status> 
   if (!res || !res.ok) return undefined;
   switch (stage) {
     case 'search': {
-      const { type: _t, ok: _o, phase: _p, genotype: _g, ...summary } = res;
-      return { searchResult: summary };
+      const summary = SearchResult.safeParse(res);
+      return summary.success ? { searchResult: summary.data } : undefined;
     }
     case 'prune':
       return res.genotype ? { genotype: res.genotype } : undefined;
