@@ -2,7 +2,7 @@
 // rewritten and the actions and requeues collected so far. The other modules of the
 // state machine are functions of a Draft; index.ts makes one per call and returns
 // what it collected.
-import { IACSearchStatus, STAGES, type IACSearch, type PhaseRecord, type SearchPhase, type Stage } from '../api/index.ts';
+import { IACSearchStatus, readFields, STAGES, type IACSearch, type PhaseRecord, type SearchPhase, type Stage } from '../api/index.ts';
 import { setCondition } from './conditions.ts';
 import type { ObservedAttempt } from './observe.ts';
 import type { Action, ReconcileInput } from './types.ts';
@@ -33,15 +33,7 @@ export interface Draft {
  * is kept.
  */
 export function readStatus(raw: unknown): Status {
-  const parsed = IACSearchStatus.safeParse(raw ?? {});
-  if (parsed.success) return structuredClone(parsed.data);
-  if (typeof raw !== 'object' || raw === null) return {};
-  const out: Record<string, unknown> = {};
-  for (const [key, schema] of Object.entries(IACSearchStatus.shape)) {
-    const field = (schema as typeof IACSearchStatus.shape.phase).safeParse((raw as Record<string, unknown>)[key]);
-    if (field.success && field.data !== undefined) out[key] = structuredClone(field.data);
-  }
-  return out as Status;
+  return readFields(IACSearchStatus, raw);
 }
 
 /** Drops undefined members so the status compares and serialises as the API server stores it. */
