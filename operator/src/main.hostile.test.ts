@@ -3,7 +3,7 @@
 // server refuses shown on the search, and a status written by someone else corrected at once.
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from './controller/log.ts';
-import { FakeKubeApi } from './k8s/fake.ts';
+import { FakeKubeApi } from '../testing/fake-kube-api.ts';
 import { IACSearchType } from './k8s/resources.ts';
 import { ApiError, type KubeObject } from './k8s/types.ts';
 import { parseOperatorArgs, startOperator, type OperatorConfig, type RunningOperator } from './main.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from './controller/log.ts';
-import { FakeKubeApi } from './k8s/fake.ts';
+import { FakeKubeApi } from '../testing/fake-kube-api.ts';
 import type { KubeObject } from './k8s/types.ts';
 import { DEFAULT_WORKERS, OPTIONS, advertiseURL, parseDuration, parseOperatorArgs, startOperator, usage, type OperatorConfig } from './main.ts';
 

@@ -4,7 +4,7 @@
 // /metrics over all N searches.
 //   scripts/with-node node test/bench/operator-reconcile.ts [N=500]
 import { Controller } from '../../operator/src/controller/controller.ts';
-import { FakeKubeApi } from '../../operator/src/k8s/fake.ts';
+import { FakeKubeApi } from '../../operator/testing/fake-kube-api.ts';
 import { OperatorMetrics } from '../../operator/src/metrics/registry.ts';
 import { reconcile } from '../../operator/src/reconcile/index.ts';
 

@@ -12,11 +12,11 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { createLogger } from '../../operator/src/controller/log.ts';
-import { FakeKubeApi } from '../../operator/src/k8s/fake.ts';
+import { FakeKubeApi } from '../../operator/testing/fake-kube-api.ts';
 import { IACSearchType, PodType, resourceTypeOf } from '../../operator/src/k8s/resources.ts';
 import { ApiError, type KubeApi, type KubeObject, type ListOptions, type ResourceType, type WatchEventType, type WatchOptions } from '../../operator/src/k8s/types.ts';
 import { parseOperatorArgs, startOperator, type RunningOperator } from '../../operator/src/main.ts';
-import { setPodState } from '../../operator/src/reconcile/testing.ts';
+import { setPodState } from '../../operator/testing/world.ts';
 import { helmTemplate, repoRoot, requireTools, run } from './tools.ts';
 
 const tools = requireTools('helm');

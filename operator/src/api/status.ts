@@ -1,7 +1,7 @@
 // IACSearch.status: written only by the operator. The pods' phases and termination
 // messages are the authority for it; progress events only fill in `progress`.
 import { z } from 'zod';
-import { PHASES, type Phase } from '../../../contract/src/index.ts';
+import { PHASES, PhaseResult, type Phase } from '../../../contract/src/index.ts';
 import { MAX_EXTERNAL_DATASETS } from './spec.ts';
 
 export const SEARCH_PHASES = ['Pending', 'Searching', 'Pruning', 'Retraining', 'Evaluating', 'Succeeded', 'Failed', 'Suspended'] as const;
@@ -148,6 +148,30 @@ export const CostStatus = z
   })
   .describe('What the search costs.');
 
+/**
+ * What status.searchResult keeps of the search phase's result (the contract's PhaseResult):
+ * its figures, warnings and message. The genotype goes to status.genotype after pruning;
+ * type, ok and phase are implied. Parsing a PhaseResult with it drops the rest.
+ */
+export const SearchResult = z
+  .object({
+    message: z.string().max(MAX_MESSAGE).optional().describe('What the search phase said at its end.'),
+    epochs: PhaseResult.shape.epochs.describe('Search epochs run.'),
+    seconds: PhaseResult.shape.seconds.describe('Wall seconds of the cell search (backbone training excluded).'),
+    backboneSeconds: PhaseResult.shape.backboneSeconds.describe('Wall seconds of training the backbone before the cell search.'),
+    cpuSeconds: PhaseResult.shape.cpuSeconds.describe('CPU seconds (user + system) of the search process.'),
+    meanEpochSeconds: PhaseResult.shape.meanEpochSeconds.describe('Mean wall seconds of a search epoch.'),
+    stoppedBy: PhaseResult.shape.stoppedBy.describe('What ended the search: stable (every cell edge stable), genotype-unchanged or max-epochs.'),
+    activeOperations: PhaseResult.shape.activeOperations.describe('Candidate operations still computed at the end, over all cell edges.'),
+    totalOperations: PhaseResult.shape.totalOperations.describe('Candidate operations at the start of the search.'),
+    stableEdges: PhaseResult.shape.stableEdges.describe('Cell edges stable at the end.'),
+    totalEdges: PhaseResult.shape.totalEdges.describe('Cell edges in all cells.'),
+    bestValDice: PhaseResult.shape.bestValDice.describe('Best validation Dice during the search.'),
+    warnings: PhaseResult.shape.warnings.describe('Warnings of the search phase, e.g. a search.stability.threshold that cannot decide.'),
+  })
+  .describe('Result of the search phase (epochs, stoppedBy, mean epoch seconds).');
+export type SearchResult = z.infer<typeof SearchResult>;
+
 export const IACSearchStatus = z
   .object({
     phase: SearchPhase.optional(),
@@ -166,7 +190,7 @@ export const IACSearchStatus = z
       .optional()
       .describe('Per-phase records.'),
     progress: Progress.optional(),
-    searchResult: z.record(z.string(), z.unknown()).optional().describe('Result of the search phase (epochs, stoppedBy, mean epoch seconds).'),
+    searchResult: SearchResult.optional(),
     genotype: z.record(z.string(), z.unknown()).optional().describe('The discrete cells found (from the prune phase): per cell, per node, two [input, operation] pairs.'),
     results: Results.optional(),
     cost: CostStatus.optional(),

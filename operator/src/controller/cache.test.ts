@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { observePod } from '../reconcile/observe.ts';
-import { runningWorld, setPodState } from '../reconcile/testing.ts';
+import { runningWorld, setPodState } from '../../testing/world.ts';
 import type { KubeObject } from '../k8s/types.ts';
 import { ownerIndex, slimClaim, slimPod } from './cache.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { FakeKubeApi } from '../k8s/fake.ts';
+import { FakeKubeApi } from '../../testing/fake-kube-api.ts';
 import { EventRecorder } from '../k8s/events.ts';
 import { reconcile } from '../reconcile/index.ts';
 import { IACSearchType, PodType } from '../k8s/resources.ts';

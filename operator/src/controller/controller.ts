@@ -18,6 +18,7 @@ import {
 import { ApiError, errorCode, isConflict, isNotFound, objectKey, splitKey, type KubeApi, type KubeObject } from '../k8s/types.ts';
 import type { OperatorMetrics } from '../metrics/registry.ts';
 import type { Action, OperatorSettings, ReconcileInput, ReconcileResult, RefusedCreate } from '../reconcile/types.ts';
+import { controllerReference } from '../reconcile/children.ts';
 import { Informer } from './informer.ts';
 import { silentLogger, type Logger } from './log.ts';
 import { ownerIndex, slimClaim, slimPod } from './cache.ts';
@@ -504,19 +505,7 @@ function withOwner(obj: KubeObject, search: KubeObject): KubeObject {
       ...obj.metadata,
       namespace: obj.metadata.namespace ?? search.metadata.namespace,
       labels,
-      ownerReferences: hasController
-        ? refs
-        : [
-            ...refs,
-            {
-              apiVersion: search.apiVersion,
-              kind: search.kind,
-              name: search.metadata.name,
-              uid: search.metadata.uid ?? '',
-              controller: true,
-              blockOwnerDeletion: true,
-            },
-          ],
+      ownerReferences: hasController ? refs : [...refs, controllerReference(search)],
     },
   };
 }

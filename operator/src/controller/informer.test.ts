@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FakeKubeApi } from '../k8s/fake.ts';
+import { FakeKubeApi } from '../../testing/fake-kube-api.ts';
 import { PodType } from '../k8s/resources.ts';
 import type { KubeObject } from '../k8s/types.ts';
 import { Informer } from './informer.ts';

@@ -1,8 +1,8 @@
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { describe, expect, it, vi } from 'vitest';
-import { appFor } from '../http/testing.ts';
-import { FakeKubeApi } from '../k8s/fake.ts';
+import { appFor } from '../../testing/app.ts';
+import { FakeKubeApi } from '../../testing/fake-kube-api.ts';
 import { SecretType } from '../k8s/resources.ts';
 import type { KubeApi, KubeObject, ListResult, ResourceType } from '../k8s/types.ts';
 import { Controller } from './controller.ts';

@@ -5,10 +5,10 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { Controller } from '../controller/controller.ts';
-import { FakeKubeApi } from '../k8s/fake.ts';
+import { FakeKubeApi } from '../../testing/fake-kube-api.ts';
 import type { KubeObject } from '../k8s/types.ts';
 import type { AppOptions } from './app.ts';
-import { appFor } from './testing.ts';
+import { appFor } from '../../testing/app.ts';
 
 async function until(cond: () => boolean): Promise<void> {
   while (!cond()) await new Promise((r) => setTimeout(r, 5));

@@ -171,6 +171,12 @@ describe('HttpKubeApi', () => {
     const replaced = await api.replace({ ...pod, metadata: { ...pod.metadata, resourceVersion: '3' } }).catch((e: unknown) => e);
     expect((replaced as ApiError).code).toBe(409);
     expect(JSON.parse(seen.find((s) => s.method === 'PUT')!.body).metadata.resourceVersion).toBe('3');
+    // Every write names the operator as its field manager (managedFields); a delete has none.
+    const writes = seen.filter((s) => s.method === 'POST' || s.method === 'PUT');
+    expect(writes.map((w) => w.method)).toEqual(['POST', 'PUT']);
+    for (const write of writes) {
+      expect(new URL(write.url, 'http://x').searchParams.get('fieldManager')).toBe('iac-operator');
+    }
   });
 
   it('patches the object and its status subresource as JSON merge patches', async () => {
@@ -178,10 +184,10 @@ describe('HttpKubeApi', () => {
     expect(out.status).toEqual({ phase: 'Searching' });
     const patch = seen.find((s) => s.method === 'PATCH')!;
     expect(patch.contentType).toBe('application/merge-patch+json');
-    expect(patch.url).toBe('/apis/nas.iac.dev/v1alpha1/namespaces/lab/iacsearches/s/status');
+    expect(patch.url).toBe('/apis/nas.iac.dev/v1alpha1/namespaces/lab/iacsearches/s/status?fieldManager=iac-operator');
     const obj = await api.mergePatch(IACSearchType, 'lab', 's', { metadata: { labels: { a: 'b' } } });
     expect(obj.metadata.labels).toEqual({ a: 'b' });
-    expect(seen.at(-1)).toMatchObject({ method: 'PATCH', contentType: 'application/merge-patch+json', url: '/apis/nas.iac.dev/v1alpha1/namespaces/lab/iacsearches/s' });
+    expect(seen.at(-1)).toMatchObject({ method: 'PATCH', contentType: 'application/merge-patch+json', url: '/apis/nas.iac.dev/v1alpha1/namespaces/lab/iacsearches/s?fieldManager=iac-operator' });
   });
 
   it('sends a GET once more on a new connection when the kept-alive one turns out closed', async () => {

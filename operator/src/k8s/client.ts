@@ -27,6 +27,13 @@ import {
 
 export { inClusterNamespace, KubeConfig, loadKubeConfig, type LoadKubeConfigOptions };
 
+/**
+ * The field manager of every write (create, update, patch): managedFields then name the
+ * operator as the owner of what it set, instead of the user agent's default.
+ */
+export const FIELD_MANAGER = 'iac-operator';
+const WRITE_QUERY = { fieldManager: FIELD_MANAGER };
+
 export interface ClientOptions {
   /** Server-side timeout of one watch request (s); the informer resumes after it. */
   watchTimeoutSeconds?: number;
@@ -405,12 +412,12 @@ export class HttpKubeApi implements KubeApi {
 
   async create(object: KubeObject): Promise<KubeObject> {
     const type = resourceTypeOf(object.kind);
-    return (await this.request('POST', resourcePath(type, object.metadata.namespace), { body: object })) as KubeObject;
+    return (await this.request('POST', resourcePath(type, object.metadata.namespace), { body: object, query: WRITE_QUERY })) as KubeObject;
   }
 
   async replace(object: KubeObject): Promise<KubeObject> {
     const type = resourceTypeOf(object.kind);
-    return (await this.request('PUT', resourcePath(type, object.metadata.namespace, object.metadata.name), { body: object })) as KubeObject;
+    return (await this.request('PUT', resourcePath(type, object.metadata.namespace, object.metadata.name), { body: object, query: WRITE_QUERY })) as KubeObject;
   }
 
   async delete(type: ResourceType, namespace: string | undefined, name: string): Promise<boolean> {
@@ -426,7 +433,7 @@ export class HttpKubeApi implements KubeApi {
   }
 
   async mergePatch(type: ResourceType, namespace: string | undefined, name: string, patch: Record<string, unknown>): Promise<KubeObject> {
-    return (await this.request('PATCH', resourcePath(type, namespace, name), { body: patch, contentType: MERGE_PATCH })) as KubeObject;
+    return (await this.request('PATCH', resourcePath(type, namespace, name), { body: patch, contentType: MERGE_PATCH, query: WRITE_QUERY })) as KubeObject;
   }
 
   async mergePatchStatus(
@@ -435,6 +442,6 @@ export class HttpKubeApi implements KubeApi {
     name: string,
     patch: Record<string, unknown>,
   ): Promise<KubeObject> {
-    return (await this.request('PATCH', resourcePath(type, namespace, name, 'status'), { body: patch, contentType: MERGE_PATCH })) as KubeObject;
+    return (await this.request('PATCH', resourcePath(type, namespace, name, 'status'), { body: patch, contentType: MERGE_PATCH, query: WRITE_QUERY })) as KubeObject;
   }
 }

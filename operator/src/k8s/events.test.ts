@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EventRecorder, eventName, microTime } from './events.ts';
-import { FakeKubeApi } from './fake.ts';
+import { FakeKubeApi } from '../../testing/fake-kube-api.ts';
 import type { KubeObject } from './types.ts';
 
 const search: KubeObject = {

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import type { ProgressEvent } from '../../../contract/src/index.ts';
+import { EXIT_BAD_INPUT, parseCommandLine, type CommandIO, type ProgressEvent } from '../../../contract/src/index.ts';
 import { IMMUTABLE_SPEC_FIELDS, KIND, parseIACSearch, type IACSearchStatus } from '../api/index.ts';
 import { reconcile } from '../reconcile/index.ts';
 import type { KubeObject } from '../reconcile/types.ts';
@@ -53,29 +53,20 @@ export class RunError extends Error {
   override name = 'RunError';
 }
 
-export function parseRunArgs(argv: readonly string[]): RunOptions | 'help' {
-  let file: string | undefined;
-  let out = 'runs';
-  let data: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '-h' || a === '--help') return 'help';
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    if (flag === '--out' || flag === '--data') {
-      const value = inline ?? argv[++i];
-      if (!value) throw new RunError(`${flag} needs a directory`);
-      if (flag === '--out') out = value;
-      else data = value;
-    } else if (a.startsWith('-')) {
-      throw new RunError(`unknown option '${a}'`);
-    } else if (file === undefined) {
-      file = a;
-    } else {
-      throw new RunError(`one IACSearch file at a time (got '${file}' and '${a}')`);
-    }
+/**
+ * The options of `iacnas run`, or the exit status when the command line is answered here:
+ * 0 after --help (the usage on stdout), 2 after a mistake (it and the usage on stderr).
+ */
+export function parseRunArgs(argv: string[], io: CommandIO = {}): RunOptions | number {
+  const parsed = parseCommandLine('run', USAGE, argv, { out: { type: 'string', default: 'runs' }, data: { type: 'string' } }, io);
+  if (typeof parsed === 'number') return parsed;
+  const [file, ...more] = parsed.positionals;
+  const mistake = !file ? 'the IACSearch YAML file is missing' : more.length ? `one IACSearch file at a time (got '${file}' and '${more[0]}')` : undefined;
+  if (mistake) {
+    (io.stderr ?? process.stderr).write(`iacnas run: ${mistake}\n\n${USAGE}\n`);
+    return EXIT_BAD_INPUT;
   }
-  if (!file) throw new RunError('the IACSearch YAML file is missing');
-  return { file, out, data };
+  return { file, out: parsed.values.out!, data: parsed.values.data };
 }
 
 /** Reads the first IACSearch of a YAML file, with the dataset located on this machine. */
@@ -264,17 +255,8 @@ export async function runSearch(opts: RunOptions, io: RunIO = {}): Promise<numbe
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let opts: RunOptions | 'help';
-  try {
-    opts = parseRunArgs(argv);
-  } catch (e) {
-    process.stderr.write(`iacnas run: ${(e as Error).message}\n\n${USAGE}\n`);
-    return 2;
-  }
-  if (opts === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
+  const opts = parseRunArgs(argv);
+  if (typeof opts === 'number') return opts;
   // Ctrl-C (or SIGTERM) once: suspend cleanly. Twice: stop now; the children, in their
   // own process groups, are killed on the way out.
   let signals = 0;

@@ -5,10 +5,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseIACSearch } from '../api/index.ts';
 import { buildPod } from '../reconcile/children.ts';
 import { observePod } from '../reconcile/observe.ts';
-import { searchObject } from '../reconcile/testing.ts';
+import { searchObject } from '../../testing/world.ts';
 import { LocalExecutor } from './executor.ts';
 
-const fake = [process.execPath, join(import.meta.dirname, 'fake-trainer.ts')];
+const fake = [process.execPath, join(import.meta.dirname, '../../testing/fake-trainer.ts')];
 let runDir: string;
 beforeEach(() => {
   runDir = mkdtempSync(join(tmpdir(), 'iacnas-exec-'));

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseRunArgs, runSearch, type RunIO } from './cli.ts';
 
-const fakeTrainer = [process.execPath, join(import.meta.dirname, 'fake-trainer.ts')];
+const fakeTrainer = [process.execPath, join(import.meta.dirname, '../../testing/fake-trainer.ts')];
 
 class Capture {
   text = '';
@@ -178,9 +178,20 @@ describe('iacnas run input', () => {
   });
 
   it('parses its command line', () => {
-    expect(parseRunArgs(['x.yaml', '--out', 'o', '--data=d'])).toEqual({ file: 'x.yaml', out: 'o', data: 'd' });
-    expect(parseRunArgs(['--help'])).toBe('help');
-    expect(() => parseRunArgs([])).toThrow(/YAML file is missing/);
-    expect(() => parseRunArgs(['a.yaml', '--bogus'])).toThrow(/unknown option/);
+    let stdout = '';
+    let stderr = '';
+    const io = { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } };
+    expect(parseRunArgs(['x.yaml', '--out', 'o', '--data=d'], io)).toEqual({ file: 'x.yaml', out: 'o', data: 'd' });
+    expect(parseRunArgs(['x.yaml'], io)).toEqual({ file: 'x.yaml', out: 'runs', data: undefined });
+    expect(parseRunArgs(['--help'], io)).toBe(0);
+    expect(stdout).toMatch(/^usage: iacnas run <IACSearch.yaml>/);
+    expect(parseRunArgs([], io)).toBe(2);
+    expect(stderr).toMatch(/^iacnas run: the IACSearch YAML file is missing\n\nusage: iacnas run/);
+    stderr = '';
+    expect(parseRunArgs(['a.yaml', '--bogus'], io)).toBe(2);
+    expect(stderr).toMatch(/^iacnas run: unknown option '--bogus'/i);
+    stderr = '';
+    expect(parseRunArgs(['a.yaml', '--out'], io)).toBe(2);
+    expect(stderr).toMatch(/--out/);
   });
 });

@@ -3,7 +3,7 @@ import { parseTrainerConfig } from '../../../trainer/src/config/index.ts';
 import { parseIACSearch, type IACSearch } from '../api/index.ts';
 import { buildArtifactsClaim, buildPod, buildProgressSecret, TRAINER_COMMAND } from './children.ts';
 import { observePod, parseResult } from './observe.ts';
-import { at, searchObject, setPodState } from './testing.ts';
+import { at, searchObject, setPodState } from '../../testing/world.ts';
 
 const settings = { defaultImage: 'ghcr.io/example/iacnas-trainer:0.1.0', progressURL: 'http://iac-operator.iac-system.svc:8080/v1/progress' };
 

@@ -2,7 +2,7 @@
 // (unless an existing claim is named) the artifacts volume claim. Pure builders.
 import { ENV, LABEL_ATTEMPT, LABEL_PHASE, LABEL_SEARCH, PROGRESS_TOKEN_KEY, TERMINATION_MESSAGE_PATH, defaultArtifactsClaimName, podName, progressSecretName } from '../../../contract/src/index.ts';
 import { API_VERSION, KIND, trainerConfigInput, type IACSearch, type Stage } from '../api/index.ts';
-import type { KubeObject, OperatorSettings } from './types.ts';
+import type { KubeObject, OperatorSettings, OwnerReference } from './types.ts';
 
 export const GPU_RESOURCE = 'nvidia.com/gpu';
 export const TRAINER_CONTAINER = 'trainer';
@@ -20,12 +20,17 @@ export const TRAINER_COMMAND = ['iacnas'];
 export { podName, progressSecretName, TERMINATION_MESSAGE_PATH } from '../../../contract/src/index.ts';
 export const artifactsClaimName = (search: IACSearch) => search.spec.artifacts.claimName ?? defaultArtifactsClaimName(search.metadata.name);
 
-function ownerReference(search: IACSearch) {
+/**
+ * The controller owner reference of a child of `owner`: garbage collection deletes the
+ * child with its owner, and the owner is not gone before its children (blockOwnerDeletion).
+ * The one place an owner reference is built (reconcile's children, the controller's writes).
+ */
+export function controllerReference(owner: { apiVersion: string; kind: string; metadata: { name: string; uid?: string } }): OwnerReference {
   return {
-    apiVersion: API_VERSION,
-    kind: KIND,
-    name: search.metadata.name,
-    uid: search.metadata.uid ?? '',
+    apiVersion: owner.apiVersion,
+    kind: owner.kind,
+    name: owner.metadata.name,
+    uid: owner.metadata.uid ?? '',
     controller: true,
     blockOwnerDeletion: true,
   };
@@ -41,7 +46,7 @@ function childMeta(search: IACSearch, name: string, labels: Record<string, strin
       [LABEL_SEARCH]: search.metadata.name,
       ...labels,
     },
-    ownerReferences: [ownerReference(search)],
+    ownerReferences: [controllerReference({ apiVersion: API_VERSION, kind: KIND, metadata: search.metadata })],
   };
 }
 

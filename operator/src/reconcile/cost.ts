@@ -1,7 +1,10 @@
 // What a search costs, from the attempt records in the status (each finished attempt
 // counted once) plus the running attempt up to now; and what stability pruning saved
 // compared with running the search for its whole epoch budget.
-import { STAGES, type PhaseRecord, type Stage } from '../api/index.ts';
+import { STAGES, type IACSearch, type PhaseRecord, type Stage } from '../api/index.ts';
+import { runningGPUSeconds } from './attempts.ts';
+import { stageGPUs } from './children.ts';
+import type { Draft } from './draft.ts';
 
 export interface CostStatus {
   gpuSeconds: number;
@@ -62,4 +65,38 @@ export function computeCost(input: CostInput): CostStatus {
     cost.projectedFullSearchGPUSeconds = round(searchSeconds + remaining * input.progress.epochSeconds * input.searchGPUs, 3);
   }
   return cost;
+}
+
+/** Writes status.cost (and each phase record's gpuSeconds) from the records and the running attempts. */
+export function updateCost(d: Draft): CostStatus {
+  const cost = computeCost({
+    phases: d.status.phases ?? {},
+    running: runningGPUSeconds(d),
+    gpuHourlyUSD: d.search.spec.cost.gpuHourlyUSD,
+    maxEpochs: d.search.spec.search.maxEpochs,
+    searchGPUs: stageGPUs(d.search, 'search'),
+    searchSucceeded: Boolean(d.status.phases?.search?.succeeded),
+    searchResult: d.status.searchResult,
+    progress: d.input.progress?.phase === 'search' ? d.input.progress : undefined,
+  });
+  d.status.cost = cost;
+  return cost;
+}
+
+/** Whether the search has used up spec.budget, and the sentence that says how far it is. */
+export interface BudgetState {
+  exceeded: boolean;
+  message: string;
+}
+
+export function budgetState(budget: IACSearch['spec']['budget'], cost: CostStatus): BudgetState {
+  const { maxGPUHours, maxCostUSD } = budget;
+  const overHours = maxGPUHours !== undefined && cost.gpuSeconds >= maxGPUHours * 3600;
+  const overCost = maxCostUSD !== undefined && cost.estimatedUSD >= maxCostUSD;
+  const message = overHours
+    ? `used ${cost.gpuHours} GPU-hours of the ${maxGPUHours} allowed by spec.budget.maxGPUHours`
+    : overCost
+      ? `estimated cost ${cost.estimatedUSD} USD reached spec.budget.maxCostUSD ${maxCostUSD}`
+      : 'within budget';
+  return { exceeded: overHours || overCost, message };
 }

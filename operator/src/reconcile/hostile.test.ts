@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultPolicy, parseAllowedToleration, type PodPolicy, type RefusedCreate } from './index.ts';
 import { imageMatches, parseImageRef } from './policy.ts';
 import type { KubeObject } from './types.ts';
-import { at, result, runningWorld, World } from './testing.ts';
+import { at, result, runningWorld, World } from '../../testing/world.ts';
 
 type Result = { actions: Array<{ type: string; reason?: string; message?: string; object?: KubeObject }> };
 const creates = (r: Result, kind?: string) => r.actions.filter((a) => a.type === 'create' && (!kind || a.object!.kind === kind)).map((a) => a.object!.metadata.name);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LABEL_ATTEMPT, LABEL_PHASE } from '../api/index.ts';
 import { TRAINER_CONTAINER } from './children.ts';
-import { encodeResult } from '../../../trainer/src/report/progress.ts';
+import type { PhaseResult } from '../../../contract/src/index.ts';
 import { observePod, parseResult } from './observe.ts';
 
 /** A phase pod as the kubelet reports it once its trainer container terminated. */
@@ -46,7 +46,8 @@ describe('parseResult of the evaluate phase', () => {
   ];
 
   it('reads the baseline, the gain and the external figures as the trainer writes them', () => {
-    const text = encodeResult({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external });
+    // As a trainer writes its termination message: the PhaseResult as one JSON line.
+    const text = JSON.stringify({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external } satisfies PhaseResult);
     expect(parseResult(`log line\n${text}`)).toEqual({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external });
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffSeconds, CREATE_GRACE_SECONDS } from './index.ts';
-import { at, result, runningWorld, searchObject, setPodState, World } from './testing.ts';
+import { at, result, runningWorld, searchObject, setPodState, World } from '../../testing/world.ts';
 
 const creates = (r: { actions: Array<{ type: string; object?: { kind: string; metadata: { name: string } } }> }, kind = 'Pod') =>
   r.actions.filter((a) => a.type === 'create' && a.object?.kind === kind).map((a) => a.object!.metadata.name);

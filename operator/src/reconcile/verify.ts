@@ -7,6 +7,7 @@
 // `phase: Succeeded` with a made-up Dice neither stops the running pod nor survives.
 import { STAGES, type IACSearchStatus, type PhaseRecord, type Stage } from '../api/index.ts';
 import { attemptGPUSeconds, type ObservedAttempt } from './observe.ts';
+import { EVALUATE_RESULTS, resultFields } from './results.ts';
 
 type Status = IACSearchStatus;
 
@@ -28,36 +29,6 @@ const ACCEPTS: Record<ObservedAttempt['state'], string[]> = {
 const escapeRegExp = (text: string) => text.replace(/[.*+?^$()|[\]{}\\]/g, '\\$&');
 const round = (x: number) => Math.round(x * 1000) / 1000;
 const isLive = (a: ObservedAttempt) => a.state === 'Waiting' || a.state === 'Running';
-
-/** The fields of status.results the evaluate phase fills in. */
-export const EVALUATE_RESULTS = ['meanDice', 'dicePerClass', 'hd95', 'baselineMeanDice', 'diceGain', 'external'] as const;
-
-/** The status fields a phase's result fills in, from the pod that produced it. */
-export function resultFields(stage: Stage, a: ObservedAttempt): Partial<Status> | undefined {
-  const res = a.result;
-  if (!res || !res.ok) return undefined;
-  switch (stage) {
-    case 'search': {
-      const { type: _t, ok: _o, phase: _p, genotype: _g, ...summary } = res;
-      return { searchResult: summary };
-    }
-    case 'prune':
-      return res.genotype ? { genotype: res.genotype } : undefined;
-    case 'retrain':
-      return res.bestValDice !== undefined ? { results: { bestValDice: res.bestValDice } } : undefined;
-    case 'evaluate':
-      return {
-        results: {
-          ...(res.meanDice !== undefined && { meanDice: res.meanDice }),
-          ...(res.dicePerClass !== undefined && { dicePerClass: res.dicePerClass }),
-          ...(res.hd95 !== undefined && { hd95: res.hd95 }),
-          ...(res.baselineMeanDice !== undefined && { baselineMeanDice: res.baselineMeanDice }),
-          ...(res.diceGain !== undefined && { diceGain: res.diceGain }),
-          ...(res.external !== undefined && { external: res.external }),
-        },
-      };
-  }
-}
 
 /** Deep equality of JSON values; key order does not count (the API server sorts object keys). */
 function same(a: unknown, b: unknown): boolean {

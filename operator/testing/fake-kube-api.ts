@@ -3,9 +3,9 @@
 // status subresource, and owner-reference garbage collection on delete. It also
 // records every write so tests can count them, and lets a test inject failures.
 import { randomUUID } from 'node:crypto';
-import { applyMergePatch } from './merge-patch.ts';
+import { applyMergePatch } from '../src/k8s/merge-patch.ts';
 import { parseLabelSelector } from './label-selector.ts';
-import { resourceTypeOf } from './resources.ts';
+import { resourceTypeOf } from '../src/k8s/resources.ts';
 import {
   ApiError,
   type KubeApi,
@@ -16,7 +16,7 @@ import {
   type WatchEventType,
   type WatchHandle,
   type WatchOptions,
-} from './types.ts';
+} from '../src/k8s/types.ts';
 
 interface HistoryEntry {
   rv: number;

@@ -1,7 +1,7 @@
 // Test support: the HTTP app wired to a controller the way main.ts wires them.
-import type { Controller } from '../controller/controller.ts';
-import { OperatorMetrics } from '../metrics/registry.ts';
-import { type AppOptions, buildApp } from './app.ts';
+import type { Controller } from '../src/controller/controller.ts';
+import { OperatorMetrics } from '../src/metrics/registry.ts';
+import { type AppOptions, buildApp } from '../src/http/app.ts';
 
 export function appFor(controller: Controller, extra: Partial<AppOptions> = {}) {
   return buildApp({

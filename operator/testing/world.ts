@@ -1,10 +1,10 @@
 // A tiny in-memory world for state-machine tests (and for `iacnas run` tests): it
 // applies reconcile's actions to lists of objects and lets a test set pod states.
-import { API_VERSION, KIND } from '../api/index.ts';
-import type { ProgressEvent } from '../../../contract/src/index.ts';
-import { TRAINER_CONTAINER } from './children.ts';
-import { reconcile } from './index.ts';
-import type { Action, KubeObject, OperatorSettings, ReconcileResult, RefusedCreate } from './types.ts';
+import { API_VERSION, KIND } from '../src/api/index.ts';
+import type { ProgressEvent } from '../../contract/src/index.ts';
+import { TRAINER_CONTAINER } from '../src/reconcile/children.ts';
+import { reconcile } from '../src/reconcile/index.ts';
+import type { Action, KubeObject, OperatorSettings, ReconcileResult, RefusedCreate } from '../src/reconcile/types.ts';
 
 export const T0 = new Date('2026-03-01T12:00:00Z');
 export const at = (seconds: number) => new Date(T0.getTime() + seconds * 1000);
