@@ -9,8 +9,7 @@ import { fileURLToPath } from 'node:url';
 /** The selector every per-search query carries, bound to the dashboard's variables. */
 const sel = 'namespace=~"$namespace", name=~"$search"';
 /** GPU-seconds used so far: finished attempts plus the running one (docs/metrics.md). */
-const used = (extra = '') =>
-  `{__name__=~"iacsearch_gpu_seconds_total|iacsearch_running_gpu_seconds", ${sel}${extra ? `, ${extra}` : ''}}`;
+const used = (extra = '') => `{__name__=~"iacsearch_gpu_seconds_total|iacsearch_running_gpu_seconds", ${sel}${extra ? `, ${extra}` : ''}}`;
 
 export interface Target {
   expr: string;
@@ -146,9 +145,7 @@ export const panels: PanelSpec[] = [
     unit: 'h',
     w: 12,
     h: 8,
-    targets: [
-      { expr: `sum by (namespace, name) (iacsearch_saved_gpu_seconds_total{${sel}}) / 3600`, legendFormat: '{{namespace}}/{{name}}' },
-    ],
+    targets: [{ expr: `sum by (namespace, name) (iacsearch_saved_gpu_seconds_total{${sel}}) / 3600`, legendFormat: '{{namespace}}/{{name}}' }],
   },
   {
     title: 'Speedup per search',
@@ -256,9 +253,7 @@ export const panels: PanelSpec[] = [
     unit: 'h',
     w: 6,
     h: 6,
-    targets: [
-      { expr: `sum(iacsearch_gpu_seconds_total{outcome=~"Failed|Disrupted", ${sel}}) / 3600 or vector(0)`, instant: true },
-    ],
+    targets: [{ expr: `sum(iacsearch_gpu_seconds_total{outcome=~"Failed|Disrupted", ${sel}}) / 3600 or vector(0)`, instant: true }],
   },
   {
     title: 'GPU-hours by attempt outcome',

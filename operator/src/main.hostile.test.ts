@@ -19,10 +19,17 @@ async function until<T>(what: string, check: () => T | undefined | false, ms = 1
   }
 }
 
-const search = (name: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name, namespace: 'lab' }, spec });
-const statusOf = (api: FakeKubeApi, name: string) => api.objects('IACSearch', 'lab').find((o) => o.metadata.name === name)?.status as Record<string, any> | undefined;
+const search = (name: string, spec: Record<string, unknown>): KubeObject => ({
+  apiVersion: 'nas.iac.dev/v1alpha1',
+  kind: 'IACSearch',
+  metadata: { name, namespace: 'lab' },
+  spec,
+});
+const statusOf = (api: FakeKubeApi, name: string) =>
+  api.objects('IACSearch', 'lab').find((o) => o.metadata.name === name)?.status as Record<string, any> | undefined;
 const stalled = (api: FakeKubeApi, name: string) => statusOf(api, name)?.conditions?.find((c: { type: string }) => c.type === 'Stalled');
-const events = (api: FakeKubeApi, reason: string) => api.objects('Event', 'lab').filter((e) => e.reason === reason) as Array<KubeObject & { note: string; type: string }>;
+const events = (api: FakeKubeApi, reason: string) =>
+  api.objects('Event', 'lab').filter((e) => e.reason === reason) as Array<KubeObject & { note: string; type: string }>;
 
 function config(args: string[] = []): OperatorConfig {
   const cfg = parseOperatorArgs(['--host', '127.0.0.1', '--port', '1', '--trainer-image', 'registry.example.com/iac/trainer-gpu:0.1.0', ...args], {});
@@ -74,13 +81,16 @@ describe('iacnas operator: the pod policy flags', () => {
       expect(event.type).toBe('Warning');
       await until('the allowed search runs', () => statusOf(api, 'fine')?.phase === 'Searching');
       expect(api.objects('Pod', 'lab').map((p) => p.metadata.name)).toEqual(['fine-search-1']);
-      expect([...api.objects('Secret', 'lab'), ...api.objects('PersistentVolumeClaim', 'lab')].map((o) => o.metadata.name).sort()).toEqual(['fine-artifacts', 'fine-progress']);
+      expect([...api.objects('Secret', 'lab'), ...api.objects('PersistentVolumeClaim', 'lab')].map((o) => o.metadata.name).sort()).toEqual([
+        'fine-artifacts',
+        'fine-progress',
+      ]);
     });
   });
 });
 
 describe('iacnas operator: what the API server refuses shows on the search', () => {
-  it('a refused pod create: Stalled with the server\'s message and a Warning event; the pod follows once the cause is gone', async () => {
+  it("a refused pod create: Stalled with the server's message and a Warning event; the pod follows once the cause is gone", async () => {
     await withOperator(['--allowed-priority-classes=gpu-low'], async (api) => {
       const message = 'pods "pc-search-1" is forbidden: no PriorityClass with name gpu-low was found';
       api.failNext('create', new ApiError(403, `POST /api/v1/namespaces/lab/pods: 403 ${message}`, 'Forbidden'), { kind: 'Pod', times: 3 });
@@ -88,8 +98,16 @@ describe('iacnas operator: what the API server refuses shows on the search', () 
       await until('the pod, after three refusals', () => api.objects('Pod', 'lab').length === 1);
       await until('Searching', () => statusOf(api, 'pc')?.phase === 'Searching' && stalled(api, 'pc')?.status === 'False');
       // While refused, the search said why, in the API server's words
-      const written = api.callsOf('patchStatus', 'IACSearch').map((c) => (c.body as { status: { conditions?: Array<{ type: string; reason: string; message: string }> } }).status.conditions?.find((x) => x.type === 'Stalled'));
-      expect(written).toContainEqual(expect.objectContaining({ reason: 'CreateRefused', message: expect.stringContaining(`Pod pc-search-1 (403 Forbidden): ${message}`) }));
+      const written = api
+        .callsOf('patchStatus', 'IACSearch')
+        .map((c) =>
+          (c.body as { status: { conditions?: Array<{ type: string; reason: string; message: string }> } }).status.conditions?.find(
+            (x) => x.type === 'Stalled',
+          ),
+        );
+      expect(written).toContainEqual(
+        expect.objectContaining({ reason: 'CreateRefused', message: expect.stringContaining(`Pod pc-search-1 (403 Forbidden): ${message}`) }),
+      );
       const [event] = await until('the Warning event', () => (events(api, 'CreateRefused').length ? events(api, 'CreateRefused') : undefined));
       expect(event).toMatchObject({ type: 'Warning', note: expect.stringContaining(message) });
       expect(api.objects('Pod', 'lab').map((p) => p.metadata.name)).toEqual(['pc-search-1']);
@@ -104,7 +122,9 @@ describe('iacnas operator: a status written by someone else', () => {
       await api.create(search('forged', {}));
       await until('Searching', () => statusOf(api, 'forged')?.phase === 'Searching');
       const before = api.objects('IACSearch', 'lab')[0];
-      await api.mergePatchStatus(IACSearchType, 'lab', 'forged', { status: { phase: 'Succeeded', results: { meanDice: 0.99 }, completionTime: new Date().toISOString() } });
+      await api.mergePatchStatus(IACSearchType, 'lab', 'forged', {
+        status: { phase: 'Succeeded', results: { meanDice: 0.99 }, completionTime: new Date().toISOString() },
+      });
       const [event] = await until('StatusCorrected', () => (events(api, 'StatusCorrected').length ? events(api, 'StatusCorrected') : undefined));
       expect(event.note).toContain('status.phase Succeeded: search has not succeeded');
       await until('the corrected status', () => statusOf(api, 'forged')?.phase === 'Searching' && statusOf(api, 'forged')?.results === undefined);

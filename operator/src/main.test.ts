@@ -31,10 +31,10 @@ const statusOf = (api: FakeKubeApi, name: string) =>
 describe('iacnas operator', () => {
   it('parses its flags and documents every one in --help', () => {
     expect(parseOperatorArgs(['--help'])).toBe('help');
-    const cfg = parseOperatorArgs(
-      ['--namespaces', 'a, b', '--leader-elect', '--lease-duration', '20s', '--log-level', 'debug', '--trainer-image', 'img:1'],
-      { POD_NAMESPACE: 'iac-system', POD_NAME: 'op-0' },
-    );
+    const cfg = parseOperatorArgs(['--namespaces', 'a, b', '--leader-elect', '--lease-duration', '20s', '--log-level', 'debug', '--trainer-image', 'img:1'], {
+      POD_NAMESPACE: 'iac-system',
+      POD_NAME: 'op-0',
+    });
     expect(cfg).toMatchObject({
       namespaces: ['a', 'b'],
       leaderElect: true,
@@ -98,7 +98,14 @@ describe('iacnas operator', () => {
 
   it('with leader election only the leader reconciles; on SIGTERM-style stop it releases the lease and a standby takes over', async () => {
     const api = new FakeKubeApi();
-    const le = { leaderElect: true, leaseNamespace: 'iac-system', leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 50, advertiseAddress: '127.0.0.1' };
+    const le = {
+      leaderElect: true,
+      leaseNamespace: 'iac-system',
+      leaseDurationMs: 3000,
+      renewDeadlineMs: 2000,
+      retryPeriodMs: 50,
+      advertiseAddress: '127.0.0.1',
+    };
     const a = await startOperator(config({ ...le, identity: 'a' }), api, silentLogger);
     await until(() => a.elector!.isLeader());
     const b = await startOperator(config({ ...le, identity: 'b' }), api, silentLogger);
@@ -129,7 +136,12 @@ describe('iacnas operator', () => {
       await until(() => b.elector!.isLeader(), 2000); // well within the 3 s lease: the lease was released
       await api.create(search('two'));
       await until(() => statusOf(api, 'two')?.phase === 'Searching');
-      expect(api.objects('Pod', 'lab').map((p) => p.metadata.name).sort()).toEqual(['one-search-1', 'two-search-1']);
+      expect(
+        api
+          .objects('Pod', 'lab')
+          .map((p) => p.metadata.name)
+          .sort(),
+      ).toEqual(['one-search-1', 'two-search-1']);
     } finally {
       await a.stop();
       await b.stop();

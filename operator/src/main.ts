@@ -13,7 +13,14 @@ import { EventRecorder } from './k8s/events.ts';
 import type { KubeApi } from './k8s/types.ts';
 import { OperatorMetrics } from './metrics/registry.ts';
 import { reconcile } from './reconcile/index.ts';
-import { DEFAULT_NODE_SELECTOR_KEYS, DEFAULT_TOLERATIONS, formatAllowedToleration, imageRepository, parseAllowedToleration, type PodPolicy } from './reconcile/policy.ts';
+import {
+  DEFAULT_NODE_SELECTOR_KEYS,
+  DEFAULT_TOLERATIONS,
+  formatAllowedToleration,
+  imageRepository,
+  parseAllowedToleration,
+  type PodPolicy,
+} from './reconcile/policy.ts';
 
 export const DEFAULT_TRAINER_IMAGE = 'iac-operator/trainer-gpu:0.1.0';
 /** Concurrent reconciles: a reconcile mostly waits on the API server (docs/operator-scale.md). */
@@ -312,7 +319,12 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
     metrics,
     isReady: () => controller.hasSynced(),
     bodyLimit: cfg.progressBodyLimit,
-    timeouts: { headersMs: Math.min(cfg.http.headersMs, cfg.http.requestMs), requestMs: cfg.http.requestMs, idleMs: cfg.http.idleMs, keepAliveMs: cfg.http.keepAliveMs },
+    timeouts: {
+      headersMs: Math.min(cfg.http.headersMs, cfg.http.requestMs),
+      requestMs: cfg.http.requestMs,
+      idleMs: cfg.http.idleMs,
+      keepAliveMs: cfg.http.keepAliveMs,
+    },
     clientRateLimit: { burst: 2 * cfg.http.perClient, perSecond: cfg.http.perClient },
     globalRateLimit: { burst: 2 * cfg.http.total, perSecond: cfg.http.total },
     log,

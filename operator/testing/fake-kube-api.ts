@@ -238,7 +238,9 @@ export class FakeKubeApi implements KubeApi {
     this.rv++;
     stored.metadata.resourceVersion = String(this.rv);
     stored.metadata.uid ??= randomUUID();
-    stored.metadata.creationTimestamp ??= this.now().toISOString().replace(/\.\d+Z$/, 'Z');
+    stored.metadata.creationTimestamp ??= this.now()
+      .toISOString()
+      .replace(/\.\d+Z$/, 'Z');
     if (type.kind === 'IACSearch') {
       const specChanged = !previous || JSON.stringify(previous.spec) !== JSON.stringify(stored.spec);
       stored.metadata.generation = (previous?.metadata.generation ?? 0) + (specChanged && !statusOnly ? 1 : 0);
@@ -287,8 +289,7 @@ export class FakeKubeApi implements KubeApi {
 
   private matcher(type: ResourceType, opts: ListOptions): (o: KubeObject) => boolean {
     const labels = parseLabelSelector(opts.labelSelector);
-    return (o) =>
-      o.kind === type.kind && (opts.namespace === undefined || o.metadata.namespace === opts.namespace) && labels(o.metadata.labels);
+    return (o) => o.kind === type.kind && (opts.namespace === undefined || o.metadata.namespace === opts.namespace) && labels(o.metadata.labels);
   }
 
   private async tick(verb: Verb, kind: string): Promise<void> {

@@ -48,17 +48,50 @@ while (epoch < max) {
   epoch += 1;
   writeFileSync(`${checkpoint}.tmp`, String(epoch));
   renameSync(`${checkpoint}.tmp`, checkpoint); // atomic, as the trainer's checkpoints
-  const event = { type: 'progress', phase, epoch, maxEpochs: max, activeOperations: 140 - epoch * 10, totalOperations: 140, stableEdges: Math.min(14, epoch * 4), totalEdges: 14, epochSeconds: epochMs / 1000, etaSeconds: ((max - epoch) * epochMs) / 1000 };
+  const event = {
+    type: 'progress',
+    phase,
+    epoch,
+    maxEpochs: max,
+    activeOperations: 140 - epoch * 10,
+    totalOperations: 140,
+    stableEdges: Math.min(14, epoch * 4),
+    totalEdges: 14,
+    epochSeconds: epochMs / 1000,
+    etaSeconds: ((max - epoch) * epochMs) / 1000,
+  };
   process.stdout.write(`${JSON.stringify(event)}\n`);
   process.stderr.write(`${phase} epoch ${epoch}/${max}\n`);
 }
 switch (phase) {
   case 'search':
-    result({ ok: true, epochs: max, seconds: (max * epochMs) / 1000, meanEpochSeconds: epochMs / 1000, stoppedBy: 'stable', stableEdges: 14, totalEdges: 14, activeOperations: 14, totalOperations: 140 });
+    result({
+      ok: true,
+      epochs: max,
+      seconds: (max * epochMs) / 1000,
+      meanEpochSeconds: epochMs / 1000,
+      stoppedBy: 'stable',
+      stableEdges: 14,
+      totalEdges: 14,
+      activeOperations: 14,
+      totalOperations: 140,
+    });
     break;
   case 'prune':
     writeFileSync(join(workdir, 'genotype.json'), '{}');
-    result({ ok: true, genotype: { cells: [[[[0, 'conv_3x3'], [1, 'skip_connect']]]] } });
+    result({
+      ok: true,
+      genotype: {
+        cells: [
+          [
+            [
+              [0, 'conv_3x3'],
+              [1, 'skip_connect'],
+            ],
+          ],
+        ],
+      },
+    });
     break;
   case 'retrain':
     result({ ok: true, epochs: max, bestValDice: 0.8 });

@@ -97,7 +97,7 @@ export class World {
       persistentVolumeClaims: this.claims.map(frozenCopy),
       progress: this.progress,
       now,
-      newToken: 'token-' + now.getTime(),
+      newToken: `token-${now.getTime()}`,
       settings: this.settings,
       ...(refused && { refused }),
     });

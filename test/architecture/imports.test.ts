@@ -60,13 +60,16 @@ describe('the tree', () => {
   it('is read whole: every rule is about a folder that exists and holds sources', () => {
     for (const rule of RULES) {
       expect(existsSync(path.join(repo, rule.from)), rule.from).toBe(true);
-      expect([...files.keys()].some((f) => f.startsWith(rule.from)), rule.from).toBe(true);
+      expect(
+        [...files.keys()].some((f) => f.startsWith(rule.from)),
+        rule.from,
+      ).toBe(true);
     }
     // Every relative import names a file that exists: a resolver error would hide violations.
     // (This folder's own files quote imports in strings.)
-    const missing = [...files].filter(([file]) => !file.startsWith('test/architecture/')).flatMap(([file, specs]) =>
-      specs.filter((s) => s.startsWith('.') && !existsSync(path.join(repo, resolveImport(file, s)))).map((s) => `${file}: ${s}`),
-    );
+    const missing = [...files]
+      .filter(([file]) => !file.startsWith('test/architecture/'))
+      .flatMap(([file, specs]) => specs.filter((s) => s.startsWith('.') && !existsSync(path.join(repo, resolveImport(file, s)))).map((s) => `${file}: ${s}`));
     expect(missing).toEqual([]);
   });
 });

@@ -26,17 +26,26 @@ export const RULES: Rule[] = [
     forbid: ['trainer/'],
     allow: ['trainer/src/config/'],
     tests: true,
-    why: "the operator knows the trainer only by its configuration schema and the contract (the operator image holds trainer/src/config and nothing else of the trainer)",
+    why: 'the operator knows the trainer only by its configuration schema and the contract (the operator image holds trainer/src/config and nothing else of the trainer)',
   },
   { from: 'trainer/', forbid: ['operator/'], tests: true, why: 'the trainer never imports the operator' },
-  { from: 'trainer/src/config/', forbid: ['trainer/src/'], allow: ['trainer/src/config/'], why: 'the configuration schema is the part of the trainer the operator image carries: it stands alone' },
+  {
+    from: 'trainer/src/config/',
+    forbid: ['trainer/src/'],
+    allow: ['trainer/src/config/'],
+    why: 'the configuration schema is the part of the trainer the operator image carries: it stands alone',
+  },
   ...PRODUCTION.map((from) => ({
     from,
     forbid: ['operator/testing/', 'trainer/testing/', 'test/', 'vitest'],
     why: 'production code does not depend on test support',
   })),
   { from: 'trainer/src/training/', forbid: ['trainer/src/phases/', 'trainer/src/cli.ts'], why: 'the training infrastructure is used by phases and uses none' },
-  { from: 'trainer/src/search/', forbid: ['trainer/src/phases/', 'trainer/src/cli.ts'], why: 'the search algorithm is used by the search phase and uses no phase' },
+  {
+    from: 'trainer/src/search/',
+    forbid: ['trainer/src/phases/', 'trainer/src/cli.ts'],
+    why: 'the search algorithm is used by the search phase and uses no phase',
+  },
   { from: 'trainer/src/phases/', forbid: ['trainer/src/cli.ts'], why: 'the phases are registered with the command, never the other way round' },
   { from: 'trainer/src/model/', forbid: ['trainer/src/data/', 'trainer/src/training/'], why: 'the model knows no data layer and no training' },
   { from: 'trainer/src/data/', forbid: ['trainer/src/model/'], why: 'the data layer knows no model' },
@@ -52,7 +61,13 @@ export function importsOf(source: string): string[] {
 
 /** A specifier as a repository-relative path (relative ones resolved from `file`), or the bare package name. */
 export function resolveImport(file: string, specifier: string): string {
-  if (!specifier.startsWith('.')) return specifier.startsWith('node:') ? specifier : specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/');
+  if (!specifier.startsWith('.'))
+    return specifier.startsWith('node:')
+      ? specifier
+      : specifier
+          .split('/')
+          .slice(0, specifier.startsWith('@') ? 2 : 1)
+          .join('/');
   return path.posix.normalize(path.posix.join(path.posix.dirname(file), specifier));
 }
 

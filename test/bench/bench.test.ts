@@ -106,7 +106,9 @@ describe('benchmarks at their smallest setting', () => {
         if (x.changeKernels === 'fewer') expect(x.kernelsPerStep, x.config).toBeGreaterThan(after);
         else expect(x.kernelsPerStep, x.config).toBe(after);
       }
-      expect(all.find((x) => x.config === 'before (no change)')!.kernelsPerStep).toBeGreaterThan(Math.max(...all.filter((r) => r.changeKernels).map((r) => r.kernelsPerStep)));
+      expect(all.find((x) => x.config === 'before (no change)')!.kernelsPerStep).toBeGreaterThan(
+        Math.max(...all.filter((r) => r.changeKernels).map((r) => r.kernelsPerStep)),
+      );
       for (const x of all) expect(x.cpuMsPerStep).toBeGreaterThan(0);
     }
   }, 600_000);

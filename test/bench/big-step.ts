@@ -62,16 +62,30 @@ async function check(): Promise<{ backend: string; limitMiB: number | null; limi
   const limit = memoryLimit();
   try {
     const e = await assertFitsInMemory(options, BATCH, SIZE);
-    return { backend: limit.backend, limitMiB: limit.bytes === undefined ? null : mib(limit.bytes), limit: limit.description, estimateMiB: mib(e.bytes), refusal: null };
+    return {
+      backend: limit.backend,
+      limitMiB: limit.bytes === undefined ? null : mib(limit.bytes),
+      limit: limit.description,
+      estimateMiB: mib(e.bytes),
+      refusal: null,
+    };
   } catch (err) {
     const e = await estimateTrainingMemory(options, BATCH, SIZE);
-    return { backend: limit.backend, limitMiB: limit.bytes === undefined ? null : mib(limit.bytes), limit: limit.description, estimateMiB: mib(e.bytes), refusal: (err as Error).message };
+    return {
+      backend: limit.backend,
+      limitMiB: limit.bytes === undefined ? null : mib(limit.bytes),
+      limit: limit.description,
+      estimateMiB: mib(e.bytes),
+      refusal: (err as Error).message,
+    };
   }
 }
 
 await initBackend({ backend, quiet: false });
 const mine = await check();
-console.error(`memory check on ${mine.backend}: ${mine.refusal ?? `accepted (estimate ${mine.estimateMiB} MiB, limit ${mine.limitMiB ?? 'none'} MiB: ${mine.limit})`}`);
+console.error(
+  `memory check on ${mine.backend}: ${mine.refusal ?? `accepted (estimate ${mine.estimateMiB} MiB, limit ${mine.limitMiB ?? 'none'} MiB: ${mine.limit})`}`,
+);
 const estimate = await estimateTrainingMemory(options, BATCH, SIZE);
 
 interface StepFigure {
@@ -90,7 +104,10 @@ if (!args.includes('--check-only') && (mine.refusal === null || args.includes('-
   const arch = net.arch;
   const weightVars = namedVariables(net, arch ? 'cells' : 'all');
   const archVars: NamedVariable[] = arch
-    ? [...arch.alphas.map((variable, c) => ({ name: `arch/alphas/${c}`, variable })), ...arch.betas.map((variable, c) => ({ name: `arch/betas/${c}`, variable }))]
+    ? [
+        ...arch.alphas.map((variable, c) => ({ name: `arch/alphas/${c}`, variable })),
+        ...arch.betas.map((variable, c) => ({ name: `arch/betas/${c}`, variable })),
+      ]
     : [];
   const weightOpt: Optimizer = arch ? new SgdMomentum(weightVars, { momentum: 0.9, weightDecay: 3e-4, gradClip: 5 }) : new Adam(weightVars);
   const archOpt = new Adam(archVars, { beta1: 0.5, beta2: 0.999, weightDecay: 1e-3 });
@@ -118,7 +135,7 @@ if (!args.includes('--check-only') && (mine.refusal === null || args.includes('-
     const c = process.cpuUsage(c0);
     const f: StepFigure = { step: s, wallMs: Math.round(performance.now() - t0), cpuMs: Math.round((c.user + c.system) / 1000), peakRssMiB: mib(peakRss()) };
     // Weights and optimizer slots were live before the step: the estimate counts them.
-    if (info) f.tensorPeakMiB = mib(info.peakBytes - start + (before.tensorMiB * MiB));
+    if (info) f.tensorPeakMiB = mib(info.peakBytes - start + before.tensorMiB * MiB);
     console.error(JSON.stringify(f));
     steps.push(f);
   }
@@ -137,7 +154,9 @@ try {
 } catch (e) {
   otherCheck = { backend: other, error: (e as Error).message };
 }
-console.error(`memory check on ${other}: ${'refusal' in otherCheck ? (otherCheck.refusal ?? `accepted (estimate ${otherCheck.estimateMiB} MiB)`) : otherCheck.error}`);
+console.error(
+  `memory check on ${other}: ${'refusal' in otherCheck ? (otherCheck.refusal ?? `accepted (estimate ${otherCheck.estimateMiB} MiB)`) : otherCheck.error}`,
+);
 
 const result = {
   what:
@@ -151,13 +170,19 @@ const result = {
   peakRssResetPerStep: rssReset,
   steps,
   checks: [mine, otherCheck],
-  machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1), loadAverage: os.loadavg().map((v) => +v.toFixed(2)), node: process.version },
+  machine: {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    loadAverage: os.loadavg().map((v) => +v.toFixed(2)),
+    node: process.version,
+  },
   command: `scripts/with-node node test/bench/big-step.ts ${args.join(' ')}`.trim(),
   date: new Date().toISOString(),
 };
 if (args.includes('--out')) {
   const out = path.resolve(arg('--out', ''));
   mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 }
 console.log(JSON.stringify(result, null, 2));

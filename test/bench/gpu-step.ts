@@ -39,7 +39,8 @@ function integer(name: string, fallback: number, min: number): number {
   return n;
 }
 const known = new Set(['--backend', '--size', '--batch', '--steps', '--warmup', '--depth', '--base', '--k', '--out']);
-for (let i = 0; i < args.length; i += 2) if (!known.has(args[i])) throw new Error(`unknown option ${args[i]} (see the head of ${path.basename(import.meta.filename)})`);
+for (let i = 0; i < args.length; i += 2)
+  if (!known.has(args[i])) throw new Error(`unknown option ${args[i]} (see the head of ${path.basename(import.meta.filename)})`);
 
 const backend: BackendChoice = parseBackendOverride(option('--backend') ?? (process.env.IACNAS_BACKEND || 'tensorflow-gpu'))!;
 const SIZE = integer('--size', 128, 8);
@@ -58,9 +59,13 @@ const peakRssMiB = () => Math.round(peakRssBytes() / MiB);
 
 /** GPU memory as nvidia-smi sees it: this process's (where it lists processes) and the device's; undefined without nvidia-smi. */
 function gpuMemory(): { processMiB: number | null; deviceUsedMiB: number; deviceTotalMiB: number; gpu: string } | undefined {
-  const smi = (q: string[]) => execFileSync('nvidia-smi', [...q, '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  const smi = (q: string[]) =>
+    execFileSync('nvidia-smi', [...q, '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   try {
-    const [name, used, total] = smi(['--query-gpu=name,memory.used,memory.total']).split('\n')[0].split(',').map((s) => s.trim());
+    const [name, used, total] = smi(['--query-gpu=name,memory.used,memory.total'])
+      .split('\n')[0]
+      .split(',')
+      .map((s) => s.trim());
     let processMiB: number | null = null;
     try {
       for (const line of smi(['--query-compute-apps=pid,used_memory']).split('\n')) {
@@ -132,7 +137,9 @@ const result = {
   peakTensorMiB: Math.round(profile.peakBytes / MiB),
   peakRssMiB: peakRssMiB(),
   ...(gpu === undefined ? {} : { gpuMemory: gpu }),
-  env: Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(TF_(CPP|NUM|FORCE|GPU|ENABLE|XLA)_|CUDA_VISIBLE_DEVICES$|NVIDIA_VISIBLE_DEVICES$|IACNAS_BACKEND$)/.test(k))),
+  env: Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => /^(TF_(CPP|NUM|FORCE|GPU|ENABLE|XLA)_|CUDA_VISIBLE_DEVICES$|NVIDIA_VISIBLE_DEVICES$|IACNAS_BACKEND$)/.test(k)),
+  ),
   machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, loadAverage: os.loadavg().map((v) => +v.toFixed(2)), node: process.version },
   totalSeconds: +((performance.now() - t00) / 1000).toFixed(1),
   date: new Date().toISOString(),
@@ -145,6 +152,6 @@ net.dispose();
 const out = option('--out');
 if (out !== undefined) {
   mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-  writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 }
 console.log(JSON.stringify(result, null, 2));

@@ -84,7 +84,15 @@ function round(x: number, digits = 1): number {
   return Math.round(x * f) / f;
 }
 
-async function benchDataset(name: string, seeds: number[], scales: number[], longEpochs: number | undefined, smoke: boolean, root: string, env: NodeJS.ProcessEnv): Promise<DatasetRun> {
+async function benchDataset(
+  name: string,
+  seeds: number[],
+  scales: number[],
+  longEpochs: number | undefined,
+  smoke: boolean,
+  root: string,
+  env: NodeJS.ProcessEnv,
+): Promise<DatasetRun> {
   const base = preset(name, smoke);
   const dir = path.join(root, name);
   mkdirSync(dir, { recursive: true });
@@ -93,7 +101,12 @@ async function benchDataset(name: string, seeds: number[], scales: number[], lon
   // The shared backbone: a one-epoch search trains it (the search's own figures are discarded).
   const backboneRun = path.join(dir, 'backbone');
   mkdirSync(backboneRun, { recursive: true });
-  const bb = await runPhase('search', { ...base, name: `${name}-backbone`, search: { ...(base.search as object), maxEpochs: 1, warmupEpochs: 0 } }, backboneRun, env);
+  const bb = await runPhase(
+    'search',
+    { ...base, name: `${name}-backbone`, search: { ...(base.search as object), maxEpochs: 1, warmupEpochs: 0 } },
+    backboneRun,
+    env,
+  );
   const backboneSeconds = bb.result.backboneSeconds ?? bb.wallSeconds;
   log(`backbone trained in ${backboneSeconds.toFixed(1)} s`);
   const searchBase = base.search as { stability: object; maxEpochs: number };
@@ -189,7 +202,11 @@ async function benchDataset(name: string, seeds: number[], scales: number[], lon
     // (b) A random genotype of the same space.
     const random = fresh('random', seed);
     const randomConfig = configFor('random', seed, { enabled: false });
-    const found = JSON.parse(readFileSync(path.join(lth.workdir, 'genotype.json'), 'utf8')) as { genotype: { cells: unknown[] }; operations: string[]; nodes: number };
+    const found = JSON.parse(readFileSync(path.join(lth.workdir, 'genotype.json'), 'utf8')) as {
+      genotype: { cells: unknown[] };
+      operations: string[];
+      nodes: number;
+    };
     writeFileSync(
       path.join(random, 'genotype.json'),
       `${JSON.stringify(
@@ -256,7 +273,7 @@ function markdown(result: { machine: ReturnType<typeof machine>; datasets: Retur
     '',
     `Machine: ${result.machine.cpu}, ${result.machine.cores} cores, ${result.machine.memoryGiB} GiB, Node ${result.machine.node}. Command: \`${command}\`. Raw figures: test/bench/results/nas-cost.json.`,
     '',
-    'IAC-LTH with the default (automatic) stability test against the full-length search, per seed. CPU seconds of the search process; decision epochs: the epoch of each edge\'s first pruning step, and of its last for edges pruned to one operation, median [range] over the edges of all seeds.',
+    "IAC-LTH with the default (automatic) stability test against the full-length search, per seed. CPU seconds of the search process; decision epochs: the epoch of each edge's first pruning step, and of its last for edges pruned to one operation, median [range] over the edges of all seeds.",
     '',
     '| dataset | seeds | LTH epochs | full epochs | LTH CPU s | full CPU s | CPU speedup median [per seed] | wall speedup median | LTH mean Dice | full mean Dice | Dice delta (points) | first decisions | settled |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -279,7 +296,9 @@ function markdown(result: { machine: ReturnType<typeof machine>; datasets: Retur
   for (const d of result.datasets) {
     const lthMean = mean(pick(d.runs.lth, 'meanDice'));
     const row = (label: string, epochs: string, cpu: string, dice: number[]) =>
-      lines.push(`| ${d.name} | ${label} | ${epochs} | ${cpu} | ${dice.join(', ')} | **${round(mean(dice), 4)}** | ${round((mean(dice) - lthMean) * 100, 2)} |`);
+      lines.push(
+        `| ${d.name} | ${label} | ${epochs} | ${cpu} | ${dice.join(', ')} | **${round(mean(dice), 4)}** | ${round((mean(dice) - lthMean) * 100, 2)} |`,
+      );
     const searchRow = (label: string, runs: Run[]) => row(label, pick(runs, 'epochs').join(', '), pick(runs, 'cpuSeconds').join(', '), pick(runs, 'meanDice'));
     searchRow('IAC-LTH (automatic test)', d.runs.lth);
     searchRow(`full search, ${pick(d.runs.full, 'epochs')[0]} epochs`, d.runs.full);
@@ -288,7 +307,11 @@ function markdown(result: { machine: ReturnType<typeof machine>; datasets: Retur
     const baseline = d.runs.lth.map((r) => r.baselineMeanDice).filter((x): x is number => x !== undefined);
     if (baseline.length) row('(c) plain U-Net, same retrain budget', '-', '0', baseline);
   }
-  const scales = result.datasets.flatMap((d) => Object.keys(d.runs).filter((k) => k.startsWith('lth-x')).map((k) => ({ d, k })));
+  const scales = result.datasets.flatMap((d) =>
+    Object.keys(d.runs)
+      .filter((k) => k.startsWith('lth-x'))
+      .map((k) => ({ d, k })),
+  );
   if (scales.length) {
     lines.push(
       '',

@@ -52,9 +52,60 @@ const CLASSES = 4;
 const K = 4;
 /** Three cells, four nodes each, two edges per node; every kind of operation appears. */
 const GENOTYPE = genotypeOf([
-  [[[0, 'sep_conv_3x3'], [1, 'skip_connect']], [[0, 'conv_3x3'], [2, 'max_pool_3x3']], [[1, 'dil_conv_3x3'], [3, 'sep_conv_3x3']], [[0, 'skip_connect'], [4, 'avg_pool_3x3']]],
-  [[[0, 'conv_5x5'], [1, 'sep_conv_3x3']], [[1, 'skip_connect'], [2, 'dil_conv_5x5']], [[0, 'max_pool_3x3'], [3, 'sep_conv_5x5']], [[2, 'conv_3x3'], [4, 'skip_connect']]],
-  [[[0, 'skip_connect'], [1, 'dil_conv_3x3']], [[0, 'sep_conv_3x3'], [2, 'avg_pool_3x3']], [[1, 'conv_3x3'], [3, 'skip_connect']], [[3, 'sep_conv_3x3'], [4, 'max_pool_3x3']]],
+  [
+    [
+      [0, 'sep_conv_3x3'],
+      [1, 'skip_connect'],
+    ],
+    [
+      [0, 'conv_3x3'],
+      [2, 'max_pool_3x3'],
+    ],
+    [
+      [1, 'dil_conv_3x3'],
+      [3, 'sep_conv_3x3'],
+    ],
+    [
+      [0, 'skip_connect'],
+      [4, 'avg_pool_3x3'],
+    ],
+  ],
+  [
+    [
+      [0, 'conv_5x5'],
+      [1, 'sep_conv_3x3'],
+    ],
+    [
+      [1, 'skip_connect'],
+      [2, 'dil_conv_5x5'],
+    ],
+    [
+      [0, 'max_pool_3x3'],
+      [3, 'sep_conv_5x5'],
+    ],
+    [
+      [2, 'conv_3x3'],
+      [4, 'skip_connect'],
+    ],
+  ],
+  [
+    [
+      [0, 'skip_connect'],
+      [1, 'dil_conv_3x3'],
+    ],
+    [
+      [0, 'sep_conv_3x3'],
+      [2, 'avg_pool_3x3'],
+    ],
+    [
+      [1, 'conv_3x3'],
+      [3, 'skip_connect'],
+    ],
+    [
+      [3, 'sep_conv_3x3'],
+      [4, 'max_pool_3x3'],
+    ],
+  ],
 ]);
 
 function build(): Network {
@@ -94,8 +145,18 @@ async function measure(size: number, engine: string, call: () => Promise<void>):
     cpu.push((c.user + c.system) / 1000 / batch);
     wall.push(t / batch);
   }
-  const f = { size, engine, batch, runs, cpuMsPerSlice: +median(cpu).toFixed(3), wallMsPerSlice: +median(wall).toFixed(3), cpuMsPerSliceRuns: cpu.map((v) => +v.toFixed(3)) };
-  process.stderr.write(`${size}x${size} ${engine.padEnd(26)} ${f.cpuMsPerSlice.toFixed(2).padStart(8)} CPU ms/slice ${f.wallMsPerSlice.toFixed(2).padStart(8)} wall ms/slice\n`);
+  const f = {
+    size,
+    engine,
+    batch,
+    runs,
+    cpuMsPerSlice: +median(cpu).toFixed(3),
+    wallMsPerSlice: +median(wall).toFixed(3),
+    cpuMsPerSliceRuns: cpu.map((v) => +v.toFixed(3)),
+  };
+  process.stderr.write(
+    `${size}x${size} ${engine.padEnd(26)} ${f.cpuMsPerSlice.toFixed(2).padStart(8)} CPU ms/slice ${f.wallMsPerSlice.toFixed(2).padStart(8)} wall ms/slice\n`,
+  );
   return f;
 }
 
@@ -176,10 +237,21 @@ for (const size of sizes) {
 }
 
 const result = {
-  what:
-    "inference of the exported network: one call = a batch of slices in, logits out in JS memory; CPU ms per slice = process.cpuUsage (every thread of the process) / slices, median of the measured calls; tfjs = net.apply(x, {training: false}) + data(); onnxruntime = session.run fetching 'logits'",
+  what: "inference of the exported network: one call = a batch of slices in, logits out in JS memory; CPU ms per slice = process.cpuUsage (every thread of the process) / slices, median of the measured calls; tfjs = net.apply(x, {training: false}) + data(); onnxruntime = session.run fetching 'logits'",
   command: `scripts/with-node node test/bench/onnx-inference.ts${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}`,
-  config: { depth: DEPTH, baseFilters: BASE, nodes: 4, partialChannels: K, classes: CLASSES, batch, runs, sizes, parameters, onnxBytes, genotype: JSON.stringify(GENOTYPE.cells.map((c) => c.nodes.map((n) => n.map((e) => [e.input, e.op])))) },
+  config: {
+    depth: DEPTH,
+    baseFilters: BASE,
+    nodes: 4,
+    partialChannels: K,
+    classes: CLASSES,
+    batch,
+    runs,
+    sizes,
+    parameters,
+    onnxBytes,
+    genotype: JSON.stringify(GENOTYPE.cells.map((c) => c.nodes.map((n) => n.map((e) => [e.input, e.op])))),
+  },
   machine: {
     ...machine(),
     loadAverageAtStart: loadAtStart,
@@ -195,5 +267,5 @@ const result = {
 };
 const out = flags.has('out') ? path.resolve(flags.get('out')!) : path.join(import.meta.dirname, 'results', 'onnx-inference.json');
 mkdirSync(path.dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 process.stderr.write(`wrote ${out}\n`);

@@ -36,7 +36,8 @@ for (let i = 0; i < n; i++) {
     spec: { dataset: { format: 'phantom' } },
   });
 }
-const done = () => ctl.searches.list().filter((s) => (s.status as { phase?: string } | undefined)?.phase === 'Searching').length === n && ctl.pods.list().length === n;
+const done = () =>
+  ctl.searches.list().filter((s) => (s.status as { phase?: string } | undefined)?.phase === 'Searching').length === n && ctl.pods.list().length === n;
 while (!done()) await new Promise((r) => setTimeout(r, 10));
 const seconds = (performance.now() - t0) / 1000;
 const s0 = performance.now();

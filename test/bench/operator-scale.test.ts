@@ -8,7 +8,15 @@ const availability = clusterAvailability();
 
 describe('histogramQuantile', () => {
   it('interpolates inside the bucket holding the rank, as Prometheus does', () => {
-    const h = { buckets: [[0.01, 50], [0.1, 90], [1, 100], [Infinity, 100]] as Array<[number, number]>, count: 100 };
+    const h = {
+      buckets: [
+        [0.01, 50],
+        [0.1, 90],
+        [1, 100],
+        [Infinity, 100],
+      ] as Array<[number, number]>,
+      count: 100,
+    };
     expect(histogramQuantile(0.5, h)).toBeCloseTo(0.01);
     expect(histogramQuantile(0.7, h)).toBeCloseTo(0.055);
     expect(histogramQuantile(0.99, h)).toBeCloseTo(0.91);
@@ -43,7 +51,14 @@ describe.skipIf(availability.skip)('operator-scale benchmark, smallest setting',
     const md = markdown({ benchmark: 'operator-scale', date: r.date, machine: r.machine, runs: [r, r] });
     expect(md).toContain('per search');
     expect(md).toContain('--searches 3,3');
-    const before = { benchmark: 'operator-scale' as const, date: r.date, machine: r.machine, runs: [{ ...r, apiRequests: { ...r.apiRequests, life: { ...r.apiRequests.life, perSearch: 20.5 } } }] };
-    expect(markdown({ benchmark: 'operator-scale', date: r.date, machine: r.machine, runs: [r] }, before)).toMatch(/Before and after, N = 3, .*20\.5 requests per search.*this one/);
+    const before = {
+      benchmark: 'operator-scale' as const,
+      date: r.date,
+      machine: r.machine,
+      runs: [{ ...r, apiRequests: { ...r.apiRequests, life: { ...r.apiRequests.life, perSearch: 20.5 } } }],
+    };
+    expect(markdown({ benchmark: 'operator-scale', date: r.date, machine: r.machine, runs: [r] }, before)).toMatch(
+      /Before and after, N = 3, .*20\.5 requests per search.*this one/,
+    );
   });
 });

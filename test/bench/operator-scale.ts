@@ -208,9 +208,30 @@ function operatorKubeconfig(cluster: Cluster): string {
   run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'operator.key']);
   run(['req', '-new', '-key', 'operator.key', '-subj', `/O=system:masters/CN=${OPERATOR_USER}`, '-out', 'operator.csr']);
   writeFileSync(path.join(dir, 'operator.ext'), 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n');
-  run(['x509', '-req', '-in', 'operator.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '7', '-sha256', '-extfile', 'operator.ext', '-out', 'operator.crt']);
+  run([
+    'x509',
+    '-req',
+    '-in',
+    'operator.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-days',
+    '7',
+    '-sha256',
+    '-extfile',
+    'operator.ext',
+    '-out',
+    'operator.crt',
+  ]);
   const file = path.join(cluster.dir, 'operator.kubeconfig');
-  writeFileSync(file, adminKubeconfig(cluster.server, { ...cluster.certs, adminCert: path.join(dir, 'operator.crt'), adminKey: path.join(dir, 'operator.key') }), { mode: 0o600 });
+  writeFileSync(
+    file,
+    adminKubeconfig(cluster.server, { ...cluster.certs, adminCert: path.join(dir, 'operator.crt'), adminKey: path.join(dir, 'operator.key') }),
+    { mode: 0o600 },
+  );
   return file;
 }
 
@@ -281,21 +302,26 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const operatorLog = cluster.logFile('operator');
-    const proc = spawnGroup('operator', process.execPath, [
-      ...(o.nodeOptions ?? chartNodeOptions()),
-      ...(o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfileDir}`] : []),
-      path.join(repoRoot, 'bin', 'iacnas.ts'),
+    const proc = spawnGroup(
       'operator',
-      `--kubeconfig=${operatorKubeconfig(cluster)}`,
-      '--host=127.0.0.1',
-      `--port=${port}`,
-      `--progress-url=${url}/v1/progress`,
-      '--advertise-address=127.0.0.1',
-      `--workers=${o.workers}`,
-      '--leader-elect',
-      '--leader-election-namespace=default',
-      '--leader-election-identity=scale',
-    ], { logFile: operatorLog, env: { ...process.env, POD_NAMESPACE: '', POD_NAME: '', POD_IP: '' } });
+      process.execPath,
+      [
+        ...(o.nodeOptions ?? chartNodeOptions()),
+        ...(o.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfileDir}`] : []),
+        path.join(repoRoot, 'bin', 'iacnas.ts'),
+        'operator',
+        `--kubeconfig=${operatorKubeconfig(cluster)}`,
+        '--host=127.0.0.1',
+        `--port=${port}`,
+        `--progress-url=${url}/v1/progress`,
+        '--advertise-address=127.0.0.1',
+        `--workers=${o.workers}`,
+        '--leader-elect',
+        '--leader-election-namespace=default',
+        '--leader-election-identity=scale',
+      ],
+      { logFile: operatorLog, env: { ...process.env, POD_NAMESPACE: '', POD_NAME: '', POD_IP: '' } },
+    );
     cluster.onStop(async () => {
       await proc.stop(20_000);
     });
@@ -344,23 +370,33 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
     await pool(names, 32, (s) => cluster.client.create(iacsPath(s.namespace), searchObject(s.name, s.namespace)));
     const timeout = (o.timeoutSeconds ?? 600 + n * 4) * 1000;
     let lastLog = 0;
-    await waitFor(`every search's first pod (${n})`, () => {
-      if (Date.now() - lastLog > 10_000) {
-        lastLog = Date.now();
-        log(`first pods: ${firstPod.size}/${n}`);
-      }
-      return firstPod.size >= n;
-    }, timeout, 100);
+    await waitFor(
+      `every search's first pod (${n})`,
+      () => {
+        if (Date.now() - lastLog > 10_000) {
+          lastLog = Date.now();
+          log(`first pods: ${firstPod.size}/${n}`);
+        }
+        return firstPod.size >= n;
+      },
+      timeout,
+      100,
+    );
     const toFirstPod = (Math.max(...firstPod.values()) - t0) / 1000;
     log(`every first pod after ${toFirstPod.toFixed(1)} s`);
-    await waitFor(`every search Succeeded (${n})`, () => {
-      if (failed.size) throw new Error(`searches failed: ${[...failed].slice(0, 3).join('; ')}`);
-      if (Date.now() - lastLog > 10_000) {
-        lastLog = Date.now();
-        log(`succeeded: ${succeeded.size}/${n}`);
-      }
-      return succeeded.size >= n || undefined;
-    }, timeout, 200).catch((err) => {
+    await waitFor(
+      `every search Succeeded (${n})`,
+      () => {
+        if (failed.size) throw new Error(`searches failed: ${[...failed].slice(0, 3).join('; ')}`);
+        if (Date.now() - lastLog > 10_000) {
+          lastLog = Date.now();
+          log(`succeeded: ${succeeded.size}/${n}`);
+        }
+        return succeeded.size >= n || undefined;
+      },
+      timeout,
+      200,
+    ).catch((err) => {
       if (failed.size) throw new Error(`searches failed: ${[...failed].slice(0, 3).join('; ')}`);
       throw err;
     });
@@ -393,7 +429,15 @@ export async function runOperatorScale(o: ScaleOptions): Promise<ScaleResult> {
       benchmark: 'operator-scale',
       date: new Date().toISOString(),
       machine: machine(),
-      settings: { searches: n, quietSeconds: o.quietSeconds, simulateSecondsPerPhase: o.simulateSeconds, workers: o.workers, namespaces: namespaces.length, nodes: nodeCount, leaderElect: true },
+      settings: {
+        searches: n,
+        quietSeconds: o.quietSeconds,
+        simulateSecondsPerPhase: o.simulateSeconds,
+        workers: o.workers,
+        namespaces: namespaces.length,
+        nodes: nodeCount,
+        leaderElect: true,
+      },
       seconds: { toEveryFirstPod: +toFirstPod.toFixed(2), toAllSucceeded: +toSucceeded.toFixed(2) },
       reconcile: {
         count: h.count,
@@ -438,7 +482,8 @@ function beforeAfter(runs: ScaleResult[], before: ScaleRuns | undefined): string
   const b = before?.runs[0];
   const a = b && runs.find((r) => r.settings.searches === b.settings.searches);
   if (!b || !a) return '';
-  const f = (r: ScaleResult) => `${r.seconds.toEveryFirstPod} s to every first pod, ${r.apiRequests.life.perSearch} requests per search, peak RSS ${r.operatorMemoryMiB.peakRss} MiB, ${r.operatorCpuSeconds.life} CPU-s`;
+  const f = (r: ScaleResult) =>
+    `${r.seconds.toEveryFirstPod} s to every first pod, ${r.apiRequests.life.perSearch} requests per search, peak RSS ${r.operatorMemoryMiB.peakRss} MiB, ${r.operatorCpuSeconds.life} CPU-s`;
   return `\nBefore and after, N = ${b.settings.searches}, same harness: commit 214ae9f's operator ${f(b)}; this one ${f(a)} (\`test/bench/results/operator-scale-before.json\`, docs/operator-scale.md).\n`;
 }
 
@@ -455,7 +500,10 @@ export function markdown(all: ScaleRuns, before: ScaleRuns | undefined = readBef
   const runs = all.runs;
   const first = runs[0];
   const row = (label: string, cell: (r: ScaleResult) => string | number) => `| ${label} | ${runs.map(cell).join(' | ')} |`;
-  const quietList = (r: ScaleResult) => Object.entries(r.apiRequests.quiet.byVerbResource).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  const quietList = (r: ScaleResult) =>
+    Object.entries(r.apiRequests.quiet.byVerbResource)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ') || 'none';
   return `## Operator scale (real control plane)
 
 \`npm run bench:operator-scale -- --searches ${runs.map((r) => r.settings.searches).join(',')} --quiet-seconds ${first.settings.quietSeconds}\`
@@ -470,14 +518,14 @@ before/after figures: docs/operator-scale.md.
 
 ${row('searches (test kubelet nodes)', (r) => `**${r.settings.searches}** (${r.settings.nodes})`)}
 |---|${runs.map(() => '---').join('|')}|
-${row('every search\'s first pod exists', (r) => `**${r.seconds.toEveryFirstPod} s**`)}
+${row("every search's first pod exists", (r) => `**${r.seconds.toEveryFirstPod} s**`)}
 ${row('every search Succeeded (4 phase pods each)', (r) => `${r.seconds.toAllSucceeded} s`)}
 ${row('reconciles (p50 / p99)', (r) => `${r.reconcile.count} (${r.reconcile.p50Ms} / ${r.reconcile.p99Ms} ms)`)}
 ${row('operator API requests per search over its life (watches and Lease apart)', (r) => `**${r.apiRequests.life.perSearch}**`)}
 ${row('per search, by request', perSearchList)}
 ${row('watches started / Lease requests over the lives', (r) => `${r.apiRequests.life.watches} / ${r.apiRequests.life.lease}`)}
 ${row(`quiet period after all finished: operator requests (Lease apart)`, (r) => `**${r.apiRequests.quiet.total}** in ${r.apiRequests.quiet.seconds} s (${quietList(r)}); Lease ${r.apiRequests.quiet.lease}; reconciles ${r.apiRequests.quiet.reconciles}`)}
-${row('all clients\' requests (apiserver_request_total, watches apart): lives / quiet', (r) => `${r.apiRequests.allClients.life} / ${r.apiRequests.allClients.quiet}`)}
+${row("all clients' requests (apiserver_request_total, watches apart): lives / quiet", (r) => `${r.apiRequests.allClients.life} / ${r.apiRequests.allClients.quiet}`)}
 ${row('operator CPU over the lives / quiet', (r) => `${r.operatorCpuSeconds.life} s / ${r.operatorCpuSeconds.quiet} s`)}
 ${row('operator RSS: before the searches / **peak** / at the end', (r) => `${r.operatorMemoryMiB.rssBeforeSearches} / **${r.operatorMemoryMiB.peakRss}** / ${r.operatorMemoryMiB.rssAtEnd} MiB`)}
 ${beforeAfter(runs, before)}`;

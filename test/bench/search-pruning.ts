@@ -104,7 +104,12 @@ const results = {
     meanCpuSecondsPerEpoch: mean(fullArch.map((l) => l.epochCpuSeconds)),
   },
   speedup: (full.result.seconds ?? 0) / Math.max(1e-9, pruned.result.seconds ?? 0),
-  cpuSpeedup: hf.reduce((a, l) => a + l.epochCpuSeconds, 0) / Math.max(1e-9, hp.reduce((a, l) => a + l.epochCpuSeconds, 0)),
+  cpuSpeedup:
+    hf.reduce((a, l) => a + l.epochCpuSeconds, 0) /
+    Math.max(
+      1e-9,
+      hp.reduce((a, l) => a + l.epochCpuSeconds, 0),
+    ),
   sameGenotype: JSON.stringify(pruned.result.genotype) === JSON.stringify(full.result.genotype),
   backboneSeconds: pruned.result.backboneSeconds,
 };

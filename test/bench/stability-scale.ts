@@ -101,7 +101,10 @@ async function main(): Promise<void> {
         jsdMedian: median(unpruned),
         jsdRange: [Math.min(...unpruned), Math.max(...unpruned)],
         driftMedian: judged.length ? Math.round(median(judged) * 100) / 100 : null,
-        firstDecisions: (lines.at(-1)?.decisions ?? []).flat().filter((d) => d.length > 0).map((d) => d[0]),
+        firstDecisions: (lines.at(-1)?.decisions ?? [])
+          .flat()
+          .filter((d) => d.length > 0)
+          .map((d) => d[0]),
         prunedAtFirstCheck: firstCheck?.prunes.length ?? 0,
         edges: lines[0]?.jsd.flat().length ?? 0,
         warnings: r.result.warnings ?? [],
@@ -112,7 +115,13 @@ async function main(): Promise<void> {
       );
     }
   }
-  const result = { machine: machine(), command: `npm run bench:stability-scale -- ${process.argv.slice(2).join(' ')}`.trim(), maxEpochs, phantomCases: cases, cases: runs };
+  const result = {
+    machine: machine(),
+    command: `npm run bench:stability-scale -- ${process.argv.slice(2).join(' ')}`.trim(),
+    maxEpochs,
+    phantomCases: cases,
+    cases: runs,
+  };
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.error(`wrote ${out}`);
   if (!smoke) {

@@ -32,7 +32,11 @@ import { benchNetworkOptions, pruneToOne, randomBatches, searchOptimizers, searc
 const args = process.argv.slice(2);
 const flags = parseFlags(args);
 const option = (name: string): string | undefined => flags.get(name.replace(/^--/, ''));
-const list = (name: string, fallback: string) => (option(name) ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
+const list = (name: string, fallback: string) =>
+  (option(name) ?? fallback)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 const rounds = Number(option('--rounds') ?? 4);
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a positive integer');
 const backends = list('--backends', 'wasm,tensorflow');
@@ -57,13 +61,23 @@ interface Change {
 
 const CHANGES: readonly Change[] = [
   { name: 'optimizer updates stacked by shape', on: ['wasm', 'tensorflow'], kernels: 'fewer', set: (e) => useStackedUpdates(e) },
-  { name: 'engine: shared clones of saved tensors, linear tape filter', on: ['wasm', 'tensorflow'], kernels: 'fewer', set: (e) => (e ? installEngineTuning() : uninstallEngineTuning()) },
+  {
+    name: 'engine: shared clones of saved tensors, linear tape filter',
+    on: ['wasm', 'tensorflow'],
+    kernels: 'fewer',
+    set: (e) => (e ? installEngineTuning() : uninstallEngineTuning()),
+  },
   { name: 'input gradients: rearranged filters cached by data', on: ['wasm'], kernels: 'fewer', set: (e) => useFilterCache(e) },
   { name: 'wasm: separable MaxPoolGrad, one-pass upsampling gradient', on: ['wasm'], kernels: 'same', set: (e) => setWasmGradientKernels(e) },
   { name: 'wasm: instance norm as one kernel each way', on: ['wasm'], kernels: 'fewer', set: (e) => setWasmNormalize(e) },
   { name: 'native: cached shape constants, ReluGrad', on: ['tensorflow'], kernels: 'fewer', set: (e) => setNativeTuning(e) },
   { name: 'native: instance norm in place (NHWC statistics)', on: ['tensorflow'], kernels: 'fewer', set: (e) => useSpatialNorm(e ? undefined : false) },
-  { name: 'native: cells split channels (one 1x1 product and norm per input, one shuffle product per node)', on: ['tensorflow'], kernels: 'fewer', set: (e) => useChannelSplits(e ? undefined : false) },
+  {
+    name: 'native: cells split channels (one 1x1 product and norm per input, one shuffle product per node)',
+    on: ['tensorflow'],
+    kernels: 'fewer',
+    set: (e) => useChannelSplits(e ? undefined : false),
+  },
 ];
 
 interface Row {
@@ -112,7 +126,16 @@ async function measureBackend(backend: 'wasm' | 'tensorflow'): Promise<Row[]> {
       }
       configs[0].apply();
       for (const c of configs) {
-        const row: Row = { backend, size, batch, variant, config: c.name, cpuMsPerStep: Math.round(cpu.get(c.name)!), kernelsPerStep: kernels.get(c.name)!, ...(c.off ? { changeKernels: c.off.kernels } : {}) };
+        const row: Row = {
+          backend,
+          size,
+          batch,
+          variant,
+          config: c.name,
+          cpuMsPerStep: Math.round(cpu.get(c.name)!),
+          kernelsPerStep: kernels.get(c.name)!,
+          ...(c.off ? { changeKernels: c.off.kernels } : {}),
+        };
         rows.push(row);
         console.error(`step-changes: ${backend} ${size}x${batch} ${variant}: ${c.name}: ${row.cpuMsPerStep} CPU ms, ${row.kernelsPerStep} kernels`);
       }
@@ -143,11 +166,17 @@ if (child) {
     what: 'CPU ms per search step (Adam architecture step + momentum-SGD weights step, as the trainer runs it) with every change, each change off alone, and none; configurations interleaved round by round in one process per backend; native TensorFlow with 1 intra-op and 1 inter-op thread',
     command: `scripts/with-node node test/bench/step-changes.ts ${args.join(' ')}`.trim(),
     date: new Date().toISOString(),
-    machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, loadAverageAtStart: loadAtStart, loadAverage: os.loadavg().map((v) => +v.toFixed(2)), node: process.version },
+    machine: {
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      loadAverageAtStart: loadAtStart,
+      loadAverage: os.loadavg().map((v) => +v.toFixed(2)),
+      node: process.version,
+    },
     rounds,
     rows,
   };
   mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(JSON.stringify(result, null, 2));
 }

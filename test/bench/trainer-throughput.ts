@@ -102,7 +102,10 @@ type Measured = 'wasm' | 'tensorflow' | 'cpu';
 const MEASURED: readonly Measured[] = ['wasm', 'tensorflow', 'cpu'];
 
 function parseList(name: string, value: string): string[] {
-  const list = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const list = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (list.length === 0) throw new Error(`${name} is empty`);
   return list;
 }
@@ -133,7 +136,11 @@ async function chooseBackends(): Promise<{ backends: Measured[]; notes: string[]
 }
 
 /** Floating-point operations of one call of the compute-bound kernels (others: 0). */
-function kernelFlops(name: string, args: tf.NamedAttrMap & { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap }, out: tf.TensorInfo | tf.TensorInfo[]): number {
+function kernelFlops(
+  name: string,
+  args: tf.NamedAttrMap & { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap },
+  out: tf.TensorInfo | tf.TensorInfo[],
+): number {
   const o = (Array.isArray(out) ? out[0] : out).shape;
   const size = o.reduce((a, b) => a * b, 1);
   const count = (s: number[]) => s.reduce((a, b) => a * b, 1);
@@ -449,7 +456,14 @@ class TwinServer {
   }
 }
 
-async function measure(name: string, backend: BackendChoice, n: number, setup: (net: UNet) => void, shape: Shape, opts: { profile?: boolean } = {}): Promise<Figure> {
+async function measure(
+  name: string,
+  backend: BackendChoice,
+  n: number,
+  setup: (net: UNet) => void,
+  shape: Shape,
+  opts: { profile?: boolean } = {},
+): Promise<Figure> {
   await initBackend({ backend, quiet: true });
   const net = makeNet();
   setup(net);
@@ -536,9 +550,12 @@ const PRUNED = 'after: fused cell, every edge pruned to 1 operation';
 const loadAtStart = os.loadavg().map((v) => +v.toFixed(2));
 const { backends, notes } = await chooseBackends();
 const threadCounts = option('--tf-threads') !== undefined ? parseList('--tf-threads', option('--tf-threads')!) : quick ? ['default'] : ['default', '1'];
-for (const t of threadCounts) if (t !== 'default' && !(Number.isInteger(Number(t)) && Number(t) > 0)) throw new Error(`--tf-threads: ${t} is neither 'default' nor a thread count`);
+for (const t of threadCounts)
+  if (t !== 'default' && !(Number.isInteger(Number(t)) && Number(t) > 0)) throw new Error(`--tf-threads: ${t} is neither 'default' nor a thread count`);
 for (const n of notes) console.error(`trainer-throughput: ${n}`);
-console.error(`trainer-throughput: backends ${backends.join(', ')}; sizes ${shapes.map(shapeLabel).join(', ')}; ${warmup} warm-up and ${steps} timed steps${quick ? ', quick' : ''}${torchOn ? '' : ', no PyTorch twin'}`);
+console.error(
+  `trainer-throughput: backends ${backends.join(', ')}; sizes ${shapes.map(shapeLabel).join(', ')}; ${warmup} warm-up and ${steps} timed steps${quick ? ', quick' : ''}${torchOn ? '' : ', no PyTorch twin'}`,
+);
 
 // The PyTorch twin at every size, full and pruned, in a child process each, once on
 // its own (its parameter and aten op counts, and its figures alone); the ratios come
@@ -571,7 +588,10 @@ const twinRuns: TwinRun[] = [];
 function runTwins(): void {
   // Debian's python3-torch for /usr/bin/python3, installed when missing.
   const setup = spawnSync(path.join(repoRoot, 'test/bench/torch/setup.sh'), { stdio: ['ignore', 'inherit', 'inherit'] });
-  if (setup.status !== 0) throw new Error(`trainer-throughput: the PyTorch twin needs ${PYTHON} with PyTorch (apt-get install python3-torch), and test/bench/torch/setup.sh could not install it; --torch off skips the twin`);
+  if (setup.status !== 0)
+    throw new Error(
+      `trainer-throughput: the PyTorch twin needs ${PYTHON} with PyTorch (apt-get install python3-torch), and test/bench/torch/setup.sh could not install it; --torch off skips the twin`,
+    );
   for (const shape of shapes) {
     for (const variant of ['full', 'pruned'] as const) {
       console.error(`trainer-throughput: PyTorch twin, ${variant}, ${shape.size}x${shape.size} batch ${shape.batch}, on its own (child process)`);
@@ -579,7 +599,21 @@ function runTwins(): void {
       const profile = !quick;
       const stdout = execFileSync(
         PYTHON,
-        [TWIN, 'bench', '--size', String(shape.size), '--batch', String(shape.batch), '--variant', variant, '--steps', String(steps), '--warmup', String(warmup), ...(profile ? [] : ['--no-profile'])],
+        [
+          TWIN,
+          'bench',
+          '--size',
+          String(shape.size),
+          '--batch',
+          String(shape.batch),
+          '--variant',
+          variant,
+          '--steps',
+          String(steps),
+          '--warmup',
+          String(warmup),
+          ...(profile ? [] : ['--no-profile']),
+        ],
         { env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' },
       );
       const run = { ...(JSON.parse(stdout) as Omit<TwinRun, 'loadAverage1m'>), loadAverage1m: +os.loadavg()[0].toFixed(2) };
@@ -624,7 +658,9 @@ for (const backend of backends) {
     }
     machinePeakConvGflops.wasm = peakConvGflops();
     kernelCallCpuMicroseconds.wasm = kernelCallCost();
-    console.error(`trainer-throughput: wasm peak ${JSON.stringify(machinePeakConvGflops.wasm)}, kernel call µs ${JSON.stringify(kernelCallCpuMicroseconds.wasm)}`);
+    console.error(
+      `trainer-throughput: wasm peak ${JSON.stringify(machinePeakConvGflops.wasm)}, kernel call µs ${JSON.stringify(kernelCallCpuMicroseconds.wasm)}`,
+    );
   } else if (backend === 'tensorflow') {
     if (threadCounts.includes('default')) {
       // A process that trains on TensorFlow never installs the wasm tuning, whose
@@ -637,7 +673,9 @@ for (const backend of backends) {
       await initBackend({ backend: 'tensorflow', quiet: true });
       machinePeakConvGflops.tensorflow = peakConvGflops();
       kernelCallCpuMicroseconds.tensorflow = kernelCallCost();
-      console.error(`trainer-throughput: tensorflow peak ${JSON.stringify(machinePeakConvGflops.tensorflow)}, kernel call µs ${JSON.stringify(kernelCallCpuMicroseconds.tensorflow)}`);
+      console.error(
+        `trainer-throughput: tensorflow peak ${JSON.stringify(machinePeakConvGflops.tensorflow)}, kernel call µs ${JSON.stringify(kernelCallCpuMicroseconds.tensorflow)}`,
+      );
       wasmTuning(true);
     }
     for (const t of threadCounts.filter((t) => t !== 'default')) {
@@ -669,7 +707,6 @@ for (const backend of backends) {
   }
 }
 
-
 const twinFigures: TwinFigure[] = shapes.flatMap((shape) =>
   (['full', 'pruned'] as const).flatMap((variant) => {
     const runs = twinRuns.filter((t) => t.size === shape.size && t.batch === shape.batch && t.variant === variant);
@@ -690,7 +727,12 @@ const twinFigures: TwinFigure[] = shapes.flatMap((shape) =>
 
 const find = (name: string, backend: string, threads = 'default', shape: Shape = PRIMARY) =>
   figures.find(
-    (f) => f.name === name && f.backend === backend && f.sliceSize === shape.size && f.batch === shape.batch && (backend !== 'tensorflow' || f.tfThreads?.intraOp === threads),
+    (f) =>
+      f.name === name &&
+      f.backend === backend &&
+      f.sliceSize === shape.size &&
+      f.batch === shape.batch &&
+      (backend !== 'tensorflow' || f.tfThreads?.intraOp === threads),
   );
 const ratio = (a: Figure | undefined, b: Figure | undefined, key: 'cpuMsPerStep' | 'msPerStep' = 'cpuMsPerStep') =>
   a && b ? +(a[key] / b[key]).toFixed(2) : undefined;
@@ -699,9 +741,14 @@ const variants = [
   ...backends
     .filter((b) => b !== 'cpu' && (b !== 'tensorflow' || threadCounts.includes('default')))
     .map((b) => ({ label: b, backend: b, threads: tfThreads().intraOp })),
-  ...(backends.includes('tensorflow') ? threadCounts.filter((t) => t !== 'default').map((t) => ({ label: `tensorflow, ${t} thread${t === '1' ? '' : 's'} per pool`, backend: 'tensorflow', threads: t })) : []),
+  ...(backends.includes('tensorflow')
+    ? threadCounts
+        .filter((t) => t !== 'default')
+        .map((t) => ({ label: `tensorflow, ${t} thread${t === '1' ? '' : 's'} per pool`, backend: 'tensorflow', threads: t }))
+    : []),
 ];
-const prunedVsAll = (shape: Shape) => Object.fromEntries(variants.map((v) => [v.label, ratio(find(FULL, v.backend, v.threads, shape), find(PRUNED, v.backend, v.threads, shape))]));
+const prunedVsAll = (shape: Shape) =>
+  Object.fromEntries(variants.map((v) => [v.label, ratio(find(FULL, v.backend, v.threads, shape), find(PRUNED, v.backend, v.threads, shape))]));
 /** wasm's cost over native's (> 1: native is cheaper), CPU and wall. */
 const nativeOverWasm = (shape: Shape) =>
   Object.fromEntries(
@@ -715,7 +762,10 @@ const nativeOverWasm = (shape: Shape) =>
             ['pruned', PRUNED],
           ].map(([k, name]) => [
             k,
-            { cpu: ratio(find(name, 'wasm', 'default', shape), find(name, 'tensorflow', v.threads, shape)), wall: ratio(find(name, 'wasm', 'default', shape), find(name, 'tensorflow', v.threads, shape), 'msPerStep') },
+            {
+              cpu: ratio(find(name, 'wasm', 'default', shape), find(name, 'tensorflow', v.threads, shape)),
+              wall: ratio(find(name, 'wasm', 'default', shape), find(name, 'tensorflow', v.threads, shape), 'msPerStep'),
+            },
           ]),
         ),
       ]),
@@ -752,7 +802,8 @@ const torchRatios = variants.flatMap((v) =>
   ),
 );
 for (const r of torchRatios) {
-  if (!r.sameParameters) throw new Error(`the PyTorch twin's ${r.variant} network at ${r.sliceSize}x${r.sliceSize} has other parameter counts than ours: the twin is out of date`);
+  if (!r.sameParameters)
+    throw new Error(`the PyTorch twin's ${r.variant} network at ${r.sliceSize}x${r.sliceSize} has other parameter counts than ours: the twin is out of date`);
 }
 
 /**
@@ -789,14 +840,23 @@ if (torchRatios.length > 0) {
   const over = oneThread.filter((r) => r.cpu > TORCH_LIMIT);
   console.error(
     `trainer-throughput: one thread each (wasm; TensorFlow 1 intra-op + 1 inter-op thread): ${oneThread.length} ratios, ` +
-      (over.length === 0 ? `all <= ${TORCH_LIMIT}` : `${over.length} above ${TORCH_LIMIT}: ${over.map((r) => `${r.backend} ${r.variant} ${r.sliceSize}x${r.sliceSize} b${r.batch} ${r.cpu.toFixed(2)}`).join('; ')}`),
+      (over.length === 0
+        ? `all <= ${TORCH_LIMIT}`
+        : `${over.length} above ${TORCH_LIMIT}: ${over.map((r) => `${r.backend} ${r.variant} ${r.sliceSize}x${r.sliceSize} b${r.batch} ${r.cpu.toFixed(2)}`).join('; ')}`),
   );
 }
 
 const cpus = os.cpus();
 const result = {
   what: 'one search step as the trainer runs it = first-order architecture step (Adam with weight decay on alphas and betas) + weights step (momentum SGD with weight decay and gradient clipping on the cell weights, backbone frozen); images/s = batch / step time; CPU = process.cpuUsage, every thread of the process',
-  config: { depth: 3, nodes: 4, baseFilters: 16, sizes: shapes.map((s) => ({ sliceSize: s.size, batch: s.batch })), partialChannels: 4, operations: OPERATIONS.length },
+  config: {
+    depth: 3,
+    nodes: 4,
+    baseFilters: 16,
+    sizes: shapes.map((s) => ({ sliceSize: s.size, batch: s.batch })),
+    partialChannels: 4,
+    operations: OPERATIONS.length,
+  },
   machine: {
     cpu: cpus[0]?.model ?? 'unknown',
     cores: cpus.length,
@@ -842,7 +902,7 @@ function nativeVersion(): string {
 
 const out = option('--out') !== undefined ? path.resolve(option('--out')!) : path.join(import.meta.dirname, 'results', 'trainer-throughput.json');
 mkdirSync(path.dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 if (!quick && option('--out') === undefined && torchRatios.length > 0) {
   updateBenchmarksMd('trainer-throughput-torch', torchSection());
   console.error('trainer-throughput: wrote the "Against PyTorch" table of BENCHMARKS.md');
@@ -862,10 +922,10 @@ function torchSection(): string {
       `**Load average ${load(loadAtStart)} at the start, ${load(result.machine.loadAverage)} at the end** (1, 5, 15 minutes); ` +
       `PyTorch's steps alternated one for one with ours (\`twin.py serve\`), both after ${warmup} untimed steps; its op counts from a separate profiled run.`,
     '',
-    'The same search step in both (the trainer\'s: architecture Adam step, then the weights\' momentum-SGD step with weight decay and clipping, backbone frozen; ' +
+    "The same search step in both (the trainer's: architecture Adam step, then the weights' momentum-SGD step with weight decay and clipping, backbone frozen; " +
       'test/bench/torch/twin.test.ts checks on a small network that the twin has the same parameters and computes the same logits, loss, gradients and updated weights). ' +
       `Per step: the mean of ${steps} timed steps after ${warmup} untimed ones on both sides (the settled cost; see the notes below), ours and PyTorch's taken in turn. ` +
-      'Ratio = our CPU ms per step / PyTorch\'s (below 1: ours is cheaper); CPU = every thread of the process. Kernel calls per step: ours tf.profile\'s kernels, ' +
+      "Ratio = our CPU ms per step / PyTorch's (below 1: ours is cheaper); CPU = every thread of the process. Kernel calls per step: ours tf.profile's kernels, " +
       'PyTorch the aten ops not nested in another aten op, each in a separate step. Full = all 10 operations; pruned = every edge pruned to one operation ' +
       '(PyTorch builds only the kept operations). Raw figures: `torchRatios` and `torch` in test/bench/results/trainer-throughput.json.',
     '',

@@ -30,7 +30,24 @@ function signed(dir: string, name: string, subject: string, extensions: string):
   openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], dir);
   writeFileSync(path.join(dir, `${name}.ext`), extensions);
   openssl(
-    ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '7', '-sha256', '-extfile', `${name}.ext`, '-out', `${name}.crt`],
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '7',
+      '-sha256',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.crt`,
+    ],
     dir,
   );
 }
@@ -39,7 +56,24 @@ function signed(dir: string, name: string, subject: string, extensions: string):
 export function makeCerts(dir: string): ClusterCerts {
   keyPair(dir, 'ca');
   openssl(
-    ['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=iacnas-test-ca', '-days', '7', '-sha256', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature', '-out', 'ca.crt'],
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'ca.key',
+      '-subj',
+      '/CN=iacnas-test-ca',
+      '-days',
+      '7',
+      '-sha256',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+      '-out',
+      'ca.crt',
+    ],
     dir,
   );
   signed(
@@ -54,7 +88,12 @@ export function makeCerts(dir: string): ClusterCerts {
       '',
     ].join('\n'),
   );
-  signed(dir, 'admin', '/O=system:masters/CN=iacnas-admin', ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=clientAuth', ''].join('\n'));
+  signed(
+    dir,
+    'admin',
+    '/O=system:masters/CN=iacnas-admin',
+    ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature,keyEncipherment', 'extendedKeyUsage=clientAuth', ''].join('\n'),
+  );
   keyPair(dir, 'sa');
   openssl(['ec', '-in', 'sa.key', '-pubout', '-out', 'sa.pub'], dir);
   const p = (f: string) => path.join(dir, f);

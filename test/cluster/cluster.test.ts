@@ -24,7 +24,12 @@ describe.skipIf(availability.skip)('cluster harness', () => {
     await cluster?.stop();
   });
 
-  const pod = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns }, spec: { restartPolicy: 'Never', ...spec } });
+  const pod = (name: string, spec: Record<string, unknown>) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: ns },
+    spec: { restartPolicy: 'Never', ...spec },
+  });
   const getPod = (name: string) => cluster.client.get(`/api/v1/namespaces/${ns}/pods/${name}`);
   const podPhase = async (name: string, phase: string) => {
     const p = await getPod(name);
@@ -57,36 +62,50 @@ describe.skipIf(availability.skip)('cluster harness', () => {
   });
 
   it('binds a claim to a hostPath volume and runs a pod on it to Succeeded with its termination message', async () => {
-    await cluster.client.create(`/api/v1/namespaces/${ns}/secrets`, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'token' }, stringData: { token: 's3cret' } });
+    await cluster.client.create(`/api/v1/namespaces/${ns}/secrets`, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'token' },
+      stringData: { token: 's3cret' },
+    });
     await cluster.client.create(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
       metadata: { name: 'work' },
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
     });
-    const pvc = await waitFor('claim bound', async () => {
-      const c = await cluster.client.get(`/api/v1/namespaces/${ns}/persistentvolumeclaims/work`);
-      return c.status?.phase === 'Bound' ? c : undefined;
-    }, 60_000);
+    const pvc = await waitFor(
+      'claim bound',
+      async () => {
+        const c = await cluster.client.get(`/api/v1/namespaces/${ns}/persistentvolumeclaims/work`);
+        return c.status?.phase === 'Bound' ? c : undefined;
+      },
+      60_000,
+    );
     expect(pvc.spec.volumeName).toMatch(/^iacnas-test-pv-/);
 
-    await cluster.client.create(`/api/v1/namespaces/${ns}/pods`, pod('writer', {
-      containers: [{
-        name: 'main',
-        image: 'busybox',
-        command: ['sh', '-c', 'echo "$TOKEN" > "$WORK/out.txt" && printf "%s" "{\\"ok\\":true,\\"node\\":\\"$NODE\\"}" > "$MSG_FILE"'],
-        env: [
-          { name: 'TOKEN', valueFrom: { secretKeyRef: { name: 'token', key: 'token' } } },
-          { name: 'NODE', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
-          // Paths in env values and arguments are mapped (not paths inside a shell script).
-          { name: 'MSG_FILE', value: '/dev/termination-log' },
-          { name: 'WORK', value: '/work' },
+    await cluster.client.create(
+      `/api/v1/namespaces/${ns}/pods`,
+      pod('writer', {
+        containers: [
+          {
+            name: 'main',
+            image: 'busybox',
+            command: ['sh', '-c', 'echo "$TOKEN" > "$WORK/out.txt" && printf "%s" "{\\"ok\\":true,\\"node\\":\\"$NODE\\"}" > "$MSG_FILE"'],
+            env: [
+              { name: 'TOKEN', valueFrom: { secretKeyRef: { name: 'token', key: 'token' } } },
+              { name: 'NODE', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+              // Paths in env values and arguments are mapped (not paths inside a shell script).
+              { name: 'MSG_FILE', value: '/dev/termination-log' },
+              { name: 'WORK', value: '/work' },
+            ],
+            resources: { limits: { 'nvidia.com/gpu': '1' } },
+            volumeMounts: [{ name: 'work', mountPath: '/work' }],
+          },
         ],
-        resources: { limits: { 'nvidia.com/gpu': '1' } },
-        volumeMounts: [{ name: 'work', mountPath: '/work' }],
-      }],
-      volumes: [{ name: 'work', persistentVolumeClaim: { claimName: 'work' } }],
-    }));
+        volumes: [{ name: 'work', persistentVolumeClaim: { claimName: 'work' } }],
+      }),
+    );
     const done = await waitFor('pod writer Succeeded', () => podPhase('writer', 'Succeeded'), 60_000);
     expect(done.spec.nodeName).toBe('gpu-node-1');
     const term = done.status.containerStatuses[0].state.terminated;
@@ -99,7 +118,12 @@ describe.skipIf(availability.skip)('cluster harness', () => {
   });
 
   it('reports a failing container as Failed with its exit code', async () => {
-    await cluster.client.create(`/api/v1/namespaces/${ns}/pods`, pod('failer', { containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', 'echo boom >&2; exit 3'], terminationMessagePolicy: 'FallbackToLogsOnError' }] }));
+    await cluster.client.create(
+      `/api/v1/namespaces/${ns}/pods`,
+      pod('failer', {
+        containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', 'echo boom >&2; exit 3'], terminationMessagePolicy: 'FallbackToLogsOnError' }],
+      }),
+    );
     const failed = await waitFor('pod failer Failed', () => podPhase('failer', 'Failed'), 60_000);
     const term = failed.status.containerStatuses[0].state.terminated;
     expect(term.exitCode).toBe(3);
@@ -107,12 +131,19 @@ describe.skipIf(availability.skip)('cluster harness', () => {
   });
 
   it('leaves a pod that asks for more GPUs than any node has Pending as Unschedulable', async () => {
-    await cluster.client.create(`/api/v1/namespaces/${ns}/pods`, pod('greedy', { containers: [{ name: 'main', image: 'busybox', command: ['true'], resources: { limits: { 'nvidia.com/gpu': '2' } } }] }));
-    const pending = await waitFor('greedy unschedulable', async () => {
-      const p = await getPod('greedy');
-      const c = (p.status?.conditions ?? []).find((x: { type: string }) => x.type === 'PodScheduled');
-      return c?.status === 'False' ? p : undefined;
-    }, 60_000);
+    await cluster.client.create(
+      `/api/v1/namespaces/${ns}/pods`,
+      pod('greedy', { containers: [{ name: 'main', image: 'busybox', command: ['true'], resources: { limits: { 'nvidia.com/gpu': '2' } } }] }),
+    );
+    const pending = await waitFor(
+      'greedy unschedulable',
+      async () => {
+        const p = await getPod('greedy');
+        const c = (p.status?.conditions ?? []).find((x: { type: string }) => x.type === 'PodScheduled');
+        return c?.status === 'False' ? p : undefined;
+      },
+      60_000,
+    );
     const cond = pending.status.conditions.find((x: { type: string }) => x.type === 'PodScheduled');
     expect(cond.reason).toBe('Unschedulable');
     expect(cond.message).toContain('nvidia.com/gpu');
@@ -120,7 +151,10 @@ describe.skipIf(availability.skip)('cluster harness', () => {
   });
 
   it('evicts a running pod with a DisruptionTarget condition', async () => {
-    await cluster.client.create(`/api/v1/namespaces/${ns}/pods`, pod('sleeper', { containers: [{ name: 'main', image: 'busybox', command: ['sleep', '300'] }] }));
+    await cluster.client.create(
+      `/api/v1/namespaces/${ns}/pods`,
+      pod('sleeper', { containers: [{ name: 'main', image: 'busybox', command: ['sleep', '300'] }] }),
+    );
     await waitFor('sleeper Running', () => podPhase('sleeper', 'Running'), 60_000);
     const pid = kubelet.pid(ns, 'sleeper');
     expect(pid).toBeGreaterThan(0);
@@ -135,7 +169,10 @@ describe.skipIf(availability.skip)('cluster harness', () => {
   });
 
   it('finishes a graceful deletion: the process is stopped and the pod removed', async () => {
-    await cluster.client.create(`/api/v1/namespaces/${ns}/pods`, pod('deleted', { terminationGracePeriodSeconds: 5, containers: [{ name: 'main', image: 'busybox', command: ['sleep', '300'] }] }));
+    await cluster.client.create(
+      `/api/v1/namespaces/${ns}/pods`,
+      pod('deleted', { terminationGracePeriodSeconds: 5, containers: [{ name: 'main', image: 'busybox', command: ['sleep', '300'] }] }),
+    );
     await waitFor('deleted Running', () => podPhase('deleted', 'Running'), 60_000);
     const pid = kubelet.pid(ns, 'deleted')!;
     await cluster.kubectl(['delete', 'pod', '-n', ns, 'deleted', '--wait=true', '--timeout=30s']);
@@ -144,7 +181,12 @@ describe.skipIf(availability.skip)('cluster harness', () => {
   });
 
   it('garbage-collects an object whose owner is deleted', async () => {
-    const owner = await cluster.client.create(`/api/v1/namespaces/${ns}/configmaps`, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'owner' }, data: {} });
+    const owner = await cluster.client.create(`/api/v1/namespaces/${ns}/configmaps`, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'owner' },
+      data: {},
+    });
     await cluster.client.create(`/api/v1/namespaces/${ns}/configmaps`, {
       apiVersion: 'v1',
       kind: 'ConfigMap',

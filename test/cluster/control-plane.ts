@@ -171,7 +171,12 @@ export function freePort(): Promise<number> {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `check` until it returns a truthy value; fails with `what` and the last error. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, intervalMs = 250): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 60_000,
+  intervalMs = 250,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -321,22 +326,40 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       Promise.race([waitFor('kube-apiserver /readyz', async () => (await c.probe('/readyz')) === 'ok', 120_000, 500), exitGuard(p, logFile('kube-apiserver'))]);
     await apiserverReady(apiserver);
 
-    const common = [`--kubeconfig=${kubeconfigPath}`, `--authentication-kubeconfig=${kubeconfigPath}`, `--authorization-kubeconfig=${kubeconfigPath}`, '--bind-address=127.0.0.1', '--leader-elect=false'];
-    const kcm = spawnGroup('kube-controller-manager', bins['kube-controller-manager'], [
-      ...common,
-      `--secure-port=${kcmPort}`,
-      `--cert-dir=${path.join(dir, 'pki', 'kcm')}`,
-      `--controllers=garbage-collector-controller,serviceaccount-controller,namespace-controller,persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,persistentvolume-protection-controller,pod-garbage-collector-controller${
-        opts.realNodes ? ',root-ca-certificate-publisher-controller,endpoints-controller,endpointslice-controller,deployment-controller,replicaset-controller' : ''
-      }`,
-      `--root-ca-file=${certs.caCert}`,
-      // Binding happens on claim events; the periodic resync is only a safety net.
-      '--pvclaimbinder-sync-period=2s',
-    ], { logFile: logFile('kube-controller-manager') });
+    const common = [
+      `--kubeconfig=${kubeconfigPath}`,
+      `--authentication-kubeconfig=${kubeconfigPath}`,
+      `--authorization-kubeconfig=${kubeconfigPath}`,
+      '--bind-address=127.0.0.1',
+      '--leader-elect=false',
+    ];
+    const kcm = spawnGroup(
+      'kube-controller-manager',
+      bins['kube-controller-manager'],
+      [
+        ...common,
+        `--secure-port=${kcmPort}`,
+        `--cert-dir=${path.join(dir, 'pki', 'kcm')}`,
+        `--controllers=garbage-collector-controller,serviceaccount-controller,namespace-controller,persistentvolume-binder-controller,persistentvolumeclaim-protection-controller,persistentvolume-protection-controller,pod-garbage-collector-controller${
+          opts.realNodes
+            ? ',root-ca-certificate-publisher-controller,endpoints-controller,endpointslice-controller,deployment-controller,replicaset-controller'
+            : ''
+        }`,
+        `--root-ca-file=${certs.caCert}`,
+        // Binding happens on claim events; the periodic resync is only a safety net.
+        '--pvclaimbinder-sync-period=2s',
+      ],
+      { logFile: logFile('kube-controller-manager') },
+    );
     processes.push(kcm);
-    const sched = spawnGroup('kube-scheduler', bins['kube-scheduler'], [...common, `--secure-port=${schedPort}`, `--cert-dir=${path.join(dir, 'pki', 'scheduler')}`], {
-      logFile: logFile('kube-scheduler'),
-    });
+    const sched = spawnGroup(
+      'kube-scheduler',
+      bins['kube-scheduler'],
+      [...common, `--secure-port=${schedPort}`, `--cert-dir=${path.join(dir, 'pki', 'scheduler')}`],
+      {
+        logFile: logFile('kube-scheduler'),
+      },
+    );
     processes.push(sched);
     const insecure = { rejectUnauthorized: false };
     await Promise.race([
@@ -355,11 +378,16 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     const kubectlCache = path.join(dir, 'kubectl-cache');
     const kubectl = (args: string[], kopts: KubectlOptions = {}) =>
       new Promise<KubectlResult>((resolve, reject) => {
-        const child = execFile(bins.kubectl, [`--kubeconfig=${kubeconfigPath}`, `--cache-dir=${kubectlCache}`, ...args], { timeout: kopts.timeoutMs ?? 60_000, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
-          const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
-          if (code !== 0 && !kopts.allowFail) reject(new Error(`kubectl ${args.join(' ')} exited ${code}: ${stderr || stdout}`));
-          else resolve({ stdout, stderr, code });
-        });
+        const child = execFile(
+          bins.kubectl,
+          [`--kubeconfig=${kubeconfigPath}`, `--cache-dir=${kubectlCache}`, ...args],
+          { timeout: kopts.timeoutMs ?? 60_000, maxBuffer: 32 << 20 },
+          (err, stdout, stderr) => {
+            const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+            if (code !== 0 && !kopts.allowFail) reject(new Error(`kubectl ${args.join(' ')} exited ${code}: ${stderr || stdout}`));
+            else resolve({ stdout, stderr, code });
+          },
+        );
         if (kopts.input !== undefined) child.stdin?.end(kopts.input);
         else child.stdin?.end();
       });
@@ -415,7 +443,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         if (ropts.down) await sleep(ropts.down);
         if (stopped) throw new Error('restartApiServer: the cluster was stopped during the restart');
         const startedAt = Date.now();
-        for (const comp of ['etcd', 'kube-apiserver']) appendFileSync(logFile(comp), `--- restartApiServer: killed at ${new Date(killedAt).toISOString()}, started again at ${new Date(startedAt).toISOString()}\n`);
+        for (const comp of ['etcd', 'kube-apiserver'])
+          appendFileSync(
+            logFile(comp),
+            `--- restartApiServer: killed at ${new Date(killedAt).toISOString()}, started again at ${new Date(startedAt).toISOString()}\n`,
+          );
         // etcd first: the API server's storage must answer before its post-start hooks run.
         etcd = await startEtcd();
         apiserver = spawnApiserver();

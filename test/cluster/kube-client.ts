@@ -134,10 +134,14 @@ export class KubeClient {
           for (const item of list.items ?? []) if (!stopped) onEvent({ type: 'ADDED', object: item });
           let rv: string = list.metadata.resourceVersion;
           while (!stopped) {
-            const outcome = await this.streamWatch(`${path}${sep}watch=1&allowWatchBookmarks=true&resourceVersion=${rv}&timeoutSeconds=60`, (e) => {
-              if (e.object?.metadata?.resourceVersion) rv = e.object.metadata.resourceVersion;
-              if (e.type !== 'BOOKMARK' && e.type !== 'ERROR' && !stopped) onEvent(e);
-            }, (res) => (current = res));
+            const outcome = await this.streamWatch(
+              `${path}${sep}watch=1&allowWatchBookmarks=true&resourceVersion=${rv}&timeoutSeconds=60`,
+              (e) => {
+                if (e.object?.metadata?.resourceVersion) rv = e.object.metadata.resourceVersion;
+                if (e.type !== 'BOOKMARK' && e.type !== 'ERROR' && !stopped) onEvent(e);
+              },
+              (res) => (current = res),
+            );
             if (outcome === 'gone') break;
           }
         } catch (err) {

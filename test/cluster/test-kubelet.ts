@@ -110,7 +110,11 @@ export class TestKubelet {
     const kubelet = new TestKubelet(cluster, opts);
     cluster.onStop(() => kubelet.stop());
     for (const n of opts.nodes) await kubelet.addNode(n);
-    kubelet.podWatch = kubelet.client.watch('/api/v1/pods', (e) => kubelet.onPodEvent(e.type, e.object), (err) => kubelet.note(`pod watch: ${err.message}`));
+    kubelet.podWatch = kubelet.client.watch(
+      '/api/v1/pods',
+      (e) => kubelet.onPodEvent(e.type, e.object),
+      (err) => kubelet.note(`pod watch: ${err.message}`),
+    );
     const renew = setInterval(() => void kubelet.heartbeat(), opts.leaseRenewMs ?? 5000);
     kubelet.timers.push(renew);
     return kubelet;
@@ -176,7 +180,14 @@ export class TestKubelet {
 
   private nodeConditions() {
     const now = rfc3339();
-    const cond = (type: string, status: string, reason: string, message: string) => ({ type, status, reason, message, lastHeartbeatTime: now, lastTransitionTime: now });
+    const cond = (type: string, status: string, reason: string, message: string) => ({
+      type,
+      status,
+      reason,
+      message,
+      lastHeartbeatTime: now,
+      lastTransitionTime: now,
+    });
     return [
       cond('Ready', 'True', 'KubeletReady', 'test kubelet is posting ready status'),
       cond('MemoryPressure', 'False', 'KubeletHasSufficientMemory', 'test kubelet'),
@@ -273,7 +284,9 @@ export class TestKubelet {
     const now = rfc3339();
     await this.client.strategicPatch(`/api/v1/namespaces/${namespace}/pods/${name}/status`, {
       status: {
-        conditions: [{ type: 'DisruptionTarget', status: 'True', reason: run.evicting.conditionReason, message: run.evicting.message, lastTransitionTime: now }],
+        conditions: [
+          { type: 'DisruptionTarget', status: 'True', reason: run.evicting.conditionReason, message: run.evicting.message, lastTransitionTime: now },
+        ],
       },
     });
     if (run.proc && !run.proc.done()) {
@@ -373,7 +386,17 @@ export class TestKubelet {
         { type: 'Ready', status: 'False', reason: 'ContainersNotReady', lastTransitionTime: rfc3339() },
         { type: 'ContainersReady', status: 'False', reason: 'ContainersNotReady', lastTransitionTime: rfc3339() },
       ],
-      containerStatuses: [{ name: c.name, image: c.image ?? '', imageID: '', ready: false, started: false, restartCount: 0, state: { waiting: { reason, ...(message ? { message } : {}) } } }],
+      containerStatuses: [
+        {
+          name: c.name,
+          image: c.image ?? '',
+          imageID: '',
+          ready: false,
+          started: false,
+          restartCount: 0,
+          state: { waiting: { reason, ...(message ? { message } : {}) } },
+        },
+      ],
     });
     await this.patchStatus(run, waiting('ContainerCreating'));
 
@@ -399,7 +422,8 @@ export class TestKubelet {
     mkdirSync(cwd, { recursive: true });
     run.startedAt = rfc3339();
     const logFile = path.join(run.dir, 'container.log');
-    const simulated = this.opts.inProcessSimulation && env.IACNAS_SIMULATE_SECONDS && argv[0] === process.execPath && argv[1] === IACNAS && argv[2] === 'trainer';
+    const simulated =
+      this.opts.inProcessSimulation && env.IACNAS_SIMULATE_SECONDS && argv[0] === process.execPath && argv[1] === IACNAS && argv[2] === 'trainer';
     run.proc = simulated
       ? inProcessTrainer(`pod ${run.namespace}/${run.name}`, argv.slice(3), env, logFile)
       : spawnGroup(`pod ${run.namespace}/${run.name}`, argv[0], argv.slice(1), { env, cwd, logFile });
@@ -414,7 +438,9 @@ export class TestKubelet {
         { type: 'Ready', status: 'True', lastTransitionTime: t },
         { type: 'ContainersReady', status: 'True', lastTransitionTime: t },
       ],
-      containerStatuses: [{ name: c.name, image: c.image ?? '', imageID: '', containerID, ready: true, started: true, restartCount: 0, state: { running: { startedAt: t } } }],
+      containerStatuses: [
+        { name: c.name, image: c.image ?? '', imageID: '', containerID, ready: true, started: true, restartCount: 0, state: { running: { startedAt: t } } },
+      ],
     });
     const proc = run.proc;
     void proc.exited.then((status) => this.enqueue(run, () => this.finish(run, status)));
@@ -450,9 +476,21 @@ export class TestKubelet {
         { type: 'Ready', status: 'False', reason: succeeded ? 'PodCompleted' : 'PodFailed', lastTransitionTime: t },
         { type: 'ContainersReady', status: 'False', reason: succeeded ? 'PodCompleted' : 'PodFailed', lastTransitionTime: t },
       ],
-      containerStatuses: [{ name: c.name, image: c.image ?? '', imageID: '', containerID: terminated.containerID, ready: false, started: false, restartCount: 0, state: { terminated } }],
+      containerStatuses: [
+        {
+          name: c.name,
+          image: c.image ?? '',
+          imageID: '',
+          containerID: terminated.containerID,
+          ready: false,
+          started: false,
+          restartCount: 0,
+          state: { terminated },
+        },
+      ],
     });
-    if (run.evicting?.deletePod) await this.client.delete(`/api/v1/namespaces/${run.namespace}/pods/${run.name}`, { gracePeriodSeconds: 0, preconditions: { uid: run.uid } });
+    if (run.evicting?.deletePod)
+      await this.client.delete(`/api/v1/namespaces/${run.namespace}/pods/${run.name}`, { gracePeriodSeconds: 0, preconditions: { uid: run.uid } });
   }
 
   /** A graceful deletion: stop the process within the grace period, then remove the pod. */
@@ -495,7 +533,7 @@ export class TestKubelet {
         local.set(v.name, dir);
       } else if (v.secret || v.configMap || v.downwardAPI || v.projected) {
         mkdirSync(dir, { recursive: true });
-        const sources: KubeJSON[] = v.projected ? v.projected.sources ?? [] : [v];
+        const sources: KubeJSON[] = v.projected ? (v.projected.sources ?? []) : [v];
         for (const s of sources) await this.writeProjection(run, dir, s);
         local.set(v.name, dir);
       } else {
@@ -554,7 +592,11 @@ export class TestKubelet {
       const tr = await this.client.create(`/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`, {
         apiVersion: 'authentication.k8s.io/v1',
         kind: 'TokenRequest',
-        spec: { expirationSeconds: s.serviceAccountToken.expirationSeconds ?? 3607, ...(s.serviceAccountToken.audience ? { audiences: [s.serviceAccountToken.audience] } : {}), boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: run.name, uid: run.uid } },
+        spec: {
+          expirationSeconds: s.serviceAccountToken.expirationSeconds ?? 3607,
+          ...(s.serviceAccountToken.audience ? { audiences: [s.serviceAccountToken.audience] } : {}),
+          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: run.name, uid: run.uid },
+        },
       });
       writeFileSync(path.join(dir, s.serviceAccountToken.path), tr.status.token);
     }
@@ -595,7 +637,11 @@ export class TestKubelet {
         const raw = obj?.data?.[ref.key];
         if (raw === undefined) {
           if (ref.optional) continue;
-          throw new Error(obj ? `couldn't find key ${ref.key} in ${isSecret ? 'Secret' : 'ConfigMap'} ${ns}/${ref.name}` : `${isSecret ? 'secret' : 'configmap'} "${ref.name}" not found`);
+          throw new Error(
+            obj
+              ? `couldn't find key ${ref.key} in ${isSecret ? 'Secret' : 'ConfigMap'} ${ns}/${ref.name}`
+              : `${isSecret ? 'secret' : 'configmap'} "${ref.name}" not found`,
+          );
         }
         env[e.name] = isSecret ? b64decode(String(raw)) : String(raw);
       } else if (e.valueFrom?.fieldRef) {
@@ -701,7 +747,9 @@ class Mounts {
 
 /** Kubernetes $(VAR) expansion; $$ escapes. */
 function expand(s: string, env: Record<string, string>): string {
-  return s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name: string | undefined) => (m === '$$' ? '$' : name !== undefined && name in env ? env[name] : m));
+  return s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name: string | undefined) =>
+    m === '$$' ? '$' : name !== undefined && name in env ? env[name] : m,
+  );
 }
 
 function fieldValue(pod: KubeJSON, fieldPath: string): string {

@@ -25,7 +25,11 @@ const invalid: InvalidCase[] = [
   { what: 'memory not a quantity', spec: { resources: { memory: '8GB' } }, expect: ['spec.resources.memory'] },
   { what: 'unknown dataset format', spec: { dataset: { format: 'dicom' } }, expect: ['spec.dataset.format', 'phantom'] },
   { what: 'msd without a path (CEL)', spec: { dataset: { format: 'msd' } }, expect: ['spec.dataset', 'dataset.path is required'] },
-  { what: 'split not summing to 1 (CEL)', spec: { dataset: { split: { train: 0.5, val: 0.2, test: 0.2 } } }, expect: ['spec.dataset', 'train + val + test must be 1'] },
+  {
+    what: 'split not summing to 1 (CEL)',
+    spec: { dataset: { split: { train: 0.5, val: 0.2, test: 0.2 } } },
+    expect: ['spec.dataset', 'train + val + test must be 1'],
+  },
   { what: 'slices too small', spec: { dataset: { sliceSize: 8 } }, expect: ['spec.dataset.sliceSize'] },
   { what: 'too few phantom cases', spec: { dataset: { cases: 2 } }, expect: ['spec.dataset.cases'] },
   { what: 'zero search epochs', spec: { search: { maxEpochs: 0 } }, expect: ['spec.search.maxEpochs'] },
@@ -40,13 +44,22 @@ const invalid: InvalidCase[] = [
   { what: 'zero GPU-hour budget', spec: { budget: { maxGPUHours: 0 } }, expect: ['spec.budget.maxGPUHours'] },
   { what: 'negative GPU price', spec: { cost: { gpuHourlyUSD: -1 } }, expect: ['spec.cost.gpuHourlyUSD'] },
   { what: 'artifacts claim not a DNS name', spec: { artifacts: { claimName: 'Bad_Name' } }, expect: ['spec.artifacts.claimName'] },
-  { what: 'unknown toleration operator', spec: { resources: { tolerations: [{ key: 'gpu', operator: 'Maybe' }] } }, expect: ['spec.resources.tolerations[0].operator'] },
+  {
+    what: 'unknown toleration operator',
+    spec: { resources: { tolerations: [{ key: 'gpu', operator: 'Maybe' }] } },
+    expect: ['spec.resources.tolerations[0].operator'],
+  },
   { what: 'seed of the wrong type', spec: { seed: 'abc' }, expect: ['spec.seed', 'integer'] },
   { what: 'zero active deadline', spec: { activeDeadlineSeconds: 0 }, expect: ['spec.activeDeadlineSeconds'] },
   { what: 'unknown field', spec: { serach: { maxEpochs: 3 } }, expect: ['spec.serach'] },
 ];
 
-const search = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name, namespace: ns }, spec });
+const search = (name: string, spec: Record<string, unknown>) => ({
+  apiVersion: 'nas.iac.dev/v1alpha1',
+  kind: 'IACSearch',
+  metadata: { name, namespace: ns },
+  spec,
+});
 
 describe.skipIf(availability.skip)('IACSearch CRD in a real API server', () => {
   let env: E2EEnv;

@@ -18,20 +18,32 @@ export const iacsPath = (namespace: string, name?: string) => `${IACS_API}/names
 export async function installCRD(cluster: Cluster): Promise<void> {
   await cluster.kubectl(['apply', '--server-side', '--field-manager=iacnas-e2e', '-f', CRD_PATH]);
   // (kubectl wait fails outright while a fresh CRD has no conditions yet.)
-  await waitFor('CRD Established', async () => {
-    const crd = await cluster.client.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`);
-    return condition(crd, 'Established')?.status === 'True';
-  }, 60_000);
+  await waitFor(
+    'CRD Established',
+    async () => {
+      const crd = await cluster.client.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`);
+      return condition(crd, 'Established')?.status === 'True';
+    },
+    60_000,
+  );
   // Discovery and the OpenAPI document follow the Established condition by a moment.
   await waitFor('IACSearch served', () => cluster.client.get(`${IACS_API}/iacsearches`), 30_000);
-  await waitFor('IACSearch in discovery', async () => {
-    const resources = await cluster.client.get(IACS_API);
-    return resources.resources?.some((r: { name: string; shortNames?: string[] }) => r.name === 'iacsearches' && r.shortNames?.includes('iacs'));
-  }, 30_000);
-  await waitFor('IACSearch OpenAPI v3 schema', async () => {
-    const doc = await cluster.client.get('/openapi/v3');
-    return Object.keys(doc.paths ?? {}).includes('apis/nas.iac.dev/v1alpha1');
-  }, 30_000);
+  await waitFor(
+    'IACSearch in discovery',
+    async () => {
+      const resources = await cluster.client.get(IACS_API);
+      return resources.resources?.some((r: { name: string; shortNames?: string[] }) => r.name === 'iacsearches' && r.shortNames?.includes('iacs'));
+    },
+    30_000,
+  );
+  await waitFor(
+    'IACSearch OpenAPI v3 schema',
+    async () => {
+      const doc = await cluster.client.get('/openapi/v3');
+      return Object.keys(doc.paths ?? {}).includes('apis/nas.iac.dev/v1alpha1');
+    },
+    30_000,
+  );
   cluster.invalidateKubectlCache();
 }
 
@@ -192,14 +204,19 @@ export async function waitForSearch(
   let last: KubeJSON;
   let gaveUp: string | undefined;
   try {
-    const found = await waitFor(`${namespace}/${name}: ${what}`, async () => {
-      last = await cluster.client.find(iacsPath(namespace, name));
-      if (last && check(last)) return last;
-      // waitFor retries a check that throws; a hopeless wait ends it with a value instead.
-      const why = hopeless ? await hopeless() : undefined;
-      if (why) gaveUp = why;
-      return why ? (last ?? {}) : undefined;
-    }, timeoutMs, 500);
+    const found = await waitFor(
+      `${namespace}/${name}: ${what}`,
+      async () => {
+        last = await cluster.client.find(iacsPath(namespace, name));
+        if (last && check(last)) return last;
+        // waitFor retries a check that throws; a hopeless wait ends it with a value instead.
+        const why = hopeless ? await hopeless() : undefined;
+        if (why) gaveUp = why;
+        return why ? (last ?? {}) : undefined;
+      },
+      timeoutMs,
+      500,
+    );
     if (gaveUp !== undefined) throw new Error(`${namespace}/${name}: gave up waiting for ${what}: ${gaveUp}`);
     return found;
   } catch (err) {
@@ -229,10 +246,15 @@ export const isPhase = (phase: string) => (s: KubeJSON) => s.status?.phase === p
 
 /** Waits until a pod's container output (as the test kubelet saw it) contains `text`. */
 export async function waitForLog(kubelet: TestKubelet, namespace: string, pod: string, text: string | RegExp, timeoutMs = 120_000): Promise<void> {
-  await waitFor(`log of ${namespace}/${pod} to show ${String(text)}`, () => {
-    const log = kubelet.logs(namespace, pod);
-    return typeof text === 'string' ? log.includes(text) : text.test(log);
-  }, timeoutMs, 250);
+  await waitFor(
+    `log of ${namespace}/${pod} to show ${String(text)}`,
+    () => {
+      const log = kubelet.logs(namespace, pod);
+      return typeof text === 'string' ? log.includes(text) : text.test(log);
+    },
+    timeoutMs,
+    250,
+  );
 }
 
 /** Creates a claim and waits until it is bound; returns the local directory of its volume. */
@@ -243,10 +265,14 @@ export async function boundClaim(cluster: Cluster, namespace: string, name: stri
     metadata: { name },
     spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
   });
-  const pvc = await waitFor(`claim ${name} bound`, async () => {
-    const c = await cluster.client.get(`/api/v1/namespaces/${namespace}/persistentvolumeclaims/${name}`);
-    return c.status?.phase === 'Bound' ? c : undefined;
-  }, 60_000);
+  const pvc = await waitFor(
+    `claim ${name} bound`,
+    async () => {
+      const c = await cluster.client.get(`/api/v1/namespaces/${namespace}/persistentvolumeclaims/${name}`);
+      return c.status?.phase === 'Bound' ? c : undefined;
+    },
+    60_000,
+  );
   const pv = await cluster.client.get(`/api/v1/persistentvolumes/${pvc.spec.volumeName}`);
   return pv.spec.hostPath.path as string;
 }

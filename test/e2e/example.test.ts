@@ -10,7 +10,19 @@ import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { waitFor } from '../cluster/control-plane.ts';
 import { clusterAvailability } from '../cluster/suite.ts';
 import { REPO_ROOT } from '../cluster/test-kubelet.ts';
-import { createNamespace, iacsPath, isPhase, podGPUSeconds, searchPods, startE2E, startOperator, tinySearch, waitForSearch, type E2EEnv, type OperatorHandle } from './env.ts';
+import {
+  createNamespace,
+  iacsPath,
+  isPhase,
+  podGPUSeconds,
+  searchPods,
+  startE2E,
+  startOperator,
+  tinySearch,
+  waitForSearch,
+  type E2EEnv,
+  type OperatorHandle,
+} from './env.ts';
 
 const availability = clusterAvailability();
 const ns = 'example';
@@ -53,7 +65,12 @@ describe.skipIf(availability.skip)('phantom-quick example in a cluster', () => {
 
     // Cost: container run time times GPUs, from the pods as the API server holds them.
     const pods = await searchPods(env.cluster, ns, 'phantom-quick');
-    expect(pods.map((p) => p.metadata.name)).toEqual(['phantom-quick-evaluate-1', 'phantom-quick-prune-1', 'phantom-quick-retrain-1', 'phantom-quick-search-1']);
+    expect(pods.map((p) => p.metadata.name)).toEqual([
+      'phantom-quick-evaluate-1',
+      'phantom-quick-prune-1',
+      'phantom-quick-retrain-1',
+      'phantom-quick-search-1',
+    ]);
     expect(pods.every((p) => p.status.phase === 'Succeeded')).toBe(true);
     const prune = pods.find((p) => p.metadata.name.includes('-prune-'));
     expect(prune.spec.containers[0].resources.limits['nvidia.com/gpu']).toBeUndefined();
@@ -64,10 +81,11 @@ describe.skipIf(availability.skip)('phantom-quick example in a cluster', () => {
     expect(st.phases.search.succeeded).toBe(true);
     expect(st.phases.evaluate.succeeded).toBe(true);
 
-
     // The operator's metrics agree with the status.
     const metrics = await (await fetch(`${operator.url}/metrics`)).text();
-    const series = metrics.split('\n').filter((l) => l.startsWith('iacsearch_gpu_seconds_total{') && l.includes('namespace="example"') && l.includes('name="phantom-quick"'));
+    const series = metrics
+      .split('\n')
+      .filter((l) => l.startsWith('iacsearch_gpu_seconds_total{') && l.includes('namespace="example"') && l.includes('name="phantom-quick"'));
     expect(series.length).toBeGreaterThan(0);
     expect(series.reduce((sum, l) => sum + Number(l.split(' ').pop()), 0)).toBeCloseTo(st.cost.gpuSeconds, 0);
 
@@ -93,12 +111,18 @@ describe.skipIf(availability.skip)('phantom-quick example in a cluster', () => {
     expect(log).toMatch(/"msg":"progress accepted","namespace":"example","name":"phantom-quick"/);
   }, 1_000_000);
 
-  it('refuses progress reported from a pod with another search\'s token', async () => {
+  it("refuses progress reported from a pod with another search's token", async () => {
     // A second search whose pod can never be scheduled (no node has such a GPU; a node
     // selector key the operator's default pod policy allows): it has a progress Secret of its own.
     const quiet = tinySearch('quiet', ns, { spec: { resources: { nodeSelector: { 'nvidia.com/gpu.product': 'no-such-gpu' } } } });
     await env.cluster.client.create(iacsPath(ns), quiet);
-    await waitFor('progress Secrets', async () => (await env.cluster.client.find(`/api/v1/namespaces/${ns}/secrets/quiet-progress`)) && (await env.cluster.client.find(`/api/v1/namespaces/${ns}/secrets/phantom-quick-progress`)), 60_000);
+    await waitFor(
+      'progress Secrets',
+      async () =>
+        (await env.cluster.client.find(`/api/v1/namespaces/${ns}/secrets/quiet-progress`)) &&
+        (await env.cluster.client.find(`/api/v1/namespaces/${ns}/secrets/phantom-quick-progress`)),
+      60_000,
+    );
 
     const script = `
       const post = (token, search) => fetch(process.env.URL, {
@@ -134,10 +158,14 @@ describe.skipIf(availability.skip)('phantom-quick example in a cluster', () => {
         ],
       },
     });
-    const pod = await waitFor('reporter pod finished', async () => {
-      const p = await env.cluster.client.get(`/api/v1/namespaces/${ns}/pods/reporter`);
-      return ['Succeeded', 'Failed'].includes(p.status?.phase) ? p : undefined;
-    }, 60_000);
+    const pod = await waitFor(
+      'reporter pod finished',
+      async () => {
+        const p = await env.cluster.client.get(`/api/v1/namespaces/${ns}/pods/reporter`);
+        return ['Succeeded', 'Failed'].includes(p.status?.phase) ? p : undefined;
+      },
+      60_000,
+    );
     expect(pod.status.phase, env.kubelet!.logs(ns, 'reporter')).toBe('Succeeded');
     const codes = JSON.parse(pod.status.containerStatuses[0].state.terminated.message);
     expect(codes.wrongToken).toBe(401); // another search's token: checked only against this search's Secret

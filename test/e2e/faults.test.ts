@@ -66,7 +66,11 @@ describe.skipIf(availability.skip)('faults', () => {
   it('retries a preempted pod from its checkpoint without counting it against backoffLimit', async () => {
     await create(tinySearch('preempt', ns, { searchEpochs: 60, spec: { backoffLimit: 0 } }));
     await waitForLog(kubelet(), ns, 'preempt-search-1', 'search epoch 3/');
-    await kubelet().evict(ns, 'preempt-search-1', { reason: 'Preempted', conditionReason: 'PreemptionByScheduler', message: 'preempted by a higher-priority pod' });
+    await kubelet().evict(ns, 'preempt-search-1', {
+      reason: 'Preempted',
+      conditionReason: 'PreemptionByScheduler',
+      message: 'preempted by a higher-priority pod',
+    });
 
     await waitForLog(kubelet(), ns, 'preempt-search-2', /resuming after epoch [1-9]/, 180_000);
     const s = await waitForSearch(env.cluster, ns, 'preempt', 'finished', done, 300_000);
@@ -85,7 +89,9 @@ describe.skipIf(availability.skip)('faults', () => {
     const dir = await boundClaim(env.cluster, ns, 'broken-artifacts');
     writeFileSync(path.join(dir, 'search'), 'a file where the search checkpoints belong\n');
     // An existing artifacts claim must be labelled for the search that writes to it (docs/pod-policy.md).
-    await env.cluster.client.mergePatch(`/api/v1/namespaces/${ns}/persistentvolumeclaims/broken-artifacts`, { metadata: { labels: { 'iac.dev/search': 'broken' } } });
+    await env.cluster.client.mergePatch(`/api/v1/namespaces/${ns}/persistentvolumeclaims/broken-artifacts`, {
+      metadata: { labels: { 'iac.dev/search': 'broken' } },
+    });
     await create(tinySearch('broken', ns, { spec: { backoffLimit: 1, artifacts: { claimName: 'broken-artifacts' } } }));
 
     const s = await waitForSearch(env.cluster, ns, 'broken', 'Failed', isPhase('Failed'), 240_000);
@@ -136,10 +142,21 @@ describe.skipIf(availability.skip)('faults', () => {
     expect(s.status.phases.search.succeeded).toBeFalsy();
     expect(condition(s, 'BudgetExceeded')?.status).toBe('True');
     expect(s.status.cost.gpuSeconds).toBeGreaterThanOrEqual(7.2);
-    await waitFor('budget-suspend pods stopped', async () => (await searchPods(env.cluster, ns, 'budget-suspend')).every((p) => p.status.phase !== 'Running' || p.metadata.deletionTimestamp), 60_000);
+    await waitFor(
+      'budget-suspend pods stopped',
+      async () => (await searchPods(env.cluster, ns, 'budget-suspend')).every((p) => p.status.phase !== 'Running' || p.metadata.deletionTimestamp),
+      60_000,
+    );
 
     await patch('budget-suspend', { budget: { maxGPUHours: 10 } });
-    const resumed = await waitForSearch(env.cluster, ns, 'budget-suspend', 'running again', (x) => x.status?.phase === 'Searching' && condition(x, 'BudgetExceeded')?.status === 'False', 60_000);
+    const resumed = await waitForSearch(
+      env.cluster,
+      ns,
+      'budget-suspend',
+      'running again',
+      (x) => x.status?.phase === 'Searching' && condition(x, 'BudgetExceeded')?.status === 'False',
+      60_000,
+    );
     expect(resumed.status.phases.search.failures).toBe(0);
     await waitForLog(kubelet(), ns, 'budget-suspend-search-2', /resuming after epoch/, 120_000);
     await env.cluster.client.delete(iacsPath(ns, 'budget-suspend'));
@@ -151,7 +168,11 @@ describe.skipIf(availability.skip)('faults', () => {
     expect(s.status.phases.search.succeeded).toBeFalsy();
     expect(condition(s, 'BudgetExceeded')?.status).toBe('True');
     expect(condition(s, 'Ready')?.reason).toBe('BudgetExceeded');
-    await waitFor('budget-fail pods stopped', async () => (await searchPods(env.cluster, ns, 'budget-fail')).every((p) => p.status.phase !== 'Running'), 60_000);
+    await waitFor(
+      'budget-fail pods stopped',
+      async () => (await searchPods(env.cluster, ns, 'budget-fail')).every((p) => p.status.phase !== 'Running'),
+      60_000,
+    );
   }, 240_000);
 
   it('deleting a search removes its pods, Secret and claim through the garbage collector', async () => {
@@ -164,10 +185,14 @@ describe.skipIf(availability.skip)('faults', () => {
     };
     expect(await owned()).toEqual({ pods: 4, secrets: 1, claims: 1 });
     await env.cluster.kubectl(['delete', 'iacs', 'restart', '-n', ns, '--wait=false']);
-    await waitFor('owned objects collected', async () => {
-      const o = await owned();
-      return o.pods + o.secrets + o.claims === 0;
-    }, 120_000);
+    await waitFor(
+      'owned objects collected',
+      async () => {
+        const o = await owned();
+        return o.pods + o.secrets + o.claims === 0;
+      },
+      120_000,
+    );
     expect(await env.cluster.client.find(iacsPath(ns, 'restart'))).toBeUndefined();
   }, 180_000);
 

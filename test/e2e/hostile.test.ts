@@ -11,12 +11,30 @@ import { parse, stringify } from 'yaml';
 import { waitFor } from '../cluster/control-plane.ts';
 import { KubeApiError, type KubeJSON } from '../cluster/kube-client.ts';
 import { clusterAvailability } from '../cluster/suite.ts';
-import { condition, createNamespace, CRD_NAME, CRD_PATH, crdText, iacsPath, searchPods, startE2E, startOperator, tinySearch, waitForSearch, type E2EEnv } from './env.ts';
+import {
+  condition,
+  createNamespace,
+  CRD_NAME,
+  CRD_PATH,
+  crdText,
+  iacsPath,
+  searchPods,
+  startE2E,
+  startOperator,
+  tinySearch,
+  waitForSearch,
+  type E2EEnv,
+} from './env.ts';
 
 const availability = clusterAvailability();
 const ns = 'hostile';
 
-const bare = (name: string, spec?: Record<string, unknown>) => ({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name, namespace: ns }, ...(spec && { spec }) });
+const bare = (name: string, spec?: Record<string, unknown>) => ({
+  apiVersion: 'nas.iac.dev/v1alpha1',
+  kind: 'IACSearch',
+  metadata: { name, namespace: ns },
+  ...(spec && { spec }),
+});
 
 describe.skipIf(availability.skip)('hostile and careless IACSearches in a real control plane', () => {
   let env: E2EEnv;
@@ -48,7 +66,11 @@ describe.skipIf(availability.skip)('hostile and careless IACSearches in a real c
   beforeAll(async () => {
     // One GPU node, tainted as GPU nodes usually are: only a search that tolerates the taint
     // (as the default policy allows) runs there; the others' pods stay Pending.
-    env = await startE2E({ kubelet: { nodes: [{ name: 'gpu-tainted', cpu: '16', memory: '64Gi', gpus: 2, taints: [{ key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' }] }] } });
+    env = await startE2E({
+      kubelet: {
+        nodes: [{ name: 'gpu-tainted', cpu: '16', memory: '64Gi', gpus: 2, taints: [{ key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' }] }],
+      },
+    });
     await createNamespace(env.cluster, ns);
     // The platform team allows one priority class (that does not exist yet).
     await startOperator(env.cluster, { args: ['--allowed-priority-classes=gpu-low'] });
@@ -62,11 +84,27 @@ describe.skipIf(availability.skip)('hostile and careless IACSearches in a real c
     const cases: Array<[string, KubeJSON, string]> = [
       ['a 64-character name (the iac.dev/search label value of every child)', bare('n'.repeat(64), {}), 'metadata.name must be at most 63 characters'],
       ['no spec (it would start a full-length default GPU search)', bare('no-spec'), 'spec: Required value'],
-      ['a nodeSelector key the Pod API rejects', bare('bad-key', { resources: { nodeSelector: { 'gpu type!': 'a100' } } }), 'resources.nodeSelector: every key must be a label key'],
-      ['a nodeSelector value the Pod API rejects', bare('bad-value', { resources: { nodeSelector: { 'nvidia.com/gpu.product': 'A100 80GB' } } }), 'spec.resources.nodeSelector.nvidia.com/gpu.product'],
-      ['GPUs for prune (accepted and ignored before)', bare('prune-gpus', { resources: { phases: { prune: { gpus: 1 } } } }), 'spec.resources.phases.prune.gpus'],
+      [
+        'a nodeSelector key the Pod API rejects',
+        bare('bad-key', { resources: { nodeSelector: { 'gpu type!': 'a100' } } }),
+        'resources.nodeSelector: every key must be a label key',
+      ],
+      [
+        'a nodeSelector value the Pod API rejects',
+        bare('bad-value', { resources: { nodeSelector: { 'nvidia.com/gpu.product': 'A100 80GB' } } }),
+        'spec.resources.nodeSelector.nvidia.com/gpu.product',
+      ],
+      [
+        'GPUs for prune (accepted and ignored before)',
+        bare('prune-gpus', { resources: { phases: { prune: { gpus: 1 } } } }),
+        'spec.resources.phases.prune.gpus',
+      ],
       ['warm-up as long as the search', bare('warmup', { search: { maxEpochs: 10, warmupEpochs: 10 } }), 'search.warmupEpochs must be below search.maxEpochs'],
-      ['a toleration with operator Exists and a value', bare('tol', { resources: { tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', value: 'x' }] } }), 'toleration value must be empty when operator is Exists'],
+      [
+        'a toleration with operator Exists and a value',
+        bare('tol', { resources: { tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', value: 'x' }] } }),
+        'toleration value must be empty when operator is Exists',
+      ],
     ];
     const failures: string[] = [];
     for (const [what, obj, message] of cases) {
@@ -89,8 +127,20 @@ describe.skipIf(availability.skip)('hostile and careless IACSearches in a real c
     expect(event.note).toContain('no PriorityClass with name gpu-low was found');
     expect(await searchPods(env.cluster, ns, 'pc')).toEqual([]);
 
-    await client().create('/apis/scheduling.k8s.io/v1/priorityclasses', { apiVersion: 'scheduling.k8s.io/v1', kind: 'PriorityClass', metadata: { name: 'gpu-low' }, value: 100 });
-    const running = await waitForSearch(env.cluster, ns, 'pc', 'the pod created', (x) => x.status?.phase === 'Searching' && condition(x, 'Stalled')?.status === 'False', 180_000);
+    await client().create('/apis/scheduling.k8s.io/v1/priorityclasses', {
+      apiVersion: 'scheduling.k8s.io/v1',
+      kind: 'PriorityClass',
+      metadata: { name: 'gpu-low' },
+      value: 100,
+    });
+    const running = await waitForSearch(
+      env.cluster,
+      ns,
+      'pc',
+      'the pod created',
+      (x) => x.status?.phase === 'Searching' && condition(x, 'Stalled')?.status === 'False',
+      180_000,
+    );
     expect(running.status.phases.search.attempts).toBe(1);
     expect((await searchPods(env.cluster, ns, 'pc')).map((p) => p.metadata.name)).toEqual(['pc-search-1']);
   }, 400_000);
@@ -119,15 +169,25 @@ describe.skipIf(availability.skip)('hostile and careless IACSearches in a real c
       spec: { policyName: 'frozen-searches', validationActions: ['Deny'] },
     });
     // The policy is enforced once the API server has loaded it: probe with a dry run.
-    const probe = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'probe', labels: { 'iac.dev/search': 'frozen' } }, spec: { containers: [{ name: 'c', image: 'x' }] } };
-    await waitFor('the admission policy enforced', async () => {
-      try {
-        await client().create(`/api/v1/namespaces/${ns}/pods?dryRun=All`, probe);
-        return false;
-      } catch (err) {
-        return err instanceof KubeApiError && err.status === 422;
-      }
-    }, 120_000, 500);
+    const probe = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'probe', labels: { 'iac.dev/search': 'frozen' } },
+      spec: { containers: [{ name: 'c', image: 'x' }] },
+    };
+    await waitFor(
+      'the admission policy enforced',
+      async () => {
+        try {
+          await client().create(`/api/v1/namespaces/${ns}/pods?dryRun=All`, probe);
+          return false;
+        } catch (err) {
+          return err instanceof KubeApiError && err.status === 422;
+        }
+      },
+      120_000,
+      500,
+    );
 
     await client().create(iacsPath(ns), tinySearch('frozen', ns));
     const s = await waitForSearch(env.cluster, ns, 'frozen', 'Stalled CreateRefused', stalled('CreateRefused'), 120_000);
@@ -157,15 +217,22 @@ describe.skipIf(availability.skip)('hostile and careless IACSearches in a real c
     // nothing was created for it (its children's label could not even hold its name)
     for (const kind of ['pods', 'secrets', 'persistentvolumeclaims']) {
       const list = await client().get(`/api/v1/namespaces/${ns}/${kind}`);
-      expect((list.items as KubeJSON[]).filter((x) => x.metadata.name.startsWith('long-')), kind).toEqual([]);
+      expect(
+        (list.items as KubeJSON[]).filter((x) => x.metadata.name.startsWith('long-')),
+        kind,
+      ).toEqual([]);
     }
     // the current CRD still lets it be changed (suspended) and deleted
     await client().mergePatch(iacsPath(ns, long), { spec: { suspend: true } });
     await client().delete(iacsPath(ns, long));
-    expect((await client().get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`)).spec.versions[0].schema.openAPIV3Schema['x-kubernetes-validations']).toHaveLength(1);
+    expect(
+      (await client().get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`)).spec.versions[0].schema.openAPIV3Schema[
+        'x-kubernetes-validations'
+      ],
+    ).toHaveLength(1);
   }, 400_000);
 
-  it('the pod policy refuses an image of the user\'s choice, a system priority class, a control-plane toleration and another search\'s claim', async () => {
+  it("the pod policy refuses an image of the user's choice, a system priority class, a control-plane toleration and another search's claim", async () => {
     await client().create(iacsPath(ns), tinySearch('victim', ns, { searchEpochs: 100 }));
     await waitForSearch(env.cluster, ns, 'victim', 'its pod created', (x) => x.status?.phases?.search?.attempts === 1, 120_000);
     await client().create(
@@ -173,14 +240,18 @@ describe.skipIf(availability.skip)('hostile and careless IACSearches in a real c
       tinySearch('proxy', ns, {
         spec: {
           image: 'docker.io/attacker/miner:latest',
-          resources: { priorityClassName: 'system-node-critical', tolerations: [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }] },
+          resources: {
+            priorityClassName: 'system-node-critical',
+            tolerations: [{ key: 'node-role.kubernetes.io/control-plane', operator: 'Exists', effect: 'NoSchedule' }],
+          },
           artifacts: { claimName: 'victim-artifacts' },
         },
       }),
     );
     const s = await waitForSearch(env.cluster, ns, 'proxy', 'Stalled PolicyViolation', stalled('PolicyViolation'), 120_000);
     const message = condition(s, 'Stalled').message as string;
-    for (const field of ['spec.image', 'spec.resources.priorityClassName', 'spec.resources.tolerations[0]', 'spec.artifacts.claimName']) expect(message).toContain(field);
+    for (const field of ['spec.image', 'spec.resources.priorityClassName', 'spec.resources.tolerations[0]', 'spec.artifacts.claimName'])
+      expect(message).toContain(field);
     expect((await waitForEvent('proxy', 'PolicyViolation')).type).toBe('Warning');
     expect(await searchPods(env.cluster, ns, 'proxy')).toEqual([]);
     const claims = await client().get(`/api/v1/namespaces/${ns}/persistentvolumeclaims`);
@@ -195,7 +266,14 @@ describe.skipIf(availability.skip)('hostile and careless IACSearches in a real c
     expect(done.status.results.meanDice).toBeGreaterThan(0);
     // one more look at the finished search (an edit of an editable field)
     const edited = await client().mergePatch(iacsPath(ns, 'honest'), { spec: { backoffLimit: 5 } });
-    const again = await waitForSearch(env.cluster, ns, 'honest', 'reconciled again', (x) => x.status?.observedGeneration === edited.metadata.generation, 60_000);
+    const again = await waitForSearch(
+      env.cluster,
+      ns,
+      'honest',
+      'reconciled again',
+      (x) => x.status?.observedGeneration === edited.metadata.generation,
+      60_000,
+    );
     expect(again.status.results).toEqual(done.status.results);
     expect(again.status.phase).toBe('Succeeded');
     expect((await eventsOf('honest')).filter((e) => e.reason === 'StatusCorrected')).toEqual([]);
@@ -204,7 +282,9 @@ describe.skipIf(availability.skip)('hostile and careless IACSearches in a real c
   it('a status patched by someone else is corrected at once: the pod is not deleted and the fake Dice does not stay', async () => {
     await client().create(iacsPath(ns), tinySearch('forged', ns, { searchEpochs: 100 }));
     await waitForSearch(env.cluster, ns, 'forged', 'Searching', (x) => x.status?.phase === 'Searching', 120_000);
-    await client().mergePatch(`${iacsPath(ns, 'forged')}/status`, { status: { phase: 'Succeeded', results: { meanDice: 0.99 }, completionTime: new Date().toISOString() } });
+    await client().mergePatch(`${iacsPath(ns, 'forged')}/status`, {
+      status: { phase: 'Succeeded', results: { meanDice: 0.99 }, completionTime: new Date().toISOString() },
+    });
     const event = await waitForEvent('forged', 'StatusCorrected');
     expect(event.note).toContain('status.phase Succeeded: search has not succeeded');
     const s = await waitForSearch(env.cluster, ns, 'forged', 'corrected', (x) => x.status?.phase === 'Searching' && x.status?.results === undefined, 60_000);

@@ -5,7 +5,18 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../cluster/control-plane.ts';
 import { clusterAvailability } from '../cluster/suite.ts';
-import { createNamespace, iacsPath, searchPods, startE2E, startOperator, tinySearch, waitForLog, waitForSearch, type E2EEnv, type OperatorHandle } from './env.ts';
+import {
+  createNamespace,
+  iacsPath,
+  searchPods,
+  startE2E,
+  startOperator,
+  tinySearch,
+  waitForLog,
+  waitForSearch,
+  type E2EEnv,
+  type OperatorHandle,
+} from './env.ts';
 
 const availability = clusterAvailability();
 const ns = 'leader';
@@ -46,10 +57,15 @@ describe.skipIf(availability.skip)('leader election between two operator replica
 
     const killedAt = Date.now();
     await a.kill();
-    const lease = await waitFor('replica-b holds the lease', async () => {
-      const l = await env.cluster.client.get(LEASE);
-      return l.spec.holderIdentity === 'replica-b' ? l : undefined;
-    }, 60_000, 200);
+    const lease = await waitFor(
+      'replica-b holds the lease',
+      async () => {
+        const l = await env.cluster.client.get(LEASE);
+        return l.spec.holderIdentity === 'replica-b' ? l : undefined;
+      },
+      60_000,
+      200,
+    );
     const handover = (Date.now() - killedAt) / 1000;
     // The old lease must expire first (LEASE_SECONDS), then one retry period.
     expect(handover).toBeLessThan(LEASE_SECONDS + 5);

@@ -44,9 +44,9 @@ describe.skipIf(skip)('the chart with our images on a real node', () => {
     return { ...r, out: r.stdout + r.stderr };
   };
   const operatorPods = async () =>
-    ((await c.client.get(`/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent('app.kubernetes.io/name=iac-operator')}`)).items as KubeJSON[]).filter(
-      (p) => !p.metadata.deletionTimestamp,
-    );
+    (
+      (await c.client.get(`/api/v1/namespaces/${NS}/pods?labelSelector=${encodeURIComponent('app.kubernetes.io/name=iac-operator')}`)).items as KubeJSON[]
+    ).filter((p) => !p.metadata.deletionTimestamp);
   /** A pool volume for the next artifacts claim, owned by the trainer's uid as a provisioner would make it (hostPath keeps the host's ownership; fsGroup does not apply). */
   const trainerVolume = async () => {
     const [pv] = await c.addPersistentVolumes(1, '10Gi');
@@ -61,7 +61,12 @@ describe.skipIf(skip)('the chart with our images on a real node', () => {
   };
   const operatorLogs = async () => (await Promise.all((await operatorPods()).map((p) => podLogs(p.metadata.name)))).flat();
   const readyOperator = () =>
-    waitFor('an operator pod Ready', async () => (await operatorPods()).find((p) => p.status?.conditions?.some((k: KubeJSON) => k.type === 'Ready' && k.status === 'True')), 300_000, 1000);
+    waitFor(
+      'an operator pod Ready',
+      async () => (await operatorPods()).find((p) => p.status?.conditions?.some((k: KubeJSON) => k.type === 'Ready' && k.status === 'True')),
+      300_000,
+      1000,
+    );
 
   beforeAll(async () => {
     tools.assertPresent();
@@ -93,7 +98,16 @@ describe.skipIf(skip)('the chart with our images on a real node', () => {
       // minute here, so without this no progress would show before it ends.
       'extraArgs[0]=--progress-interval=2s',
     ];
-    const r = run(tools.paths.helm, ['install', RELEASE, path.join(repoRoot, 'charts/iac-operator'), '--namespace', NS, '--kubeconfig', c.kubeconfigPath, ...sets.flatMap((s) => ['--set', s])]);
+    const r = run(tools.paths.helm, [
+      'install',
+      RELEASE,
+      path.join(repoRoot, 'charts/iac-operator'),
+      '--namespace',
+      NS,
+      '--kubeconfig',
+      c.kubeconfigPath,
+      ...sets.flatMap((s) => ['--set', s]),
+    ]);
     expect(r.status, r.stderr).toBe(0);
     c.invalidateKubectlCache();
     await readyOperator();
@@ -125,7 +139,9 @@ describe.skipIf(skip)('the chart with our images on a real node', () => {
         return false;
       },
       600_000,
-      async () => passed && `the search phase ended (${passed}) with no progress from its pod seen:\n${[...(await podLogs('phantom-quick-search-1')), ...(await operatorLogs())].join('\n')}`,
+      async () =>
+        passed &&
+        `the search phase ended (${passed}) with no progress from its pod seen:\n${[...(await podLogs('phantom-quick-search-1')), ...(await operatorLogs())].join('\n')}`,
     );
     expect(searching.status.phases.search.pod).toBe('phantom-quick-search-1');
     const [first] = await operatorPods();
@@ -151,7 +167,12 @@ describe.skipIf(skip)('the chart with our images on a real node', () => {
 
     // Real containers: the kubelet's termination message is the trainer's PhaseResult.
     const pods = await searchPods(c, NS, 'phantom-quick');
-    expect(pods.map((p) => p.metadata.name)).toEqual(['phantom-quick-evaluate-1', 'phantom-quick-prune-1', 'phantom-quick-retrain-1', 'phantom-quick-search-1']);
+    expect(pods.map((p) => p.metadata.name)).toEqual([
+      'phantom-quick-evaluate-1',
+      'phantom-quick-prune-1',
+      'phantom-quick-retrain-1',
+      'phantom-quick-search-1',
+    ]);
     for (const p of pods) {
       expect(p.spec.nodeName).toBe(n.name);
       const t = p.status.containerStatuses[0].state.terminated;

@@ -136,8 +136,7 @@ describe.skipIf(availability.skip)('API server and etcd restart in the middle of
 
   it('every search Succeeds once, GPU-seconds exact, informers resume, one leader', async () => {
     const client = env.cluster.client;
-    const create = (i: number) =>
-      client.create(iacsPath(ns), tinySearch(`s${i}`, ns, { spec: { resources: { gpus: 1, cpu: '10m', memory: '64Mi' } } }));
+    const create = (i: number) => client.create(iacsPath(ns), tinySearch(`s${i}`, ns, { spec: { resources: { gpus: 1, cpu: '10m', memory: '64Mi' } } }));
     const list = async () => ((await client.get(iacsPath(ns))).items as KubeJSON[]) ?? [];
     const phaseOf = (s: KubeJSON): string => s.status?.phase ?? 'Pending';
     const failIfFailed = (items: KubeJSON[]) => {
@@ -150,11 +149,16 @@ describe.skipIf(availability.skip)('API server and etcd restart in the middle of
       await create(i);
       await sleep(500);
     }
-    await waitFor('a search in Retraining or later', async () => {
-      const items = await list();
-      failIfFailed(items);
-      return items.some((s) => ['Retraining', 'Evaluating', 'Succeeded'].includes(phaseOf(s)));
-    }, 600_000, 500);
+    await waitFor(
+      'a search in Retraining or later',
+      async () => {
+        const items = await list();
+        failIfFailed(items);
+        return items.some((s) => ['Retraining', 'Evaluating', 'Succeeded'].includes(phaseOf(s)));
+      },
+      600_000,
+      500,
+    );
 
     const atKill: Record<string, number> = {};
     for (const s of await list()) atKill[phaseOf(s)] = (atKill[phaseOf(s)] ?? 0) + 1;
@@ -166,7 +170,7 @@ describe.skipIf(availability.skip)('API server and etcd restart in the middle of
     // the outage refused, where a kubelet would: the harness holds its requests meanwhile.
     const restart: RestartResult = await env.cluster.restartApiServer({ down: DOWN_MS, holdAdminRequests: true });
     const pidsAfter = env.cluster.componentPids();
-    expect(pidsAfter['etcd']).not.toBe(pidsBefore['etcd']);
+    expect(pidsAfter.etcd).not.toBe(pidsBefore.etcd);
     expect(pidsAfter['kube-apiserver']).not.toBe(pidsBefore['kube-apiserver']);
     // The rest kept running through it (and reconnected: the later searches' pods are
     // scheduled, their claims bound, their pods run).
@@ -177,11 +181,16 @@ describe.skipIf(availability.skip)('API server and etcd restart in the middle of
       await create(i);
       await sleep(500);
     }
-    const all = await waitFor(`all ${SEARCHES} searches Succeeded`, async () => {
-      const items = await list();
-      failIfFailed(items);
-      return items.length === SEARCHES && items.every((s) => phaseOf(s) === 'Succeeded') ? items : undefined;
-    }, 1_200_000, 1000);
+    const all = await waitFor(
+      `all ${SEARCHES} searches Succeeded`,
+      async () => {
+        const items = await list();
+        failIfFailed(items);
+        return items.length === SEARCHES && items.every((s) => phaseOf(s) === 'Succeeded') ? items : undefined;
+      },
+      1_200_000,
+      1000,
+    );
     const allDoneAt = Date.now();
 
     // ---- each search: its four pods, attempt 1 each, GPU-seconds from the pods' own times
@@ -191,7 +200,10 @@ describe.skipIf(availability.skip)('API server and etcd restart in the middle of
       const name = `s${i}`;
       const s = byName.get(name)!;
       const pods = await searchPods(env.cluster, ns, name);
-      expect(pods.map((p) => p.metadata.name), name).toEqual([`${name}-evaluate-1`, `${name}-prune-1`, `${name}-retrain-1`, `${name}-search-1`]);
+      expect(
+        pods.map((p) => p.metadata.name),
+        name,
+      ).toEqual([`${name}-evaluate-1`, `${name}-prune-1`, `${name}-retrain-1`, `${name}-search-1`]);
       for (const p of pods) expect(p.status.phase, p.metadata.name).toBe('Succeeded');
       for (const stage of STAGES) expect(s.status.phases[stage].attempts, `${name} ${stage}`).toBe(1);
       const fromPods = podGPUSeconds(pods);
@@ -201,13 +213,18 @@ describe.skipIf(availability.skip)('API server and etcd restart in the middle of
     }
 
     // ---- the Lease: one holder, the replica that says it leads; the other says it does not
-    const holder = await waitFor('one fresh holder of the lease, the replica reporting iac_operator_leader 1', async () => {
-      const lease = await client.get(LEASE);
-      const leaders = [];
-      for (const op of replicas) if (metric(await metricsOf(op), 'iac_operator_leader') === 1) leaders.push(op.name);
-      const fresh = Date.now() - Date.parse(lease.spec.renewTime) < lease.spec.leaseDurationSeconds * 1000;
-      return leaders.length === 1 && leaders[0] === lease.spec.holderIdentity && fresh ? lease : undefined;
-    }, 120_000, 500);
+    const holder = await waitFor(
+      'one fresh holder of the lease, the replica reporting iac_operator_leader 1',
+      async () => {
+        const lease = await client.get(LEASE);
+        const leaders = [];
+        for (const op of replicas) if (metric(await metricsOf(op), 'iac_operator_leader') === 1) leaders.push(op.name);
+        const fresh = Date.now() - Date.parse(lease.spec.renewTime) < lease.spec.leaseDurationSeconds * 1000;
+        return leaders.length === 1 && leaders[0] === lease.spec.holderIdentity && fresh ? lease : undefined;
+      },
+      120_000,
+      500,
+    );
     expect(['replica-a', 'replica-b']).toContain(holder.spec.holderIdentity);
     const transitions = holder.spec.leaseTransitions - leaseBefore.spec.leaseTransitions;
     expect(transitions).toBeLessThanOrEqual(1);
@@ -228,7 +245,10 @@ describe.skipIf(availability.skip)('API server and etcd restart in the middle of
       );
       // Every informer noticed the outage (and, since the later searches ran, resumed).
       for (const [resource, n] of Object.entries(informerRestarts)) expect(n, `${op.name} ${resource} informer restarts`).toBeGreaterThanOrEqual(1);
-      const lastRestartLog = lines.filter((l) => l.msg === 'informer restarts after an error').map((l) => Date.parse(l.time)).sort((a, b) => b - a)[0];
+      const lastRestartLog = lines
+        .filter((l) => l.msg === 'informer restarts after an error')
+        .map((l) => Date.parse(l.time))
+        .sort((a, b) => b - a)[0];
       timeline[op.name] = {
         leadershipLostAfterKillS: lost.map((l) => (Date.parse(l.time) - restart.killedAt) / 1000),
         leaderAgainAfterReadyS: became.map((l) => (Date.parse(l.time) - restart.readyAt) / 1000),
@@ -244,9 +264,17 @@ describe.skipIf(availability.skip)('API server and etcd restart in the middle of
       .filter(Boolean)
       .map((l) => JSON.parse(l) as AuditEntry)
       .filter((e) => e.stage === 'ResponseComplete');
-    const leaderSince = Math.max(...replicas.flatMap((op) => logLines(op).filter((l) => l.msg === 'leader election: became leader').map((l) => Date.parse(l.time))));
+    const leaderSince = Math.max(
+      ...replicas.flatMap((op) =>
+        logLines(op)
+          .filter((l) => l.msg === 'leader election: became leader')
+          .map((l) => Date.parse(l.time)),
+      ),
+    );
     const windowFrom = Math.max(restart.readyAt, leaderSince) + 5_000;
-    const inWindow = audit.filter((e) => e.objectRef?.resource === 'leases' && Date.parse(e.requestReceivedTimestamp) >= windowFrom && Date.parse(e.requestReceivedTimestamp) < allDoneAt);
+    const inWindow = audit.filter(
+      (e) => e.objectRef?.resource === 'leases' && Date.parse(e.requestReceivedTimestamp) >= windowFrom && Date.parse(e.requestReceivedTimestamp) < allDoneAt,
+    );
     const hours = Math.max(allDoneAt - windowFrom, 1) / 3_600_000;
     const windowSeconds = (allDoneAt - windowFrom) / 1000;
     const updates = inWindow.filter((e) => e.verb === 'update').length;
@@ -271,7 +299,11 @@ describe.skipIf(availability.skip)('API server and etcd restart in the middle of
       JSON.stringify(
         {
           phasesAtKill: atKill,
-          restart: { downS: (restart.startedAt - restart.killedAt) / 1000, killToReadyS: (restart.readyAt - restart.killedAt) / 1000, startToReadyS: (restart.readyAt - restart.startedAt) / 1000 },
+          restart: {
+            downS: (restart.startedAt - restart.killedAt) / 1000,
+            killToReadyS: (restart.readyAt - restart.killedAt) / 1000,
+            startToReadyS: (restart.readyAt - restart.startedAt) / 1000,
+          },
           leaseHolder: holder.spec.holderIdentity,
           leaseTransitions: transitions,
           replicas: timeline,

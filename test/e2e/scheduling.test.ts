@@ -28,14 +28,21 @@ describe.skipIf(availability.skip)('GPU scheduling of several searches', () => {
     for (const n of names) await env.cluster.client.create(iacsPath(ns, undefined), tinySearch(n, ns, { searchEpochs: 60 }));
 
     // Two search pods run; the other two are Unschedulable and their searches say why.
-    const waiting = await waitFor('two running and two waiting for GPUs', async () => {
-      const searches: KubeJSON[] = await Promise.all(names.map((n) => env.cluster.client.get(iacsPath(ns, n))));
-      const pods: KubeJSON[] = (await Promise.all(names.map((n) => searchPods(env.cluster, ns, n)))).flat();
-      const running = pods.filter((p) => p.status?.phase === 'Running');
-      // The scheduler may first report the claim still binding; wait until the GPUs are the reason.
-      const queued = searches.filter((s) => condition(s, 'Reconciling')?.reason === 'WaitingForResources' && String(condition(s, 'Reconciling').message).includes('nvidia.com/gpu'));
-      return running.length === 2 && queued.length === 2 ? queued : undefined;
-    }, 180_000, 500);
+    const waiting = await waitFor(
+      'two running and two waiting for GPUs',
+      async () => {
+        const searches: KubeJSON[] = await Promise.all(names.map((n) => env.cluster.client.get(iacsPath(ns, n))));
+        const pods: KubeJSON[] = (await Promise.all(names.map((n) => searchPods(env.cluster, ns, n)))).flat();
+        const running = pods.filter((p) => p.status?.phase === 'Running');
+        // The scheduler may first report the claim still binding; wait until the GPUs are the reason.
+        const queued = searches.filter(
+          (s) => condition(s, 'Reconciling')?.reason === 'WaitingForResources' && String(condition(s, 'Reconciling').message).includes('nvidia.com/gpu'),
+        );
+        return running.length === 2 && queued.length === 2 ? queued : undefined;
+      },
+      180_000,
+      500,
+    );
     for (const s of waiting) {
       const msg: string = condition(s, 'Reconciling').message;
       expect(msg).toContain('nvidia.com/gpu');
@@ -45,7 +52,8 @@ describe.skipIf(availability.skip)('GPU scheduling of several searches', () => {
 
     // Every search finishes: the queued ones start once GPUs are freed.
     const finished: KubeJSON[] = [];
-    for (const n of names) finished.push(await waitForSearch(env.cluster, ns, n, 'finished', (s) => ['Succeeded', 'Failed'].includes(s.status?.phase), 600_000));
+    for (const n of names)
+      finished.push(await waitForSearch(env.cluster, ns, n, 'finished', (s) => ['Succeeded', 'Failed'].includes(s.status?.phase), 600_000));
     for (const s of finished) expect(s.status.phase, `${s.metadata.name}: ${JSON.stringify(s.status.phases)}`).toBe('Succeeded');
 
     for (const s of finished) {

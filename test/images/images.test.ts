@@ -11,7 +11,21 @@
 // Outside CI, missing images leave the suite out with one line saying how to build them;
 // in CI (CI=true) they fail it.
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  openSync,
+  readSync,
+  closeSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -109,14 +123,20 @@ function hostExtraCAs(): Array<{ name: string; needles: Buffer[] }> {
   const dir = '/usr/local/share/ca-certificates';
   if (!existsSync(dir)) return [];
   const out: Array<{ name: string; needles: Buffer[] }> = [];
-  const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : e.name.endsWith('.crt') ? [path.join(d, e.name)] : []));
+  const walk = (d: string): string[] =>
+    readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(path.join(d, e.name)) : e.name.endsWith('.crt') ? [path.join(d, e.name)] : [],
+    );
   for (const file of walk(dir)) {
     for (const pem of readFileSync(file, 'utf8').matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)) {
       const lines = pem[1].split(/\r?\n/).filter((l) => l.length === 64);
       const der = Buffer.from(pem[1].replace(/\s+/g, ''), 'base64');
       const mid = Math.floor(der.length / 2);
       // Two PEM lines from its middle (the key, not a shared issuer prefix) and 48 DER bytes.
-      out.push({ name: path.relative(dir, file), needles: [Buffer.from(lines[Math.floor(lines.length / 2)]), Buffer.from(lines[Math.floor(lines.length / 2) + 1]), der.subarray(mid, mid + 48)] });
+      out.push({
+        name: path.relative(dir, file),
+        needles: [Buffer.from(lines[Math.floor(lines.length / 2)]), Buffer.from(lines[Math.floor(lines.length / 2) + 1]), der.subarray(mid, mid + 48)],
+      });
     }
   }
   return out;
@@ -198,26 +218,39 @@ describe.skipIf(!lookup.ok && !inCI)('container images (test/images/build.sh)', 
     expect(stdout).toContain('uid=1000 gid=1000');
   });
 
-  it.each(built)("%s: holds none of the host's extra CA certificates and no build-only setting", async (name) => {
-    const cas = hostExtraCAs();
-    process.stderr.write(`${name}: looking for ${cas.length} host CA certificate(s) (${cas.map((c) => c.name).join(', ') || 'none'})\n`);
-    const { stdout: cfg } = await podman(['image', 'inspect', '--format', '{{json .Config.Env}} {{json .Config.Labels}}', refs[name]]);
-    for (const v of ['NODE_EXTRA_CA_CERTS', 'PIP_CERT', 'BUILD_CA_FILE', 'IACNAS_CACHE', '/run/iacnas']) expect(cfg).not.toContain(v);
-    const { stdout: history } = await podman(['history', '--no-trunc', '--format', '{{.CreatedBy}}', refs[name]]);
-    expect(history).not.toContain('BUILD_CA_FILE');
-    if (cas.length === 0) return;
-    // The search does find them where they are: the host's own bundle.
-    if (existsSync('/etc/ssl/certs/ca-certificates.crt')) expect(filesContaining('/etc/ssl/certs', cas.flatMap((c) => c.needles)).length).toBeGreaterThan(0);
-    const { stdout: mnt } = await podman(['image', 'mount', refs[name]]);
-    try {
-      const hits = filesContaining(mnt.trim(), cas.flatMap((c) => c.needles));
-      expect(hits, `files of ${name} holding a host CA certificate`).toEqual([]);
-    } finally {
-      await podman(['image', 'unmount', refs[name]]);
-    }
-  }, 600_000);
+  it.each(built)(
+    "%s: holds none of the host's extra CA certificates and no build-only setting",
+    async (name) => {
+      const cas = hostExtraCAs();
+      process.stderr.write(`${name}: looking for ${cas.length} host CA certificate(s) (${cas.map((c) => c.name).join(', ') || 'none'})\n`);
+      const { stdout: cfg } = await podman(['image', 'inspect', '--format', '{{json .Config.Env}} {{json .Config.Labels}}', refs[name]]);
+      for (const v of ['NODE_EXTRA_CA_CERTS', 'PIP_CERT', 'BUILD_CA_FILE', 'IACNAS_CACHE', '/run/iacnas']) expect(cfg).not.toContain(v);
+      const { stdout: history } = await podman(['history', '--no-trunc', '--format', '{{.CreatedBy}}', refs[name]]);
+      expect(history).not.toContain('BUILD_CA_FILE');
+      if (cas.length === 0) return;
+      // The search does find them where they are: the host's own bundle.
+      if (existsSync('/etc/ssl/certs/ca-certificates.crt'))
+        expect(
+          filesContaining(
+            '/etc/ssl/certs',
+            cas.flatMap((c) => c.needles),
+          ).length,
+        ).toBeGreaterThan(0);
+      const { stdout: mnt } = await podman(['image', 'mount', refs[name]]);
+      try {
+        const hits = filesContaining(
+          mnt.trim(),
+          cas.flatMap((c) => c.needles),
+        );
+        expect(hits, `files of ${name} holding a host CA certificate`).toEqual([]);
+      } finally {
+        await podman(['image', 'unmount', refs[name]]);
+      }
+    },
+    600_000,
+  );
 
-  it('trainer-cpu runs search, prune, retrain and evaluate as the operator\'s pods do, on the native backend it chose itself', async () => {
+  it("trainer-cpu runs search, prune, retrain and evaluate as the operator's pods do, on the native backend it chose itself", async () => {
     const search = tinySearch();
     const artifacts = path.join(work, 'artifacts');
     mkdirSync(artifacts);
@@ -252,33 +285,55 @@ describe.skipIf(!lookup.ok && !inCI)('container images (test/images/build.sh)', 
     const dice = Number(results.model.meanDice);
     expect(dice).toBeGreaterThan(0.3);
     expect(dice).toBeLessThanOrEqual(1);
-    for (const f of ['genotype.json', 'patients.csv', 'report.html', 'search/history.jsonl', 'retrain/model']) expect(existsSync(path.join(artifacts, f)), f).toBe(true);
+    for (const f of ['genotype.json', 'patients.csv', 'report.html', 'search/history.jsonl', 'retrain/model'])
+      expect(existsSync(path.join(artifacts, f)), f).toBe(true);
     // Everything the pod wrote belongs to the pod's user.
     expect(statSync(path.join(artifacts, 'results.json')).uid).toBe(1000);
     process.stderr.write(`trainer-cpu: test mean Dice ${dice.toFixed(3)}\n`);
   }, 1_800_000);
 
-  it.skipIf(!gpu)('trainer-gpu loads tfjs-node-gpu (TensorFlow 2.21, CUDA 12) without a GPU and runs on its CPU kernels', async () => {
-    const script = [
-      "const b = await import('/app/trainer/src/backend/index.ts');",
-      'const info = await b.initBackend();',
-      "const tf = await import('@tensorflow/tfjs-core');",
-      'const y = tf.conv2d(tf.ones([1, 5, 5, 2]), tf.ones([3, 3, 2, 1]), 1, "same");',
-      'console.log(JSON.stringify({ choice: info.choice, conv: (await y.data())[12] }));',
-    ].join(' ');
-    const res = await podmanRun(
-      ['--rm', '--network=none', '--user=1000:1000', '--read-only', '--read-only-tmpfs=false', '--cap-drop=ALL', '--security-opt=no-new-privileges', '--tmpfs=/tmp:rw,mode=1777', '--workdir=/app', '--entrypoint=node', refs['trainer-gpu'], '--input-type=module', '-e', script],
-      300_000,
-    );
-    process.stderr.write(`trainer-gpu without a GPU:\n${res.stderr.trim()}\n`);
-    expect(res.code, res.stderr.slice(-3000)).toBe(0);
-    expect(JSON.parse(res.stdout.trim().split('\n').at(-1)!)).toEqual({ choice: 'tensorflow', conv: 18 });
-    // The automatic choice says why the GPU backend was passed over and which package runs.
-    expect(res.stderr).toMatch(/iacnas: tfjs backend tensorflow \(TensorFlow 2\.21\.0, CPU, @tensorflow\/tfjs-node-gpu\) \(tensorflow-gpu: @tensorflow\/tfjs-node-gpu loaded but no CUDA device is visible/);
-    // TensorFlow's own line: no driver (libcuda.so.1 comes from the host's NVIDIA
-    // container toolkit, absent here), so cuInit fails and TensorFlow goes on without CUDA.
-    expect(res.stderr).toMatch(/failed call to cuInit/);
-  }, 300_000);
+  it.skipIf(!gpu)(
+    'trainer-gpu loads tfjs-node-gpu (TensorFlow 2.21, CUDA 12) without a GPU and runs on its CPU kernels',
+    async () => {
+      const script = [
+        "const b = await import('/app/trainer/src/backend/index.ts');",
+        'const info = await b.initBackend();',
+        "const tf = await import('@tensorflow/tfjs-core');",
+        'const y = tf.conv2d(tf.ones([1, 5, 5, 2]), tf.ones([3, 3, 2, 1]), 1, "same");',
+        'console.log(JSON.stringify({ choice: info.choice, conv: (await y.data())[12] }));',
+      ].join(' ');
+      const res = await podmanRun(
+        [
+          '--rm',
+          '--network=none',
+          '--user=1000:1000',
+          '--read-only',
+          '--read-only-tmpfs=false',
+          '--cap-drop=ALL',
+          '--security-opt=no-new-privileges',
+          '--tmpfs=/tmp:rw,mode=1777',
+          '--workdir=/app',
+          '--entrypoint=node',
+          refs['trainer-gpu'],
+          '--input-type=module',
+          '-e',
+          script,
+        ],
+        300_000,
+      );
+      process.stderr.write(`trainer-gpu without a GPU:\n${res.stderr.trim()}\n`);
+      expect(res.code, res.stderr.slice(-3000)).toBe(0);
+      expect(JSON.parse(res.stdout.trim().split('\n').at(-1)!)).toEqual({ choice: 'tensorflow', conv: 18 });
+      // The automatic choice says why the GPU backend was passed over and which package runs.
+      expect(res.stderr).toMatch(
+        /iacnas: tfjs backend tensorflow \(TensorFlow 2\.21\.0, CPU, @tensorflow\/tfjs-node-gpu\) \(tensorflow-gpu: @tensorflow\/tfjs-node-gpu loaded but no CUDA device is visible/,
+      );
+      // TensorFlow's own line: no driver (libcuda.so.1 comes from the host's NVIDIA
+      // container toolkit, absent here), so cuInit fails and TensorFlow goes on without CUDA.
+      expect(res.stderr).toMatch(/failed call to cuInit/);
+    },
+    300_000,
+  );
 
   describe('operator image against a real API server', () => {
     const bins = findBinaries();
@@ -288,56 +343,91 @@ describe.skipIf(!lookup.ok && !inCI)('container images (test/images/build.sh)', 
       await env?.stop();
     });
 
-    it.skipIf(!bins.ok && !inCI)('starts as 1000:1000 with a read-only root and answers /healthz, /readyz and /metrics', async () => {
-      if (!bins.ok) throw new Error(bins.reason);
-      env = await startE2E();
-      const kubeconfig = path.join(work, 'kubeconfig');
-      writeFileSync(kubeconfig, readFileSync(env.cluster.kubeconfigPath));
-      chmodSync(kubeconfig, 0o644);
-      const port = await freePort();
-      const name = `iacnas-operator-image-${process.pid}`;
-      await podman([
-        'run', '-d', '--rm', `--name=${name}`, '--network=host', '--user=1000:1000', '--read-only', '--read-only-tmpfs=false', '--cap-drop=ALL',
-        '--security-opt=no-new-privileges', '--tmpfs=/tmp:rw,mode=1777', `--volume=${kubeconfig}:/etc/iacnas/kubeconfig:ro`,
-        refs.operator, 'operator', '--kubeconfig=/etc/iacnas/kubeconfig', '--host=127.0.0.1', `--port=${port}`,
-      ]);
-      try {
-        const url = `http://127.0.0.1:${port}`;
-        await waitFor('operator image /healthz', async () => (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.ok, 90_000, 500);
-        await waitFor('operator image /readyz', async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.ok, 60_000, 500);
-        const metrics = await (await fetch(`${url}/metrics`)).text();
-        expect(metrics).toMatch(/^# TYPE iac_operator_leader gauge$/m);
-        const { stdout: logs, stderr: errLogs } = await podman(['logs', name]);
-        process.stderr.write(`operator image log (first lines):\n${(logs + errLogs).split('\n').slice(0, 5).join('\n')}\n`);
-      } finally {
-        await podman(['rm', '-f', '-t', '5', name]).catch(() => undefined);
-      }
-    }, 600_000);
+    it.skipIf(!bins.ok && !inCI)(
+      'starts as 1000:1000 with a read-only root and answers /healthz, /readyz and /metrics',
+      async () => {
+        if (!bins.ok) throw new Error(bins.reason);
+        env = await startE2E();
+        const kubeconfig = path.join(work, 'kubeconfig');
+        writeFileSync(kubeconfig, readFileSync(env.cluster.kubeconfigPath));
+        chmodSync(kubeconfig, 0o644);
+        const port = await freePort();
+        const name = `iacnas-operator-image-${process.pid}`;
+        await podman([
+          'run',
+          '-d',
+          '--rm',
+          `--name=${name}`,
+          '--network=host',
+          '--user=1000:1000',
+          '--read-only',
+          '--read-only-tmpfs=false',
+          '--cap-drop=ALL',
+          '--security-opt=no-new-privileges',
+          '--tmpfs=/tmp:rw,mode=1777',
+          `--volume=${kubeconfig}:/etc/iacnas/kubeconfig:ro`,
+          refs.operator,
+          'operator',
+          '--kubeconfig=/etc/iacnas/kubeconfig',
+          '--host=127.0.0.1',
+          `--port=${port}`,
+        ]);
+        try {
+          const url = `http://127.0.0.1:${port}`;
+          await waitFor(
+            'operator image /healthz',
+            async () => (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.ok,
+            90_000,
+            500,
+          );
+          await waitFor(
+            'operator image /readyz',
+            async () => (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.ok,
+            60_000,
+            500,
+          );
+          const metrics = await (await fetch(`${url}/metrics`)).text();
+          expect(metrics).toMatch(/^# TYPE iac_operator_leader gauge$/m);
+          const { stdout: logs, stderr: errLogs } = await podman(['logs', name]);
+          process.stderr.write(`operator image log (first lines):\n${(logs + errLogs).split('\n').slice(0, 5).join('\n')}\n`);
+        } finally {
+          await podman(['rm', '-f', '-t', '5', name]).catch(() => undefined);
+        }
+      },
+      600_000,
+    );
   });
 
   describe('the archives for a containerd node', () => {
     const have = ['containerd', 'ctr'].every((c) => (process.env.PATH ?? '').split(':').some((d) => d && existsSync(path.join(d, c))));
-    it.skipIf(!have)('the operator archive imports with `ctr -n k8s.io images import` as localhost/iac-operator/operator', async () => {
-      if (!lookup.ok) throw new Error(lookup.reason);
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'iacnas-containerd-'));
-      const sock = path.join(dir, 'containerd.sock');
-      writeFileSync(
-        path.join(dir, 'config.toml'),
-        `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\n[grpc]\n  address = "${sock}"\n[plugins."io.containerd.grpc.v1.cri"]\n  disable_tcp_service = true\n`,
-      );
-      const daemon = spawn('containerd', ['--config', path.join(dir, 'config.toml')], { stdio: 'ignore' });
-      try {
-        await waitFor('containerd socket', () => existsSync(sock), 30_000);
-        const archive = lookup.archives.operator.archive;
-        const { stdout } = await run('ctr', ['--address', sock, '-n', 'k8s.io', 'images', 'import', archive], { maxBuffer: 16 * 1024 * 1024, timeout: 300_000 });
-        expect(stdout).toContain(`unpacking ${refs.operator}`);
-        const { stdout: list } = await run('ctr', ['--address', sock, '-n', 'k8s.io', 'images', 'ls', '-q']);
-        expect(list.split('\n')).toContain(refs.operator);
-      } finally {
-        daemon.kill('SIGTERM');
-        await new Promise((r) => daemon.once('exit', r));
-        rmSync(dir, { recursive: true, force: true });
-      }
-    }, 600_000);
+    it.skipIf(!have)(
+      'the operator archive imports with `ctr -n k8s.io images import` as localhost/iac-operator/operator',
+      async () => {
+        if (!lookup.ok) throw new Error(lookup.reason);
+        const dir = mkdtempSync(path.join(os.tmpdir(), 'iacnas-containerd-'));
+        const sock = path.join(dir, 'containerd.sock');
+        writeFileSync(
+          path.join(dir, 'config.toml'),
+          `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\n[grpc]\n  address = "${sock}"\n[plugins."io.containerd.grpc.v1.cri"]\n  disable_tcp_service = true\n`,
+        );
+        const daemon = spawn('containerd', ['--config', path.join(dir, 'config.toml')], { stdio: 'ignore' });
+        try {
+          await waitFor('containerd socket', () => existsSync(sock), 30_000);
+          const archive = lookup.archives.operator.archive;
+          const { stdout } = await run('ctr', ['--address', sock, '-n', 'k8s.io', 'images', 'import', archive], {
+            maxBuffer: 16 * 1024 * 1024,
+            timeout: 300_000,
+          });
+          expect(stdout).toContain(`unpacking ${refs.operator}`);
+          const { stdout: list } = await run('ctr', ['--address', sock, '-n', 'k8s.io', 'images', 'ls', '-q']);
+          expect(list.split('\n')).toContain(refs.operator);
+        } finally {
+          daemon.kill('SIGTERM');
+          await new Promise((r) => daemon.once('exit', r));
+          rmSync(dir, { recursive: true, force: true });
+        }
+      },
+      600_000,
+    );
   });
 });

@@ -55,7 +55,14 @@ function files(p: string): string[] {
 /** The key of the current inputs: what build.sh's hash_of computes (sha256sum lines, bytewise sorted). */
 export function inputsKey(): string {
   const all = INPUTS.flatMap(files).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-  const lines = all.map((f) => `${createHash('sha256').update(readFileSync(path.join(repoRoot, f))).digest('hex')}  ${f}\n`).join('');
+  const lines = all
+    .map(
+      (f) =>
+        `${createHash('sha256')
+          .update(readFileSync(path.join(repoRoot, f)))
+          .digest('hex')}  ${f}\n`,
+    )
+    .join('');
   return createHash('sha256').update(lines).digest('hex').slice(0, 16);
 }
 
@@ -73,9 +80,7 @@ export interface ImageArchive {
   size: number;
 }
 
-export type ArchiveLookup =
-  | { ok: true; key: string; dir: string; images: Record<ArchivedName, ImageArchive> }
-  | { ok: false; reason: string };
+export type ArchiveLookup = { ok: true; key: string; dir: string; images: Record<ArchivedName, ImageArchive> } | { ok: false; reason: string };
 
 /**
  * The archives of the operator and trainer-cpu images built from the current sources
@@ -105,7 +110,13 @@ export function findImageArchives(): ArchiveLookup {
 export const gpuImageWanted = () => process.env.IACNAS_IMAGES_GPU !== '0';
 
 export type ImageLookup =
-  | { ok: true; key: string; refs: Partial<Record<ImageName, string>> & Record<ArchivedName, string>; archives: Record<ArchivedName, ImageArchive>; podman: string }
+  | {
+      ok: true;
+      key: string;
+      refs: Partial<Record<ImageName, string>> & Record<ArchivedName, string>;
+      archives: Record<ArchivedName, ImageArchive>;
+      podman: string;
+    }
   | { ok: false; reason: string };
 
 function which(cmd: string): string | undefined {
@@ -147,7 +158,10 @@ export function findImages(): ImageLookup {
   }
   const manifestIds = Object.values(archives.images).map((i) => i.id);
   for (const name of ARCHIVED) {
-    const id = execFileSync(podman, ['image', 'inspect', '--format', '{{.Id}}', refs[name]], { encoding: 'utf8', env: { ...process.env, CONTAINERS_CONF } }).trim();
+    const id = execFileSync(podman, ['image', 'inspect', '--format', '{{.Id}}', refs[name]], {
+      encoding: 'utf8',
+      env: { ...process.env, CONTAINERS_CONF },
+    }).trim();
     if (!manifestIds.includes(id)) return { ok: false, reason: `${refs[name]} is newer than its archive in ${archives.dir}; run ${BUILD_COMMAND}` };
   }
   return { ok: true, key: archives.key, refs, archives: archives.images, podman };

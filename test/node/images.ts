@@ -95,7 +95,21 @@ export function writeImageArchive(spec: ImageSpec, out: string): void {
     );
     mkdirSync(path.dirname(out), { recursive: true });
     const tmpOut = `${out}.${process.pid}.tmp`;
-    execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-cf', tmpOut, '-C', work, 'oci-layout', 'index.json', 'manifest.json', 'blobs']);
+    execFileSync('tar', [
+      '--sort=name',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '--mtime=@0',
+      '-cf',
+      tmpOut,
+      '-C',
+      work,
+      'oci-layout',
+      'index.json',
+      'manifest.json',
+      'blobs',
+    ]);
     renameSync(tmpOut, out);
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -128,7 +142,9 @@ export function pauseArchive(): string {
     const rootfs = path.join(work, 'rootfs');
     mkdirSync(rootfs);
     // As build/pause/Makefile: CFLAGS = -Os -Wall -Werror -static -DVERSION=v$(TAG)-$(REV)
-    execFileSync('gcc', ['-Os', '-Wall', '-Werror', '-static', `-DVERSION=v${version}-iacnas`, '-o', path.join(rootfs, 'pause'), src], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync('gcc', ['-Os', '-Wall', '-Werror', '-static', `-DVERSION=v${version}-iacnas`, '-o', path.join(rootfs, 'pause'), src], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     execFileSync('strip', [path.join(rootfs, 'pause')]);
     writeImageArchive({ name: PAUSE_IMAGE, rootfs, entrypoint: ['/pause'], user: '65535:65535' }, out);
   } finally {
@@ -151,9 +167,14 @@ export function busyboxArchive(name = BUSYBOX_IMAGE): string {
     chmodSync(path.join(rootfs, 'tmp'), 0o1777);
     copyFileSync(BUSYBOX, path.join(rootfs, 'bin', 'busybox'));
     chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
-    const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox' && !a.includes('/'));
+    const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((a) => a && a !== 'busybox' && !a.includes('/'));
     for (const a of applets) symlinkSync('busybox', path.join(rootfs, 'bin', a));
-    writeFileSync(path.join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
+    writeFileSync(
+      path.join(rootfs, 'etc', 'passwd'),
+      'root:x:0:0:root:/:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n',
+    );
     writeFileSync(path.join(rootfs, 'etc', 'group'), 'root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n');
     writeImageArchive({ name, rootfs, entrypoint: ['/bin/sh'], env: ['PATH=/bin'] }, out);
   } finally {

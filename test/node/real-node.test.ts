@@ -123,9 +123,14 @@ describe.skipIf(availability.skip)('real node: kubelet + containerd + runc + kub
       chmodSync(hostDir, 0o755);
       await cluster.client.create(
         `/api/v1/namespaces/${ns}/pods`,
-        pod('writer', 'id -u > /data/uid && echo "hello from $(hostname)" > /data/hello.txt && echo "done: 42 trials" > /dev/termination-log', {
-          volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
-        }, { volumeMounts: [{ name: 'data', mountPath: '/data' }] }),
+        pod(
+          'writer',
+          'id -u > /data/uid && echo "hello from $(hostname)" > /data/hello.txt && echo "done: 42 trials" > /dev/termination-log',
+          {
+            volumes: [{ name: 'data', persistentVolumeClaim: { claimName: 'data' } }],
+          },
+          { volumeMounts: [{ name: 'data', mountPath: '/data' }] },
+        ),
       );
       const p = await finished('writer');
       if (p.status.phase !== 'Succeeded') throw new Error(`writer did not succeed: ${await describePod('writer')}`);
@@ -160,7 +165,10 @@ describe.skipIf(availability.skip)('real node: kubelet + containerd + runc + kub
         'grep -q "BEGIN CERTIFICATE" $SA/ca.crt',
         'echo "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT $(tr -d "\\n " < /tmp/version | head -c 200) $(tr -d "\\n " < /tmp/whoami | grep -o \'"username":"[^"]*"\') sa=$(cat /tmp/sa-status)" > /dev/termination-log',
       ].join('\n');
-      await cluster.client.create(`/api/v1/namespaces/${ns}/pods`, pod('incluster', script, { volumes: [{ name: 'tmp', emptyDir: {} }] }, { volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }] }));
+      await cluster.client.create(
+        `/api/v1/namespaces/${ns}/pods`,
+        pod('incluster', script, { volumes: [{ name: 'tmp', emptyDir: {} }] }, { volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }] }),
+      );
       // /tmp is writable through an emptyDir (the root filesystem is read-only).
       const p = await finished('incluster');
       if (p.status.phase !== 'Succeeded') throw new Error(`incluster did not succeed: ${await describePod('incluster')}`);
@@ -198,7 +206,9 @@ describe.skipIf(availability.skip)('real node: kubelet + containerd + runc + kub
       await waitFor(
         'a ready endpoint of Service server',
         async () => {
-          const slices = await cluster.client.get(`/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dserver`);
+          const slices = await cluster.client.get(
+            `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dserver`,
+          );
           return slices.items.some((s: { endpoints?: Array<{ conditions?: { ready?: boolean } }> }) => (s.endpoints ?? []).some((e) => e.conditions?.ready));
         },
         240_000,
@@ -208,9 +218,14 @@ describe.skipIf(availability.skip)('real node: kubelet + containerd + runc + kub
       // (busybox wget -T crashes (SIGSEGV) in this static build: timeout(1) bounds it.)
       await cluster.client.create(
         `/api/v1/namespaces/${ns}/pods`,
-        pod('client', `for i in $(seq 1 60); do timeout 5 wget -q -O - http://${ip}:8080/ > /tmp/out && break; sleep 1; done; cat /tmp/out > /dev/termination-log; grep -q "progress ok" /tmp/out`, {
-          volumes: [{ name: 'tmp', emptyDir: {} }],
-        }, { volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }] }),
+        pod(
+          'client',
+          `for i in $(seq 1 60); do timeout 5 wget -q -O - http://${ip}:8080/ > /tmp/out && break; sleep 1; done; cat /tmp/out > /dev/termination-log; grep -q "progress ok" /tmp/out`,
+          {
+            volumes: [{ name: 'tmp', emptyDir: {} }],
+          },
+          { volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }] },
+        ),
       );
       const p = await finished('client');
       if (p.status.phase !== 'Succeeded') throw new Error(`client did not succeed: ${await describePod('client')}`);
@@ -225,7 +240,10 @@ describe.skipIf(availability.skip)('real node: kubelet + containerd + runc + kub
     async () => {
       const t0 = Date.now();
       // tail keeps a line without a newline in memory: /dev/zero has none.
-      await cluster.client.create(`/api/v1/namespaces/${ns}/pods`, pod('hog', 'tail /dev/zero', {}, { resources: { limits: { cpu: '200m', memory: '32Mi' }, requests: { cpu: '10m', memory: '32Mi' } } }));
+      await cluster.client.create(
+        `/api/v1/namespaces/${ns}/pods`,
+        pod('hog', 'tail /dev/zero', {}, { resources: { limits: { cpu: '200m', memory: '32Mi' }, requests: { cpu: '10m', memory: '32Mi' } } }),
+      );
       const p = await finished('hog');
       const term = p.status.containerStatuses[0].state.terminated;
       if (term?.reason !== 'OOMKilled') throw new Error(`hog was not OOM-killed: ${await describePod('hog')}`);

@@ -21,7 +21,20 @@
 // already set, so the host's values are never changed; its mounts still reach the host
 // (its root dir is a shared mount) where containerd and runc need them.
 import { execFile, execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -363,9 +376,32 @@ function signClientCert(caCert: string, caKey: string, dir: string, name: string
   execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key], { stdio: ['ignore', 'ignore', 'pipe'] });
   execFileSync('openssl', ['req', '-new', '-key', key, '-subj', subject, '-out', csr], { stdio: ['ignore', 'ignore', 'pipe'] });
   writeFileSync(ext, 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n');
-  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', caCert, '-CAkey', caKey, '-CAcreateserial', '-CAserial', path.join(dir, 'ca.srl'), '-days', '7', '-sha256', '-extfile', ext, '-out', cert], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  execFileSync(
+    'openssl',
+    [
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      caCert,
+      '-CAkey',
+      caKey,
+      '-CAcreateserial',
+      '-CAserial',
+      path.join(dir, 'ca.srl'),
+      '-days',
+      '7',
+      '-sha256',
+      '-extfile',
+      ext,
+      '-out',
+      cert,
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   return { cert, key };
 }
 
@@ -425,7 +461,20 @@ export async function startNode(cluster: Cluster, opts: NodeOptions = {}): Promi
   const keep = opts.keep ?? process.env.IACNAS_KEEP_CLUSTER === '1';
   const dir = opts.dir ?? mkdtempSync(path.join(os.tmpdir(), 'iacnas-node-'));
   const sub = (...p: string[]) => path.join(dir, ...p);
-  for (const d of ['logs', 'pki', 'cni/net.d', 'cni/ipam', 'containerd/root', 'containerd/state', 'containerd/opt', 'kubelet', 'pod-logs', 'volume-plugins', 'sysctl']) mkdirSync(sub(d), { recursive: true });
+  for (const d of [
+    'logs',
+    'pki',
+    'cni/net.d',
+    'cni/ipam',
+    'containerd/root',
+    'containerd/state',
+    'containerd/opt',
+    'kubelet',
+    'pod-logs',
+    'volume-plugins',
+    'sysctl',
+  ])
+    mkdirSync(sub(d), { recursive: true });
   const logFile = (c: NodeComponent) => sub('logs', `${c}.log`);
   const sock = sub('containerd', 'containerd.sock');
   const state: HostState = { pid: process.pid, dir, sock, createdLogDir: !existsSync('/var/log/containers'), kubeChainsBefore: false };
@@ -449,7 +498,9 @@ export async function startNode(cluster: Cluster, opts: NodeOptions = {}): Promi
         await cluster.client.request('PATCH', `/api/v1/nodes/${name}`, { spec: { unschedulable: true } }, 'application/merge-patch+json');
         const pods = ((await cluster.client.get(onNode)).items ?? []) as Array<{ metadata: { namespace: string; name: string; uid: string } }>;
         await Promise.all(
-          pods.map((p) => cluster.client.delete(`/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`, { gracePeriodSeconds: 1 }).catch(() => undefined)),
+          pods.map((p) =>
+            cluster.client.delete(`/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`, { gracePeriodSeconds: 1 }).catch(() => undefined),
+          ),
         );
         const uids = new Set(pods.map((p) => p.metadata.uid));
         await waitFor(
@@ -509,7 +560,12 @@ export async function startNode(cluster: Cluster, opts: NodeOptions = {}): Promi
             isGateway: false,
             ipMasq: false,
             hairpinMode: true,
-            ipam: { type: 'host-local', ranges: [[{ subnet: POD_CIDR, gateway: GATEWAY }]], routes: [{ dst: '0.0.0.0/0', gw: GATEWAY }], dataDir: sub('cni', 'ipam') },
+            ipam: {
+              type: 'host-local',
+              ranges: [[{ subnet: POD_CIDR, gateway: GATEWAY }]],
+              routes: [{ dst: '0.0.0.0/0', gw: GATEWAY }],
+              dataDir: sub('cni', 'ipam'),
+            },
           },
         ],
       }),
@@ -551,10 +607,15 @@ export async function startNode(cluster: Cluster, opts: NodeOptions = {}): Promi
         '',
       ].join('\n'),
     );
-    const containerd = spawnGroup('containerd', 'containerd', ['--config', sub('containerd', 'config.toml'), '--log-level', 'warn'], { logFile: logFile('containerd') });
+    const containerd = spawnGroup('containerd', 'containerd', ['--config', sub('containerd', 'config.toml'), '--log-level', 'warn'], {
+      logFile: logFile('containerd'),
+    });
     processes.push(containerd);
     const ctr = (args: string[], timeoutMs = 120_000) => run('ctr', ['--address', sock, '-n', 'k8s.io', ...args], { timeoutMs });
-    await Promise.race([waitFor('containerd socket', async () => (await ctr(['version'], 5000)).includes('Server'), 60_000, 250), exitGuard(containerd, logFile('containerd'))]);
+    await Promise.race([
+      waitFor('containerd socket', async () => (await ctr(['version'], 5000)).includes('Server'), 60_000, 250),
+      exitGuard(containerd, logFile('containerd')),
+    ]);
     const importImage = async (archive: string) => {
       await ctr(['images', 'import', '--snapshotter', 'overlayfs', archive], 300_000);
     };
@@ -637,9 +698,14 @@ export async function startNode(cluster: Cluster, opts: NodeOptions = {}): Promi
       '--v=1',
     ];
     const script = ['set -e', 'mount --make-rprivate /proc', ...shadows, 'exec "$@"'].join('\n');
-    const kubelet = spawnGroup('kubelet', 'unshare', ['--mount', '--propagation', 'unchanged', '--', 'sh', '-c', script, 'kubelet', nb.kubelet, ...kubeletArgs], {
-      logFile: logFile('kubelet'),
-    });
+    const kubelet = spawnGroup(
+      'kubelet',
+      'unshare',
+      ['--mount', '--propagation', 'unchanged', '--', 'sh', '-c', script, 'kubelet', nb.kubelet, ...kubeletArgs],
+      {
+        logFile: logFile('kubelet'),
+      },
+    );
     processes.push(kubelet);
 
     // --- kube-proxy --------------------------------------------------------------------------
@@ -688,7 +754,12 @@ export async function startNode(cluster: Cluster, opts: NodeOptions = {}): Promi
     if (taints.length !== (node.spec?.taints ?? []).length) await cluster.client.mergePatch(`/api/v1/nodes/${name}`, { spec: { taints } });
     if (opts.kubeProxy !== false) {
       await Promise.race([
-        waitFor('kube-proxy /healthz', async () => (await fetch(`http://127.0.0.1:${proxyHealthz}/healthz`, { signal: AbortSignal.timeout(3000) })).ok, 120_000, 500),
+        waitFor(
+          'kube-proxy /healthz',
+          async () => (await fetch(`http://127.0.0.1:${proxyHealthz}/healthz`, { signal: AbortSignal.timeout(3000) })).ok,
+          120_000,
+          500,
+        ),
         ...guards,
       ]);
     }
@@ -727,12 +798,21 @@ async function publishApiEndpoint(cluster: Cluster, ip: string, port: number): P
   const slice = {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
-    metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes', 'endpointslice.kubernetes.io/managed-by': 'iacnas.test-real-node' } },
+    metadata: {
+      name: 'kubernetes',
+      namespace: 'default',
+      labels: { 'kubernetes.io/service-name': 'kubernetes', 'endpointslice.kubernetes.io/managed-by': 'iacnas.test-real-node' },
+    },
     addressType: 'IPv4',
     endpoints: [{ addresses: [ip], conditions: { ready: true } }],
     ports: [{ name: portName, port, protocol: 'TCP' }],
   };
-  const endpoints = { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'kubernetes', namespace: 'default' }, subsets: [{ addresses: [{ ip }], ports: [{ name: portName, port, protocol: 'TCP' }] }] };
+  const endpoints = {
+    apiVersion: 'v1',
+    kind: 'Endpoints',
+    metadata: { name: 'kubernetes', namespace: 'default' },
+    subsets: [{ addresses: [{ ip }], ports: [{ name: portName, port, protocol: 'TCP' }] }],
+  };
   for (const [base, obj] of [
     ['/apis/discovery.k8s.io/v1/namespaces/default/endpointslices', slice],
     ['/api/v1/namespaces/default/endpoints', endpoints],

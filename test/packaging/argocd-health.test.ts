@@ -67,9 +67,7 @@ describe.skipIf(tools.skip)('Argo CD health check for IACSearch (Lua 5.1)', () =
   });
 
   it('is Healthy on Succeeded without results, with the Ready message', () => {
-    const r = health(
-      search({ observedGeneration: 3, phase: 'Succeeded', conditions: [cond('Ready', 'True', 'Succeeded', 'done')] }),
-    );
+    const r = health(search({ observedGeneration: 3, phase: 'Succeeded', conditions: [cond('Ready', 'True', 'Succeeded', 'done')] }));
     expect(r).toEqual({ status: 'Healthy', message: 'done' });
   });
 
@@ -99,9 +97,7 @@ describe.skipIf(tools.skip)('Argo CD health check for IACSearch (Lua 5.1)', () =
   });
 
   it('is not Degraded when Stalled is False', () => {
-    const r = health(
-      search({ observedGeneration: 3, phase: 'Retraining', conditions: [cond('Stalled', 'False', 'Progressing')] }),
-    );
+    const r = health(search({ observedGeneration: 3, phase: 'Retraining', conditions: [cond('Stalled', 'False', 'Progressing')] }));
     expect(r.status).toBe('Progressing');
   });
 
@@ -115,15 +111,14 @@ describe.skipIf(tools.skip)('Argo CD health check for IACSearch (Lua 5.1)', () =
         }),
       ),
     ).toEqual({ status: 'Suspended', message: 'used 10.2 of 10 GPU-hours' });
-    expect(
-      health(search({ observedGeneration: 3, phase: 'Suspended', conditions: [cond('Ready', 'False', 'Suspended', 'spec.suspend is true')] })),
-    ).toEqual({ status: 'Suspended', message: 'spec.suspend is true' });
+    expect(health(search({ observedGeneration: 3, phase: 'Suspended', conditions: [cond('Ready', 'False', 'Suspended', 'spec.suspend is true')] }))).toEqual({
+      status: 'Suspended',
+      message: 'spec.suspend is true',
+    });
   });
 
   it('falls back to the reason when a condition has no message', () => {
-    const r = health(
-      search({ observedGeneration: 3, phase: 'Failed', conditions: [cond('Stalled', 'True', 'DeadlineExceeded')] }),
-    );
+    const r = health(search({ observedGeneration: 3, phase: 'Failed', conditions: [cond('Stalled', 'True', 'DeadlineExceeded')] }));
     expect(r).toEqual({ status: 'Degraded', message: 'DeadlineExceeded' });
   });
 });

@@ -78,7 +78,7 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
       if (await c.client.find(`/api/v1/namespaces/${ns}`)) continue;
       await c.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     }
-    const crds = standInCRD('ServiceMonitor', 'servicemonitors') + '---\n' + standInCRD('PrometheusRule', 'prometheusrules');
+    const crds = `${standInCRD('ServiceMonitor', 'servicemonitors')}---\n${standInCRD('PrometheusRule', 'prometheusrules')}`;
     const r = await kubectl(['apply', '--server-side', '-f', '-'], crds);
     expect(r.code, r.out).toBe(0);
     for (const plural of ['servicemonitors', 'prometheusrules']) {
@@ -128,7 +128,10 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
     const can = async (release: string, verb: string, resource: string, ns?: string, name?: string) => {
       const [res, sub] = resource.split('/');
       const r = await kubectl([
-        'auth', 'can-i', verb, name ? `${res}/${name}` : res,
+        'auth',
+        'can-i',
+        verb,
+        name ? `${res}/${name}` : res,
         ...(sub ? [`--subresource=${sub}`] : []),
         `--as=system:serviceaccount:${NS}:${release}`,
         ...(ns ? ['-n', ns] : ['--all-namespaces']),
@@ -182,7 +185,13 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
     it('default values: the operator may do its work in the release namespace and nowhere else', async () => {
       for (const [verb, res] of work) expect(await can('iac-operator', verb, res, NS), `${verb} ${res} in ${NS}`).toBe(true);
       for (const ns of ['kube-system', 'default', 'team-a', 'elsewhere']) {
-        for (const [verb, res] of [['get', 'secrets'], ['list', 'secrets'], ['create', 'pods'], ['list', 'pods'], ['list', 'iacsearches.nas.iac.dev']]) {
+        for (const [verb, res] of [
+          ['get', 'secrets'],
+          ['list', 'secrets'],
+          ['create', 'pods'],
+          ['list', 'pods'],
+          ['list', 'iacsearches.nas.iac.dev'],
+        ]) {
           expect(await can('iac-operator', verb, res, ns), `${verb} ${res} in ${ns}`).toBe(false);
         }
       }
@@ -206,7 +215,11 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
     });
 
     it('no mode lets the operator update IACSearch specs or do anything else', async () => {
-      for (const [release, ns] of [['iac-operator', NS], ['iac-ns', 'team-b'], ['iac-cw', 'team-a']]) {
+      for (const [release, ns] of [
+        ['iac-operator', NS],
+        ['iac-ns', 'team-b'],
+        ['iac-cw', 'team-a'],
+      ]) {
         for (const [verb, res] of never) expect(await can(release, verb, res, ns), `${release}: ${verb} ${res} in ${ns}`).toBe(false);
         expect(await can(release, 'get', 'nodes'), `${release}: get nodes`).toBe(false);
         expect(await can(release, 'create', 'customresourcedefinitions.apiextensions.k8s.io'), `${release}: create CRDs`).toBe(false);
@@ -286,7 +299,10 @@ describe.skipIf(skip)('chart and kustomize base on a real API server', () => {
       );
       try {
         const file = join(dir, `${name}.yaml`);
-        writeFileSync(file, `apiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata:\n  name: ${name}\n  namespace: ${searchNS}\nspec:\n  dataset:\n    format: phantom\n`);
+        writeFileSync(
+          file,
+          `apiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata:\n  name: ${name}\n  namespace: ${searchNS}\nspec:\n  dataset:\n    format: phantom\n`,
+        );
         const applied = await kubectl(['apply', '-f', file]);
         expect(applied.code, applied.out).toBe(0);
         const base = `/api/v1/namespaces/${searchNS}`;

@@ -42,7 +42,10 @@ describe.skipIf(tools.skip)('files rendered from the chart', () => {
         return true;
       }
     });
-    expect(stale.map(([p]) => p), fix).toEqual([]);
+    expect(
+      stale.map(([p]) => p),
+      fix,
+    ).toEqual([]);
     expect([...files.keys()]).toEqual(expect.arrayContaining(['deploy/prometheus/rules.yaml', 'deploy/kustomize/base/deployment.yaml']));
   });
 

@@ -5,7 +5,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { type RenderedObject, helmTemplate, repoRoot, requireTools, run } from './tools.ts';
 
 const tools = requireTools('helm');
@@ -157,7 +156,14 @@ describe.skipIf(tools.skip)('Helm chart charts/iac-operator', () => {
       const pr = one(objs, 'PrometheusRule');
       const names = pr.spec.groups.flatMap((g: { rules: Array<{ alert: string }> }) => g.rules.map((r) => r.alert));
       expect(names).toEqual(
-        expect.arrayContaining(['IACSearchNoProgress', 'IACSearchBudgetNearlySpent', 'IACSearchBudgetExceeded', 'IACSearchPhaseFailures', 'IACOperatorDown', 'IACOperatorNoLeader']),
+        expect.arrayContaining([
+          'IACSearchNoProgress',
+          'IACSearchBudgetNearlySpent',
+          'IACSearchBudgetExceeded',
+          'IACSearchPhaseFailures',
+          'IACOperatorDown',
+          'IACOperatorNoLeader',
+        ]),
       );
     });
 
@@ -174,7 +180,7 @@ describe.skipIf(tools.skip)('Helm chart charts/iac-operator', () => {
       'prometheusRule.enabled=true',
       'prometheusRule.noProgressFor=3h',
       'prometheusRule.additionalLabels.team=vision',
-      'image.digest=sha256:' + 'a'.repeat(64),
+      `image.digest=sha256:${'a'.repeat(64)}`,
       'progressURL=https://progress.example/v1/progress',
     ]);
     const rule = one(objs, 'PrometheusRule').spec.groups[0].rules.find((r: { alert: string }) => r.alert === 'IACSearchNoProgress');

@@ -118,7 +118,9 @@ describe.each(['operator', 'trainer', 'trainer-gpu'])('base image of %s.Dockerfi
     const args = (s: Stage) => instr(s, 'ARG').map((a) => a.split('=')[0]);
     expect(builders.some((s) => args(s).includes('BUILD_CA_FILE'))).toBe(true);
     expect(args(final(file))).toEqual([]);
-    const finalText = final(file).instructions.map((i) => `${i.op} ${i.args}`).join('\n');
+    const finalText = final(file)
+      .instructions.map((i) => `${i.op} ${i.args}`)
+      .join('\n');
     for (const v of ['BUILD_CA_FILE', 'NODE_EXTRA_CA_CERTS', 'PIP_CERT', 'IACNAS_CACHE', 'ca-certificates']) expect(finalText).not.toContain(v);
     // Every RUN that downloads (npm, pip) is given the bundle when there is one.
     for (const run of builders.flatMap((s) => instr(s, 'RUN')).filter((r) => /npm ci|native-backend\.sh/.test(r))) {
@@ -152,11 +154,16 @@ describe.each([
     const version = lockVersion(backend);
     expect(version).toBeDefined();
     expect(read('scripts/native-backend.sh')).toContain(`TFJS_VERSION=${version}`);
-    const builder = all.slice(0, -1).flatMap((s) => instr(s, 'RUN')).join(' ');
+    const builder = all
+      .slice(0, -1)
+      .flatMap((s) => instr(s, 'RUN'))
+      .join(' ');
     expect(builder).toContain('npm ci --omit=dev --omit=optional');
     const native = all.flatMap((s) => instr(s, 'RUN')).filter((r) => r.includes('scripts/native-backend.sh'));
     expect(native).toHaveLength(1);
-    expect(native[0]).toMatch(backend.endsWith('-gpu') ? /scripts\/native-backend\.sh --gpu --prefix \/app --copy/ : /scripts\/native-backend\.sh --prefix \/app --copy/);
+    expect(native[0]).toMatch(
+      backend.endsWith('-gpu') ? /scripts\/native-backend\.sh --gpu --prefix \/app --copy/ : /scripts\/native-backend\.sh --prefix \/app --copy/,
+    );
     // The script loads the package and runs a kernel unless --no-check; then the trainer's
     // own backend choice must be native, or the build stops.
     expect(native[0]).not.toContain('--no-check');
@@ -196,7 +203,9 @@ describe('.dockerignore of each image', () => {
     expect(ignore[0]).toBe('*');
     const allowed = ignore.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''));
     const img = final(`deploy/docker/${name}.Dockerfile`);
-    const needed = [...new Set([...stages(`deploy/docker/${name}.Dockerfile`).flatMap((s) => copied(s))].map((c) => c.replace(/^\.\//, '').replace(/\/$/, '')))];
+    const needed = [
+      ...new Set([...stages(`deploy/docker/${name}.Dockerfile`).flatMap((s) => copied(s))].map((c) => c.replace(/^\.\//, '').replace(/\/$/, ''))),
+    ];
     expect(needed.sort()).toEqual(allowed.sort());
     expect(copied(img).length).toBeGreaterThan(0);
   });

@@ -36,10 +36,34 @@ const objects: KubeObject[] = [
   search('done', {
     phase: 'Succeeded',
     phases: {
-      search: { startTime: '2026-01-01T00:00:00Z', endTime: '2026-01-01T01:00:00Z', succeeded: true, gpuSeconds: 3600, history: [finished('done-search-1', 'Failed', 600), finished('done-search-2', 'Succeeded', 3000)] },
-      prune: { startTime: '2026-01-01T01:00:00Z', endTime: '2026-01-01T01:01:00Z', succeeded: true, gpuSeconds: 0, history: [finished('done-prune-1', 'Succeeded', 0)] },
-      retrain: { startTime: '2026-01-01T01:01:00Z', endTime: '2026-01-01T02:00:00Z', succeeded: true, gpuSeconds: 3500, history: [finished('done-retrain-1', 'Stopped', 100), finished('done-retrain-2', 'Succeeded', 3400)] },
-      evaluate: { startTime: '2026-01-01T02:00:00Z', endTime: '2026-01-01T02:05:00Z', succeeded: true, gpuSeconds: 300, history: [finished('done-evaluate-1', 'Succeeded', 300)] },
+      search: {
+        startTime: '2026-01-01T00:00:00Z',
+        endTime: '2026-01-01T01:00:00Z',
+        succeeded: true,
+        gpuSeconds: 3600,
+        history: [finished('done-search-1', 'Failed', 600), finished('done-search-2', 'Succeeded', 3000)],
+      },
+      prune: {
+        startTime: '2026-01-01T01:00:00Z',
+        endTime: '2026-01-01T01:01:00Z',
+        succeeded: true,
+        gpuSeconds: 0,
+        history: [finished('done-prune-1', 'Succeeded', 0)],
+      },
+      retrain: {
+        startTime: '2026-01-01T01:01:00Z',
+        endTime: '2026-01-01T02:00:00Z',
+        succeeded: true,
+        gpuSeconds: 3500,
+        history: [finished('done-retrain-1', 'Stopped', 100), finished('done-retrain-2', 'Succeeded', 3400)],
+      },
+      evaluate: {
+        startTime: '2026-01-01T02:00:00Z',
+        endTime: '2026-01-01T02:05:00Z',
+        succeeded: true,
+        gpuSeconds: 300,
+        history: [finished('done-evaluate-1', 'Succeeded', 300)],
+      },
     },
     searchResult: { epochs: 40 },
     results: { meanDice: 0.81, hd95: 2.4, baselineMeanDice: 0.79, diceGain: 0.02, external: [{ name: 'site-b', cases: 58, meanDice: 0.77, hd95: 2.9 }] },
@@ -105,7 +129,10 @@ function checkQuery(q: Query, allowMissing: string[] = []): string[] {
   }
   // Labels grouped by must be labels the metrics have.
   for (const by of q.expr.matchAll(/\b(?:by|on)\s*\(([^)]*)\)/g)) {
-    for (const label of by[1].split(',').map((l) => l.trim()).filter(Boolean)) {
+    for (const label of by[1]
+      .split(',')
+      .map((l) => l.trim())
+      .filter(Boolean)) {
       if (label === 'le' || label === 'instance' || label === 'pod') continue;
       const names = [...metricNames(q.expr)].filter((n) => exported(n));
       const family = (n: string) => (families.has(n) ? n : n.replace(/_(bucket|sum|count)$/, ''));
@@ -153,7 +180,10 @@ describe('dashboard and alert queries against the operator metrics', () => {
   });
 
   it('the dashboard variables list searches from iacsearch_info and every panel has a datasource', () => {
-    const d = dashboard() as { templating: { list: Array<{ name: string; definition?: string }> }; panels: Array<{ type: string; datasource?: unknown; targets?: unknown[] }> };
+    const d = dashboard() as {
+      templating: { list: Array<{ name: string; definition?: string }> };
+      panels: Array<{ type: string; datasource?: unknown; targets?: unknown[] }>;
+    };
     expect(d.templating.list.map((v) => v.name)).toEqual(['datasource', 'namespace', 'search']);
     for (const p of d.panels.filter((x) => x.type !== 'row')) {
       expect(p.datasource).toEqual({ type: 'prometheus', uid: '${datasource}' });

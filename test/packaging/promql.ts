@@ -43,11 +43,7 @@ export function selectors(expr: string): Selector[] {
 
 /** Grafana variables -> values Prometheus accepts (all namespaces and searches, 5 m windows). */
 export function fillGrafanaVariables(expr: string, range = '5m'): string {
-  return expr
-    .replaceAll('$namespace', '.*')
-    .replaceAll('$search', '.*')
-    .replaceAll('$__rate_interval', range)
-    .replaceAll('$__range', range);
+  return expr.replaceAll('$namespace', '.*').replaceAll('$search', '.*').replaceAll('$__rate_interval', range).replaceAll('$__range', range);
 }
 
 export interface Query {
@@ -58,16 +54,12 @@ export interface Query {
 }
 
 export function dashboardQueries(): Query[] {
-  return panels.flatMap((p) =>
-    p.targets.map((t, i) => ({ source: `dashboard panel "${p.title}" #${i + 1}`, expr: t.expr, optional: p.optional === true })),
-  );
+  return panels.flatMap((p) => p.targets.map((t, i) => ({ source: `dashboard panel "${p.title}" #${i + 1}`, expr: t.expr, optional: p.optional === true })));
 }
 
 export function ruleQueries(file = 'deploy/prometheus/rules.yaml'): Query[] {
   const doc = parse(readFileSync(join(repoRoot, file), 'utf8')) as {
     groups: Array<{ name: string; rules: Array<{ alert?: string; record?: string; expr: string }> }>;
   };
-  return doc.groups.flatMap((g) =>
-    g.rules.map((r) => ({ source: `rule ${g.name}/${r.alert ?? r.record}`, expr: r.expr, optional: false })),
-  );
+  return doc.groups.flatMap((g) => g.rules.map((r) => ({ source: `rule ${g.name}/${r.alert ?? r.record}`, expr: r.expr, optional: false })));
 }

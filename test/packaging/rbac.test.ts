@@ -10,11 +10,18 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { createLogger } from '../../operator/src/controller/log.ts';
 import { FakeKubeApi } from '../../operator/testing/fake-kube-api.ts';
 import { IACSearchType, PodType, resourceTypeOf } from '../../operator/src/k8s/resources.ts';
-import { ApiError, type KubeApi, type KubeObject, type ListOptions, type ResourceType, type WatchEventType, type WatchOptions } from '../../operator/src/k8s/types.ts';
+import {
+  ApiError,
+  type KubeApi,
+  type KubeObject,
+  type ListOptions,
+  type ResourceType,
+  type WatchEventType,
+  type WatchOptions,
+} from '../../operator/src/k8s/types.ts';
 import { parseOperatorArgs, startOperator, type RunningOperator } from '../../operator/src/main.ts';
 import { setPodState } from '../../operator/testing/world.ts';
 import { helmTemplate, repoRoot, requireTools, run } from './tools.ts';
@@ -25,7 +32,13 @@ const NS = 'iac-system';
 const SA = { name: 'iac-operator', namespace: NS };
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
-type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; rules?: Rule[]; [k: string]: any };
+type Obj = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  rules?: Rule[];
+  [k: string]: any;
+};
 
 const template = (sets: string[] = []): Obj[] => helmTemplate(tools.paths.helm, sets, NS);
 const rbacKinds = new Set(['Role', 'RoleBinding', 'ClusterRole', 'ClusterRoleBinding']);
@@ -75,7 +88,12 @@ function docTables(file: string, section: string): Array<Set<string>> {
   const tables: Array<Set<string>> = [];
   let current: Set<string> | undefined;
   for (const line of body.split('\n')) {
-    const cells = line.startsWith('|') ? line.split('|').slice(1, -1).map((c) => c.trim()) : undefined;
+    const cells = line.startsWith('|')
+      ? line
+          .split('|')
+          .slice(1, -1)
+          .map((c) => c.trim())
+      : undefined;
     if (!cells || cells.length < 3 || cells[0] === 'API group' || /^-+$/.test(cells[0])) {
       if (!cells) current = undefined;
       continue;
@@ -103,7 +121,7 @@ const SEARCH_GRANTS = new Set([
 ]);
 const LEASE_GRANTS = new Set(['coordination.k8s.io|leases|get', 'coordination.k8s.io|leases|update', 'coordination.k8s.io|leases|create']);
 
-describe.skipIf(tools.skip)('the operator\'s RBAC in the Helm chart', () => {
+describe.skipIf(tools.skip)("the operator's RBAC in the Helm chart", () => {
   beforeAll(() => tools.assertPresent());
 
   describe('default values: the release namespace only', () => {
@@ -125,7 +143,13 @@ describe.skipIf(tools.skip)('the operator\'s RBAC in the Helm chart', () => {
     });
 
     it('gives the operator nothing in kube-system or any other namespace', () => {
-      for (const [verb, resource] of [['get', 'secrets'], ['list', 'secrets'], ['create', 'pods'], ['list', 'pods'], ['list', 'iacsearches']]) {
+      for (const [verb, resource] of [
+        ['get', 'secrets'],
+        ['list', 'secrets'],
+        ['create', 'pods'],
+        ['list', 'pods'],
+        ['list', 'iacsearches'],
+      ]) {
         const group = resource === 'iacsearches' ? 'nas.iac.dev' : '';
         expect(allowed(objs, SA, { verb, group, resource, namespace: NS }), `${verb} ${resource} in ${NS}`).toBe(true);
         for (const ns of ['kube-system', 'default', 'team-a', undefined]) {
@@ -137,8 +161,13 @@ describe.skipIf(tools.skip)('the operator\'s RBAC in the Helm chart', () => {
     it('binds the aggregated user roles to nobody and gives them no pods or Secrets', () => {
       for (const cr of byKind(objs, 'ClusterRole')) {
         expect(cr.metadata.name).toMatch(/-iacsearch-(editor|viewer)$/);
-        expect(cr.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-edit'] ?? cr.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-view']).toBe('true');
-        expect([...grants(cr.rules!)].every((g) => g.startsWith('nas.iac.dev|')), cr.metadata.name).toBe(true);
+        expect(cr.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-edit'] ?? cr.metadata.labels?.['rbac.authorization.k8s.io/aggregate-to-view']).toBe(
+          'true',
+        );
+        expect(
+          [...grants(cr.rules!)].every((g) => g.startsWith('nas.iac.dev|')),
+          cr.metadata.name,
+        ).toBe(true);
       }
     });
 
@@ -150,7 +179,13 @@ describe.skipIf(tools.skip)('the operator\'s RBAC in the Helm chart', () => {
       expect(named.resourceNames).toEqual(['iac-operator-leader']);
       expect(named.verbs.sort()).toEqual(['get', 'update']);
       expect(operatorArgs(objs)).toContain('--leader-election-lease=iac-operator-leader');
-      const lq = (verb: string, name: string | undefined, namespace = NS): Request => ({ verb, group: 'coordination.k8s.io', resource: 'leases', namespace, name });
+      const lq = (verb: string, name: string | undefined, namespace = NS): Request => ({
+        verb,
+        group: 'coordination.k8s.io',
+        resource: 'leases',
+        namespace,
+        name,
+      });
       expect(allowed(objs, SA, lq('update', 'iac-operator-leader'))).toBe(true);
       expect(allowed(objs, SA, lq('update', 'kube-controller-manager'))).toBe(false);
       expect(allowed(objs, SA, lq('create', undefined))).toBe(true);
@@ -166,11 +201,11 @@ describe.skipIf(tools.skip)('the operator\'s RBAC in the Helm chart', () => {
     const searchRoles = byKind(objs, 'Role').filter((r) => r.metadata.name === 'iac-operator');
     expect(searchRoles.map((r) => r.metadata.namespace).sort()).toEqual(['team-a', 'team-b']);
     for (const r of searchRoles) expect(grants(r.rules!)).toEqual(SEARCH_GRANTS);
-    expect(byKind(objs, 'RoleBinding').map((b) => `${b.metadata.namespace}/${b.roleRef.name}`).sort()).toEqual([
-      `${NS}/iac-operator-leader-election`,
-      'team-a/iac-operator',
-      'team-b/iac-operator',
-    ]);
+    expect(
+      byKind(objs, 'RoleBinding')
+        .map((b) => `${b.metadata.namespace}/${b.roleRef.name}`)
+        .sort(),
+    ).toEqual([`${NS}/iac-operator-leader-election`, 'team-a/iac-operator', 'team-b/iac-operator']);
     expect(allowed(objs, SA, { verb: 'get', group: '', resource: 'secrets', namespace: 'team-b' })).toBe(true);
     for (const ns of [NS, 'kube-system', 'elsewhere']) {
       expect(allowed(objs, SA, { verb: 'get', group: '', resource: 'secrets', namespace: ns }), ns).toBe(false);
@@ -195,9 +230,14 @@ describe.skipIf(tools.skip)('the operator\'s RBAC in the Helm chart', () => {
     for (const sets of [[], ['watchNamespaces={a}'], ['rbac.clusterWide=true']]) {
       const objs = template(sets);
       for (const verb of ['get', 'update', 'patch', 'create', 'deletecollection']) {
-        expect(allowed(objs, SA, { verb, group: 'nas.iac.dev', resource: 'iacsearches', namespace: sets.length ? 'a' : NS, name: 'x' }), `${verb} ${sets}`).toBe(false);
+        expect(
+          allowed(objs, SA, { verb, group: 'nas.iac.dev', resource: 'iacsearches', namespace: sets.length ? 'a' : NS, name: 'x' }),
+          `${verb} ${sets}`,
+        ).toBe(false);
       }
-      expect(allowed(objs, SA, { verb: 'update', group: 'nas.iac.dev', resource: 'iacsearches/status', namespace: sets.length ? 'a' : NS, name: 'x' })).toBe(false);
+      expect(allowed(objs, SA, { verb: 'update', group: 'nas.iac.dev', resource: 'iacsearches/status', namespace: sets.length ? 'a' : NS, name: 'x' })).toBe(
+        false,
+      );
       for (const o of objs.filter((x) => rbacKinds.has(x.kind) && x.rules)) {
         for (const r of o.rules!) expect([...r.apiGroups, ...r.resources, ...r.verbs], o.metadata.name).not.toContain('*');
       }
@@ -302,66 +342,80 @@ describe.skipIf(tools.skip)('the calls the operator makes are exactly what the c
   it.each([
     ['watchNamespaces={lab}', 'lab', 'elsewhere'],
     ['rbac.clusterWide=true', 'lab', undefined],
-  ])('with %s', async (set, ns, unwatched) => {
-    const objs = template([set]);
-    const fake = new FakeKubeApi();
-    const api = new RecordingApi(fake);
-    const logs: string[] = [];
-    const port = await freePort();
-    // The chart's own arguments; only where to listen and who this replica is differ.
-    const cfg = parseOperatorArgs([...operatorArgs(objs).slice(1), '--host=127.0.0.1', `--port=${port}`, '--leader-election-identity=op-0'], {});
-    if (cfg === 'help') throw new Error('unexpected --help');
-    const search = (name: string, namespace: string, spec: Record<string, unknown> = {}): KubeObject => ({
-      apiVersion: 'nas.iac.dev/v1alpha1',
-      kind: 'IACSearch',
-      metadata: { name, namespace },
-      spec: { dataset: { format: 'phantom' }, ...spec },
-    });
-    const phase = (name: string, namespace = ns) => (fake.objects('IACSearch', namespace).find((s) => s.metadata.name === name)?.status as { phase?: string } | undefined)?.phase;
-    const pod = (name: string) => fake.objects('Pod', ns).find((p) => p.metadata.name === name);
-    const setSuspend = async (suspend: boolean) => {
-      await fake.mergePatch(IACSearchType, ns, 'a', { spec: { suspend } });
-    };
+  ])(
+    'with %s',
+    async (set, ns, unwatched) => {
+      const objs = template([set]);
+      const fake = new FakeKubeApi();
+      const api = new RecordingApi(fake);
+      const logs: string[] = [];
+      const port = await freePort();
+      // The chart's own arguments; only where to listen and who this replica is differ.
+      const cfg = parseOperatorArgs([...operatorArgs(objs).slice(1), '--host=127.0.0.1', `--port=${port}`, '--leader-election-identity=op-0'], {});
+      if (cfg === 'help') throw new Error('unexpected --help');
+      const search = (name: string, namespace: string, spec: Record<string, unknown> = {}): KubeObject => ({
+        apiVersion: 'nas.iac.dev/v1alpha1',
+        kind: 'IACSearch',
+        metadata: { name, namespace },
+        spec: { dataset: { format: 'phantom' }, ...spec },
+      });
+      const phase = (name: string, namespace = ns) =>
+        (fake.objects('IACSearch', namespace).find((s) => s.metadata.name === name)?.status as { phase?: string } | undefined)?.phase;
+      const pod = (name: string) => fake.objects('Pod', ns).find((p) => p.metadata.name === name);
+      const setSuspend = async (suspend: boolean) => {
+        await fake.mergePatch(IACSearchType, ns, 'a', { spec: { suspend } });
+      };
 
-    // Conflicts, so the read-back of an existing child is exercised: an unlabelled claim and
-    // Secret of the same names exist already, and a.'s first pod create answers 409.
-    for (const [kind, name] of [['PersistentVolumeClaim', 'a-artifacts'], ['Secret', 'b-progress']]) {
-      fake.seed({ apiVersion: 'v1', kind, metadata: { name, namespace: ns }, ...(kind === 'Secret' ? { data: {} } : { spec: {} }) });
-    }
-    fake.failNext('create', new ApiError(409, 'pods "a-search-1" already exists', 'AlreadyExists'), { kind: 'Pod' });
-    await fake.create(search('a', ns, { ttlSecondsAfterFinished: 1, backoffLimit: 0 }));
-    await fake.create(search('b', ns));
-    if (unwatched) await fake.create(search('c', unwatched));
-
-    op = await startOperator(cfg, api, createLogger({ level: 'debug', write: (line) => logs.push(line) }));
-    try {
-      await until('the first pods', () => !!pod('a-search-1') && !!pod('b-search-1'));
-      // Suspend twice (the second Suspended event patches the first one's series), resume.
-      for (const attempt of [1, 2]) {
-        await setSuspend(true);
-        await until(`a suspended, pod a-search-${attempt} deleted`, () => phase('a') === 'Suspended' && !pod(`a-search-${attempt}`));
-        await setSuspend(false);
-        await until(`a resumed with pod a-search-${attempt + 1}`, () => !!pod(`a-search-${attempt + 1}`));
+      // Conflicts, so the read-back of an existing child is exercised: an unlabelled claim and
+      // Secret of the same names exist already, and a.'s first pod create answers 409.
+      for (const [kind, name] of [
+        ['PersistentVolumeClaim', 'a-artifacts'],
+        ['Secret', 'b-progress'],
+      ]) {
+        fake.seed({ apiVersion: 'v1', kind, metadata: { name, namespace: ns }, ...(kind === 'Secret' ? { data: {} } : { spec: {} }) });
       }
-      // The attempt fails (backoffLimit 0): the search fails and ttlSecondsAfterFinished deletes it.
-      const failed = setPodState(pod('a-search-3')!, { phase: 'Failed', startedAt: new Date(Date.now() - 2000), finishedAt: new Date(), exitCode: 1 });
-      await fake.mergePatchStatus(PodType, ns, 'a-search-3', { status: failed.status });
-      await until('a failed and deleted after its TTL', () => !fake.objects('IACSearch', ns).some((s) => s.metadata.name === 'a'));
-    } finally {
-      await op.stop();
-      op = undefined;
-    }
-    if (unwatched) expect(phase('c', unwatched), 'a search in an unwatched namespace is left alone').toBeUndefined();
+      fake.failNext('create', new ApiError(409, 'pods "a-search-1" already exists', 'AlreadyExists'), { kind: 'Pod' });
+      await fake.create(search('a', ns, { ttlSecondsAfterFinished: 1, backoffLimit: 0 }));
+      await fake.create(search('b', ns));
+      if (unwatched) await fake.create(search('c', unwatched));
 
-    const denied = api.requests.filter((q) => !allowed(objs, SA, q)).map(describeRequest);
-    expect([...new Set(denied)], logs.filter((l) => /"level":"(warn|error)"/.test(l)).join('\n')).toEqual([]);
-    // Everything granted was used, except update on the finalizers, which the
-    // OwnerReferencesPermissionEnforcement admission plugin checks on each child's create.
-    const used = new Set(api.requests.map((q) => `${q.group}|${q.resource}|${q.verb}`));
-    const granted = new Set([...SEARCH_GRANTS, ...LEASE_GRANTS]);
-    granted.delete('nas.iac.dev|iacsearches/finalizers|update');
-    expect([...granted].filter((g) => !used.has(g)), 'granted but never used').toEqual([]);
-    expect([...used].filter((g) => !granted.has(g)), 'used but not granted').toEqual([]);
-    if (unwatched) expect(api.requests.filter((q) => q.namespace === unwatched || q.namespace === undefined).map(describeRequest)).toEqual([]);
-  }, 300_000);
+      op = await startOperator(cfg, api, createLogger({ level: 'debug', write: (line) => logs.push(line) }));
+      try {
+        await until('the first pods', () => !!pod('a-search-1') && !!pod('b-search-1'));
+        // Suspend twice (the second Suspended event patches the first one's series), resume.
+        for (const attempt of [1, 2]) {
+          await setSuspend(true);
+          await until(`a suspended, pod a-search-${attempt} deleted`, () => phase('a') === 'Suspended' && !pod(`a-search-${attempt}`));
+          await setSuspend(false);
+          await until(`a resumed with pod a-search-${attempt + 1}`, () => !!pod(`a-search-${attempt + 1}`));
+        }
+        // The attempt fails (backoffLimit 0): the search fails and ttlSecondsAfterFinished deletes it.
+        const failed = setPodState(pod('a-search-3')!, { phase: 'Failed', startedAt: new Date(Date.now() - 2000), finishedAt: new Date(), exitCode: 1 });
+        await fake.mergePatchStatus(PodType, ns, 'a-search-3', { status: failed.status });
+        await until('a failed and deleted after its TTL', () => !fake.objects('IACSearch', ns).some((s) => s.metadata.name === 'a'));
+      } finally {
+        await op.stop();
+        op = undefined;
+      }
+      if (unwatched) expect(phase('c', unwatched), 'a search in an unwatched namespace is left alone').toBeUndefined();
+
+      const denied = api.requests.filter((q) => !allowed(objs, SA, q)).map(describeRequest);
+      expect([...new Set(denied)], logs.filter((l) => /"level":"(warn|error)"/.test(l)).join('\n')).toEqual([]);
+      // Everything granted was used, except update on the finalizers, which the
+      // OwnerReferencesPermissionEnforcement admission plugin checks on each child's create.
+      const used = new Set(api.requests.map((q) => `${q.group}|${q.resource}|${q.verb}`));
+      const granted = new Set([...SEARCH_GRANTS, ...LEASE_GRANTS]);
+      granted.delete('nas.iac.dev|iacsearches/finalizers|update');
+      expect(
+        [...granted].filter((g) => !used.has(g)),
+        'granted but never used',
+      ).toEqual([]);
+      expect(
+        [...used].filter((g) => !granted.has(g)),
+        'used but not granted',
+      ).toEqual([]);
+      if (unwatched) expect(api.requests.filter((q) => q.namespace === unwatched || q.namespace === undefined).map(describeRequest)).toEqual([]);
+    },
+    300_000,
+  );
 });

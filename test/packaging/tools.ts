@@ -32,10 +32,7 @@ export function toolsDir(): string {
 
 function k8sBinDir(): string {
   const version = process.env.K8S_VERSION ?? 'v1.34.4';
-  return (
-    process.env.IACNAS_K8S_BIN_DIR ??
-    join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'iac-operator', `k8s-${version}`, 'bin')
-  );
+  return process.env.IACNAS_K8S_BIN_DIR ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'iac-operator', `k8s-${version}`, 'bin');
 }
 
 function onPath(name: string): string | undefined {
@@ -113,7 +110,12 @@ export function run(
 }
 
 /** A rendered Kubernetes object (helm template output). */
-export type RenderedObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: any };
+export type RenderedObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [k: string]: any;
+};
 
 /** `helm template` of the chart with `--set` values, parsed; throws with helm's stderr on failure. */
 export function helmTemplate(helm: string, sets: string[] = [], ns = 'iac-system'): RenderedObject[] {

@@ -40,7 +40,13 @@ describe('iacnas trainer command line', () => {
   });
 
   it('exits 2 on a bad command line', async () => {
-    for (const argv of [['fly'], ['search'], ['search', '--workdir'], ['search', '--workdir', '/w', '--config-json', '{}', '--bogus', '1'], ['retrain', '--workdir', '/w', '--config-json', '{}', '--history', 'h']]) {
+    for (const argv of [
+      ['fly'],
+      ['search'],
+      ['search', '--workdir'],
+      ['search', '--workdir', '/w', '--config-json', '{}', '--bogus', '1'],
+      ['retrain', '--workdir', '/w', '--config-json', '{}', '--history', 'h'],
+    ]) {
       const t = io();
       expect(await trainerMain(argv, t.io)).toBe(2);
       // The option parser's own words (node:util parseArgs, as every iacnas command): 'Unknown option', 'argument missing'.
@@ -53,7 +59,7 @@ describe('iacnas trainer command line', () => {
       const dir = mkdtempSync(join(tmpdir(), 'cli-'));
       const t = io();
       expect(await trainerMain([phase, '--workdir', dir, '--simulate', '0'], t.io)).toBe(2);
-      expect(t.err.join('')).toContain("--config <file> or --config-json <json> is required");
+      expect(t.err.join('')).toContain('--config <file> or --config-json <json> is required');
       expect(t.err.join('')).toContain("For the built-in defaults (the phantom dataset, a 200-epoch search) say so: --config-json '{}'");
       expect(t.err.join('')).toContain(`usage: iacnas trainer ${phase}`);
       expect(existsSync(join(dir, 'search'))).toBe(false);
@@ -122,7 +128,10 @@ describe('iacnas trainer command line', () => {
       [{ search: { warmupEpochs: 20, maxEpochs: 20 } }, 'search.warmupEpochs: 20 is not below search.maxEpochs 20'],
       [{ search: { operations: ['none', 'conv_3x3', 'conv_3x3'] } }, 'search.operations: conv_3x3 listed more than once'],
       [{ backbone: { baseFilters: 6 }, search: { partialChannels: 4 } }, 'search.partialChannels: 4 does not divide backbone.baseFilters 6'],
-      [{ search: { stability: { threshold: 1e-3, autoScale: 2 } } }, 'search.stability.autoScale: 2 scales the automatic test, which search.stability.threshold (0.001) turns off; remove one of them'],
+      [
+        { search: { stability: { threshold: 1e-3, autoScale: 2 } } },
+        'search.stability.autoScale: 2 scales the automatic test, which search.stability.threshold (0.001) turns off; remove one of them',
+      ],
     ];
     for (const [config, message] of cases) {
       const dir = mkdtempSync(join(tmpdir(), 'cli-'));
@@ -140,13 +149,19 @@ describe('iacnas trainer command line', () => {
       const t = io();
       const argv = [phase, '--workdir', dir, '--config-json', '{}', '--result-file', file];
       const started = performance.now();
-      const code = phase === 'retrain' ? await trainerMain(argv, { ...t.io, env: { IACNAS_SIMULATE_SECONDS: '0.2' } }) : await trainerMain([...argv, '--simulate', '0.2'], t.io);
+      const code =
+        phase === 'retrain'
+          ? await trainerMain(argv, { ...t.io, env: { IACNAS_SIMULATE_SECONDS: '0.2' } })
+          : await trainerMain([...argv, '--simulate', '0.2'], t.io);
       expect(code).toBe(0);
       expect(performance.now() - started).toBeGreaterThanOrEqual(180);
       const result = PhaseResult.parse(JSON.parse(readFileSync(file, 'utf8')));
       expect(result).toMatchObject({ phase, ok: true, ...fields });
       if (phase === 'prune') expect(result.genotype?.cells.length).toBeGreaterThan(0);
-      const progress = t.out.join('').split('\n').filter((l) => l.includes('"progress"'));
+      const progress = t.out
+        .join('')
+        .split('\n')
+        .filter((l) => l.includes('"progress"'));
       expect(progress.length).toBe(phase === 'prune' ? 0 : 2);
       expect(existsSync(join(dir, 'search'))).toBe(false); // nothing was trained
     }

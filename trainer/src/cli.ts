@@ -124,7 +124,13 @@ export async function trainerMain(argv: string[], io: TrainerIO = {}): Promise<n
   const args = parseTrainerArgs(argv, io);
   if (typeof args === 'number') return args;
   const phase = args.phase;
-  const reporter = new ProgressReporter({ phase: phase.name, stdout: io.stdout ?? process.stdout, stderr, env, resultFile: resultFilePath(args.resultFile, env) });
+  const reporter = new ProgressReporter({
+    phase: phase.name,
+    stdout: io.stdout ?? process.stdout,
+    stderr,
+    env,
+    resultFile: resultFilePath(args.resultFile, env),
+  });
   const started = performance.now();
   const cpu0 = process.cpuUsage();
   const cpuSeconds = () => {

@@ -35,7 +35,9 @@ describe('IACSearch schemas', () => {
     if (!r.ok) throw new Error(r.message);
     expect(r.search.spec.evaluate.external[0].pvc).toEqual({ claimName: 'site-b-scans', readOnly: true });
     expect(r.trainerConfig.evaluate.external.map((e) => e.name)).toEqual(['site-b', 'site-c']);
-    const cfg = trainerConfigInput(r.search, undefined, ['/external/site-b-scans/hippocampus-b', '/opt/site-c']) as { evaluate: { external: object[]; baseline: boolean } };
+    const cfg = trainerConfigInput(r.search, undefined, ['/external/site-b-scans/hippocampus-b', '/opt/site-c']) as {
+      evaluate: { external: object[]; baseline: boolean };
+    };
     expect(cfg.evaluate).toEqual({
       metrics: ['dice', 'hd95'],
       baseline: true,
@@ -58,23 +60,35 @@ describe('IACSearch schemas', () => {
     const item = (name: string, extra: Record<string, unknown> = {}) => ({ name, format: 'msd', path: `data/${name}`, ...extra });
 
     const twice = bad([item('site-b'), item('site-c'), item('site-b')]);
-    expect(twice.message).toMatch(/^spec\.evaluate\.external\[2\]\.name: 'site-b' is also the name of evaluate\.external\[0\]; every external dataset needs its own name/m);
+    expect(twice.message).toMatch(
+      /^spec\.evaluate\.external\[2\]\.name: 'site-b' is also the name of evaluate\.external\[0\]; every external dataset needs its own name/m,
+    );
     expect(twice.fields).toContain('spec.evaluate.external[2].name');
 
     expect(bad([item('Site_B')]).message).toMatch(/^spec\.evaluate\.external\[0\]\.name: must be a DNS label/m);
     expect(bad([item('a', { path: '' })]).message).toMatch(/^spec\.evaluate\.external\[0\]\.path:/m);
     expect(bad([item('a'), item('b', { format: 'phantom' })]).message).toMatch(/^spec\.evaluate\.external\[1\]\.format:/m);
-    expect(bad([item('a', { pvc: { claimName: 'Not A Claim' } })]).message).toMatch(/^spec\.evaluate\.external\[0\]\.pvc\.claimName: must be a lowercase DNS name/m);
+    expect(bad([item('a', { pvc: { claimName: 'Not A Claim' } })]).message).toMatch(
+      /^spec\.evaluate\.external\[0\]\.pvc\.claimName: must be a lowercase DNS name/m,
+    );
     expect(bad([{ name: 'a', format: 'msd' }]).message).toMatch(/^spec\.evaluate\.external\[0\]\.path:/m);
     expect(bad(Array.from({ length: 33 }, (_, i) => item(`d${i}`))).message).toMatch(/^spec\.evaluate\.external: .*32/m);
 
     // one claim is mounted once per pod: read-only and read-write at once is refused
     const mixed = bad([item('a', { pvc: { claimName: 'scans' } }), item('b', { pvc: { claimName: 'scans', readOnly: false } })]);
-    expect(mixed.message).toMatch(/^spec\.evaluate\.external\[1\]\.pvc\.readOnly: claim 'scans' is mounted with readOnly: true by evaluate\.external\[0\]\.pvc; .*give the same readOnly/m);
-    const withDataset = bad([item('a', { pvc: { claimName: 'datasets' } })], { format: 'msd', path: 'Task04', pvc: { claimName: 'datasets', readOnly: false } });
+    expect(mixed.message).toMatch(
+      /^spec\.evaluate\.external\[1\]\.pvc\.readOnly: claim 'scans' is mounted with readOnly: true by evaluate\.external\[0\]\.pvc; .*give the same readOnly/m,
+    );
+    const withDataset = bad([item('a', { pvc: { claimName: 'datasets' } })], {
+      format: 'msd',
+      path: 'Task04',
+      pvc: { claimName: 'datasets', readOnly: false },
+    });
     expect(withDataset.message).toMatch(/^spec\.evaluate\.external\[0\]\.pvc\.readOnly: claim 'datasets' is mounted with readOnly: false by dataset\.pvc/m);
     // the same claim the same way is fine
-    expect(parseIACSearch(object({ evaluate: { external: [item('a', { pvc: { claimName: 'scans' } }), item('b', { pvc: { claimName: 'scans' } })] } })).ok).toBe(true);
+    expect(
+      parseIACSearch(object({ evaluate: { external: [item('a', { pvc: { claimName: 'scans' } }), item('b', { pvc: { claimName: 'scans' } })] } })).ok,
+    ).toBe(true);
   });
 
   it('names the offending field of a bad spec', () => {
@@ -87,7 +101,10 @@ describe('IACSearch schemas', () => {
   });
 
   it('refuses a misspelt field of a file instead of running its default, with the nearest known name', () => {
-    const misspelt = object({ search: { maxEpoch: 5 }, evaluate: { external: [{ name: 'b', format: 'msd', path: 'x', pvc: { claimName: 'c', claim: 'c' } }] } });
+    const misspelt = object({
+      search: { maxEpoch: 5 },
+      evaluate: { external: [{ name: 'b', format: 'msd', path: 'x', pvc: { claimName: 'c', claim: 'c' } }] },
+    });
     // From the API server (which prunes unknown fields; a newer CRD may have more) the object is read as it comes.
     expect(parseIACSearch(misspelt).ok).toBe(true);
     const bad = parseIACSearch(misspelt, { unknownFields: 'refuse' });
@@ -98,7 +115,7 @@ describe('IACSearch schemas', () => {
     expect(bad.fields).toEqual(['spec.search.maxEpoch', 'spec.evaluate.external[0].pvc.claim']);
   });
 
-  it('reports the trainer\'s cross-field checks under spec', () => {
+  it("reports the trainer's cross-field checks under spec", () => {
     const bad = parseIACSearch(object({ dataset: { format: 'nnunet' } }));
     expect(bad.ok).toBe(false);
     if (bad.ok) return;
@@ -107,7 +124,7 @@ describe('IACSearch schemas', () => {
     expect(split.ok).toBe(false);
   });
 
-  it('refuses up front what could never run: a name over 63 characters, no spec, bad pod fields, prune GPUs, the trainer\'s cross-field checks', () => {
+  it("refuses up front what could never run: a name over 63 characters, no spec, bad pod fields, prune GPUs, the trainer's cross-field checks", () => {
     const bad = (obj: unknown) => {
       const r = parseIACSearch(obj);
       if (r.ok) throw new Error(`accepted: ${JSON.stringify(obj)}`);
@@ -117,7 +134,7 @@ describe('IACSearch schemas', () => {
     expect(parseIACSearch({ ...object({}), metadata: { name: 'x'.repeat(63) } }).ok).toBe(true);
     expect(bad({ apiVersion: API_VERSION, kind: KIND, metadata: { name: 'demo' } })).toMatch(/^spec: required/);
     expect(bad(object({ resources: { nodeSelector: { 'a b': 'x' } } }))).toMatch(/^spec\.resources\.nodeSelector: 'a b' is not a label key/);
-    expect(bad(object({ resources: { nodeSelector: { ['p'.repeat(254) + '/k']: 'x' } } }))).toMatch(/prefix before '\/' is longer than 253/);
+    expect(bad(object({ resources: { nodeSelector: { [`${'p'.repeat(254)}/k`]: 'x' } } }))).toMatch(/prefix before '\/' is longer than 253/);
     expect(bad(object({ resources: { priorityClassName: 'System_Critical' } }))).toMatch(/spec\.resources\.priorityClassName/);
     expect(parseIACSearch(object({ resources: { priorityClassName: '', nodeSelector: { 'nvidia.com/gpu.product': 'NVIDIA-A100-SXM4-80GB' } } })).ok).toBe(true);
     expect(bad(object({ resources: { phases: { prune: { gpus: 1 } } } }))).toMatch(/^spec\.resources\.phases\.prune\.gpus: prune never requests a GPU/);

@@ -68,7 +68,9 @@ describe('IACSearch CRD', () => {
     expect(openAPI.required).toEqual(['spec']);
     expect(openAPI.properties.spec).not.toHaveProperty('default');
     // the name rule holds at creation only (names never change): a search stored before it keeps a writable status
-    expect(openAPI['x-kubernetes-validations']).toEqual([expect.objectContaining({ rule: 'oldSelf.hasValue() || self.metadata.name.size() <= 63', optionalOldSelf: true })]);
+    expect(openAPI['x-kubernetes-validations']).toEqual([
+      expect.objectContaining({ rule: 'oldSelf.hasValue() || self.metadata.name.size() <= 63', optionalOldSelf: true }),
+    ]);
     const resources = openAPI.properties.spec.properties.resources.properties;
     expect(resources.nodeSelector['x-kubernetes-validations'][0].rule).toMatch(/^self\.all\(k, k\.matches\('\^/);
     expect(resources.nodeSelector.additionalProperties.pattern).toBeTypeOf('string');
@@ -85,13 +87,23 @@ describe('IACSearch CRD', () => {
     expect(external.items.properties.pvc).toMatchObject({ required: ['claimName'], properties: { readOnly: { default: true } } });
     expect(external.items.properties.pvc.description).toMatch(/evaluate pod only/);
     // CEL string literals: no backslash escapes that CEL would refuse
-    for (const [path, node] of walk(openAPI)) for (const r of (node['x-kubernetes-validations'] ?? []) as Array<{ rule: string }>) expect(r.rule, path).not.toContain('\\');
+    for (const [path, node] of walk(openAPI))
+      for (const r of (node['x-kubernetes-validations'] ?? []) as Array<{ rule: string }>) expect(r.rule, path).not.toContain('\\');
   });
 
   it('has the status subresource, names and printer columns', () => {
     expect(version.subresources).toEqual({ status: {} });
     expect(crd.spec.names).toMatchObject({ kind: 'IACSearch', plural: 'iacsearches', shortNames: ['iacs'], categories: ['nas'] });
-    expect(version.additionalPrinterColumns.map((c: Schema) => c.name.toUpperCase())).toEqual(['PHASE', 'EPOCH', 'STABLE', 'DICE', 'GAIN', 'GPU-HOURS', 'COST', 'AGE']);
+    expect(version.additionalPrinterColumns.map((c: Schema) => c.name.toUpperCase())).toEqual([
+      'PHASE',
+      'EPOCH',
+      'STABLE',
+      'DICE',
+      'GAIN',
+      'GPU-HOURS',
+      'COST',
+      'AGE',
+    ]);
     // the gain of the cells over the same-budget U-Net: in `kubectl get -o wide` only
     expect(version.additionalPrinterColumns.filter((c: Schema) => c.priority === 1).map((c: Schema) => c.jsonPath)).toEqual(['.status.results.diceGain']);
     const status = openAPI.properties.status;

@@ -45,14 +45,27 @@ export function specSchema(): OpenAPISchema {
   resources.nodeSelector['x-kubernetes-validations'] = [
     {
       rule: `self.all(k, k.matches('${LABEL_KEY_PATTERN}'))`,
-      message: "resources.nodeSelector: every key must be a label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. nvidia.com/gpu.product)",
+      message:
+        "resources.nodeSelector: every key must be a label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. nvidia.com/gpu.product)",
     },
   ];
   (resources.tolerations.items as OpenAPISchema)['x-kubernetes-validations'] = [
-    { rule: "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')", message: 'a toleration without a key must have operator Exists' },
-    { rule: "!has(self.key) || self.key == '' || self.key.matches('" + LABEL_KEY_PATTERN + "')", message: 'toleration key must be a label key (e.g. nvidia.com/gpu)' },
-    { rule: "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''", message: 'toleration value must be empty when operator is Exists' },
-    { rule: "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')", message: 'tolerationSeconds is only allowed with effect NoExecute' },
+    {
+      rule: "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+      message: 'a toleration without a key must have operator Exists',
+    },
+    {
+      rule: `!has(self.key) || self.key == '' || self.key.matches('${LABEL_KEY_PATTERN}')`,
+      message: 'toleration key must be a label key (e.g. nvidia.com/gpu)',
+    },
+    {
+      rule: "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+      message: 'toleration value must be empty when operator is Exists',
+    },
+    {
+      rule: "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+      message: 'tolerationSeconds is only allowed with effect NoExecute',
+    },
   ];
   properties.search['x-kubernetes-validations'] = [
     {
@@ -121,7 +134,8 @@ export function buildCRD(): Record<string, unknown> {
           schema: {
             openAPIV3Schema: {
               type: 'object',
-              description: 'A neural-architecture search of Implantable Adaptive Cells (IAC-LTH) for a U-Net on a medical segmentation dataset, run as one pod per phase: search, prune, retrain, evaluate.',
+              description:
+                'A neural-architecture search of Implantable Adaptive Cells (IAC-LTH) for a U-Net on a medical segmentation dataset, run as one pod per phase: search, prune, retrain, evaluate.',
               required: ['spec'],
               'x-kubernetes-validations': rootRules(),
               properties: {

@@ -59,9 +59,7 @@ export const IACSearch = z.object({
 export type IACSearch = z.infer<typeof IACSearch>;
 export type IACSearchInput = z.input<typeof IACSearch>;
 
-export type ParseResult =
-  | { ok: true; search: IACSearch; trainerConfig: TrainerConfig }
-  | { ok: false; message: string; fields: string[] };
+export type ParseResult = { ok: true; search: IACSearch; trainerConfig: TrainerConfig } | { ok: false; message: string; fields: string[] };
 
 /**
  * Validates an IACSearch as read (from the API server or a YAML file) with the same
@@ -79,7 +77,9 @@ export function parseIACSearch(obj: unknown, opts: { unknownFields?: 'refuse' | 
   // makes the spec invalid (reconcile reads it field by field).
   const { status, ...rest } = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>) : { status: undefined };
   const readable = IACSearchStatus.safeParse(status);
-  const result = IACSearch.safeParse(typeof obj === 'object' && obj !== null ? { ...rest, ...(readable.success && readable.data && { status: readable.data }) } : obj);
+  const result = IACSearch.safeParse(
+    typeof obj === 'object' && obj !== null ? { ...rest, ...(readable.success && readable.data && { status: readable.data }) } : obj,
+  );
   // zod drops keys it does not know: in a file, a misspelt field would silently mean its default.
   const unknown = (opts.unknownFields === 'refuse' ? unknownKeys(IACSearchSpec, (obj as { spec?: unknown } | null)?.spec, ['spec']) : []).map((u) => ({
     line: bracketIndexes(unknownKeyLine(u)),

@@ -18,8 +18,11 @@ const DNSName = z
 
 export const DatasetClaim = z
   .object({
-    claimName: DNSName.describe('Name of a PersistentVolumeClaim in the search\'s namespace that holds the dataset.'),
-    readOnly: z.boolean().default(true).describe('Mount the dataset claim read-only. false (read-write) needs the label iac.dev/search=<this search\'s name> on the claim.'),
+    claimName: DNSName.describe("Name of a PersistentVolumeClaim in the search's namespace that holds the dataset."),
+    readOnly: z
+      .boolean()
+      .default(true)
+      .describe("Mount the dataset claim read-only. false (read-write) needs the label iac.dev/search=<this search's name> on the claim."),
   })
   .describe('A PersistentVolumeClaim that holds the dataset. It is mounted at /data in every phase pod; dataset.path is then relative to the claim.');
 
@@ -61,7 +64,10 @@ export const IACSearchEvaluate = EvaluateConfig.extend({
 }).describe(EvaluateConfig.description ?? 'Evaluation.');
 
 /** Claims mounted in one pod read-only and read-write at once: the same claim must be mounted one way. */
-function claimModeConflicts(spec: { dataset: { pvc?: { claimName: string; readOnly: boolean } }; evaluate: { external: Array<{ pvc?: { claimName: string; readOnly: boolean } }> } }, ctx: z.RefinementCtx) {
+function claimModeConflicts(
+  spec: { dataset: { pvc?: { claimName: string; readOnly: boolean } }; evaluate: { external: Array<{ pvc?: { claimName: string; readOnly: boolean } }> } },
+  ctx: z.RefinementCtx,
+) {
   const mounted = new Map<string, { readOnly: boolean; where: string }>();
   if (spec.dataset.pvc) mounted.set(spec.dataset.pvc.claimName, { readOnly: spec.dataset.pvc.readOnly, where: 'dataset.pvc' });
   spec.evaluate.external.forEach((item, i) => {
@@ -99,7 +105,7 @@ export function labelKeyProblem(key: string): string | undefined {
 const LabelValue = z
   .string()
   .max(63)
-  .regex(LABEL_VALUE_RE, 'must be a label value: at most 63 letters, digits, \'-\', \'_\' or \'.\', starting and ending with a letter or digit');
+  .regex(LABEL_VALUE_RE, "must be a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit");
 
 export const Toleration = z
   .object({
@@ -116,11 +122,15 @@ export const Toleration = z
       const problem = labelKeyProblem(t.key);
       if (problem) ctx.addIssue({ code: 'custom', path: ['key'], message: problem });
     } else if (t.operator !== 'Exists') {
-      ctx.addIssue({ code: 'custom', path: ['operator'], message: "must be Exists when key is empty (a toleration of every taint)" });
+      ctx.addIssue({ code: 'custom', path: ['operator'], message: 'must be Exists when key is empty (a toleration of every taint)' });
     }
     if (t.operator === 'Exists' && t.value) ctx.addIssue({ code: 'custom', path: ['value'], message: 'must be empty when operator is Exists' });
     if (t.operator !== 'Exists' && t.value && !LABEL_VALUE_RE.test(t.value)) {
-      ctx.addIssue({ code: 'custom', path: ['value'], message: 'must be a label value: letters, digits, \'-\', \'_\' or \'.\', starting and ending with a letter or digit' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['value'],
+        message: "must be a label value: letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+      });
     }
     if (t.tolerationSeconds !== undefined && t.effect !== 'NoExecute') {
       ctx.addIssue({ code: 'custom', path: ['tolerationSeconds'], message: 'is only allowed with effect NoExecute' });
@@ -161,14 +171,24 @@ export const Resources = z
         }
       })
       .optional()
-      .describe('Node labels a phase pod must match, e.g. {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}; only keys the operator\'s policy allows (--allowed-node-selector-keys; by default GPU models, instance types, node pools and zones).'),
-    tolerations: z.array(Toleration).max(32).optional().describe('Tolerations of every phase pod, e.g. for tainted GPU nodes; only as broad as the operator\'s policy allows (--allowed-tolerations; by default the nvidia.com/gpu taint).'),
+      .describe(
+        'Node labels a phase pod must match, e.g. {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}; only keys the operator\'s policy allows (--allowed-node-selector-keys; by default GPU models, instance types, node pools and zones).',
+      ),
+    tolerations: z
+      .array(Toleration)
+      .max(32)
+      .optional()
+      .describe(
+        "Tolerations of every phase pod, e.g. for tainted GPU nodes; only as broad as the operator's policy allows (--allowed-tolerations; by default the nvidia.com/gpu taint).",
+      ),
     priorityClassName: z
       .string()
       .max(253)
       .regex(/^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$/, 'must be the name of a PriorityClass (a lowercase DNS name)')
       .optional()
-      .describe('PriorityClass of every phase pod (preemptible searches use a low one); only the classes the operator\'s policy allows (--allowed-priority-classes).'),
+      .describe(
+        "PriorityClass of every phase pod (preemptible searches use a low one); only the classes the operator's policy allows (--allowed-priority-classes).",
+      ),
     phases: z
       .object({
         search: PhaseResources.optional(),
@@ -183,7 +203,9 @@ export const Resources = z
 
 export const Artifacts = z
   .object({
-    claimName: DNSName.optional().describe('An existing PersistentVolumeClaim to keep the artifacts on; it must carry the label iac.dev/search=<this search\'s name> (the phase pods write to it). When unset, the operator creates <name>-artifacts from storageClassName and size, owned by the search.'),
+    claimName: DNSName.optional().describe(
+      "An existing PersistentVolumeClaim to keep the artifacts on; it must carry the label iac.dev/search=<this search's name> (the phase pods write to it). When unset, the operator creates <name>-artifacts from storageClassName and size, owned by the search.",
+    ),
     storageClassName: z.string().max(253).optional().describe('Storage class of the claim the operator creates; the cluster default when unset.'),
     size: Quantity.default('10Gi').describe('Size of the claim the operator creates.'),
   })
@@ -191,7 +213,12 @@ export const Artifacts = z
 
 export const Cost = z
   .object({
-    gpuHourlyUSD: z.number().min(0).max(10000).default(0).describe('Price of one GPU-hour in US dollars, used for status.cost.estimatedUSD and the budget; 0 leaves cost unestimated.'),
+    gpuHourlyUSD: z
+      .number()
+      .min(0)
+      .max(10000)
+      .default(0)
+      .describe('Price of one GPU-hour in US dollars, used for status.cost.estimatedUSD and the budget; 0 leaves cost unestimated.'),
   })
   .describe('How GPU time is priced.');
 
@@ -215,17 +242,37 @@ export const IACSearchSpec = z
     retrain: RetrainConfig.prefault({}),
     evaluate: IACSearchEvaluate.prefault({}),
     resources: Resources.prefault({}),
-    image: z.string().max(512).optional().describe('Trainer image; the operator\'s default trainer image when unset. Only images the operator\'s policy allows (--allowed-images; by default the repository of its own trainer image).'),
+    image: z
+      .string()
+      .max(512)
+      .optional()
+      .describe(
+        "Trainer image; the operator's default trainer image when unset. Only images the operator's policy allows (--allowed-images; by default the repository of its own trainer image).",
+      ),
     artifacts: Artifacts.prefault({}),
     cost: Cost.prefault({}),
     budget: Budget.prefault({}),
     suspend: z.boolean().default(false).describe('Stop the running phase (its pod is deleted) and resume it from its checkpoint when set back to false.'),
-    backoffLimit: z.int().min(0).max(100).default(3).describe('Retries of a failed phase attempt (exponential backoff from 10 s to 6 min between them) before the search fails. Disruptions (preemption, eviction, node loss) do not count; exit status 2 (bad configuration or data) fails at once.'),
+    backoffLimit: z
+      .int()
+      .min(0)
+      .max(100)
+      .default(3)
+      .describe(
+        'Retries of a failed phase attempt (exponential backoff from 10 s to 6 min between them) before the search fails. Disruptions (preemption, eviction, node loss) do not count; exit status 2 (bad configuration or data) fails at once.',
+      ),
     activeDeadlineSeconds: z.int().min(1).max(31536000).optional().describe('Fail the search when it has been running this long (suspended time excluded).'),
-    ttlSecondsAfterFinished: z.int().min(0).max(31536000).optional().describe('Delete the IACSearch (and everything it owns) this many seconds after it succeeded or failed.'),
+    ttlSecondsAfterFinished: z
+      .int()
+      .min(0)
+      .max(31536000)
+      .optional()
+      .describe('Delete the IACSearch (and everything it owns) this many seconds after it succeeded or failed.'),
   })
   .superRefine(claimModeConflicts)
-  .describe('The search definition and how to run it. seed, dataset, backbone, search, retrain, evaluate, resources, image and artifacts cannot change after creation (as a Job\'s template); suspend, budget, backoffLimit, cost and the deadlines can.');
+  .describe(
+    "The search definition and how to run it. seed, dataset, backbone, search, retrain, evaluate, resources, image and artifacts cannot change after creation (as a Job's template); suspend, budget, backoffLimit, cost and the deadlines can.",
+  );
 
 export type IACSearchSpec = z.infer<typeof IACSearchSpec>;
 export type IACSearchSpecInput = z.input<typeof IACSearchSpec>;

@@ -5,7 +5,9 @@ import { PHASES, PhaseResult, type Phase } from '../../../contract/src/index.ts'
 import { MAX_EXTERNAL_DATASETS } from './spec.ts';
 
 export const SEARCH_PHASES = ['Pending', 'Searching', 'Pruning', 'Retraining', 'Evaluating', 'Succeeded', 'Failed', 'Suspended'] as const;
-export const SearchPhase = z.enum(SEARCH_PHASES).describe('Where the search is: Pending, Searching, Pruning, Retraining, Evaluating, Succeeded, Failed or Suspended.');
+export const SearchPhase = z
+  .enum(SEARCH_PHASES)
+  .describe('Where the search is: Pending, Searching, Pruning, Retraining, Evaluating, Succeeded, Failed or Suspended.');
 export type SearchPhase = z.infer<typeof SearchPhase>;
 
 /** Trainer phases in the order they run (the contract's PHASES); each is one pod per attempt. */
@@ -52,7 +54,9 @@ export type AttemptOutcome = z.infer<typeof AttemptOutcome>;
 export const AttemptRecord = z
   .object({
     pod: z.string().max(MAX_NAME).describe('Pod of the attempt.'),
-    outcome: AttemptOutcome.describe('Succeeded; Failed (counts against backoffLimit); Disrupted (preemption, eviction, node loss: does not count); Stopped (suspend, budget or deadline).'),
+    outcome: AttemptOutcome.describe(
+      'Succeeded; Failed (counts against backoffLimit); Disrupted (preemption, eviction, node loss: does not count); Stopped (suspend, budget or deadline).',
+    ),
     gpuSeconds: z.number().min(0).describe('GPU-seconds the attempt used (container run time times GPUs requested).'),
     startTime: z.string().max(MAX_TIME).optional().describe('When the trainer container started.'),
     endTime: z.string().max(MAX_TIME).optional().describe('When the attempt ended.'),
@@ -71,7 +75,7 @@ export const PhaseRecord = z
     preemptions: z.int().min(0).default(0).describe('Attempts ended by a disruption (do not count against backoffLimit).'),
     gpuSeconds: z.number().min(0).default(0).describe('GPU-seconds of all attempts, the running one up to now.'),
     pod: z.string().max(MAX_NAME).optional().describe('Pod of the latest attempt.'),
-    lastAttemptTime: z.string().max(MAX_TIME).optional().describe('When the latest attempt\'s pod was created.'),
+    lastAttemptTime: z.string().max(MAX_TIME).optional().describe("When the latest attempt's pod was created."),
     succeeded: z.boolean().optional().describe('The phase finished successfully.'),
     message: z.string().max(MAX_MESSAGE).optional().describe('Latest news of this phase.'),
     history: z.array(AttemptRecord).optional().describe('Finished attempts.'),
@@ -92,7 +96,9 @@ export const Progress = z
     model: z
       .enum(['cells', 'baseline'])
       .optional()
-      .describe("Retrain with evaluate.baseline: the network the epoch and bestValDice are of, the cell model or then the plain U-Net trained with the same budget."),
+      .describe(
+        'Retrain with evaluate.baseline: the network the epoch and bestValDice are of, the cell model or then the plain U-Net trained with the same budget.',
+      ),
     bestValDice: z.number().optional().describe('Best validation Dice so far (of progress.model while retraining).'),
     etaSeconds: z.number().min(0).optional().describe('Estimated seconds until the phase ends.'),
     warnings: z
@@ -102,7 +108,7 @@ export const Progress = z
       .describe('Warnings of the running phase, e.g. a search.stability.threshold that cannot decide (each is also a Warning event, reason TrainerWarning).'),
     updateTime: z.string().max(MAX_TIME).optional().describe('When the progress was reported.'),
   })
-  .describe('Latest progress of the running phase (advisory: from the trainer\'s progress events and the phase results).');
+  .describe("Latest progress of the running phase (advisory: from the trainer's progress events and the phase results).");
 
 export const ExternalResult = z
   .object({
@@ -191,7 +197,10 @@ export const IACSearchStatus = z
       .describe('Per-phase records.'),
     progress: Progress.optional(),
     searchResult: SearchResult.optional(),
-    genotype: z.record(z.string(), z.unknown()).optional().describe('The discrete cells found (from the prune phase): per cell, per node, two [input, operation] pairs.'),
+    genotype: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe('The discrete cells found (from the prune phase): per cell, per node, two [input, operation] pairs.'),
     results: Results.optional(),
     cost: CostStatus.optional(),
   })

@@ -36,7 +36,12 @@ describe('slimPod', () => {
     const states = [
       setPodState(structuredClone(base), { phase: 'Pending', unschedulable: '0/3 nodes have nvidia.com/gpu' }),
       setPodState(structuredClone(base), { phase: 'Running', startedAt: t }),
-      setPodState(structuredClone(base), { phase: 'Succeeded', startedAt: t, finishedAt: new Date(t.getTime() + 60_000), message: '{"ok":true,"phase":"search","message":"done"}' }),
+      setPodState(structuredClone(base), {
+        phase: 'Succeeded',
+        startedAt: t,
+        finishedAt: new Date(t.getTime() + 60_000),
+        message: '{"ok":true,"phase":"search","message":"done"}',
+      }),
       setPodState(structuredClone(base), { phase: 'Failed', startedAt: t, finishedAt: new Date(t.getTime() + 5_000), exitCode: 137, reason: 'OOMKilled' }),
       setPodState(structuredClone(base), { phase: 'Failed', finishedAt: t, disruption: 'PreemptionByScheduler' }),
     ];
@@ -57,11 +62,16 @@ describe('slimPod', () => {
 });
 
 describe('slimClaim', () => {
-  it('keeps the claim\'s identity, label, owner and phase', () => {
+  it("keeps the claim's identity, label, owner and phase", () => {
     const claim: KubeObject = {
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
-      metadata: { name: 'a', namespace: 'lab', labels: { 'iac.dev/search': 's' }, ownerReferences: [{ apiVersion: 'x', kind: 'IACSearch', name: 's', uid: 'u', controller: true }] },
+      metadata: {
+        name: 'a',
+        namespace: 'lab',
+        labels: { 'iac.dev/search': 's' },
+        ownerReferences: [{ apiVersion: 'x', kind: 'IACSearch', name: 's', uid: 'u', controller: true }],
+      },
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
       status: { phase: 'Bound', capacity: { storage: '1Gi' } },
     };

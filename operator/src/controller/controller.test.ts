@@ -117,9 +117,7 @@ describe('Controller', () => {
     ctl.startWorkers();
     await until(() => api.objects('IACSearch')[0].status !== undefined && api.objects('Pod').length === 1);
     const [pod] = api.objects('Pod', 'lab');
-    expect(pod.metadata.ownerReferences).toEqual([
-      expect.objectContaining({ kind: 'IACSearch', name: 's', uid: created.metadata.uid, controller: true }),
-    ]);
+    expect(pod.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'IACSearch', name: 's', uid: created.metadata.uid, controller: true })]);
     expect(pod.metadata.labels).toMatchObject({ 'iac.dev/search': 's' });
     const [secret] = api.objects('Secret', 'lab');
     const token = Buffer.from((secret.data as { token: string }).token, 'base64').toString();
@@ -244,7 +242,7 @@ describe('Controller', () => {
     ctl.startInformers();
     ctl.startWorkers();
     await until(() => statusPatches(api).length === 1);
-    const written = () => (api.objects('IACSearch')[0].status as { phase: string; conditions: Array<{ message: string }> });
+    const written = () => api.objects('IACSearch')[0].status as { phase: string; conditions: Array<{ message: string }> };
     // News right after a write waits for the interval, then goes out once with the latest.
     const t0 = Date.now();
     for (message = 1; message <= 3; message++) {

@@ -8,13 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { ProgressEvent } from '../../../contract/src/index.ts';
 import type { EventRecorder } from '../k8s/events.ts';
 import { createMergePatch, jsonEqual } from '../k8s/merge-patch.ts';
-import {
-  IACSearchType,
-  PersistentVolumeClaimType,
-  PodType,
-  SecretType,
-  resourceTypeOf,
-} from '../k8s/resources.ts';
+import { IACSearchType, PersistentVolumeClaimType, PodType, SecretType, resourceTypeOf } from '../k8s/resources.ts';
 import { ApiError, errorCode, isConflict, isNotFound, objectKey, splitKey, type KubeApi, type KubeObject } from '../k8s/types.ts';
 import type { OperatorMetrics } from '../metrics/registry.ts';
 import type { Action, OperatorSettings, ReconcileInput, ReconcileResult, RefusedCreate } from '../reconcile/types.ts';

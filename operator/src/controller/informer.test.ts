@@ -159,11 +159,16 @@ describe('Informer', () => {
     const inf = new Informer(api, PodType, { namespaces: ['a', 'c'] });
     inf.start();
     await until(() => inf.hasSynced());
-    expect(inf.list().map((p) => p.metadata.namespace).sort()).toEqual(['a', 'c']);
+    expect(
+      inf
+        .list()
+        .map((p) => p.metadata.namespace)
+        .sort(),
+    ).toEqual(['a', 'c']);
     inf.stop();
   });
 
-  it('caches objects without managedFields or kubectl\'s last-applied copy, reduced by its transform', async () => {
+  it("caches objects without managedFields or kubectl's last-applied copy, reduced by its transform", async () => {
     const api = new FakeKubeApi();
     api.seed({
       ...pod('a', 'p1'),
@@ -193,10 +198,16 @@ describe('Informer', () => {
     api.seed(pod('a', 'p1', { 'iac.dev/search': 's1' }));
     api.seed(pod('a', 'p2', { 'iac.dev/search': 's1' }));
     api.seed(pod('b', 'p1', { 'iac.dev/search': 's1' }));
-    const inf = new Informer(api, PodType, { indexBy: (o) => (o.metadata.labels?.['iac.dev/search'] ? `${o.metadata.namespace}/${o.metadata.labels['iac.dev/search']}` : undefined) });
+    const inf = new Informer(api, PodType, {
+      indexBy: (o) => (o.metadata.labels?.['iac.dev/search'] ? `${o.metadata.namespace}/${o.metadata.labels['iac.dev/search']}` : undefined),
+    });
     inf.start();
     await until(() => inf.hasSynced());
-    const names = (key: string) => inf.byIndex(key).map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort();
+    const names = (key: string) =>
+      inf
+        .byIndex(key)
+        .map((o) => `${o.metadata.namespace}/${o.metadata.name}`)
+        .sort();
     expect(names('a/s1')).toEqual(['a/p1', 'a/p2']);
     expect(names('b/s1')).toEqual(['b/p1']);
     await until(() => api.openWatches() === 1);

@@ -29,7 +29,7 @@ describe('LeaderElector', () => {
     expect(stored.renewTime).toMatch(/\.\d{6}Z$/);
   });
 
-  it('publishes the holder\'s annotations to the other candidates', async () => {
+  it("publishes the holder's annotations to the other candidates", async () => {
     const api = new FakeKubeApi();
     const a = new LeaderElector(api, { ...lease, identity: 'a', annotations: { 'iac.dev/leader-url': 'http://10.0.0.1:8080' } });
     const b = new LeaderElector(api, { ...lease, identity: 'b', annotations: { 'iac.dev/leader-url': 'http://10.0.0.2:8080' } });
@@ -100,7 +100,14 @@ describe('LeaderElector', () => {
   it('stops leading when another replica holds the lease, and releases it on stop', async () => {
     const api = new FakeKubeApi();
     const stops: string[] = [];
-    const a = new LeaderElector(api, { ...lease, identity: 'a', leaseDurationMs: 300, renewDeadlineMs: 150, retryPeriodMs: 20, onStoppedLeading: () => stops.push('a') });
+    const a = new LeaderElector(api, {
+      ...lease,
+      identity: 'a',
+      leaseDurationMs: 300,
+      renewDeadlineMs: 150,
+      retryPeriodMs: 20,
+      onStoppedLeading: () => stops.push('a'),
+    });
     a.start();
     await until(() => a.isLeader());
     // someone forcibly takes the lease

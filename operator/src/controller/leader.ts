@@ -109,9 +109,7 @@ export class LeaderElector {
       leaseTransitions: (spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
     };
     try {
-      const metadata = this.o.annotations
-        ? { ...lease.metadata, annotations: { ...lease.metadata.annotations, ...this.o.annotations } }
-        : lease.metadata;
+      const metadata = this.o.annotations ? { ...lease.metadata, annotations: { ...lease.metadata.annotations, ...this.o.annotations } } : lease.metadata;
       this.lastLease = await this.api.replace({ ...lease, metadata, spec: next } as KubeObject);
     } catch (err) {
       if (isConflict(err)) return 'failed';

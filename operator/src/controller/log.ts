@@ -19,11 +19,9 @@ export function parseLogLevel(value: string): LogLevel {
   throw new Error(`--log-level: expected one of ${LEVELS.join(', ')}, got '${value}'`);
 }
 
-export function createLogger(
-  opts: { level?: LogLevel; write?: (line: string) => void; fields?: LogFields; now?: () => Date } = {},
-): Logger {
+export function createLogger(opts: { level?: LogLevel; write?: (line: string) => void; fields?: LogFields; now?: () => Date } = {}): Logger {
   const min = LEVELS.indexOf(opts.level ?? 'info');
-  const write = opts.write ?? ((line: string) => process.stderr.write(line + '\n'));
+  const write = opts.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const now = opts.now ?? (() => new Date());
   const base = opts.fields ?? {};
   const emit = (level: LogLevel, msg: string, fields?: LogFields) => {

@@ -29,7 +29,9 @@ const operatorSecret = (search: KubeObject, token: string): KubeObject => ({
     name: `${search.metadata.name}-progress`,
     namespace: search.metadata.namespace,
     labels: { 'iac.dev/search': search.metadata.name },
-    ownerReferences: [{ apiVersion: search.apiVersion, kind: 'IACSearch', name: search.metadata.name, uid: search.metadata.uid!, controller: true, blockOwnerDeletion: true }],
+    ownerReferences: [
+      { apiVersion: search.apiVersion, kind: 'IACSearch', name: search.metadata.name, uid: search.metadata.uid!, controller: true, blockOwnerDeletion: true },
+    ],
   },
   type: 'Opaque',
   data: { token: b64(token) },
@@ -73,10 +75,18 @@ describe('progress tokens', () => {
     await api.create(handMadeSecret('lab', 'ghost', 'ghost-token')); // for no search at all
     const kits = await api.create(searchObject('lab', 'kits'));
     // an owner reference to the right name but another uid (a deleted search of the same name)
-    await api.create(handMadeSecret('lab', 'kits', 'stale', { ownerReferences: [{ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', name: 'kits', uid: 'not-its-uid', controller: true }] }));
+    await api.create(
+      handMadeSecret('lab', 'kits', 'stale', {
+        ownerReferences: [{ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', name: 'kits', uid: 'not-its-uid', controller: true }],
+      }),
+    );
     const amos = await api.create(searchObject('lab', 'amos'));
     // the right uid, but not as the controller
-    await api.create(handMadeSecret('lab', 'amos', 'not-controller', { ownerReferences: [{ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', name: 'amos', uid: amos.metadata.uid!, controller: false }] }));
+    await api.create(
+      handMadeSecret('lab', 'amos', 'not-controller', {
+        ownerReferences: [{ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', name: 'amos', uid: amos.metadata.uid!, controller: false }],
+      }),
+    );
     const c = await synced(api);
     await until(() => c.secrets.list().length === 5 && c.searches.list().length === 4);
 
@@ -170,7 +180,7 @@ describe('progress tokens', () => {
   });
 });
 
-describe('progress events against the search\'s spec', () => {
+describe("progress events against the search's spec", () => {
   // Attack 9: an epoch beyond the search's budget was stored (and the epoch counter kept it).
   it('are refused with 400 naming the field when they do not fit the spec, and nothing is kept', async () => {
     const api = new FakeKubeApi();

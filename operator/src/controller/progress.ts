@@ -13,7 +13,6 @@ import { RetrainConfig, SearchConfig } from '../../../trainer/src/config/index.t
 import { LABEL_SEARCH, ProgressEvent, progressSecretName } from '../../../contract/src/index.ts';
 import type { KubeObject } from '../k8s/types.ts';
 
-
 export type TokenCheck = 'ok' | 'unauthorized';
 
 /** A field of a progress event that is out of bounds, and why. */
@@ -73,9 +72,7 @@ export function slimSecret(secret: KubeObject): KubeObject {
   if (m.deletionTimestamp !== undefined) metadata.deletionTimestamp = m.deletionTimestamp;
   if (search !== undefined) metadata.labels = { [LABEL_SEARCH]: search };
   if (controller) {
-    metadata.ownerReferences = [
-      { apiVersion: controller.apiVersion, kind: controller.kind, name: controller.name, uid: controller.uid, controller: true },
-    ];
+    metadata.ownerReferences = [{ apiVersion: controller.apiVersion, kind: controller.kind, name: controller.name, uid: controller.uid, controller: true }];
   }
   const slim: KubeObject = { apiVersion: secret.apiVersion || 'v1', kind: secret.kind || 'Secret', metadata };
   if (bytes) slim[TOKEN_HASH] = sha256(bytes).toString('base64');
@@ -136,7 +133,13 @@ export const BoundedProgressEvent = ProgressEvent.extend({
   stableEdges: count(MAX_COUNT).optional(),
   totalEdges: count(MAX_COUNT).optional(),
   edgeJsd: z
-    .record(z.string().max(16).regex(/^\d+\.\d+$/, 'keys are "<cell>.<edge>"'), z.number().min(0).max(1e3))
+    .record(
+      z
+        .string()
+        .max(16)
+        .regex(/^\d+\.\d+$/, 'keys are "<cell>.<edge>"'),
+      z.number().min(0).max(1e3),
+    )
     .refine((r) => Object.keys(r).length <= MAX_EDGES, `at most ${MAX_EDGES} edges`)
     .optional(),
   epochSeconds: seconds.optional(),

@@ -38,16 +38,66 @@ describe('isTransition', () => {
   });
 
   it('calls a transition a new phase, a condition that turns True or False, an attempt, a finished attempt, a result', () => {
-    expect(isTransition(base, next((s) => (s.phase = 'Pruning')))).toBe(true);
-    expect(isTransition(base, next((s) => (s.conditions[0].status = 'True')))).toBe(true);
-    expect(isTransition(base, next((s) => s.conditions.push({ type: 'BudgetExceeded', status: 'True', reason: 'BudgetExceeded', message: '', lastTransitionTime: 't1' })))).toBe(true);
-    expect(isTransition(base, next((s) => (s.phases.search.attempts = 2)))).toBe(true);
-    expect(isTransition(base, next((s) => (s.phases.search.failures = 1)))).toBe(true);
-    expect(isTransition(base, next((s) => ((s.phases.search as Record<string, unknown>).succeeded = true)))).toBe(true);
-    expect(isTransition(base, next((s) => ((s.phases.search as Record<string, unknown>).history = [{ pod: 's-search-1', outcome: 'Failed', gpuSeconds: 3 }])))).toBe(true);
-    expect(isTransition(base, next((s) => ((s.phases as Record<string, unknown>).prune = { attempts: 1 })))).toBe(true);
-    expect(isTransition(base, next((s) => (s.results = { meanDice: 0.8 })))).toBe(true);
-    expect(isTransition(base, next((s) => (s.observedGeneration = 2)))).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => (s.phase = 'Pruning')),
+      ),
+    ).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => (s.conditions[0].status = 'True')),
+      ),
+    ).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => s.conditions.push({ type: 'BudgetExceeded', status: 'True', reason: 'BudgetExceeded', message: '', lastTransitionTime: 't1' })),
+      ),
+    ).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => (s.phases.search.attempts = 2)),
+      ),
+    ).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => (s.phases.search.failures = 1)),
+      ),
+    ).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => ((s.phases.search as Record<string, unknown>).succeeded = true)),
+      ),
+    ).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => ((s.phases.search as Record<string, unknown>).history = [{ pod: 's-search-1', outcome: 'Failed', gpuSeconds: 3 }])),
+      ),
+    ).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => ((s.phases as Record<string, unknown>).prune = { attempts: 1 })),
+      ),
+    ).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => (s.results = { meanDice: 0.8 })),
+      ),
+    ).toBe(true);
+    expect(
+      isTransition(
+        base,
+        next((s) => (s.observedGeneration = 2)),
+      ),
+    ).toBe(true);
     expect(isTransition({}, base)).toBe(true);
   });
 });

@@ -94,7 +94,7 @@ describe('HTTP app', () => {
     expect(res.body).toMatch(/^iac_operator_leader 1$/m);
   });
 
-  it('accepts a valid progress event with the search\'s own token', async () => {
+  it("accepts a valid progress event with the search's own token", async () => {
     const { a, accepted, metrics } = app();
     const res = await post(a, good, event);
     expect(res.statusCode).toBe(202);
@@ -102,7 +102,7 @@ describe('HTTP app', () => {
     expect(await metrics.metrics()).toMatch(/iac_operator_progress_requests_total\{code="202"\} 1/);
   });
 
-  it('answers 401 without a token, with a wrong one, or with another search\'s', async () => {
+  it("answers 401 without a token, with a wrong one, or with another search's", async () => {
     const { a, accepted, checked } = app();
     const none = await post(a, { 'x-iacsearch': 'lab/acdc' }, event);
     expect(none.statusCode).toBe(401);
@@ -207,7 +207,10 @@ describe('HTTP app', () => {
     const { a, accepted, metrics } = app();
     const res = await post(a, good, { ...event, ...change });
     expect(res.statusCode).toBe(400);
-    expect(fieldsOf(res).some((f: string) => f === field || f.startsWith(`${field}.`)), JSON.stringify(fieldsOf(res))).toBe(true);
+    expect(
+      fieldsOf(res).some((f: string) => f === field || f.startsWith(`${field}.`)),
+      JSON.stringify(fieldsOf(res)),
+    ).toBe(true);
     expect(res.json().error).toMatch(new RegExp(`(^|; |: )${field}[.:]`));
     expect(res.json().error.length).toBeLessThan(1000); // names the field, does not echo the input
     expect(accepted).toEqual([]);
@@ -297,7 +300,10 @@ describe('HTTP timeouts', () => {
   });
 
   /** Runs `fn` with a raw connection to the app listening on loopback with these timeouts. */
-  async function onRawConnection(t: NonNullable<AppOptions['timeouts']>, fn: (conn: Awaited<ReturnType<typeof rawConnection>>, accepted: ReturnType<typeof app>['accepted']) => Promise<void>) {
+  async function onRawConnection(
+    t: NonNullable<AppOptions['timeouts']>,
+    fn: (conn: Awaited<ReturnType<typeof rawConnection>>, accepted: ReturnType<typeof app>['accepted']) => Promise<void>,
+  ) {
     const { a, accepted } = app(short(t));
     await a.listen({ host: '127.0.0.1', port: 0 });
     try {
@@ -309,7 +315,7 @@ describe('HTTP timeouts', () => {
 
   it.each([
     // authenticated: the request timeout ends it (408, or a reset)
-    ['with the search\'s token', good, /^(|HTTP\/1\.1 408 [^]*)$/],
+    ["with the search's token", good, /^(|HTTP\/1\.1 408 [^]*)$/],
     // refused before the body is read, and the connection closed at once
     ['without a token', { 'x-iacsearch': 'lab/acdc' }, /^HTTP\/1\.1 401 [^]*connection: close/i],
   ])('cut off a client that sends its body one byte at a time (%s)', async (_what, headers, answered) => {

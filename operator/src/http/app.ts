@@ -158,10 +158,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     const status = err.statusCode ?? 500;
     if (status >= 500) log.error('http: request failed', { error: err.message });
-    const message =
-      err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
-        ? `request body is larger than ${opts.bodyLimit ?? 64 * 1024} bytes`
-        : err.message;
+    const message = err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `request body is larger than ${opts.bodyLimit ?? 64 * 1024} bytes` : err.message;
     return reply.code(status).send({ error: message });
   });
 
@@ -195,7 +192,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
         .send({ error: `header Authorization: required, as 'Bearer <token>' with the token of Secret ${name}-progress` });
     }
     if (token.length > MAX_TOKEN_LENGTH || sink.checkToken(namespace, name, token) !== 'ok') {
-      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: `the bearer token is not the token of IACSearch ${namespace}/${name}` });
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ error: `the bearer token is not the token of IACSearch ${namespace}/${name}` });
     }
     wait = perSearch.take(`${namespace}/${name}`);
     if (wait > 0) return tooMany(reply, wait, `too many progress events for ${namespace}/${name}; retry in ${wait} s`);
@@ -212,7 +212,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       // A standby hands the event to the leader once; it never keeps progress itself.
       const leader = req.headers[HEADER_FORWARDED] ? undefined : sink.leaderURL?.();
       if (!leader) {
-        return reply.code(503).header('retry-after', '5').send({ error: 'this operator replica is not the leader; progress is advisory, send the next event later' });
+        return reply
+          .code(503)
+          .header('retry-after', '5')
+          .send({ error: 'this operator replica is not the leader; progress is advisory, send the next event later' });
       }
       try {
         const res = await fetch(new URL('/v1/progress', leader), {
@@ -229,7 +232,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
       }
     }
     const refused = sink.accept(namespace, name, parsed.event);
-    if (refused && refused.length) return invalid(reply, refused);
+    if (refused?.length) return invalid(reply, refused);
     log.debug('progress accepted', { namespace, name, phase: parsed.event.phase, epoch: parsed.event.epoch });
     return reply.code(202).send({ status: 'accepted' });
   });

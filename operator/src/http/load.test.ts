@@ -175,7 +175,9 @@ describe('progress endpoint under a wrong-token flood with 2,000 labelled Secret
         codes.set(res.statusCode, (codes.get(res.statusCode) ?? 0) + 1);
       }
       const perSecond = 2000 / ((performance.now() - t0) / 1000);
-      console.log(`default limits, one address: ${perSecond.toFixed(0)} requests/s answered, codes ${JSON.stringify(Object.fromEntries(codes))}, ${checks} token checks`);
+      console.log(
+        `default limits, one address: ${perSecond.toFixed(0)} requests/s answered, codes ${JSON.stringify(Object.fromEntries(codes))}, ${checks} token checks`,
+      );
       expect(codes.get(429)).toBeGreaterThan(1000);
       expect(checks).toBe(codes.get(401) ?? 0);
     } finally {

@@ -27,10 +27,14 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
     cluster = await startCluster({ persistentVolumes: 2 });
     await cluster.kubectl(['apply', '-f', path.resolve(import.meta.dirname, '../../../crds/nas.iac.dev_iacsearches.yaml')]);
     // (kubectl wait fails outright when it looks before the CRD has any condition)
-    await waitFor('CRD established', async () => {
-      const crd = await cluster.client.find('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/iacsearches.nas.iac.dev');
-      return crd?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
-    }, 60_000);
+    await waitFor(
+      'CRD established',
+      async () => {
+        const crd = await cluster.client.find('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/iacsearches.nas.iac.dev');
+        return crd?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True');
+      },
+      60_000,
+    );
     await cluster.kubectl(['create', 'namespace', ns]);
     await cluster.kubectl(['create', 'namespace', 'iac-system']);
     api = new HttpKubeApi(loadKubeConfig({ kubeconfig: cluster.kubeconfigPath }));
@@ -61,11 +65,16 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
     expect(await api.get(SecretType, ns, 'one')).toBeUndefined();
   });
 
-  it('watches from a list\'s resource version over TLS with the client certificate', async () => {
+  it("watches from a list's resource version over TLS with the client certificate", async () => {
     const { resourceVersion } = await api.list(SecretType, { namespace: ns });
     const events: string[] = [];
     let closed: unknown = 'open';
-    const handle = await api.watch(SecretType, { namespace: ns, resourceVersion }, (t, o) => events.push(`${t}:${o.metadata.name}`), (err) => (closed = err));
+    const handle = await api.watch(
+      SecretType,
+      { namespace: ns, resourceVersion },
+      (t, o) => events.push(`${t}:${o.metadata.name}`),
+      (err) => (closed = err),
+    );
     await api.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'watched', namespace: ns } });
     await waitFor('ADDED event', () => events.includes('ADDED:watched'), 30_000);
     await api.delete(SecretType, ns, 'watched');
@@ -113,7 +122,21 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
 
   it('iacnas operator --kubeconfig runs a search and garbage collection removes its children with it', async () => {
     const cfg = parseOperatorArgs(
-      ['--kubeconfig', cluster.kubeconfigPath, '--host', '127.0.0.1', '--port', '1', '--namespaces', ns, '--leader-elect', '--leader-election-namespace', 'iac-system', '--progress-interval', '100ms'],
+      [
+        '--kubeconfig',
+        cluster.kubeconfigPath,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '1',
+        '--namespaces',
+        ns,
+        '--leader-elect',
+        '--leader-election-namespace',
+        'iac-system',
+        '--progress-interval',
+        '100ms',
+      ],
       {},
     );
     if (cfg === 'help') throw new Error('unexpected');
@@ -123,10 +146,14 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
       await api.create(search('acdc'));
       const pod = await waitFor('search pod', () => api.get(PodType, ns, 'acdc-search-1'), 30_000);
       expect(pod.metadata.ownerReferences?.[0]).toMatchObject({ kind: 'IACSearch', name: 'acdc', controller: true });
-      const s = await waitFor('status', async () => {
-        const o = await api.get(IACSearchType, ns, 'acdc');
-        return (o?.status as { phase?: string } | undefined)?.phase === 'Searching' ? o : undefined;
-      }, 30_000);
+      const s = await waitFor(
+        'status',
+        async () => {
+          const o = await api.get(IACSearchType, ns, 'acdc');
+          return (o?.status as { phase?: string } | undefined)?.phase === 'Searching' ? o : undefined;
+        },
+        30_000,
+      );
       expect((s.status as { conditions: unknown[] }).conditions.length).toBeGreaterThan(0);
 
       // progress from the trainer, with the token of the Secret the operator created
@@ -139,14 +166,26 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
         body: JSON.stringify({ type: 'progress', phase: 'search', epoch: 2, maxEpochs: 20 }),
       });
       expect(res.status).toBe(202);
-      await waitFor('progress in status', async () => ((await api.get(IACSearchType, ns, 'acdc'))?.status as { progress?: { epoch?: number } })?.progress?.epoch === 2, 30_000);
+      await waitFor(
+        'progress in status',
+        async () => ((await api.get(IACSearchType, ns, 'acdc'))?.status as { progress?: { epoch?: number } })?.progress?.epoch === 2,
+        30_000,
+      );
 
       await api.delete(IACSearchType, ns, 'acdc');
-      await waitFor('children collected', async () => !(await api.get(PodType, ns, 'acdc-search-1')) && !(await api.get(SecretType, ns, 'acdc-progress')), 120_000);
+      await waitFor(
+        'children collected',
+        async () => !(await api.get(PodType, ns, 'acdc-search-1')) && !(await api.get(SecretType, ns, 'acdc-progress')),
+        120_000,
+      );
     } finally {
       await op.stop();
     }
-    const lease = await api.get({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', plural: 'leases', namespaced: true }, 'iac-system', 'iac-operator-leader');
+    const lease = await api.get(
+      { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', plural: 'leases', namespaced: true },
+      'iac-system',
+      'iac-operator-leader',
+    );
     expect((lease?.spec as { holderIdentity?: string }).holderIdentity ?? '').toBe(''); // released on stop
   });
 });

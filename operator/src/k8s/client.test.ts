@@ -56,9 +56,19 @@ function handle(req: IncomingMessage, res: ServerResponse, body: string) {
   if (req.method === 'GET' && p === '/api/v1/namespaces/lab/pods') {
     // two pages
     if (!url.searchParams.get('continue')) {
-      return json(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '10', continue: 'page2' }, items: [{ metadata: { name: 'a', namespace: 'lab', creationTimestamp: '2026-01-01T00:00:00Z' } }] });
+      return json(res, 200, {
+        kind: 'PodList',
+        apiVersion: 'v1',
+        metadata: { resourceVersion: '10', continue: 'page2' },
+        items: [{ metadata: { name: 'a', namespace: 'lab', creationTimestamp: '2026-01-01T00:00:00Z' } }],
+      });
     }
-    return json(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '11' }, items: [{ metadata: { name: 'b', namespace: 'lab' }, spec: { unknownField: 1 } }] });
+    return json(res, 200, {
+      kind: 'PodList',
+      apiVersion: 'v1',
+      metadata: { resourceVersion: '11' },
+      items: [{ metadata: { name: 'b', namespace: 'lab' }, spec: { unknownField: 1 } }],
+    });
   }
   if (req.method === 'GET' && p === '/api/v1/namespaces/lab/pods/missing') {
     return json(res, 404, { kind: 'Status', status: 'Failure', reason: 'NotFound', message: 'pods "missing" not found', code: 404 });
@@ -69,12 +79,18 @@ function handle(req: IncomingMessage, res: ServerResponse, body: string) {
     req.socket.destroy();
     return;
   }
-  if (req.method === 'GET' && p === '/api/v1/namespaces/lab/pods/reset-on-reuse') return json(res, 200, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'r' } });
+  if (req.method === 'GET' && p === '/api/v1/namespaces/lab/pods/reset-on-reuse')
+    return json(res, 200, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'r' } });
   if (req.method === 'POST' && p === '/api/v1/namespaces/lab/pods') {
     return json(res, 409, { kind: 'Status', status: 'Failure', reason: 'AlreadyExists', message: 'pods "a" already exists', code: 409 });
   }
   if (req.method === 'PATCH' && p === '/apis/nas.iac.dev/v1alpha1/namespaces/lab/iacsearches/s/status') {
-    return json(res, 200, { apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 's', namespace: 'lab' }, status: JSON.parse(body).status });
+    return json(res, 200, {
+      apiVersion: 'nas.iac.dev/v1alpha1',
+      kind: 'IACSearch',
+      metadata: { name: 's', namespace: 'lab' },
+      status: JSON.parse(body).status,
+    });
   }
   if (req.method === 'PATCH' && p === '/apis/nas.iac.dev/v1alpha1/namespaces/lab/iacsearches/s') {
     return json(res, 200, { apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 's', namespace: 'lab', ...JSON.parse(body).metadata } });
@@ -92,7 +108,23 @@ function handle(req: IncomingMessage, res: ServerResponse, body: string) {
 }
 
 function kubeconfigYaml(server: string, user: string): string {
-  return ['apiVersion: v1', 'kind: Config', 'clusters:', '- name: c', '  cluster:', `    server: ${server}`, 'users:', '- name: u', '  user:', ...user.split('\n').map((l) => `    ${l}`), 'contexts:', '- name: ctx', '  context: {cluster: c, user: u, namespace: lab}', 'current-context: ctx', ''].join('\n');
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: c',
+    '  cluster:',
+    `    server: ${server}`,
+    'users:',
+    '- name: u',
+    '  user:',
+    ...user.split('\n').map((l) => `    ${l}`),
+    'contexts:',
+    '- name: ctx',
+    '  context: {cluster: c, user: u, namespace: lab}',
+    'current-context: ctx',
+    '',
+  ].join('\n');
 }
 
 function writeKubeconfig(name: string, server: string, user: string): string {
@@ -123,7 +155,12 @@ afterAll(async () => {
 
 function watchUntilClosed(client: HttpKubeApi, events: string[] = []): Promise<unknown> {
   return new Promise<unknown>((resolve) => {
-    void client.watch(PodType, { namespace: 'lab', resourceVersion: '11' }, (t, o) => events.push(`${t}:${o.metadata?.name ?? (o as { code?: number }).code}`), resolve);
+    void client.watch(
+      PodType,
+      { namespace: 'lab', resourceVersion: '11' },
+      (t, o) => events.push(`${t}:${o.metadata?.name ?? (o as { code?: number }).code}`),
+      resolve,
+    );
   });
 }
 
@@ -187,7 +224,11 @@ describe('HttpKubeApi', () => {
     expect(patch.url).toBe('/apis/nas.iac.dev/v1alpha1/namespaces/lab/iacsearches/s/status?fieldManager=iac-operator');
     const obj = await api.mergePatch(IACSearchType, 'lab', 's', { metadata: { labels: { a: 'b' } } });
     expect(obj.metadata.labels).toEqual({ a: 'b' });
-    expect(seen.at(-1)).toMatchObject({ method: 'PATCH', contentType: 'application/merge-patch+json', url: '/apis/nas.iac.dev/v1alpha1/namespaces/lab/iacsearches/s?fieldManager=iac-operator' });
+    expect(seen.at(-1)).toMatchObject({
+      method: 'PATCH',
+      contentType: 'application/merge-patch+json',
+      url: '/apis/nas.iac.dev/v1alpha1/namespaces/lab/iacsearches/s?fieldManager=iac-operator',
+    });
   });
 
   it('sends a GET once more on a new connection when the kept-alive one turns out closed', async () => {
@@ -211,9 +252,9 @@ describe('HttpKubeApi', () => {
   it('streams watch events and reports the end of the stream', async () => {
     watchResponse = (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.write(JSON.stringify({ type: 'ADDED', object: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'w', resourceVersion: '12' } } }) + '\n');
+      res.write(`${JSON.stringify({ type: 'ADDED', object: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'w', resourceVersion: '12' } } })}\n`);
       // one event split over two writes
-      const error = JSON.stringify({ type: 'ERROR', object: { kind: 'Status', code: 410, reason: 'Expired' } }) + '\n';
+      const error = `${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', code: 410, reason: 'Expired' } })}\n`;
       res.write(error.slice(0, 10));
       setTimeout(() => res.write(error.slice(10)), 10);
       setTimeout(() => res.end(), 20);
@@ -240,7 +281,7 @@ describe('HttpKubeApi', () => {
   it('ends a watch that receives nothing for watchInactivityMs with a TimeoutError', async () => {
     watchResponse = (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: 'Pod', metadata: { resourceVersion: '13' } } }) + '\n');
+      res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind: 'Pod', metadata: { resourceVersion: '13' } } })}\n`);
     };
     const quiet = new HttpKubeApi(api.config, { watchInactivityMs: 200 });
     const events: string[] = [];
@@ -255,7 +296,7 @@ describe('HttpKubeApi', () => {
   it('reports a network error of a watch to onClose, and calls nothing after stop()', async () => {
     watchResponse = (res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.write(JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: 'x' } } }) + '\n');
+      res.write(`${JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: 'x' } } })}\n`);
       setTimeout(() => res.socket?.destroy(), 20);
     };
     const err = await watchUntilClosed(api);
@@ -269,10 +310,15 @@ describe('HttpKubeApi', () => {
       res.writeHead(200, { 'content-type': 'application/json' });
     };
     const events: string[] = [];
-    const handle = await api.watch(PodType, { namespace: 'lab', resourceVersion: '1' }, (t) => events.push(t), () => (closed = true));
+    const handle = await api.watch(
+      PodType,
+      { namespace: 'lab', resourceVersion: '1' },
+      (t) => events.push(t),
+      () => (closed = true),
+    );
     while (!sent) await new Promise((r) => setTimeout(r, 5));
     handle.stop();
-    sent.write(JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: 'late' } } }) + '\n');
+    sent.write(`${JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: 'late' } } })}\n`);
     sent.end();
     await new Promise((r) => setTimeout(r, 50));
     expect(closed).toBe(false);
@@ -340,12 +386,22 @@ describe('HttpKubeApi', () => {
   it('says which plugin failed and why', async () => {
     const failing = path.join(dir, 'failing.mjs');
     writeFileSync(failing, "console.error('please run gcloud auth login'); process.exit(1);\n");
-    const user = ['exec:', '  apiVersion: client.authentication.k8s.io/v1beta1', `  command: ${JSON.stringify(process.execPath)}`, `  args: [${JSON.stringify(failing)}]`].join('\n');
+    const user = [
+      'exec:',
+      '  apiVersion: client.authentication.k8s.io/v1beta1',
+      `  command: ${JSON.stringify(process.execPath)}`,
+      `  args: [${JSON.stringify(failing)}]`,
+    ].join('\n');
     const client = new HttpKubeApi(loadKubeConfig({ kubeconfig: writeKubeconfig('failing.yaml', `http://127.0.0.1:${port}`, user) }));
     const err = await client.get(PodType, 'lab', 'missing').catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/exec plugin ".*node" of user "u" failed \(exit 1\): please run gcloud auth login/);
 
-    const missing = ['exec:', '  apiVersion: client.authentication.k8s.io/v1', '  command: no-such-auth-plugin', '  installHint: install it with brew install no-such-auth-plugin'].join('\n');
+    const missing = [
+      'exec:',
+      '  apiVersion: client.authentication.k8s.io/v1',
+      '  command: no-such-auth-plugin',
+      '  installHint: install it with brew install no-such-auth-plugin',
+    ].join('\n');
     const client2 = new HttpKubeApi(loadKubeConfig({ kubeconfig: writeKubeconfig('missing.yaml', `http://127.0.0.1:${port}`, missing) }));
     const err2 = await client2.get(PodType, 'lab', 'missing').catch((e: unknown) => e);
     expect((err2 as Error).message).toBe('exec plugin "no-such-auth-plugin" of user "u" not found: install it with brew install no-such-auth-plugin');
@@ -361,15 +417,65 @@ function openssl(args: string[], cwd: string): void {
 /** A CA, a serving certificate for `san` and client certificates signed by the CA. */
 function makePki(pki: string, san: string): void {
   openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key'], pki);
-  openssl(['req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=test-ca', '-days', '2', '-sha256', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature', '-out', 'ca.crt'], pki);
-  issue(pki, 'server', '/CN=kube-apiserver', `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      'ca.key',
+      '-subj',
+      '/CN=test-ca',
+      '-days',
+      '2',
+      '-sha256',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+      '-out',
+      'ca.crt',
+    ],
+    pki,
+  );
+  issue(
+    pki,
+    'server',
+    '/CN=kube-apiserver',
+    `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`,
+  );
 }
 
-function issue(pki: string, name: string, subject: string, ext = 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'): void {
+function issue(
+  pki: string,
+  name: string,
+  subject: string,
+  ext = 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n',
+): void {
   openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`], pki);
   openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], pki);
   writeFileSync(path.join(pki, `${name}.ext`), ext);
-  openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-sha256', '-extfile', `${name}.ext`, '-out', `${name}.crt`], pki);
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-sha256',
+      '-extfile',
+      `${name}.ext`,
+      '-out',
+      `${name}.crt`,
+    ],
+    pki,
+  );
 }
 
 describe('HttpKubeApi over TLS', () => {
@@ -387,11 +493,14 @@ describe('HttpKubeApi over TLS', () => {
     issue(pki, 'alice', '/O=system:masters/CN=alice');
     issue(pki, 'bob', '/CN=bob');
     const read = (f: string) => readFileSync(path.join(pki, f));
-    httpsServer = createHttpsServer({ key: read('server.key'), cert: read('server.crt'), ca: read('ca.crt'), requestCert: true, rejectUnauthorized: true }, (req, res) => {
-      const cn = (req.socket as TLSSocket).getPeerCertificate().subject?.CN;
-      clients.push(String(cn));
-      json(res, 200, { apiVersion: 'v1', kind: 'Pod', metadata: { name: cn, namespace: 'lab' } });
-    });
+    httpsServer = createHttpsServer(
+      { key: read('server.key'), cert: read('server.crt'), ca: read('ca.crt'), requestCert: true, rejectUnauthorized: true },
+      (req, res) => {
+        const cn = (req.socket as TLSSocket).getPeerCertificate().subject?.CN;
+        clients.push(String(cn));
+        json(res, 200, { apiVersion: 'v1', kind: 'Pod', metadata: { name: cn, namespace: 'lab' } });
+      },
+    );
     httpsServer.on('secureConnection', () => tlsConnections++);
     await new Promise<void>((r) => httpsServer.listen(0, '127.0.0.1', r));
     tlsPort = (httpsServer.address() as AddressInfo).port;
@@ -407,13 +516,31 @@ describe('HttpKubeApi over TLS', () => {
     const file = path.join(tlsDir, name);
     writeFileSync(
       file,
-      ['clusters:', '- name: c', '  cluster:', ...cluster.map((l) => `    ${l}`), 'users:', '- name: u', '  user:', ...user.map((l) => `    ${l}`), 'contexts:', '- name: ctx', '  context: {cluster: c, user: u}', 'current-context: ctx', ''].join('\n'),
+      [
+        'clusters:',
+        '- name: c',
+        '  cluster:',
+        ...cluster.map((l) => `    ${l}`),
+        'users:',
+        '- name: u',
+        '  user:',
+        ...user.map((l) => `    ${l}`),
+        'contexts:',
+        '- name: ctx',
+        '  context: {cluster: c, user: u}',
+        'current-context: ctx',
+        '',
+      ].join('\n'),
     );
     return file;
   };
 
   it('authenticates with a client certificate from files relative to the kubeconfig, over one connection', async () => {
-    const file = kubeconfig('files.yaml', [`server: https://127.0.0.1:${tlsPort}`, 'certificate-authority: pki/ca.crt'], ['client-certificate: pki/alice.crt', 'client-key: pki/alice.key']);
+    const file = kubeconfig(
+      'files.yaml',
+      [`server: https://127.0.0.1:${tlsPort}`, 'certificate-authority: pki/ca.crt'],
+      ['client-certificate: pki/alice.crt', 'client-key: pki/alice.key'],
+    );
     const client = new HttpKubeApi(loadKubeConfig({ kubeconfig: file }));
     const before = tlsConnections;
     for (let i = 0; i < 4; i++) expect((await client.get(PodType, 'lab', 'x'))?.metadata.name).toBe('alice');
@@ -436,11 +563,27 @@ describe('HttpKubeApi over TLS', () => {
     const pki = path.join(tlsDir, 'pki');
     const b64 = (f: string) => readFileSync(path.join(pki, f)).toString('base64');
     const user = [`client-certificate-data: ${b64('bob.crt')}`, `client-key-data: ${b64('bob.key')}`];
-    const named = new HttpKubeApi(loadKubeConfig({ kubeconfig: kubeconfig('named.yaml', [`server: https://127.0.0.1:${tlsPort}`, `certificate-authority-data: ${b64('ca.crt')}`, 'tls-server-name: api.test'], user) }));
+    const named = new HttpKubeApi(
+      loadKubeConfig({
+        kubeconfig: kubeconfig(
+          'named.yaml',
+          [`server: https://127.0.0.1:${tlsPort}`, `certificate-authority-data: ${b64('ca.crt')}`, 'tls-server-name: api.test'],
+          user,
+        ),
+      }),
+    );
     expect((await named.get(PodType, 'lab', 'x'))?.metadata.name).toBe('bob');
     await named.close();
 
-    const wrongName = new HttpKubeApi(loadKubeConfig({ kubeconfig: kubeconfig('wrong.yaml', [`server: https://127.0.0.1:${tlsPort}`, `certificate-authority-data: ${b64('ca.crt')}`, 'tls-server-name: other.test'], user) }));
+    const wrongName = new HttpKubeApi(
+      loadKubeConfig({
+        kubeconfig: kubeconfig(
+          'wrong.yaml',
+          [`server: https://127.0.0.1:${tlsPort}`, `certificate-authority-data: ${b64('ca.crt')}`, 'tls-server-name: other.test'],
+          user,
+        ),
+      }),
+    );
     const err = await wrongName.get(PodType, 'lab', 'x').catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/other\.test/);
     await wrongName.close();
@@ -450,7 +593,9 @@ describe('HttpKubeApi over TLS', () => {
     expect((err2 as { code?: string }).code).toMatch(/SELF_SIGNED|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY/);
     await noCA.close();
 
-    const insecure = new HttpKubeApi(loadKubeConfig({ kubeconfig: kubeconfig('insecure.yaml', [`server: https://127.0.0.1:${tlsPort}`, 'insecure-skip-tls-verify: true'], user) }));
+    const insecure = new HttpKubeApi(
+      loadKubeConfig({ kubeconfig: kubeconfig('insecure.yaml', [`server: https://127.0.0.1:${tlsPort}`, 'insecure-skip-tls-verify: true'], user) }),
+    );
     expect((await insecure.get(PodType, 'lab', 'x'))?.metadata.name).toBe('bob');
     await insecure.close();
   });
@@ -470,13 +615,17 @@ describe('HttpKubeApi over TLS', () => {
       ].join('\n'),
     );
     issue(pki, 'alice', '/O=system:masters/CN=alice'); // (the previous test replaced it)
-    const file = kubeconfig('exec-cert.yaml', [`server: https://127.0.0.1:${tlsPort}`, 'certificate-authority: pki/ca.crt'], [
-      'exec:',
-      '  apiVersion: client.authentication.k8s.io/v1beta1',
-      `  command: ${JSON.stringify(process.execPath)}`,
-      `  args: [${JSON.stringify(plugin)}]`,
-      '  provideClusterInfo: true',
-    ]);
+    const file = kubeconfig(
+      'exec-cert.yaml',
+      [`server: https://127.0.0.1:${tlsPort}`, 'certificate-authority: pki/ca.crt'],
+      [
+        'exec:',
+        '  apiVersion: client.authentication.k8s.io/v1beta1',
+        `  command: ${JSON.stringify(process.execPath)}`,
+        `  args: [${JSON.stringify(plugin)}]`,
+        '  provideClusterInfo: true',
+      ],
+    );
     const client = new HttpKubeApi(loadKubeConfig({ kubeconfig: file }));
     expect((await client.get(PodType, 'lab', 'x'))?.metadata.name).toBe('alice');
     await client.close();

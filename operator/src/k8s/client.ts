@@ -162,7 +162,9 @@ export class HttpKubeApi implements KubeApi {
     try {
       secureContext = createSecureContext({ ca, cert, key });
     } catch (err) {
-      throw new Error(`the TLS settings of ${this.config.source} (context ${this.config.contextName}) are not usable: ${err instanceof Error ? err.message : String(err)}`);
+      throw new Error(
+        `the TLS settings of ${this.config.source} (context ${this.config.contextName}) are not usable: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
     const tls = { secureContext, rejectUnauthorized, ...(servername ? { servername } : {}) };
     return {
@@ -219,7 +221,14 @@ export class HttpKubeApi implements KubeApi {
     }
   }
 
-  private send(method: string, path: string, url: URL, creds: Credentials, payload: string | undefined, contentType = 'application/json'): Promise<{ status: number; text: string }> {
+  private send(
+    method: string,
+    path: string,
+    url: URL,
+    creds: Credentials,
+    payload: string | undefined,
+    contentType = 'application/json',
+  ): Promise<{ status: number; text: string }> {
     const pool = this.acquire(creds);
     return new Promise<{ status: number; text: string }>((resolve, reject) => {
       let settled = false;
@@ -436,12 +445,11 @@ export class HttpKubeApi implements KubeApi {
     return (await this.request('PATCH', resourcePath(type, namespace, name), { body: patch, contentType: MERGE_PATCH, query: WRITE_QUERY })) as KubeObject;
   }
 
-  async mergePatchStatus(
-    type: ResourceType,
-    namespace: string | undefined,
-    name: string,
-    patch: Record<string, unknown>,
-  ): Promise<KubeObject> {
-    return (await this.request('PATCH', resourcePath(type, namespace, name, 'status'), { body: patch, contentType: MERGE_PATCH, query: WRITE_QUERY })) as KubeObject;
+  async mergePatchStatus(type: ResourceType, namespace: string | undefined, name: string, patch: Record<string, unknown>): Promise<KubeObject> {
+    return (await this.request('PATCH', resourcePath(type, namespace, name, 'status'), {
+      body: patch,
+      contentType: MERGE_PATCH,
+      query: WRITE_QUERY,
+    })) as KubeObject;
   }
 }

@@ -46,19 +46,29 @@ describe('EventRecorder', () => {
     await api.delete({ apiVersion: 'events.k8s.io/v1', kind: 'Event', plural: 'events', namespaced: true }, 'lab', b);
     const c = await rec.record(search, 'Normal', 'R', 'n');
     expect(c).not.toBe(b);
-    expect(api.objects('Event', 'lab').map((e) => e.metadata.name).sort()).toEqual([a, c].sort());
+    expect(
+      api
+        .objects('Event', 'lab')
+        .map((e) => e.metadata.name)
+        .sort(),
+    ).toEqual([a, c].sort());
   });
 
   it('names the events of an object with a 253-character name within the 253 characters an Event may have', async () => {
     const api = new FakeKubeApi();
     const rec = new EventRecorder(api, { instance: 'op-0' });
     const longName = `${'a'.repeat(234)}-${'b'.repeat(18)}`; // 253, a '-' where the cut falls
-    const name = await rec.record({ ...search, metadata: { ...search.metadata, name: longName } }, 'Warning', 'InvalidSpec', 'metadata.name: at most 63 characters');
+    const name = await rec.record(
+      { ...search, metadata: { ...search.metadata, name: longName } },
+      'Warning',
+      'InvalidSpec',
+      'metadata.name: at most 63 characters',
+    );
     expect(name.length).toBeLessThanOrEqual(253);
     expect(name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/);
     const [ev] = api.objects('Event', 'lab');
     expect(ev.regarding).toMatchObject({ name: longName });
     expect(eventName('s', '18c1')).toBe('s.18c1');
-    expect(eventName('x'.repeat(250) + '-yz', '0123456789abcdef0').length).toBeLessThanOrEqual(253);
+    expect(eventName(`${'x'.repeat(250)}-yz`, '0123456789abcdef0').length).toBeLessThanOrEqual(253);
   });
 });

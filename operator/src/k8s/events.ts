@@ -81,7 +81,7 @@ export class EventRecorder {
       reportingInstance: (this.opts.instance || 'iac-operator').slice(0, 128),
       action: action.slice(0, 128),
       reason: reason.slice(0, 128),
-      note: note.length > 1024 ? note.slice(0, 1021) + '...' : note,
+      note: note.length > 1024 ? `${note.slice(0, 1021)}...` : note,
       type,
       regarding: {
         apiVersion: regarding.apiVersion,

@@ -87,7 +87,8 @@ describe('loadKubeConfig', () => {
   });
 
   it('prefers --kubeconfig, then the service account in a pod, then KUBECONFIG, then ~/.kube/config', () => {
-    const cfg = (server: string) => ['clusters:', '- name: c', `  cluster: {server: "${server}"}`, 'contexts:', '- name: x', '  context: {cluster: c}', 'current-context: x'].join('\n');
+    const cfg = (server: string) =>
+      ['clusters:', '- name: c', `  cluster: {server: "${server}"}`, 'contexts:', '- name: x', '  context: {cluster: c}', 'current-context: x'].join('\n');
     const explicit = write('order/explicit', cfg('https://explicit'));
     const fromEnv = write('order/env', cfg('https://env'));
     write('order/home/.kube/config', cfg('https://home'));
@@ -95,7 +96,9 @@ describe('loadKubeConfig', () => {
     write('order/sa/token', 'sa-token');
     const home = path.join(dir, 'order/home');
     const inPod = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };
-    expect(loadKubeConfig({ kubeconfig: explicit, env: { ...inPod, KUBECONFIG: fromEnv }, serviceAccountDir: sa, homeDir: home }).server).toBe('https://explicit');
+    expect(loadKubeConfig({ kubeconfig: explicit, env: { ...inPod, KUBECONFIG: fromEnv }, serviceAccountDir: sa, homeDir: home }).server).toBe(
+      'https://explicit',
+    );
     expect(loadKubeConfig({ env: { ...inPod, KUBECONFIG: fromEnv }, serviceAccountDir: sa, homeDir: home }).server).toBe('https://10.96.0.1:443');
     expect(loadKubeConfig({ env: { KUBECONFIG: fromEnv }, serviceAccountDir: sa, homeDir: home }).server).toBe('https://env');
     expect(loadKubeConfig({ env: { ...inPod }, serviceAccountDir: path.join(dir, 'order/no-sa'), homeDir: home }).server).toBe('https://home');
@@ -159,16 +162,45 @@ describe('loadKubeConfig', () => {
   it('refuses legacy auth-provider users, naming the user and the exec plugin to use instead', () => {
     const file = write(
       'gcp',
-      ['clusters:', '- name: c', '  cluster: {server: "https://h"}', 'users:', '- name: gke_user', '  user:', '    auth-provider: {name: gcp, config: {cmd-path: gcloud}}', 'contexts:', '- name: x', '  context: {cluster: c, user: gke_user}', 'current-context: x'].join('\n'),
+      [
+        'clusters:',
+        '- name: c',
+        '  cluster: {server: "https://h"}',
+        'users:',
+        '- name: gke_user',
+        '  user:',
+        '    auth-provider: {name: gcp, config: {cmd-path: gcloud}}',
+        'contexts:',
+        '- name: x',
+        '  context: {cluster: c, user: gke_user}',
+        'current-context: x',
+      ].join('\n'),
     );
     expect(() => loadKubeConfig({ kubeconfig: file })).toThrow(
-      new RegExp(`^cannot load --kubeconfig ${file}: user "gke_user" uses auth-provider "gcp", which is not supported: switch the user to the provider's exec credential plugin, gke-gcloud-auth-plugin`),
+      new RegExp(
+        `^cannot load --kubeconfig ${file}: user "gke_user" uses auth-provider "gcp", which is not supported: switch the user to the provider's exec credential plugin, gke-gcloud-auth-plugin`,
+      ),
     );
   });
 
   it('lists the contexts when --context names none of them', () => {
-    const file = write('ctx', ['clusters:', '- name: c', '  cluster: {server: "https://h"}', 'contexts:', '- name: one', '  context: {cluster: c}', '- name: two', '  context: {cluster: c}', 'current-context: one'].join('\n'));
-    expect(() => loadKubeConfig({ kubeconfig: file, context: 'three' })).toThrow(`--context three: no such context in --kubeconfig ${file} (its contexts: one, two)`);
+    const file = write(
+      'ctx',
+      [
+        'clusters:',
+        '- name: c',
+        '  cluster: {server: "https://h"}',
+        'contexts:',
+        '- name: one',
+        '  context: {cluster: c}',
+        '- name: two',
+        '  context: {cluster: c}',
+        'current-context: one',
+      ].join('\n'),
+    );
+    expect(() => loadKubeConfig({ kubeconfig: file, context: 'three' })).toThrow(
+      `--context three: no such context in --kubeconfig ${file} (its contexts: one, two)`,
+    );
     expect(loadKubeConfig({ kubeconfig: file, context: 'two' }).contextName).toBe('two');
   });
 
@@ -177,14 +209,41 @@ describe('loadKubeConfig', () => {
     expect(() => loadKubeConfig({ kubeconfig: missing })).toThrow(
       new RegExp(`^cannot load --kubeconfig ${missing}: ENOENT.*\\(pass --kubeconfig <file>, set KUBECONFIG, or run in a pod with a service account\\)$`),
     );
-    expect(() => loadKubeConfig({ ...noCluster, env: { KUBECONFIG: missing } })).toThrow(`no Kubernetes cluster configured: none of the files in KUBECONFIG=${missing} exists`);
-    const noServer = write('noserver', ['clusters:', '- name: c', '  cluster: {}', 'contexts:', '- name: x', '  context: {cluster: c}', 'current-context: x'].join('\n'));
+    expect(() => loadKubeConfig({ ...noCluster, env: { KUBECONFIG: missing } })).toThrow(
+      `no Kubernetes cluster configured: none of the files in KUBECONFIG=${missing} exists`,
+    );
+    const noServer = write(
+      'noserver',
+      ['clusters:', '- name: c', '  cluster: {}', 'contexts:', '- name: x', '  context: {cluster: c}', 'current-context: x'].join('\n'),
+    );
     expect(() => loadKubeConfig({ kubeconfig: noServer })).toThrow(`cannot load --kubeconfig ${noServer}: cluster "c" has no server`);
-    const badCA = write('badca', ['clusters:', '- name: c', '  cluster: {server: "https://h", certificate-authority: missing-ca.crt}', 'contexts:', '- name: x', '  context: {cluster: c}', 'current-context: x'].join('\n'));
+    const badCA = write(
+      'badca',
+      [
+        'clusters:',
+        '- name: c',
+        '  cluster: {server: "https://h", certificate-authority: missing-ca.crt}',
+        'contexts:',
+        '- name: x',
+        '  context: {cluster: c}',
+        'current-context: x',
+      ].join('\n'),
+    );
     expect(() => loadKubeConfig({ kubeconfig: badCA })).toThrow(`cannot load --kubeconfig ${badCA}: cannot read ${path.join(dir, 'missing-ca.crt')}`);
     const oldExec = write(
       'oldexec',
-      ['clusters:', '- name: c', '  cluster: {server: "https://h"}', 'users:', '- name: u', '  user: {exec: {apiVersion: client.authentication.k8s.io/v1alpha1, command: foo}}', 'contexts:', '- name: x', '  context: {cluster: c, user: u}', 'current-context: x'].join('\n'),
+      [
+        'clusters:',
+        '- name: c',
+        '  cluster: {server: "https://h"}',
+        'users:',
+        '- name: u',
+        '  user: {exec: {apiVersion: client.authentication.k8s.io/v1alpha1, command: foo}}',
+        'contexts:',
+        '- name: x',
+        '  context: {cluster: c, user: u}',
+        'current-context: x',
+      ].join('\n'),
     );
     expect(() => loadKubeConfig({ kubeconfig: oldExec })).toThrow(/user "u": exec apiVersion "client.authentication.k8s.io\/v1alpha1" is not supported/);
   });

@@ -204,7 +204,11 @@ class ExecPlugin {
         server: c.server,
         ...(c.tlsServerName ? { 'tls-server-name': c.tlsServerName } : {}),
         ...(c.insecureSkipTLSVerify ? { 'insecure-skip-tls-verify': true } : {}),
-        ...(c.caData ? { 'certificate-authority-data': c.caData.toString('base64') } : c.caFile && existsSync(c.caFile) ? { 'certificate-authority-data': readFileSync(c.caFile).toString('base64') } : {}),
+        ...(c.caData
+          ? { 'certificate-authority-data': c.caData.toString('base64') }
+          : c.caFile && existsSync(c.caFile)
+            ? { 'certificate-authority-data': readFileSync(c.caFile).toString('base64') }
+            : {}),
         ...(c.execExtension !== undefined ? { config: c.execExtension } : {}),
       };
     }
@@ -353,7 +357,8 @@ export function loadKubeConfig(opts: LoadKubeConfigOptions = {}): KubeConfig {
   const saDir = opts.serviceAccountDir ?? SERVICE_ACCOUNT_DIR;
   if (opts.kubeconfig) return fromFiles([opts.kubeconfig], `--kubeconfig ${opts.kubeconfig}`, opts.context, true);
   if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(path.join(saDir, 'token'))) {
-    if (opts.context) throw new Error(`--context ${opts.context} needs a kubeconfig: in a pod the operator uses its service account (pass --kubeconfig <file> as well)`);
+    if (opts.context)
+      throw new Error(`--context ${opts.context} needs a kubeconfig: in a pod the operator uses its service account (pass --kubeconfig <file> as well)`);
     return inCluster(env.KUBERNETES_SERVICE_HOST, env.KUBERNETES_SERVICE_PORT, saDir);
   }
   if (env.KUBECONFIG) {
@@ -379,7 +384,12 @@ function inCluster(host: string, port: string, dir: string): KubeConfig {
       contextName: 'in-cluster',
       namespace: existsSync(nsFile) ? readFileSync(nsFile, 'utf8').trim() : undefined,
       // client-go: without a readable ca.crt, the system's roots
-      cluster: { name: 'in-cluster', server: `https://${isIPv6(host) ? `[${host}]` : host}:${port}`, caFile: existsSync(caFile) ? caFile : undefined, insecureSkipTLSVerify: false },
+      cluster: {
+        name: 'in-cluster',
+        server: `https://${isIPv6(host) ? `[${host}]` : host}:${port}`,
+        caFile: existsSync(caFile) ? caFile : undefined,
+        insecureSkipTLSVerify: false,
+      },
       user: { name: 'in-cluster', tokenFile: path.join(dir, 'token') },
     });
   } catch (err) {
@@ -487,7 +497,10 @@ function clusterOf(name: string, c: Raw, abs: (p: unknown) => string | undefined
     throw new Error(`cluster "${name}": server ${server} is not a URL`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`cluster "${name}": server ${server} is neither https:// nor http://`);
-  if (str(c['proxy-url'])) throw new Error(`cluster "${name}" sets proxy-url, which the operator does not support: reach the API server directly (or through kubectl proxy, with server: http://127.0.0.1:8001)`);
+  if (str(c['proxy-url']))
+    throw new Error(
+      `cluster "${name}" sets proxy-url, which the operator does not support: reach the API server directly (or through kubectl proxy, with server: http://127.0.0.1:8001)`,
+    );
   const extensions = Array.isArray(c.extensions) ? (c.extensions as Raw[]) : [];
   return {
     name,
@@ -514,13 +527,15 @@ function userOf(name: string, u: Raw, abs: (p: unknown) => string | undefined, d
     );
   }
   for (const key of ['as', 'as-uid', 'as-groups', 'as-user-extra']) {
-    if (u[key] !== undefined && u[key] !== null) throw new Error(`user "${name}" sets ${key} (impersonation), which the operator does not support: give its own identity the RBAC it needs`);
+    if (u[key] !== undefined && u[key] !== null)
+      throw new Error(`user "${name}" sets ${key} (impersonation), which the operator does not support: give its own identity the RBAC it needs`);
   }
   const token = str(u.token);
   const tokenFile = abs(u.tokenFile);
   const username = str(u.username);
   const password = str(u.password);
-  if ((token || tokenFile) && (username || password)) throw new Error(`user "${name}" has both a token and a username/password: only one authentication method is allowed`);
+  if ((token || tokenFile) && (username || password))
+    throw new Error(`user "${name}" has both a token and a username/password: only one authentication method is allowed`);
   const user: UserConfig = {
     name,
     token,
@@ -533,7 +548,9 @@ function userOf(name: string, u: Raw, abs: (p: unknown) => string | undefined, d
     keyFile: abs(u['client-key']),
   };
   if (!!(user.certData || user.certFile) !== !!(user.keyData || user.keyFile)) {
-    throw new Error(`user "${name}" has ${user.certData || user.certFile ? 'a client certificate without a client key' : 'a client key without a client certificate'}`);
+    throw new Error(
+      `user "${name}" has ${user.certData || user.certFile ? 'a client certificate without a client key' : 'a client key without a client certificate'}`,
+    );
   }
   if (u.exec) user.exec = execOf(name, u.exec as Raw, dir);
   return user;
@@ -544,13 +561,17 @@ function execOf(userName: string, e: Raw, dir: string): ExecConfig {
   if (!command) throw new Error(`user "${userName}": exec has no command`);
   const apiVersion = str(e.apiVersion) ?? '';
   if (!EXEC_API_VERSIONS.has(apiVersion)) {
-    throw new Error(`user "${userName}": exec apiVersion "${apiVersion}" is not supported: use client.authentication.k8s.io/v1 (or v1beta1) with a current version of the plugin`);
+    throw new Error(
+      `user "${userName}": exec apiVersion "${apiVersion}" is not supported: use client.authentication.k8s.io/v1 (or v1beta1) with a current version of the plugin`,
+    );
   }
-  if (e.interactiveMode === 'Always') throw new Error(`user "${userName}": exec plugin "${command}" has interactiveMode Always, but the operator has no terminal to ask on`);
+  if (e.interactiveMode === 'Always')
+    throw new Error(`user "${userName}": exec plugin "${command}" has interactiveMode Always, but the operator has no terminal to ask on`);
   const args = e.args ?? [];
   if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) throw new Error(`user "${userName}": exec args is not a list of strings`);
   const env = e.env ?? [];
-  if (!Array.isArray(env) || env.some((v) => typeof (v as Raw)?.name !== 'string')) throw new Error(`user "${userName}": exec env is not a list of {name, value}`);
+  if (!Array.isArray(env) || env.some((v) => typeof (v as Raw)?.name !== 'string'))
+    throw new Error(`user "${userName}": exec env is not a list of {name, value}`);
   return {
     apiVersion,
     // client-go: a command with a path separator is relative to the kubeconfig's directory; a bare name is looked up on PATH

@@ -28,9 +28,7 @@ export const EventType: ResourceType = {
   namespaced: true,
 };
 
-const byKind = new Map(
-  [IACSearchType, PodType, SecretType, PersistentVolumeClaimType, LeaseType, EventType].map((t) => [t.kind, t]),
-);
+const byKind = new Map([IACSearchType, PodType, SecretType, PersistentVolumeClaimType, LeaseType, EventType].map((t) => [t.kind, t]));
 
 /** The resource type of a kind the operator handles; throws for any other kind. */
 export function resourceTypeOf(kind: string): ResourceType {

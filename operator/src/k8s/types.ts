@@ -62,12 +62,7 @@ export interface KubeApi {
   /** JSON merge patch (RFC 7386) of the object itself. */
   mergePatch(type: ResourceType, namespace: string | undefined, name: string, patch: Record<string, unknown>): Promise<KubeObject>;
   /** JSON merge patch of the status subresource. */
-  mergePatchStatus(
-    type: ResourceType,
-    namespace: string | undefined,
-    name: string,
-    patch: Record<string, unknown>,
-  ): Promise<KubeObject>;
+  mergePatchStatus(type: ResourceType, namespace: string | undefined, name: string, patch: Record<string, unknown>): Promise<KubeObject>;
 }
 
 /** An error answer of the API server, with its HTTP status code. */

@@ -87,8 +87,8 @@ export function loadSearchFile(opts: RunOptions): KubeObject {
   if (!obj.metadata?.name) throw new RunError(`${opts.file}: metadata.name is required (it names the run directory)`);
   const now = new Date().toISOString();
   obj.metadata = { namespace: 'local', uid: `local-${obj.metadata.name}`, generation: 1, creationTimestamp: now, ...obj.metadata };
-  const spec = ((obj.spec ??= {}) as Record<string, unknown>);
-  const dataset = ((spec.dataset ??= {}) as Record<string, unknown>);
+  const spec = (obj.spec ??= {}) as Record<string, unknown>;
+  const dataset = (spec.dataset ??= {}) as Record<string, unknown>;
   // Locally there is no claim: the dataset is a directory on this machine.
   delete dataset.pvc;
   if (opts.data) {
@@ -109,7 +109,9 @@ export function loadSearchFile(opts: RunOptions): KubeObject {
       if (typeof ext.path !== 'string' || !ext.path) continue;
       if (!isAbsolute(ext.path)) ext.path = resolve(dirname(opts.file), ext.path);
       if (!existsSync(ext.path as string)) {
-        throw new RunError(`spec.evaluate.external[${i}].path: ${ext.path} does not exist; give the directory that holds its dataset.json, absolute or relative to ${opts.file}`);
+        throw new RunError(
+          `spec.evaluate.external[${i}].path: ${ext.path} does not exist; give the directory that holds its dataset.json, absolute or relative to ${opts.file}`,
+        );
       }
     }
   }

@@ -54,7 +54,9 @@ export function resultLines(results: NonNullable<IACSearchStatus['results']>, ru
   }
   for (const e of results.external ?? []) {
     const hd95 = e.hd95 !== undefined ? `, HD95 ${e.hd95.toFixed(2)} mm` : '';
-    lines.push(`external ${e.name}: mean Dice ${e.meanDice.toFixed(4)} on ${e.cases} case${e.cases === 1 ? '' : 's'}${hd95}; per case: ${join(runDir, 'external', e.name)}`);
+    lines.push(
+      `external ${e.name}: mean Dice ${e.meanDice.toFixed(4)} on ${e.cases} case${e.cases === 1 ? '' : 's'}${hd95}; per case: ${join(runDir, 'external', e.name)}`,
+    );
   }
   return lines;
 }

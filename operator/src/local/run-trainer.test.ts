@@ -79,7 +79,15 @@ describe('iacnas run through the real trainer', () => {
     const hippo = {
       dataset: { format: 'msd', path: data, cases: 6, sliceSize: 16, split: { train: 0.5, val: 0.17, test: 0.33 } },
       backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 1 },
-      search: { maxEpochs: 2, nodes: 1, operations: ['skip_connect', 'conv_3x3'], batchSize: 4, stepsPerEpoch: 1, warmupEpochs: 0, stability: { enabled: false } },
+      search: {
+        maxEpochs: 2,
+        nodes: 1,
+        operations: ['skip_connect', 'conv_3x3'],
+        batchSize: 4,
+        stepsPerEpoch: 1,
+        warmupEpochs: 0,
+        stability: { enabled: false },
+      },
       retrain: { epochs: 1, batchSize: 4, stepsPerEpoch: 1 },
       // in a cluster the claim is mounted in the evaluate pod; here it is a directory on this machine
       evaluate: { baseline: true, external: [{ name: 'hippo-first', format: 'msd', path: data, cases: 2, pvc: { claimName: 'scans' } }] },
@@ -106,7 +114,9 @@ describe('iacnas run through the real trainer', () => {
     expect(external.meanDice).toBeCloseTo(results.external[0].model.meanDice, 10);
     expect(existsSync(join(runDir, 'external', 'hippo-first', 'results.json'))).toBe(true);
     // and `iacnas run` ends with them
-    expect(out).toMatch(/\n {2}gain of the cells over the U-Net trained with the same budget: [+-]\d\.\d{4} \(U-Net without cells: test mean Dice \d\.\d{4}\)\n/);
+    expect(out).toMatch(
+      /\n {2}gain of the cells over the U-Net trained with the same budget: [+-]\d\.\d{4} \(U-Net without cells: test mean Dice \d\.\d{4}\)\n/,
+    );
     expect(out).toContain(`\n  external hippo-first: mean Dice ${external.meanDice.toFixed(4)} on 2 cases`);
   }, 600_000); // three trainings and two evaluations on a shared CPU
 });

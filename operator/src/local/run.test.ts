@@ -55,7 +55,12 @@ describe('iacnas run with a fake trainer', () => {
     expect(status.cost.gpuSeconds).toBeGreaterThan(0);
     // the trainer ran in runs/<name> (the pods' /artifacts) and left its outputs there
     const runDir = join(dir, 'runs', 'tiny');
-    expect(readFileSync(join(runDir, 'invocations.log'), 'utf8').trim().split('\n')).toEqual(['search tiny -', 'prune tiny -', 'retrain tiny -', 'evaluate tiny -']);
+    expect(readFileSync(join(runDir, 'invocations.log'), 'utf8').trim().split('\n')).toEqual([
+      'search tiny -',
+      'prune tiny -',
+      'retrain tiny -',
+      'evaluate tiny -',
+    ]);
     expect(existsSync(join(runDir, 'results.json'))).toBe(true);
     const printed = parse(r.stdout.slice(r.stdout.indexOf('apiVersion:')).split('\ntiny succeeded')[0]);
     expect(printed).toMatchObject({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 'tiny' }, status: { phase: 'Succeeded' } });
@@ -105,7 +110,7 @@ describe('iacnas run with a fake trainer', () => {
     expect(readFileSync(join(runDir, 'attempts', 'tiny-search-2.log'), 'utf8')).toMatch(new RegExp(`resumed from epoch ${stoppedAt}`));
   });
 
-  it('fails at once on bad input (exit 2), shows the trainer\'s message, and retries when run again', async () => {
+  it("fails at once on bad input (exit 2), shows the trainer's message, and retries when run again", async () => {
     const file = searchFile();
     const r = await run(file, { env: { FAKE_TRAINER_FAIL: 'retrain' } });
     expect(r.code).toBe(1);
@@ -146,7 +151,9 @@ describe('iacnas run input', () => {
     const file = searchFile({ dataset: { format: 'msd', path: 'data', pvc: { claimName: 'x' } } });
     expect((await run(file)).code).toBe(0);
     expect(readFileSync(join(dir, 'runs', 'tiny', 'invocations.log'), 'utf8')).toContain(`search tiny ${data}`);
-    await expect(run(file, {}, { data: join(dir, 'nowhere') })).rejects.toThrow(/spec\.dataset\.path: .*nowhere does not exist; give the dataset directory with --data/);
+    await expect(run(file, {}, { data: join(dir, 'nowhere') })).rejects.toThrow(
+      /spec\.dataset\.path: .*nowhere does not exist; give the dataset directory with --data/,
+    );
   });
 
   it('evaluates on external datasets found relative to the YAML file and prints their figures and the gain at the end', async () => {
@@ -164,7 +171,15 @@ describe('iacnas run input', () => {
     // the trainer got the directories on this machine (no claim here)
     expect(JSON.parse(readFileSync(join(runDir, 'external', 'site-b', 'results.json'), 'utf8')).path).toBe(join(dir, 'site-b'));
     expect(JSON.parse(readFileSync(join(runDir, 'external', 'site-c', 'results.json'), 'utf8')).path).toBe(join(dir, 'site-c'));
-    expect(statusOf().results).toMatchObject({ meanDice: 0.75, baselineMeanDice: 0.7, diceGain: 0.05, external: [{ name: 'site-b', cases: 4, meanDice: 0.6 }, { name: 'site-c', meanDice: 0.61 }] });
+    expect(statusOf().results).toMatchObject({
+      meanDice: 0.75,
+      baselineMeanDice: 0.7,
+      diceGain: 0.05,
+      external: [
+        { name: 'site-b', cases: 4, meanDice: 0.6 },
+        { name: 'site-c', meanDice: 0.61 },
+      ],
+    });
     const end = r.stdout.slice(r.stdout.indexOf('\ntiny succeeded'));
     expect(end).toMatch(/tiny succeeded: test mean Dice 0\.7500\. Report: .*\n/);
     expect(end).toContain('\n  gain of the cells over the U-Net trained with the same budget: +0.0500 (U-Net without cells: test mean Dice 0.7000)\n');

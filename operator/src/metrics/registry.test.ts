@@ -26,7 +26,13 @@ const status = {
         { pod: 'acdc-search-2', outcome: 'Succeeded', gpuSeconds: 2000 },
       ],
     },
-    prune: { startTime: '2026-01-01T01:00:00Z', endTime: '2026-01-01T01:01:00Z', succeeded: true, gpuSeconds: 0, history: [{ pod: 'acdc-prune-1', outcome: 'Succeeded', gpuSeconds: 0 }] },
+    prune: {
+      startTime: '2026-01-01T01:00:00Z',
+      endTime: '2026-01-01T01:01:00Z',
+      succeeded: true,
+      gpuSeconds: 0,
+      history: [{ pod: 'acdc-prune-1', outcome: 'Succeeded', gpuSeconds: 0 }],
+    },
     retrain: { startTime: '2026-01-01T01:01:00Z', gpuSeconds: 500, pod: 'acdc-retrain-1', history: [] },
   },
   progress: { phase: 'retrain', epoch: 3, activeOperations: 12, stableEdges: 5 },
@@ -110,7 +116,7 @@ describe('OperatorMetrics', () => {
     expect(s.get('iacsearch_info{namespace="lab",name="acdc",dataset="phantom",stability="off"}')).toBe(1);
   });
 
-  it('exports the test Dice, the fair baseline\'s gain and each external dataset\'s figures', async () => {
+  it("exports the test Dice, the fair baseline's gain and each external dataset's figures", async () => {
     const external = [
       { name: 'hippo-site-b', cases: 12, meanDice: 0.71, dicePerClass: { '1': 0.7, '2': 0.72 }, hd95: 3.1 },
       { name: 'hippo-site-c', cases: 30, meanDice: 0.64 },
@@ -143,7 +149,12 @@ describe('OperatorMetrics', () => {
   });
 
   it('a standby exports only its own iac_operator_* series', async () => {
-    const m = new OperatorMetrics(source(() => [search(status)], () => false));
+    const m = new OperatorMetrics(
+      source(
+        () => [search(status)],
+        () => false,
+      ),
+    );
     m.setLeader(false);
     const s = await samples(m);
     expect([...s.keys()].some((k) => k.startsWith('iacsearch_') && !k.includes('phase_duration'))).toBe(false);

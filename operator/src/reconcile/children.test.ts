@@ -130,7 +130,7 @@ describe('external evaluation datasets', () => {
     }
   });
 
-  it('gives the trainer each dataset\'s path inside the pod, without the claims, as a configuration it accepts', () => {
+  it("gives the trainer each dataset's path inside the pod, without the claims, as a configuration it accepts", () => {
     const evaluate = config(pod('evaluate'));
     expect(evaluate.evaluate.external.map((e) => e.path)).toEqual([
       '/external/site-b-scans/hippocampus-site-b',

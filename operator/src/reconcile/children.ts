@@ -1,6 +1,16 @@
 // The objects a search owns: one pod per phase attempt, the progress-token Secret and
 // (unless an existing claim is named) the artifacts volume claim. Pure builders.
-import { ENV, LABEL_ATTEMPT, LABEL_PHASE, LABEL_SEARCH, PROGRESS_TOKEN_KEY, TERMINATION_MESSAGE_PATH, defaultArtifactsClaimName, podName, progressSecretName } from '../../../contract/src/index.ts';
+import {
+  ENV,
+  LABEL_ATTEMPT,
+  LABEL_PHASE,
+  LABEL_SEARCH,
+  PROGRESS_TOKEN_KEY,
+  TERMINATION_MESSAGE_PATH,
+  defaultArtifactsClaimName,
+  podName,
+  progressSecretName,
+} from '../../../contract/src/index.ts';
 import { API_VERSION, KIND, trainerConfigInput, type IACSearch, type Stage } from '../api/index.ts';
 import type { KubeObject, OperatorSettings, OwnerReference } from './types.ts';
 

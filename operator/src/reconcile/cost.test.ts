@@ -23,7 +23,9 @@ describe('computeCost', () => {
   });
 
   it('projects the full-length search and what stopping on stability saved', () => {
-    const phases: CostInput['phases'] = { search: { attempts: 1, failures: 0, preemptions: 0, gpuSeconds: 0, history: [{ pod: 's-1', outcome: 'Succeeded', gpuSeconds: 2 * (100 + 50 * 10) }] } };
+    const phases: CostInput['phases'] = {
+      search: { attempts: 1, failures: 0, preemptions: 0, gpuSeconds: 0, history: [{ pod: 's-1', outcome: 'Succeeded', gpuSeconds: 2 * (100 + 50 * 10) }] },
+    };
     const cost = computeCost(base({ phases, searchSucceeded: true, searchResult: { epochs: 50, seconds: 500, meanEpochSeconds: 10 } }));
     expect(cost.savedGPUSeconds).toBe(150 * 10 * 2);
     expect(cost.projectedFullSearchGPUSeconds).toBe(1200 + 3000);
@@ -31,7 +33,13 @@ describe('computeCost', () => {
   });
 
   it('projects while the search runs, and reports no GPU savings for a search without GPUs', () => {
-    const running = computeCost(base({ phases: { search: { attempts: 1, failures: 0, preemptions: 0, gpuSeconds: 0 } }, running: { search: 200 }, progress: { epoch: 10, epochSeconds: 10 } }));
+    const running = computeCost(
+      base({
+        phases: { search: { attempts: 1, failures: 0, preemptions: 0, gpuSeconds: 0 } },
+        running: { search: 200 },
+        progress: { epoch: 10, epochSeconds: 10 },
+      }),
+    );
     expect(running.projectedFullSearchGPUSeconds).toBe(200 + 190 * 10 * 2);
     expect(running.savedGPUSeconds).toBeUndefined();
     const cpu = computeCost(base({ searchGPUs: 0, searchSucceeded: true, searchResult: { epochs: 50, seconds: 500, meanEpochSeconds: 10 } }));

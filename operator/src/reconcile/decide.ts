@@ -85,13 +85,27 @@ export function decide(s: SearchSummary): Decision {
     return { action: 'suspend', reason: 'Suspended', message: `suspended by spec.suspend in ${stage}; set it to false to resume from the checkpoint` };
   }
   if (s.budget?.exceeded) {
-    return { action: 'suspend', reason: 'BudgetExceeded', message: `${s.budget.message}; suspended in ${stage} (spec.budget.action Suspend): raise the budget to resume` };
+    return {
+      action: 'suspend',
+      reason: 'BudgetExceeded',
+      message: `${s.budget.message}; suspended in ${stage} (spec.budget.action Suspend): raise the budget to resume`,
+    };
   }
   switch (last?.outcome) {
     case 'Failed':
-      return { action: 'run', stage, reason: 'RetryAfterFailure', message: `${stage} failed ${failures} of ${backoffLimit + 1} allowed times; it is retried after a backoff` };
+      return {
+        action: 'run',
+        stage,
+        reason: 'RetryAfterFailure',
+        message: `${stage} failed ${failures} of ${backoffLimit + 1} allowed times; it is retried after a backoff`,
+      };
     case 'Disrupted':
-      return { action: 'run', stage, reason: 'RetryAfterDisruption', message: `${stage} was disrupted; a new attempt resumes from the checkpoint without counting against backoffLimit` };
+      return {
+        action: 'run',
+        stage,
+        reason: 'RetryAfterDisruption',
+        message: `${stage} was disrupted; a new attempt resumes from the checkpoint without counting against backoffLimit`,
+      };
     case 'Stopped':
       return { action: 'run', stage, reason: 'Resume', message: `${stage} resumes from its checkpoint` };
     default:

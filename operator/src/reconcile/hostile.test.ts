@@ -8,7 +8,8 @@ import type { KubeObject } from './types.ts';
 import { at, result, runningWorld, World } from '../../testing/world.ts';
 
 type Result = { actions: Array<{ type: string; reason?: string; message?: string; object?: KubeObject }> };
-const creates = (r: Result, kind?: string) => r.actions.filter((a) => a.type === 'create' && (!kind || a.object!.kind === kind)).map((a) => a.object!.metadata.name);
+const creates = (r: Result, kind?: string) =>
+  r.actions.filter((a) => a.type === 'create' && (!kind || a.object!.kind === kind)).map((a) => a.object!.metadata.name);
 const deletes = (r: Result) => r.actions.filter((a) => a.type === 'delete');
 const warnings = (r: Result) => r.actions.filter((a) => a.type === 'event' && (a as { eventType?: string }).eventType === 'Warning');
 const cond = (w: World, type: string) => w.status.conditions?.find((c: { type: string }) => c.type === type);
@@ -90,7 +91,7 @@ describe('(3) a search that cannot progress says so on itself', () => {
     }
   });
 
-  it('says on the search when the API server refuses to create its pod, with the server\'s message, and recovers when it is fixed', () => {
+  it("says on the search when the API server refuses to create its pod, with the server's message, and recovers when it is fixed", () => {
     const w = new World({ resources: { priorityClassName: 'gpu-low' } });
     const refusal: RefusedCreate = {
       kind: 'Pod',
@@ -127,7 +128,15 @@ describe('(3) a search that cannot progress says so on itself', () => {
   it('says so when the Secret or the claim is refused (e.g. a storage quota), and creates no pod', () => {
     const w = new World();
     const r = w.step(at(0), (o) =>
-      o.kind === 'PersistentVolumeClaim' ? { kind: o.kind, name: o.metadata.name, code: 403, reason: 'Forbidden', message: 'exceeded quota: storage, requested: requests.storage=10Gi, used: requests.storage=95Gi, limited: requests.storage=100Gi' } : undefined,
+      o.kind === 'PersistentVolumeClaim'
+        ? {
+            kind: o.kind,
+            name: o.metadata.name,
+            code: 403,
+            reason: 'Forbidden',
+            message: 'exceeded quota: storage, requested: requests.storage=10Gi, used: requests.storage=95Gi, limited: requests.storage=100Gi',
+          }
+        : undefined,
     );
     expect(w.pods).toEqual([]);
     expect(creates(r)).toEqual([]);
@@ -145,7 +154,7 @@ describe('(4) the editor role is not a pod-creation proxy', () => {
     return cond(w, 'Stalled').message as string;
   };
 
-  it('refuses an image of the user\'s choice, a system priority class, a control-plane toleration and node selector, and another search\'s claim', () => {
+  it("refuses an image of the user's choice, a system priority class, a control-plane toleration and node selector, and another search's claim", () => {
     const w = withPolicy({
       image: 'docker.io/attacker/miner:latest',
       resources: {
@@ -159,12 +168,19 @@ describe('(4) the editor role is not a pod-creation proxy', () => {
     w.claims.push({
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
-      metadata: { name: 'victim-artifacts', namespace: 'ml', labels: { 'iac.dev/search': 'victim' }, ownerReferences: [{ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', name: 'victim', uid: 'uid-victim', controller: true }] },
+      metadata: {
+        name: 'victim-artifacts',
+        namespace: 'ml',
+        labels: { 'iac.dev/search': 'victim' },
+        ownerReferences: [{ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', name: 'victim', uid: 'uid-victim', controller: true }],
+      },
     });
     const message = refused(w, w.step(at(0)));
     expect(message).toContain("spec.image: 'docker.io/attacker/miner:latest' matches none of the allowed images (registry.example.com/iac/trainer-gpu)");
     expect(message).toContain("spec.resources.priorityClassName: 'system-node-critical' is not an allowed priority class (allowed: none)");
-    expect(message).toContain("spec.resources.tolerations[0]: the toleration 'node-role.kubernetes.io/control-plane:NoSchedule' is not allowed (allowed: nvidia.com/gpu)");
+    expect(message).toContain(
+      "spec.resources.tolerations[0]: the toleration 'node-role.kubernetes.io/control-plane:NoSchedule' is not allowed (allowed: nvidia.com/gpu)",
+    );
     expect(message).toContain('spec.resources.tolerations[1]: the toleration of every taint (empty key) is not allowed');
     expect(message).toContain("spec.resources.nodeSelector: key 'node-role.kubernetes.io/control-plane' is not allowed");
     expect(message).toContain("spec.artifacts.claimName: claim 'victim-artifacts' is not labelled for this search");
@@ -191,7 +207,7 @@ describe('(4) the editor role is not a pod-creation proxy', () => {
 
   it('allows what the platform team allows: its trainer image, GPU node pools, the GPU taint, a claim labelled for the search', () => {
     const w = withPolicy({
-      image: 'registry.example.com/iac/trainer-gpu@sha256:' + 'a'.repeat(64),
+      image: `registry.example.com/iac/trainer-gpu@sha256:${'a'.repeat(64)}`,
       resources: {
         nodeSelector: { 'nvidia.com/gpu.product': 'NVIDIA-A100-SXM4-80GB', 'topology.kubernetes.io/zone': 'eu-west-1a' },
         tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
@@ -202,11 +218,16 @@ describe('(4) the editor role is not a pod-creation proxy', () => {
     const r = w.step(at(0));
     expect(creates(r, 'Pod')).toEqual(['demo-search-1']);
     expect(cond(w, 'Stalled')).toMatchObject({ status: 'False' });
-    const pod = w.pod('demo-search-1') as unknown as { spec: { priorityClassName?: string; volumes: Array<{ persistentVolumeClaim?: { claimName: string } }> } };
+    const pod = w.pod('demo-search-1') as unknown as {
+      spec: { priorityClassName?: string; volumes: Array<{ persistentVolumeClaim?: { claimName: string } }> };
+    };
     expect(pod.spec.volumes[0].persistentVolumeClaim?.claimName).toBe('shared-run');
 
     // a priority class the platform team allows
-    const pc = new World({ resources: { priorityClassName: 'gpu-preemptible' } }, { settings: { policy: { ...policy, allowedPriorityClasses: ['gpu-preemptible'] } } });
+    const pc = new World(
+      { resources: { priorityClassName: 'gpu-preemptible' } },
+      { settings: { policy: { ...policy, allowedPriorityClasses: ['gpu-preemptible'] } } },
+    );
     expect(creates(pc.step(at(0)), 'Pod')).toEqual(['demo-search-1']);
     // no spec.image: the operator's own image, always
     expect(creates(withPolicy({}).step(at(0)), 'Pod')).toEqual(['demo-search-1']);
@@ -242,7 +263,13 @@ describe('(4) the editor role is not a pod-creation proxy', () => {
 
   it('allows a toleration only as narrow as an allowed one', () => {
     const only = (allowed: string, toleration: Record<string, unknown>) =>
-      creates(new World({ resources: { tolerations: [toleration] } }, { settings: { policy: { ...policy, allowedTolerations: [parseAllowedToleration(allowed)] } } }).step(at(0)), 'Pod').length === 1;
+      creates(
+        new World(
+          { resources: { tolerations: [toleration] } },
+          { settings: { policy: { ...policy, allowedTolerations: [parseAllowedToleration(allowed)] } } },
+        ).step(at(0)),
+        'Pod',
+      ).length === 1;
     expect(only('dedicated=ml:NoSchedule', { key: 'dedicated', value: 'ml', effect: 'NoSchedule' })).toBe(true);
     expect(only('dedicated=ml:NoSchedule', { key: 'dedicated', operator: 'Exists', effect: 'NoSchedule' })).toBe(false); // any value
     expect(only('dedicated=ml:NoSchedule', { key: 'dedicated', value: 'ml' })).toBe(false); // any effect
@@ -279,7 +306,10 @@ describe('(8) a forged status is not trusted', () => {
     forge(w, {
       phase: 'Failed',
       completionTime: at(25).toISOString(),
-      phases: { ...w.status.phases, search: { ...w.status.phases.search, succeeded: true, failures: 99, history: [{ pod: 'demo-search-1', outcome: 'Succeeded', gpuSeconds: 1 }] } },
+      phases: {
+        ...w.status.phases,
+        search: { ...w.status.phases.search, succeeded: true, failures: 99, history: [{ pod: 'demo-search-1', outcome: 'Succeeded', gpuSeconds: 1 }] },
+      },
       genotype: { cells: [] },
     });
     const r = w.step(at(30));
@@ -301,12 +331,20 @@ describe('(8) a forged status is not trusted', () => {
     w.step(at(0));
     for (const [i, stage] of ['search', 'prune', 'retrain', 'evaluate'].entries()) {
       const extra = stage === 'evaluate' ? { meanDice: 0.71 } : stage === 'prune' ? { genotype: { cells: [[[[0, 'conv_3x3']]]] } } : {};
-      w.setPod(`demo-${stage}-1`, { phase: 'Succeeded', startedAt: at(100 * i + 1), finishedAt: at(100 * i + 50), message: result({ phase: stage, ...extra }) });
+      w.setPod(`demo-${stage}-1`, {
+        phase: 'Succeeded',
+        startedAt: at(100 * i + 1),
+        finishedAt: at(100 * i + 50),
+        message: result({ phase: stage, ...extra }),
+      });
       w.step(at(100 * i + 60));
     }
     expect(w.status.phase).toBe('Succeeded');
     expect(w.status.results.meanDice).toBe(0.71);
-    forge(w, { results: { ...w.status.results, meanDice: 0.99 }, phases: { ...w.status.phases, evaluate: { ...w.status.phases.evaluate, history: [{ ...w.status.phases.evaluate.history[0], gpuSeconds: 1e6 }] } } });
+    forge(w, {
+      results: { ...w.status.results, meanDice: 0.99 },
+      phases: { ...w.status.phases, evaluate: { ...w.status.phases.evaluate, history: [{ ...w.status.phases.evaluate.history[0], gpuSeconds: 1e6 }] } },
+    });
     const r = w.step(at(1000));
     expect(w.status.phase).toBe('Succeeded');
     expect(w.status.results.meanDice).toBe(0.71);
@@ -325,7 +363,12 @@ describe('(8) a forged status is not trusted', () => {
     const external = [{ name: 'site-b', cases: 12, meanDice: 0.61 }];
     for (const [i, stage] of ['search', 'prune', 'retrain', 'evaluate'].entries()) {
       const extra = stage === 'evaluate' ? { meanDice: 0.71, baselineMeanDice: 0.7, diceGain: 0.01, external } : {};
-      w.setPod(`demo-${stage}-1`, { phase: 'Succeeded', startedAt: at(100 * i + 1), finishedAt: at(100 * i + 50), message: result({ phase: stage, ...extra }) });
+      w.setPod(`demo-${stage}-1`, {
+        phase: 'Succeeded',
+        startedAt: at(100 * i + 1),
+        finishedAt: at(100 * i + 50),
+        message: result({ phase: stage, ...extra }),
+      });
       w.step(at(100 * i + 60));
     }
     forge(w, { results: { ...w.status.results, diceGain: 0.3, external: [{ name: 'site-b', cases: 12, meanDice: 0.99 }] } });
@@ -348,7 +391,14 @@ describe('(8) a forged status is not trusted', () => {
     forge(w, {
       phases: {
         ...w.status.phases,
-        evaluate: { attempts: 1, failures: 0, preemptions: 0, gpuSeconds: 0, succeeded: true, history: [{ pod: 'demo-evaluate-1', outcome: 'Succeeded', gpuSeconds: 0 }] },
+        evaluate: {
+          attempts: 1,
+          failures: 0,
+          preemptions: 0,
+          gpuSeconds: 0,
+          succeeded: true,
+          history: [{ pod: 'demo-evaluate-1', outcome: 'Succeeded', gpuSeconds: 0 }],
+        },
         prune: { attempts: 1, failures: 0, preemptions: 0, gpuSeconds: 0, history: [{ pod: 'other-prune-1', outcome: 'Failed', gpuSeconds: 0 }] },
       },
     });

@@ -13,7 +13,9 @@ function finishedPod(terminated: Record<string, unknown>, limits: Record<string,
     spec: { containers: [{ name: TRAINER_CONTAINER, resources: { limits, requests: limits } }] },
     status: {
       phase: 'Failed',
-      containerStatuses: [{ name: TRAINER_CONTAINER, state: { terminated: { startedAt: '2026-01-01T00:00:00Z', finishedAt: '2026-01-01T00:01:00Z', ...terminated } } }],
+      containerStatuses: [
+        { name: TRAINER_CONTAINER, state: { terminated: { startedAt: '2026-01-01T00:00:00Z', finishedAt: '2026-01-01T00:01:00Z', ...terminated } } },
+      ],
     },
   };
 }
@@ -47,12 +49,36 @@ describe('parseResult of the evaluate phase', () => {
 
   it('reads the baseline, the gain and the external figures as the trainer writes them', () => {
     // As a trainer writes its termination message: the PhaseResult as one JSON line.
-    const text = JSON.stringify({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external } satisfies PhaseResult);
-    expect(parseResult(`log line\n${text}`)).toEqual({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external });
+    const text = JSON.stringify({
+      type: 'result',
+      phase: 'evaluate',
+      ok: true,
+      meanDice: 0.8,
+      hd95: 2.5,
+      baselineMeanDice: 0.76,
+      diceGain: 0.04,
+      external,
+    } satisfies PhaseResult);
+    expect(parseResult(`log line\n${text}`)).toEqual({
+      type: 'result',
+      phase: 'evaluate',
+      ok: true,
+      meanDice: 0.8,
+      hd95: 2.5,
+      baselineMeanDice: 0.76,
+      diceGain: 0.04,
+      external,
+    });
   });
 
   it('leaves out an entry that does not fit, never the others, and a figure with no number', () => {
-    const raw = { type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, external: [{ ...external[0], hd95: null, dicePerClass: { x: 'high' } }, { name: 'site-d' }, external[1]] };
+    const raw = {
+      type: 'result',
+      phase: 'evaluate',
+      ok: true,
+      meanDice: 0.8,
+      external: [{ ...external[0], hd95: null, dicePerClass: { x: 'high' } }, { name: 'site-d' }, external[1]],
+    };
     expect(parseResult(JSON.stringify(raw))?.external).toEqual([{ name: 'site-b', cases: 12, meanDice: 0.71 }, external[1]]);
   });
 

@@ -35,7 +35,17 @@ export interface EvaluateFigures {
 export type ObservedResult = PhaseResult & EvaluateFigures;
 
 /** Pod and container reasons that mean the pod was taken away, not that the trainer failed. */
-const DISRUPTION_REASONS = new Set(['Evicted', 'Preempting', 'Preempted', 'NodeLost', 'NodeShutdown', 'Shutdown', 'Terminated', 'TerminationByKubelet', 'DeletionByTaintManager']);
+const DISRUPTION_REASONS = new Set([
+  'Evicted',
+  'Preempting',
+  'Preempted',
+  'NodeLost',
+  'NodeShutdown',
+  'Shutdown',
+  'Terminated',
+  'TerminationByKubelet',
+  'DeletionByTaintManager',
+]);
 
 interface PodCondition {
   type?: string;

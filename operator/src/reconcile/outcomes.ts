@@ -110,7 +110,11 @@ export function invalidSpec(input: ReconcileInput, text: string): ReconcileResul
   const generation = input.search.metadata.generation;
   const previous = getCondition(status.conditions, 'Stalled');
   let conditions: Condition[] = status.conditions ?? [];
-  for (const [type, value] of [['Ready', 'False'], ['Reconciling', 'False'], ['Stalled', 'True']] as const) {
+  for (const [type, value] of [
+    ['Ready', 'False'],
+    ['Reconciling', 'False'],
+    ['Stalled', 'True'],
+  ] as const) {
     conditions = setCondition(conditions, { type, status: value, reason: 'InvalidSpec', message: text }, input.now, generation);
   }
   const actions: Action[] = [];

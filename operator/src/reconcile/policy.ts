@@ -190,7 +190,9 @@ export function policyViolations(search: IACSearch, policy: PodPolicy, defaultIm
   for (const [i, t] of (spec.resources.tolerations ?? []).entries()) {
     if (!policy.allowedTolerations.some((a) => tolerationAllowed(t, a))) {
       const what = t.key ? `'${t.key}${t.operator === 'Exists' ? '' : `=${t.value ?? ''}`}${t.effect ? `:${t.effect}` : ''}'` : 'of every taint (empty key)';
-      out.push(`spec.resources.tolerations[${i}]: the toleration ${what} is not allowed (allowed: ${list(policy.allowedTolerations.map(formatAllowedToleration))})`);
+      out.push(
+        `spec.resources.tolerations[${i}]: the toleration ${what} is not allowed (allowed: ${list(policy.allowedTolerations.map(formatAllowedToleration))})`,
+      );
     }
   }
   const artifacts = spec.artifacts.claimName;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffSeconds, CREATE_GRACE_SECONDS } from './index.ts';
-import { at, result, runningWorld, searchObject, setPodState, World } from '../../testing/world.ts';
+import { at, result, runningWorld, setPodState, World } from '../../testing/world.ts';
 
 const creates = (r: { actions: Array<{ type: string; object?: { kind: string; metadata: { name: string } } }> }, kind = 'Pod') =>
   r.actions.filter((a) => a.type === 'create' && a.object?.kind === kind).map((a) => a.object!.metadata.name);
@@ -13,7 +13,7 @@ function finish(w: World, name: string, start: number, end: number, message = re
 }
 
 describe('reconcile: the happy path', () => {
-  it('records no event over a search\'s happy path (phase changes and the outcome are in the status)', () => {
+  it("records no event over a search's happy path (phase changes and the outcome are in the status)", () => {
     const w = new World();
     const events = (r: { actions: Array<{ type: string; reason?: string; message?: string }> }) => r.actions.filter((a) => a.type === 'event');
     const all: string[] = [];
@@ -34,7 +34,9 @@ describe('reconcile: the happy path', () => {
     const w = new World({}, { settings: { phaseEvents: true } });
     const events = (r: { actions: Array<{ type: string; reason?: string; message?: string }> }) => r.actions.filter((a) => a.type === 'event');
     let r = w.step(at(0));
-    expect(events(r)).toEqual([expect.objectContaining({ reason: 'Searching', message: 'search phase started: search attempt 1 created (pod demo-search-1)' })]);
+    expect(events(r)).toEqual([
+      expect.objectContaining({ reason: 'Searching', message: 'search phase started: search attempt 1 created (pod demo-search-1)' }),
+    ]);
     finish(w, 'demo-search-1', 10, 20);
     r = w.step(at(30));
     expect(events(r).map((e) => e.reason)).toEqual(['PhaseSucceeded', 'Pruning']);
@@ -89,7 +91,18 @@ describe('reconcile: the happy path', () => {
     expect(cond(w, 'Reconciling')).toMatchObject({ status: 'True', reason: 'Searching' });
 
     w.setPod('demo-search-1', { phase: 'Running', startedAt: at(10) });
-    w.progress = { type: 'progress', phase: 'search', epoch: 5, maxEpochs: 100, stableEdges: 3, totalEdges: 14, activeOperations: 100, totalOperations: 140, epochSeconds: 10, etaSeconds: 950 };
+    w.progress = {
+      type: 'progress',
+      phase: 'search',
+      epoch: 5,
+      maxEpochs: 100,
+      stableEdges: 3,
+      totalEdges: 14,
+      activeOperations: 100,
+      totalOperations: 140,
+      epochSeconds: 10,
+      etaSeconds: 950,
+    };
     r = w.step(at(70));
     expect(creates(r)).toEqual([]);
     expect(w.status.progress).toMatchObject({ phase: 'search', epoch: 5, stable: '3/14', etaSeconds: 950 });
@@ -97,7 +110,23 @@ describe('reconcile: the happy path', () => {
     expect(w.status.cost.projectedFullSearchGPUSeconds).toBe(60 + 95 * 10);
     expect(r.requeueAfterMs).toBe(60_000);
 
-    finish(w, 'demo-search-1', 10, 410, result({ phase: 'search', epochs: 40, seconds: 400, meanEpochSeconds: 10, stoppedBy: 'stable', stableEdges: 14, totalEdges: 14, activeOperations: 14, totalOperations: 140 }));
+    finish(
+      w,
+      'demo-search-1',
+      10,
+      410,
+      result({
+        phase: 'search',
+        epochs: 40,
+        seconds: 400,
+        meanEpochSeconds: 10,
+        stoppedBy: 'stable',
+        stableEdges: 14,
+        totalEdges: 14,
+        activeOperations: 14,
+        totalOperations: 140,
+      }),
+    );
     r = w.step(at(420));
     expect(creates(r)).toEqual(['demo-prune-1']);
     expect(w.status.phase).toBe('Pruning');
@@ -107,7 +136,16 @@ describe('reconcile: the happy path', () => {
 
     const prunePod = w.pod('demo-prune-1') as any;
     expect(prunePod.spec.containers[0].resources.limits).not.toHaveProperty(['nvidia.com/gpu']);
-    const genotype = { cells: [[[[0, 'conv_3x3'], [1, 'skip_connect']]]] };
+    const genotype = {
+      cells: [
+        [
+          [
+            [0, 'conv_3x3'],
+            [1, 'skip_connect'],
+          ],
+        ],
+      ],
+    };
     finish(w, 'demo-prune-1', 421, 425, result({ phase: 'prune', genotype }));
     r = w.step(at(430));
     expect(creates(r)).toEqual(['demo-retrain-1']);
@@ -137,7 +175,7 @@ describe('reconcile: the happy path', () => {
   });
 });
 
-describe('reconcile: the evaluate phase\'s figures', () => {
+describe("reconcile: the evaluate phase's figures", () => {
   /** A search run to its evaluate pod, which ends with `evaluate` as its result. */
   function evaluated(evaluate: Record<string, unknown>, settings = {}) {
     const w = new World({}, { settings });
@@ -150,12 +188,15 @@ describe('reconcile: the evaluate phase\'s figures', () => {
     return { w, r: w.step(at(360)) };
   }
 
-  it('copies the fair baseline, the gain and every external dataset\'s figures into status.results', () => {
+  it("copies the fair baseline, the gain and every external dataset's figures into status.results", () => {
     const external = [
       { name: 'site-b', cases: 12, meanDice: 0.71, dicePerClass: { anterior: 0.7, posterior: 0.72 }, hd95: 3.1 },
       { name: 'site-c', cases: 30, meanDice: 0.64, dicePerClass: { anterior: 0.6, posterior: 0.68 } },
     ];
-    const { w, r } = evaluated({ meanDice: 0.8, dicePerClass: { anterior: 0.79, posterior: 0.81 }, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external }, { phaseEvents: true });
+    const { w, r } = evaluated(
+      { meanDice: 0.8, dicePerClass: { anterior: 0.79, posterior: 0.81 }, hd95: 2.5, baselineMeanDice: 0.76, diceGain: 0.04, external },
+      { phaseEvents: true },
+    );
     expect(w.status.phase).toBe('Succeeded');
     expect(w.status.results).toEqual({
       bestValDice: 0.9,
@@ -211,7 +252,12 @@ describe('reconcile: failures, disruptions and retries', () => {
 
   it('retries a failed attempt after the backoff, counting it against backoffLimit', () => {
     const w = running();
-    w.setPod('demo-search-1', { phase: 'Failed', startedAt: at(10), finishedAt: at(100), message: result({ phase: 'search', ok: false, message: 'NaN loss' }) });
+    w.setPod('demo-search-1', {
+      phase: 'Failed',
+      startedAt: at(10),
+      finishedAt: at(100),
+      message: result({ phase: 'search', ok: false, message: 'NaN loss' }),
+    });
     let r = w.step(at(101));
     expect(creates(r)).toEqual([]);
     expect(cond(w, 'Reconciling')).toMatchObject({ status: 'True', reason: 'BackoffAfterFailure' });
@@ -263,7 +309,13 @@ describe('reconcile: failures, disruptions and retries', () => {
 
   it('fails at once when the trainer rejects its configuration (exit status 2)', () => {
     const w = running({ backoffLimit: 5 });
-    w.setPod('demo-search-1', { phase: 'Failed', startedAt: at(10), finishedAt: at(12), exitCode: 2, message: result({ phase: 'search', ok: false, message: 'dataset.path: no dataset.json' }) });
+    w.setPod('demo-search-1', {
+      phase: 'Failed',
+      startedAt: at(10),
+      finishedAt: at(12),
+      exitCode: 2,
+      message: result({ phase: 'search', ok: false, message: 'dataset.path: no dataset.json' }),
+    });
     w.step(at(13));
     expect(w.status.phase).toBe('Failed');
     expect(cond(w, 'Stalled')).toMatchObject({ reason: 'InvalidConfiguration' });
@@ -471,7 +523,12 @@ describe('reconcile: bad specs, deletion and restarts', () => {
 
   it('recovers the whole history from the pods when the status is lost', () => {
     const w = running();
-    w.setPod('demo-search-1', { phase: 'Succeeded', startedAt: at(10), finishedAt: at(100), message: result({ phase: 'search', epochs: 20, meanEpochSeconds: 4 }) });
+    w.setPod('demo-search-1', {
+      phase: 'Succeeded',
+      startedAt: at(10),
+      finishedAt: at(100),
+      message: result({ phase: 'search', epochs: 20, meanEpochSeconds: 4 }),
+    });
     w.step(at(101));
     w.setPod('demo-prune-1', { phase: 'Running', startedAt: at(102) });
     const fresh = new World();
@@ -497,11 +554,29 @@ describe('reconcile: progress', () => {
     expect(w.status.progress.epoch).toBeUndefined();
   });
 
-  it('while retraining, labels the epoch and best Dice with the model, never passing the baseline\'s off as the cells\'', () => {
+  it("while retraining, labels the epoch and best Dice with the model, never passing the baseline's off as the cells'", () => {
     const w = running();
     finish(w, 'demo-search-1', 10, 410, result({ phase: 'search', epochs: 40, seconds: 400, meanEpochSeconds: 10, stoppedBy: 'stable' }));
     w.step(at(420));
-    finish(w, 'demo-prune-1', 421, 425, result({ phase: 'prune', genotype: { cells: [[[[0, 'conv_3x3'], [1, 'skip_connect']]]] } }));
+    finish(
+      w,
+      'demo-prune-1',
+      421,
+      425,
+      result({
+        phase: 'prune',
+        genotype: {
+          cells: [
+            [
+              [
+                [0, 'conv_3x3'],
+                [1, 'skip_connect'],
+              ],
+            ],
+          ],
+        },
+      }),
+    );
     w.step(at(430));
     expect(w.status.phase).toBe('Retraining');
     w.progress = { type: 'progress', phase: 'retrain', model: 'cells', epoch: 20, maxEpochs: 20, bestValDice: 0.81, etaSeconds: 300, etaMaxSeconds: 300 };
@@ -534,7 +609,15 @@ describe('reconcile: more edges', () => {
     const w = new World();
     w.step(at(0));
     const pod = w.pod('demo-search-1');
-    w.pods = [{ ...pod, status: { phase: 'Pending', containerStatuses: [{ name: 'trainer', state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "x"' } } }] } }];
+    w.pods = [
+      {
+        ...pod,
+        status: {
+          phase: 'Pending',
+          containerStatuses: [{ name: 'trainer', state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "x"' } } }],
+        },
+      },
+    ];
     w.step(at(30));
     expect(cond(w, 'Reconciling')).toMatchObject({ status: 'True', reason: 'ImagePullBackOff' });
     expect(cond(w, 'Reconciling').message).toMatch(/Back-off pulling image/);

@@ -181,4 +181,3 @@ export function run(d: Draft, stage: Stage) {
   }
   requeueAfter(d, WAIT_RESYNC_SECONDS);
 }
-

@@ -141,9 +141,14 @@ export function verifyStatus(status: Status, attempts: ObservedAttempt[], name: 
   checkResult('prune', status.genotype !== undefined, () => delete status.genotype, 'status.genotype');
   checkResult('retrain', status.results?.bestValDice !== undefined, () => delete status.results!.bestValDice, 'status.results.bestValDice');
   const evaluated = status.results && EVALUATE_RESULTS.filter((k) => status.results![k] !== undefined);
-  checkResult('evaluate', Boolean(evaluated?.length), () => {
-    for (const k of evaluated!) delete status.results![k];
-  }, `status.results.${evaluated?.join('/')}`);
+  checkResult(
+    'evaluate',
+    Boolean(evaluated?.length),
+    () => {
+      for (const k of evaluated!) delete status.results![k];
+    },
+    `status.results.${evaluated?.join('/')}`,
+  );
   if (status.results && Object.keys(status.results).length === 0) delete status.results;
 
   for (const stage of STAGES) {
@@ -172,10 +177,14 @@ export function verifyStatus(status: Status, attempts: ObservedAttempt[], name: 
   const unrecordedLive = attempts.filter((a) => isLive(a) && !a.terminating && !status.phases?.[a.stage]?.history?.some((h) => h.pod === a.name));
   if (status.phase === 'Succeeded' && !STAGES.every((s) => succeeded[s])) {
     const missing = STAGES.find((s) => !succeeded[s])!;
-    out.push({ message: `status.phase Succeeded: ${missing} has not succeeded${unrecordedLive.length ? ` (pod ${unrecordedLive[0].name} is ${unrecordedLive[0].state})` : ''}` });
+    out.push({
+      message: `status.phase Succeeded: ${missing} has not succeeded${unrecordedLive.length ? ` (pod ${unrecordedLive[0].name} is ${unrecordedLive[0].state})` : ''}`,
+    });
     delete status.phase;
   } else if (status.phase === 'Failed' && (unrecordedLive.length > 0 || !status.completionTime)) {
-    out.push({ message: `status.phase Failed: ${unrecordedLive.length ? `pod ${unrecordedLive[0].name} is ${unrecordedLive[0].state} and not stopped` : 'no completionTime was recorded'}` });
+    out.push({
+      message: `status.phase Failed: ${unrecordedLive.length ? `pod ${unrecordedLive[0].name} is ${unrecordedLive[0].state} and not stopped` : 'no completionTime was recorded'}`,
+    });
     delete status.phase;
   }
   if (status.completionTime !== undefined && status.phase !== 'Succeeded' && status.phase !== 'Failed') {

@@ -131,7 +131,10 @@ function randomize(net: UNet): void {
 const size = (v: tf.Variable) => v.shape.reduce((a, b) => a * b, 1);
 
 /** Our side: weights, batches, logits, loss, gradients, the weights after one search step; then the twin's report. */
-async function compareWithTwin(variant: 'full' | 'pruned', gradClip?: number): Promise<{ report: Report; ours: { cells: number; backbone: number; arch: number; dead: string[] } }> {
+async function compareWithTwin(
+  variant: 'full' | 'pruned',
+  gradClip?: number,
+): Promise<{ report: Report; ours: { cells: number; backbone: number; arch: number; dead: string[] } }> {
   const net = new UNet(benchNetworkOptions({ depth: DEPTH, base: BASE }));
   if (variant === 'pruned') pruneToOne(net);
   randomize(net);
@@ -155,10 +158,13 @@ async function compareWithTwin(variant: 'full' | 'pruned', gradClip?: number): P
   tf.tidy(() => {
     const trainable = [...[...cellNames].map((n) => [n, weights.get(n)!] as const), ...archNamed];
     let logits: tf.Tensor4D | undefined;
-    const { value, grads } = tf.variableGrads(() => {
-      logits = tf.keep(net.apply(batches[0].x, { training: true }));
-      return diceCrossEntropyLoss(logits, batches[0].y);
-    }, trainable.map(([, v]) => v));
+    const { value, grads } = tf.variableGrads(
+      () => {
+        logits = tf.keep(net.apply(batches[0].x, { training: true }));
+        return diceCrossEntropyLoss(logits, batches[0].y);
+      },
+      trainable.map(([, v]) => v),
+    );
     dump.add('logits', logits!);
     dump.add('loss', tf.reshape(value, [1]));
     for (const [name, v] of trainable) {
@@ -237,7 +243,10 @@ function allowed(name: string, c: Compared): number {
 function outOfTolerance(report: Report): string[] {
   return Object.entries(report.tensors)
     .filter(([name, c]) => !(c.maxAbsDiff <= allowed(name, c)))
-    .map(([name, c]) => `${name}: max |ours - twin| ${c.maxAbsDiff.toExponential(2)} > allowed ${allowed(name, c).toExponential(2)} (max |ours| ${c.maxAbs.toExponential(2)})`);
+    .map(
+      ([name, c]) =>
+        `${name}: max |ours - twin| ${c.maxAbsDiff.toExponential(2)} > allowed ${allowed(name, c).toExponential(2)} (max |ours| ${c.maxAbs.toExponential(2)})`,
+    );
 }
 
 /** By kind: the largest difference relative to the tensor's largest magnitude, and the largest share of its tolerance used. */

@@ -16,7 +16,7 @@ const BUNDLE = /\/tf-core\.[a-z0-9.]*js$/;
 let loaded: Promise<void> | undefined;
 
 function inUnbundledCore(url: string | undefined): boolean {
-  return url !== undefined && url.includes(DIST) && !BUNDLE.test(url);
+  return typeof url === 'string' && url.includes(DIST) && !BUNDLE.test(url);
 }
 
 export function registerCoreGradients(): Promise<void> {

@@ -142,7 +142,9 @@ function backpropagate(acc: Record<number, tf.Tensor>, tape: readonly TapeNode[]
       }
       const x = node.inputs[name];
       if (!tf.util.arraysEqual(dx.shape, x.shape)) {
-        throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`);
+        throw new Error(
+          `Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`,
+        );
       }
       const current = acc[x.id];
       if (current == null) acc[x.id] = dx;

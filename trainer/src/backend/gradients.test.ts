@@ -103,8 +103,7 @@ for (const backend of ALL) {
       const x = seeded([2, 6, 6, 3], 7);
       const dw = seeded([3, 3, 3, 1], 8);
       const pw = seeded([1, 1, 3, 4], 9);
-      const sep = ([a, b, c]: tf.Tensor[]) =>
-        tf.conv2d(depthwiseSameDilated(a as tf.Tensor4D, b as tf.Tensor4D, 2), c as tf.Tensor4D, 1, 'same');
+      const sep = ([a, b, c]: tf.Tensor[]) => tf.conv2d(depthwiseSameDilated(a as tf.Tensor4D, b as tf.Tensor4D, 2), c as tf.Tensor4D, 1, 'same');
       // Bilinear in (dw, pw) jointly, so check each argument with the others fixed.
       checkGradients(sep, [x, dw, pw], 'separable', 10);
       tf.dispose([x, dw, pw]);
@@ -119,13 +118,21 @@ for (const backend of ALL) {
           checkGradients(f, [x], 'avgPool', 31);
         } else {
           // Max pooling is piecewise linear: a small step keeps every window's argmax.
-          const r = seeded(tf.tidy(() => f([x]).shape), 31);
+          const r = seeded(
+            tf.tidy(() => f([x]).shape),
+            31,
+          );
           const loss = (a: tf.Tensor[]) => tf.sum(tf.mul(f(a), r)) as tf.Scalar;
           const [g] = tf.grads((a: tf.Tensor) => loss([a]))([x]);
           const base = x.dataSync().slice();
           const num = new Float32Array(base.length);
           for (let i = 0; i < base.length; i++) {
-            const probe = (d: number) => tf.tidy(() => { const v = base.slice(); v[i] += d; return loss([tf.tensor(v, x.shape)]).dataSync()[0]; });
+            const probe = (d: number) =>
+              tf.tidy(() => {
+                const v = base.slice();
+                v[i] += d;
+                return loss([tf.tensor(v, x.shape)]).dataSync()[0];
+              });
             num[i] = (probe(1e-3) - probe(-1e-3)) / 2e-3;
           }
           expectClose(g.dataSync() as Float32Array, num, 'maxPool grad');
@@ -174,8 +181,18 @@ for (const backend of ALL) {
       };
       const w = own([3, 3, 3, 3], 52);
       const dw = own([3, 3, 3, 1], 53);
-      const f = (a: tf.Tensor) => tf.sum(tf.mul(depthwiseSameDilated(tf.conv2d(a as tf.Tensor4D, w as unknown as tf.Tensor4D, 1, 'same', 'NHWC', 2), dw as unknown as tf.Tensor4D, 2), r));
-      const dx = () => tf.tidy(() => Array.from(tf.grad(f)(x as tf.Tensor4D).dataSync()));
+      const f = (a: tf.Tensor) =>
+        tf.sum(
+          tf.mul(depthwiseSameDilated(tf.conv2d(a as tf.Tensor4D, w as unknown as tf.Tensor4D, 1, 'same', 'NHWC', 2), dw as unknown as tf.Tensor4D, 2), r),
+        );
+      const dx = () =>
+        tf.tidy(() =>
+          Array.from(
+            tf
+              .grad(f)(x as tf.Tensor4D)
+              .dataSync(),
+          ),
+        );
       const fresh = () => {
         useFilterCache(false);
         try {
@@ -224,23 +241,78 @@ describe('wasm kernels replaced for speed', () => {
     const shape = [3, 4, 5, 6];
     const values = Float32Array.from({ length: 360 }, (_, i) => i * 0.5 - 7);
     const cases: [number[], number[]][] = [
-      [[1, 0, 0, 0], [2, -1, -1, -1]],
-      [[0, 1, 2, 3], [3, 2, 3, 3]],
-      [[0, 0, 0, 2], [-1, -1, -1, 4]],
-      [[2, 3, 4, 5], [1, 1, 1, 1]],
-      [[0, 0, 1, 0], [-1, -1, 3, -1]],
+      [
+        [1, 0, 0, 0],
+        [2, -1, -1, -1],
+      ],
+      [
+        [0, 1, 2, 3],
+        [3, 2, 3, 3],
+      ],
+      [
+        [0, 0, 0, 2],
+        [-1, -1, -1, 4],
+      ],
+      [
+        [2, 3, 4, 5],
+        [1, 1, 1, 1],
+      ],
+      [
+        [0, 0, 1, 0],
+        [-1, -1, 3, -1],
+      ],
     ];
     const onWasm = () => {
       const x = tf.tensor(values, shape);
-      const y = tf.tensor(values.map((v) => -v), shape);
-      const i32 = tf.tensor(Int32Array.from(values, (v) => Math.round(v)), shape, 'int32');
+      const y = tf.tensor(
+        values.map((v) => -v),
+        shape,
+      );
+      const i32 = tf.tensor(
+        Int32Array.from(values, (v) => Math.round(v)),
+        shape,
+        'int32',
+      );
       // Runs of 1 to 360 elements; an empty piece; int32 and bool.
-      const concats = [0, 1, 2, 3].map((axis) => tf.concat([x, tf.slice(y, 0, shape.map((d, k) => (k === axis ? 1 : d))), x], axis).arraySync());
-      concats.push(tf.concat([x, tf.zeros([3, 4, 0, 6]), y], 2).arraySync(), tf.concat([i32, i32], 3).arraySync(), tf.concat([tf.greater(x, 0), tf.less(x, 0)], 3).arraySync() as never);
+      const concats = [0, 1, 2, 3].map((axis) =>
+        tf
+          .concat(
+            [
+              x,
+              tf.slice(
+                y,
+                0,
+                shape.map((d, k) => (k === axis ? 1 : d)),
+              ),
+              x,
+            ],
+            axis,
+          )
+          .arraySync(),
+      );
+      concats.push(
+        tf.concat([x, tf.zeros([3, 4, 0, 6]), y], 2).arraySync(),
+        tf.concat([i32, i32], 3).arraySync(),
+        tf.concat([tf.greater(x, 0), tf.less(x, 0)], 3).arraySync() as never,
+      );
       // Tall matrices (tiled on the heap: [200, 9], a batch of [130, 8]) and the backend's own cases.
-      const tall = tf.tensor(Float32Array.from({ length: 3 * 130 * 8 }, (_, i) => i), [3, 130, 8]);
-      const transposes = [tf.transpose(tf.reshape(tall, [195, 16])).arraySync(), tf.transpose(tall, [0, 2, 1]).arraySync(), tf.transpose(tall, [2, 1, 0]).arraySync(), tf.transpose(x, [0, 2, 1, 3]).arraySync(), tf.transpose(x, [3, 0, 1, 2]).arraySync()];
-      return { transposes, slices: cases.map(([b, s]) => tf.slice(x, b, s).arraySync()), splits: ([[1, 2], 2, [2, 3], [1, 2, 3]] as (number | number[])[]).map((how, axis) => tf.split(x, how, axis).map((t) => t.arraySync())), concats };
+      const tall = tf.tensor(
+        Float32Array.from({ length: 3 * 130 * 8 }, (_, i) => i),
+        [3, 130, 8],
+      );
+      const transposes = [
+        tf.transpose(tf.reshape(tall, [195, 16])).arraySync(),
+        tf.transpose(tall, [0, 2, 1]).arraySync(),
+        tf.transpose(tall, [2, 1, 0]).arraySync(),
+        tf.transpose(x, [0, 2, 1, 3]).arraySync(),
+        tf.transpose(x, [3, 0, 1, 2]).arraySync(),
+      ];
+      return {
+        transposes,
+        slices: cases.map(([b, s]) => tf.slice(x, b, s).arraySync()),
+        splits: ([[1, 2], 2, [2, 3], [1, 2, 3]] as (number | number[])[]).map((how, axis) => tf.split(x, how, axis).map((t) => t.arraySync())),
+        concats,
+      };
     };
     const wasm = tf.tidy(() => JSON.stringify(onWasm()));
     await initBackend({ backend: 'cpu', quiet: true });
@@ -274,16 +346,31 @@ describe('wasm kernels replaced for speed', () => {
   it('maxPool gradients: the separable stride-1 pass gives the same inputs, ties included, as the window-by-window one', () => {
     // Values from {0, 1, 2}: most windows hold their maximum more than once, so the
     // tie rule (first largest in row-major window order) decides where dy goes.
-    const x = tf.tensor4d(Float32Array.from({ length: 2 * 7 * 6 * 3 }, (_, i) => (i * 7 + (i >> 3)) % 3), [2, 7, 6, 3]);
-    const cases: [number, 'same' | 'valid'][] = [[3, 'same'], [3, 'valid'], [2, 'same'], [5, 'same']];
+    const x = tf.tensor4d(
+      Float32Array.from({ length: 2 * 7 * 6 * 3 }, (_, i) => (i * 7 + (i >> 3)) % 3),
+      [2, 7, 6, 3],
+    );
+    const cases: [number, 'same' | 'valid'][] = [
+      [3, 'same'],
+      [3, 'valid'],
+      [2, 'same'],
+      [5, 'same'],
+    ];
     for (const [k, pad] of cases) {
       const grad = (separable: boolean) => {
         setWasmTuning(separable);
         try {
           return tf.tidy(() => {
             const y = tf.maxPool(x, k, 1, pad);
-            const dy = tf.tensor4d(Float32Array.from({ length: y.size }, (_, i) => i + 1), y.shape);
-            return Array.from(tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, k, 1, pad), dy)))(x).dataSync());
+            const dy = tf.tensor4d(
+              Float32Array.from({ length: y.size }, (_, i) => i + 1),
+              y.shape,
+            );
+            return Array.from(
+              tf
+                .grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, k, 1, pad), dy)))(x)
+                .dataSync(),
+            );
           });
         } finally {
           setWasmTuning(true);
@@ -294,18 +381,36 @@ describe('wasm kernels replaced for speed', () => {
     x.dispose();
   });
 
-  it('the gradient of a 2x nearest-neighbour upsampling sums the gradients of each input pixel\'s copies', () => {
+  it("the gradient of a 2x nearest-neighbour upsampling sums the gradients of each input pixel's copies", () => {
     // Input values are their own indices, so the forward pass says where each output came from.
-    const x = tf.tensor4d(Float32Array.from({ length: 2 * 3 * 5 * 4 }, (_, i) => i), [2, 3, 5, 4]);
-    const dy = tf.tensor4d(Float32Array.from({ length: 2 * 6 * 10 * 4 }, (_, i) => ((i * 13) % 17) - 8), [2, 6, 10, 4]);
+    const x = tf.tensor4d(
+      Float32Array.from({ length: 2 * 3 * 5 * 4 }, (_, i) => i),
+      [2, 3, 5, 4],
+    );
+    const dy = tf.tensor4d(
+      Float32Array.from({ length: 2 * 6 * 10 * 4 }, (_, i) => ((i * 13) % 17) - 8),
+      [2, 6, 10, 4],
+    );
     const source = tf.tidy(() => tf.image.resizeNearestNeighbor(x, [6, 10]).dataSync());
     const expected = new Array<number>(x.size).fill(0);
     dy.dataSync().forEach((g, i) => (expected[source[i]] += g));
-    const grad = tf.tidy(() => Array.from(tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(a as tf.Tensor4D, [6, 10]), dy)))(x).dataSync()));
+    const grad = tf.tidy(() =>
+      Array.from(
+        tf
+          .grad((a: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeNearestNeighbor(a as tf.Tensor4D, [6, 10]), dy)))(x)
+          .dataSync(),
+      ),
+    );
     // (tfjs's cpu backend gets the second image of the batch wrong here.)
     expect(grad).toEqual(expected);
     // Not a doubling (3 -> 7 rows): the backend's own kernel.
-    const other = tf.tidy(() => Array.from(tf.grad((a: tf.Tensor) => tf.sum(tf.image.resizeNearestNeighbor(a as tf.Tensor4D, [7, 10])))(x).dataSync()));
+    const other = tf.tidy(() =>
+      Array.from(
+        tf
+          .grad((a: tf.Tensor) => tf.sum(tf.image.resizeNearestNeighbor(a as tf.Tensor4D, [7, 10])))(x)
+          .dataSync(),
+      ),
+    );
     expect(other.reduce((s, v) => s + v, 0)).toBe(2 * 7 * 10 * 4);
     tf.dispose([x, dy]);
   });

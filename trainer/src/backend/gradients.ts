@@ -128,7 +128,11 @@ export function conv2dInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D, dilation: 
     const [kh, kw] = filter.shape;
     const p = stride1Padding(kh, kw, dilation, pad);
     const q = inputGradPadding(kh, kw, dilation, p);
-    const swapped = rearrangedFilter(filter, 'conv2d', () => tf.transpose(kh === 1 && kw === 1 ? filter : tf.reverse(filter, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D);
+    const swapped = rearrangedFilter(
+      filter,
+      'conv2d',
+      () => tf.transpose(kh === 1 && kw === 1 ? filter : tf.reverse(filter, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D,
+    );
     if (isSymmetric(p, q)) return tf.conv2d(dy, swapped, 1, 'same', 'NHWC', dilation);
     return tf.conv2d(padSpatial(dy, q), swapped, 1, 'valid', 'NHWC', dilation);
   });

@@ -39,7 +39,10 @@ let current: Promise<BackendInfo> | undefined;
 function firstLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   // Node's "Cannot find package 'x' imported from /path/to/file" needs no path.
-  return msg.split('\n')[0].replace(/ imported from \S+$/, '').slice(0, 200);
+  return msg
+    .split('\n')[0]
+    .replace(/ imported from \S+$/, '')
+    .slice(0, 200);
 }
 
 /** The tfjs-node package that runs the 'tensorflow' backend, once one does. */
@@ -74,7 +77,9 @@ async function tryPackage(pkg: string, choice: 'tensorflow-gpu' | 'tensorflow'):
     tf.tidy(() => tf.add(tf.scalar(1), tf.scalar(2)).dataSync());
   } catch (e) {
     const msg = firstLine(e);
-    const hint = /isNullOrUndefined/.test(msg) ? ` (the stock ${pkg} 4.22 needs Node < 23: run scripts/native-backend.sh --patch-installed, or build it with scripts/native-backend.sh)` : '';
+    const hint = /isNullOrUndefined/.test(msg)
+      ? ` (the stock ${pkg} 4.22 needs Node < 23: run scripts/native-backend.sh --patch-installed, or build it with scripts/native-backend.sh)`
+      : '';
     return `${pkg} loaded but cannot run a kernel: ${msg}${hint}`;
   }
   if (choice === 'tensorflow-gpu') {
@@ -186,7 +191,7 @@ async function choose(opts: { backend?: BackendChoice; quiet?: boolean }): Promi
           ? 'the best available'
           : skipped.map((s) => `${s.choice}: ${s.reason}`).join('; ');
       const line = `iacnas: tfjs backend ${describe(choice)} (${why})`;
-      if (!opts.quiet) process.stderr.write(line + '\n');
+      if (!opts.quiet) process.stderr.write(`${line}\n`);
       return { choice, tfName: tf.getBackend(), skipped, line };
     }
     skipped.push({ choice, reason });

@@ -21,7 +21,9 @@ function normAndGrad(x: tf.Tensor4D, r: tf.Tensor, fused: boolean): { y: Float32
   try {
     return tf.tidy(() => {
       const y = instanceNorm(x).dataSync() as Float32Array;
-      const dx = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(instanceNorm(a as tf.Tensor4D), r)))(x).dataSync() as Float32Array;
+      const dx = tf
+        .grad((a: tf.Tensor) => tf.sum(tf.mul(instanceNorm(a as tf.Tensor4D), r)))(x)
+        .dataSync() as Float32Array;
       return { y, dx };
     });
   } finally {
@@ -57,7 +59,7 @@ describe('instance norm as one wasm kernel each way', () => {
     x.dispose();
   });
 
-  it('gives the composed ops\' values and gradients, for odd shapes, one channel, one pixel column and large offsets', () => {
+  it("gives the composed ops' values and gradients, for odd shapes, one channel, one pixel column and large offsets", () => {
     const cases: [number[], number][] = [
       [[2, 5, 6, 3], 10],
       [[1, 7, 1, 1], 11],
@@ -76,8 +78,12 @@ describe('instance norm as one wasm kernel each way', () => {
     }
   });
 
-  it('normalises rows (the cells\' layout) as the composed ops do, one kernel each way', async () => {
-    for (const [shape, seed] of [[[6, 50], 30], [[1, 7], 31], [[40, 3], 32]] as [[number, number], number][]) {
+  it("normalises rows (the cells' layout) as the composed ops do, one kernel each way", async () => {
+    for (const [shape, seed] of [
+      [[6, 50], 30],
+      [[1, 7], 31],
+      [[40, 3], 32],
+    ] as [[number, number], number][]) {
       const x = seeded(shape, seed) as tf.Tensor2D;
       const r = seeded(shape, seed + 100);
       const run = (fused: boolean) => {
@@ -85,7 +91,9 @@ describe('instance norm as one wasm kernel each way', () => {
         try {
           return tf.tidy(() => ({
             y: normalizeRows(x).dataSync() as Float32Array,
-            dx: tf.grad((a: tf.Tensor) => tf.sum(tf.mul(normalizeRows(a as tf.Tensor2D), r)))(x).dataSync() as Float32Array,
+            dx: tf
+              .grad((a: tf.Tensor) => tf.sum(tf.mul(normalizeRows(a as tf.Tensor2D), r)))(x)
+              .dataSync() as Float32Array,
           }));
         } finally {
           setWasmNormalize(true);
@@ -109,7 +117,12 @@ describe('instance norm as one wasm kernel each way', () => {
     const base = x.dataSync().slice();
     const h = 1e-2;
     for (let i = 0; i < base.length; i++) {
-      const at = (d: number) => tf.tidy(() => { const v = base.slice(); v[i] += d; return loss(tf.tensor(v, x.shape)).dataSync()[0]; });
+      const at = (d: number) =>
+        tf.tidy(() => {
+          const v = base.slice();
+          v[i] += d;
+          return loss(tf.tensor(v, x.shape)).dataSync()[0];
+        });
       const numeric = (at(h) - at(-h)) / (2 * h);
       expect(Math.abs(g[i] - numeric), `element ${i}: ${g[i]} vs ${numeric}`).toBeLessThan(2e-2 * Math.max(1, Math.abs(numeric)));
     }

@@ -190,7 +190,12 @@ function maxPoolGradFromHeap(backend: WasmBackendLike, dy: TensorInfo, x: Tensor
  * cells' 3x3 pools.
  */
 let rowArgmax = new Int32Array(0);
-function maxPoolGradStride1(xs: Float32Array | Int32Array | Uint8Array, dys: Float32Array | Int32Array | Uint8Array, dx: Float32Array | Int32Array | Uint8Array, info: tf.backend_util.Conv2DInfo): void {
+function maxPoolGradStride1(
+  xs: Float32Array | Int32Array | Uint8Array,
+  dys: Float32Array | Int32Array | Uint8Array,
+  dx: Float32Array | Int32Array | Uint8Array,
+  info: tf.backend_util.Conv2DInfo,
+): void {
   const { batchSize: b, inHeight: h, inWidth: w, inChannels: ch, outHeight, outWidth, filterHeight: fh, filterWidth: fw } = info;
   const { top, left } = info.padInfo;
   const rowLen = w * ch;
@@ -280,7 +285,12 @@ export function installWasmFixes(): void {
     backendName: 'wasm',
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { dy, input } = inputs as { dy: TensorInfo; input: TensorInfo };
-      const a = attrs as unknown as { filterSize: number | [number, number]; strides: number | [number, number]; pad: 'same' | 'valid' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+      const a = attrs as unknown as {
+        filterSize: number | [number, number];
+        strides: number | [number, number];
+        pad: 'same' | 'valid' | number;
+        dimRoundingMode?: 'floor' | 'round' | 'ceil';
+      };
       const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
       return maxPoolGradFromHeap(backend as unknown as WasmBackendLike, dy, input, info);
     },
@@ -371,15 +381,25 @@ export function installWasmTuning(): void {
     const xs = (args.inputs as unknown as TensorInfo[]).filter((x) => x.shape.reduce((a, b) => a * b, 1) > 0);
     if (xs.length < 2 || xs[0].dtype === 'string' || xs.some((x) => x.dtype !== xs[0].dtype)) return concat.kernelFunc(args);
     const axis = tf.util.parseAxisParam(args.attrs!.axis as number, xs[0].shape)[0];
-    tf.backend_util.assertParamsConsistent(xs.map((x) => x.shape), axis);
+    tf.backend_util.assertParamsConsistent(
+      xs.map((x) => x.shape),
+      axis,
+    );
     return concatFromHeap(heap(args), xs, axis);
   });
   replaceKernel('Transpose', (transpose) => (args) => {
     const x = args.inputs.x as TensorInfo;
     const perm = args.attrs!.perm as number[];
     const g = x.dtype === 'string' ? undefined : swappedGroups(x.shape, perm);
-    if (!g || g[3] !== 1 || g[1] <= 64 || g[2] < 8) return transpose.kernelFunc(args);
-    return transposeTallOnHeap(heap(args), x, perm.map((p) => x.shape[p]), g[0], g[1], g[2]);
+    if (g?.[3] !== 1 || g[1] <= 64 || g[2] < 8) return transpose.kernelFunc(args);
+    return transposeTallOnHeap(
+      heap(args),
+      x,
+      perm.map((p) => x.shape[p]),
+      g[0],
+      g[1],
+      g[2],
+    );
   });
   replaceKernel('Identity', () => ({ inputs, backend }) => {
     const x = inputs.x as TensorInfo;

@@ -21,12 +21,7 @@ export const AugmentConfig = z
   .object({
     flip: z.boolean().default(true).describe('Random horizontal and vertical flips of training slices.'),
     rotate90: z.boolean().default(true).describe('Random 90-degree rotations of training slices.'),
-    intensityScale: z
-      .number()
-      .min(0)
-      .max(1)
-      .default(0.1)
-      .describe('Random intensity scaling of training slices by a factor in [1-s, 1+s]; 0 turns it off.'),
+    intensityScale: z.number().min(0).max(1).default(0.1).describe('Random intensity scaling of training slices by a factor in [1-s, 1+s]; 0 turns it off.'),
   })
   .describe('Augmentation of training slices (never of validation or test slices).');
 
@@ -43,16 +38,27 @@ export const DatasetConfig = z
       .min(3)
       .max(100000)
       .optional()
-      .describe("'phantom': number of synthetic patients to generate (default 24). 'msd'/'nnunet': use only the first N cases (sorted by case id); all when unset."),
-    sliceSize: z.int().min(16).max(512).default(32).describe('Edge length in pixels that every 2-D slice is resized to (linear for images, nearest for labels).'),
+      .describe(
+        "'phantom': number of synthetic patients to generate (default 24). 'msd'/'nnunet': use only the first N cases (sorted by case id); all when unset.",
+      ),
+    sliceSize: z
+      .int()
+      .min(16)
+      .max(512)
+      .default(32)
+      .describe('Edge length in pixels that every 2-D slice is resized to (linear for images, nearest for labels).'),
     axis: z
       .enum(['auto', 'i', 'j', 'k'])
       .default('auto')
-      .describe("Voxel axis that slices are taken across. 'auto' takes the through-plane axis from the NIfTI header (the axis with the largest voxel spacing)."),
+      .describe(
+        "Voxel axis that slices are taken across. 'auto' takes the through-plane axis from the NIfTI header (the axis with the largest voxel spacing).",
+      ),
     modality: z
       .enum(['auto', 'MRI', 'CT'])
       .default('auto')
-      .describe("Intensity normalisation: 'MRI' z-scores each volume; 'CT' clips to the 0.5-99.5 percentiles and then z-scores (as nnU-Net does); 'auto' reads the modality from dataset.json."),
+      .describe(
+        "Intensity normalisation: 'MRI' z-scores each volume; 'CT' clips to the 0.5-99.5 percentiles and then z-scores (as nnU-Net does); 'auto' reads the modality from dataset.json.",
+      ),
     split: SplitConfig.prefault({}),
     seed: z.int().min(0).default(0).describe('Seed of the patient-level split and of the phantom generator.'),
     augment: AugmentConfig.prefault({}),

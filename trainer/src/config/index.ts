@@ -200,7 +200,17 @@ export function zodIssues(error: z.ZodError, prefix = '', schema?: z.ZodType): B
 const IACSEARCH_GROUP = 'nas.iac.dev';
 const IACSEARCH_VERSION = `${IACSEARCH_GROUP}/v1alpha1`;
 /** Fields of IACSearch.spec that say how a cluster runs the search; the trainer has no use for them. */
-export const CLUSTER_SPEC_FIELDS = ['resources', 'image', 'artifacts', 'cost', 'budget', 'suspend', 'backoffLimit', 'activeDeadlineSeconds', 'ttlSecondsAfterFinished'] as const;
+export const CLUSTER_SPEC_FIELDS = [
+  'resources',
+  'image',
+  'artifacts',
+  'cost',
+  'budget',
+  'suspend',
+  'backoffLimit',
+  'activeDeadlineSeconds',
+  'ttlSecondsAfterFinished',
+] as const;
 const MANIFEST_KEYS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
 
 /** Whether `raw` looks like a Kubernetes object rather than a trainer configuration. */
@@ -277,7 +287,12 @@ export function parseTrainerConfig(raw: unknown, opts: { log?: (line: string) =>
   for (const n of notes) opts.log?.(n);
   const at = (field: string) => [prefix, field].filter(Boolean).join('.');
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-    throw bad([{ path: prefix || '(root)', message: `expected an object with the sections dataset, backbone, search, retrain, evaluate; got ${Array.isArray(input) ? 'an array' : typeof input}` }]);
+    throw bad([
+      {
+        path: prefix || '(root)',
+        message: `expected an object with the sections dataset, backbone, search, retrain, evaluate; got ${Array.isArray(input) ? 'an array' : typeof input}`,
+      },
+    ]);
   }
   const unknown = unknownKeys(TrainerConfig, input, prefix ? [prefix] : []).map(unknownKeyIssue);
   const result = TrainerConfig.safeParse(input);
@@ -318,7 +333,8 @@ export function loadTrainerConfig(opts: { file?: string; json?: string; log?: (l
       throw new ConfigError(`config file ${opts.file} is not valid YAML/JSON: ${(e as Error).message}`);
     }
     // An empty file is no configuration: the defaults are asked for with {} (or --config-json '{}').
-    if (raw === null || raw === undefined) throw new ConfigError(`config file ${opts.file} is empty; write the configuration into it, or give {} for the built-in defaults`);
+    if (raw === null || raw === undefined)
+      throw new ConfigError(`config file ${opts.file} is empty; write the configuration into it, or give {} for the built-in defaults`);
   } else {
     throw new ConfigError("no configuration: give --config <file> or --config-json <json> (--config-json '{}' for the built-in defaults)");
   }

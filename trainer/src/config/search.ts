@@ -26,7 +26,9 @@ export const BackboneConfig = z
       .string()
       .min(1)
       .optional()
-      .describe('Directory with trained U-Net weights. When unset, the search first trains the plain U-Net for pretrainEpochs (timed apart from the cell search).'),
+      .describe(
+        'Directory with trained U-Net weights. When unset, the search first trains the plain U-Net for pretrainEpochs (timed apart from the cell search).',
+      ),
     pretrainEpochs: z.int().min(1).max(10000).default(20).describe('Epochs of plain U-Net training when no pretrained weights are given.'),
     learningRate: z.number().gt(0).max(1).default(1e-3).describe('Adam learning rate of the plain U-Net training.'),
   })
@@ -53,11 +55,11 @@ export const ArchOptimizerConfig = z
 
 export const StabilityConfig = z
   .object({
-    enabled: z
-      .boolean()
-      .default(true)
-      .describe('IAC-LTH stability pruning. false runs the original full-length IAC search for maxEpochs.'),
-    criterion: z.enum(['jsd']).default('jsd').describe('Stability criterion: Jensen-Shannon divergence (base 2) of an edge\'s operation distribution between consecutive epochs.'),
+    enabled: z.boolean().default(true).describe('IAC-LTH stability pruning. false runs the original full-length IAC search for maxEpochs.'),
+    criterion: z
+      .enum(['jsd'])
+      .default('jsd')
+      .describe("Stability criterion: Jensen-Shannon divergence (base 2) of an edge's operation distribution between consecutive epochs."),
     threshold: z
       .number()
       .gt(0)
@@ -87,12 +89,21 @@ export const StabilityConfig = z
 export const SearchConfig = z
   .object({
     maxEpochs: z.int().min(1).max(10000).default(200).describe('Epoch budget of the cell search (the full-length search runs all of it).'),
-    operations: z.array(Operation).min(2).default([...OPERATIONS]).describe('Candidate operations on every cell edge.'),
+    operations: z
+      .array(Operation)
+      .min(2)
+      .default([...OPERATIONS])
+      .describe('Candidate operations on every cell edge.'),
     nodes: z.int().min(1).max(8).default(4).describe('Intermediate nodes per cell (4 nodes give 14 edges).'),
-    partialChannels: z.int().min(1).max(16).default(4).describe('PC-DARTS K: each edge\'s mixed operation sees 1/K of the channels.'),
+    partialChannels: z.int().min(1).max(16).default(4).describe("PC-DARTS K: each edge's mixed operation sees 1/K of the channels."),
     batchSize: z.int().min(1).max(1024).default(8).describe('Slices per step.'),
     stepsPerEpoch: z.int().min(1).optional().describe('Cap on steps per epoch; all training slices once when unset.'),
-    warmupEpochs: z.int().min(0).max(10000).default(15).describe('Epochs of weight training before architecture updates start; stability is checked from warmupEpochs + window on.'),
+    warmupEpochs: z
+      .int()
+      .min(0)
+      .max(10000)
+      .default(15)
+      .describe('Epochs of weight training before architecture updates start; stability is checked from warmupEpochs + window on.'),
     freezeBackbone: z.boolean().default(true).describe('Keep the trained U-Net frozen while cells are searched (the IAC setting).'),
     weights: WeightOptimizerConfig.prefault({}),
     architecture: ArchOptimizerConfig.prefault({}),

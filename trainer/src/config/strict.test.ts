@@ -30,11 +30,20 @@ describe('unknown keys', () => {
   });
 
   it('lists the known keys when none is close', () => {
-    expect(message({ backbone: { zzz: 1 } })).toContain('backbone.zzz: unknown key; the keys here are depth, baseFilters, pretrained, pretrainEpochs, learningRate');
+    expect(message({ backbone: { zzz: 1 } })).toContain(
+      'backbone.zzz: unknown key; the keys here are depth, baseFilters, pretrained, pretrainEpochs, learningRate',
+    );
   });
 
   it('looks into arrays of objects', () => {
-    const m = message({ evaluate: { external: [{ name: 'a', format: 'msd', path: '/x' }, { name: 'b', format: 'msd', path: '/y', pvc: { claimName: 'd' } }] } });
+    const m = message({
+      evaluate: {
+        external: [
+          { name: 'a', format: 'msd', path: '/x' },
+          { name: 'b', format: 'msd', path: '/y', pvc: { claimName: 'd' } },
+        ],
+      },
+    });
     expect(m).toContain('evaluate.external.1.pvc: unknown key');
     expect(m).not.toContain('external.0');
   });
@@ -59,12 +68,15 @@ describe('unknown keys', () => {
     expect(nearestKey('colour', ['depth', 'baseFilters'])).toBeUndefined();
   });
 
-  it('formats a strict schema\'s unrecognised keys one line per key, with the nearest key when given the schema', () => {
+  it("formats a strict schema's unrecognised keys one line per key, with the nearest key when given the schema", () => {
     const S = z.object({ inner: z.strictObject({ maxEpochs: z.int() }) });
     const r = S.safeParse({ inner: { maxEpochs: 1, maxEpoch: 2, zzz: 3 } });
     expect(r.success).toBe(false);
     expect(formatIssues(r.error!, 'spec').split('\n')).toEqual(['spec.inner.maxEpoch: unknown key', 'spec.inner.zzz: unknown key']);
-    expect(formatIssues(r.error!, '', S).split('\n')).toEqual(['inner.maxEpoch: unknown key; did you mean maxEpochs?', 'inner.zzz: unknown key; the keys here are maxEpochs']);
+    expect(formatIssues(r.error!, '', S).split('\n')).toEqual([
+      'inner.maxEpoch: unknown key; did you mean maxEpochs?',
+      'inner.zzz: unknown key; the keys here are maxEpochs',
+    ]);
   });
 });
 
@@ -82,7 +94,12 @@ describe('an IACSearch manifest as the trainer configuration', () => {
   });
 
   it('names fields as spec.<field>, with the nearest known key', () => {
-    const m = message({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 'x' }, spec: { search: { maxEpoch: 3, nodes: 0 }, retrian: {} } });
+    const m = message({
+      apiVersion: 'nas.iac.dev/v1alpha1',
+      kind: 'IACSearch',
+      metadata: { name: 'x' },
+      spec: { search: { maxEpoch: 3, nodes: 0 }, retrian: {} },
+    });
     expect(m).toContain('spec.search.maxEpoch: unknown key; did you mean maxEpochs?');
     expect(m).toContain('spec.retrian: unknown key; did you mean retrain?');
     expect(m).toContain('spec.search.nodes:');
@@ -115,7 +132,9 @@ describe('an IACSearch manifest as the trainer configuration', () => {
 
   it('refuses other objects, other API versions, a missing spec and unknown top-level keys, saying what to give', () => {
     expect(message({ apiVersion: 'apps/v1', kind: 'Deployment', spec: {} })).toContain('a Kubernetes object of kind "Deployment"');
-    expect(message({ apiVersion: 'nas.iac.dev/v2', kind: 'IACSearch', spec: {} })).toContain('apiVersion: nas.iac.dev/v2 is not served; use nas.iac.dev/v1alpha1');
+    expect(message({ apiVersion: 'nas.iac.dev/v2', kind: 'IACSearch', spec: {} })).toContain(
+      'apiVersion: nas.iac.dev/v2 is not served; use nas.iac.dev/v1alpha1',
+    );
     expect(message({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 'x' } })).toContain('spec: required');
     expect(message({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', spec: {}, specs: {} })).toContain('specs: unknown key; did you mean spec?');
   });

@@ -32,11 +32,10 @@ export const ExternalDatasetConfig = z
     modality: z
       .enum(['auto', 'MRI', 'CT'])
       .optional()
-      .describe("Intensity normalisation of its images: 'MRI' or 'CT' as in dataset.modality, 'auto' from its dataset.json; unset: the normalisation the run was trained with."),
-    axis: z
-      .enum(['auto', 'i', 'j', 'k'])
-      .optional()
-      .describe("Voxel axis the slices are taken across, as in dataset.axis; unset: the run's dataset.axis."),
+      .describe(
+        "Intensity normalisation of its images: 'MRI' or 'CT' as in dataset.modality, 'auto' from its dataset.json; unset: the normalisation the run was trained with.",
+      ),
+    axis: z.enum(['auto', 'i', 'j', 'k']).optional().describe("Voxel axis the slices are taken across, as in dataset.axis; unset: the run's dataset.axis."),
   })
   .describe('A labelled dataset the run is also evaluated on, every case (no split); slice size and classes are those of the run.');
 
@@ -59,7 +58,8 @@ export const EvaluateConfig = z
       .superRefine((items, ctx) => {
         const seen = new Set<string>();
         items.forEach((item, i) => {
-          if (seen.has(item.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `'${item.name}' is used twice; every external dataset needs its own name` });
+          if (seen.has(item.name))
+            ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `'${item.name}' is used twice; every external dataset needs its own name` });
           seen.add(item.name);
         });
       })

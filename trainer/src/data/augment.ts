@@ -11,14 +11,7 @@ export interface AugmentOptions {
  * Augments one square slice in place (image: size*size*channels floats, NHWC;
  * labels: size*size). `scratch` buffers avoid allocation per slice.
  */
-export function augmentSlice(
-  image: Float32Array,
-  labels: Int32Array,
-  size: number,
-  channels: number,
-  opts: AugmentOptions,
-  random: () => number,
-): void {
+export function augmentSlice(image: Float32Array, labels: Int32Array, size: number, channels: number, opts: AugmentOptions, random: () => number): void {
   const flipH = opts.flip && random() < 0.5;
   const flipV = opts.flip && random() < 0.5;
   const rot = opts.rotate90 ? Math.floor(random() * 4) : 0;

@@ -68,7 +68,7 @@ describe('iacnas dataset check', () => {
         writeNifti(lbl, { shape, datatype: 'uint8', data: labels });
       },
       e_notnifti: (img, lbl) => {
-        writeFileSync(img, 'P5 6 5 255\n' + 'x'.repeat(500));
+        writeFileSync(img, `P5 6 5 255\n${'x'.repeat(500)}`);
         writeNifti(lbl, { shape, datatype: 'uint8', data: labels });
       },
       f_datatype: (img, lbl) => {
@@ -139,7 +139,10 @@ describe('iacnas dataset check', () => {
       for (const id of ids) copyFileSync(join(real, d, `${id}.nii.gz`), join(root, d, `${id}.nii.gz`));
     }
     const training = ids.map((id) => ({ image: `./imagesTr/${id}.nii.gz`, label: `./labelsTr/${id}.nii.gz` }));
-    writeFileSync(join(root, 'dataset.json'), JSON.stringify({ name: 'Hippocampus', modality: { '0': 'MRI' }, labels: { '0': 'background', '1': 'Anterior', '2': 'Posterior' }, training }));
+    writeFileSync(
+      join(root, 'dataset.json'),
+      JSON.stringify({ name: 'Hippocampus', modality: { '0': 'MRI' }, labels: { '0': 'background', '1': 'Anterior', '2': 'Posterior' }, training }),
+    );
     const report = checkDataset(root);
     expect(report.problems).toEqual([]);
     expect(report.summary?.goodCases).toBe(4);

@@ -77,7 +77,9 @@ export function checkDataset(dir: string, format?: 'msd' | 'nnunet'): CheckRepor
         );
       }
       if (c.image.spacing.some((s, d) => Math.abs(s - c.label.spacing[d]) > 1e-3 * Math.max(s, 1))) {
-        warnings.push(`${c.files.label}: spacing ${c.label.spacing.join('x')} differs from its image (${c.image.spacing.join('x')}); the image spacing is used`);
+        warnings.push(
+          `${c.files.label}: spacing ${c.label.spacing.join('x')} differs from its image (${c.image.spacing.join('x')}); the image spacing is used`,
+        );
       }
       if (c.label.datatype !== 'uint8' && c.label.datatype !== 'int16' && c.label.datatype !== 'uint16' && c.label.datatype !== 'int8') {
         warnings.push(`${c.files.label}: labels stored as ${c.label.datatype} (whole numbers, accepted)`);
@@ -120,7 +122,10 @@ export function checkDataset(dir: string, format?: 'msd' | 'nnunet'): CheckRepor
 /** Human-readable summary lines. */
 export function formatSummary(s: DatasetSummary): string {
   const r = (x: RangeSummary, digits = 0) => (x.min === x.max ? x.min.toFixed(digits) : `${x.min.toFixed(digits)}-${x.max.toFixed(digits)}`);
-  const types = (t: Record<string, number>) => Object.entries(t).map(([k, v]) => `${k} x${v}`).join(', ');
+  const types = (t: Record<string, number>) =>
+    Object.entries(t)
+      .map(([k, v]) => `${k} x${v}`)
+      .join(', ');
   return [
     `dataset   ${s.name} (${s.format} layout, ${s.modality})`,
     `cases     ${s.cases} (${s.goodCases} readable)`,
@@ -128,7 +133,9 @@ export function formatSummary(s: DatasetSummary): string {
     `shape     ${r(s.shape.i)} x ${r(s.shape.j)} x ${r(s.shape.k)} voxels`,
     `spacing   ${r(s.spacing.i, 2)} x ${r(s.spacing.j, 2)} x ${r(s.spacing.k, 2)} mm`,
     `images    ${types(s.imageDatatypes)}`,
-    `labels    ${types(s.labelDatatypes)}; voxels per value: ${Object.entries(s.labelVoxels).map(([k, v]) => `${k}: ${v}`).join(', ')}`,
+    `labels    ${types(s.labelDatatypes)}; voxels per value: ${Object.entries(s.labelVoxels)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ')}`,
     `intensity ${s.intensity.min.toPrecision(4)} .. ${s.intensity.max.toPrecision(4)}`,
     `checked in ${s.seconds.toFixed(1)} s`,
   ].join('\n');

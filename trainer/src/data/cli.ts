@@ -34,11 +34,7 @@ export async function datasetMain(argv: string[]): Promise<number> {
   }
 }
 
-function runDataset(
-  sub: string,
-  values: { format?: string; json?: boolean; out?: string; cases?: string; seed?: string },
-  positionals: string[],
-): number {
+function runDataset(sub: string, values: { format?: string; json?: boolean; out?: string; cases?: string; seed?: string }, positionals: string[]): number {
   if (sub === 'check') {
     if (positionals.length !== 1) {
       console.error(`iacnas dataset check: give exactly one dataset directory\n\n${usage}`);

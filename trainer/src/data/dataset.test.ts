@@ -68,7 +68,7 @@ describe('loadDataset on the built-in phantom', () => {
     const i = ds.train.patients[0].slices[4];
     const plain = await ds.train.batch([i]);
     let seed = 1;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const size = ds.sliceSize;
     let changed = 0;
     for (let t = 0; t < 8; t++) {
@@ -76,7 +76,9 @@ describe('loadDataset on the built-in phantom', () => {
       // Every output pixel's (image, label) pair exists in the source at the mapped position:
       // checking the multiset of pairs catches a transform applied to only one of them.
       const key = (img: Float32Array, lbl: Int32Array) =>
-        Array.from(img, (v, k) => `${v.toFixed(5)}:${lbl[k]}`).sort().join(',');
+        Array.from(img, (v, k) => `${v.toFixed(5)}:${lbl[k]}`)
+          .sort()
+          .join(',');
       expect(key(aug.images, aug.labels)).toBe(key(plain.images, plain.labels));
       if (aug.labels.some((l, k) => l !== plain.labels[k])) changed++;
       expect(aug.images.length).toBe(size * size);
@@ -136,7 +138,9 @@ describe('dataset.json details', () => {
     rmSync(join(dir, 'imagesTr', 'phantom_003_0000.nii.gz'));
     rmSync(join(dir, 'labelsTr', 'phantom_002.nii.gz'));
     rmSync(join(dir, 'imagesTr', 'phantom_002_0000.nii.gz'));
-    await expect(loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir } }).dataset)).rejects.toThrow(/2 case\(s\); a train\/val\/test split needs at least 3 patients/);
+    await expect(loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir } }).dataset)).rejects.toThrow(
+      /2 case\(s\); a train\/val\/test split needs at least 3 patients/,
+    );
   });
 });
 
@@ -186,7 +190,9 @@ describe('training reads cases with the checks of iacnas dataset check', () => {
       writeFileSync(f, bytes);
     });
     expect(checkDataset(dir).problems).toEqual([expect.stringContaining(`${file}: holds 608 bytes but the header describes 416`)]);
-    await expect(loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir } }).dataset)).rejects.toThrow(/1 problem\(s\) found before loading.*\n.*_0000\.nii\.gz: holds 608 bytes but the header describes 416/);
+    await expect(loadDataset(parseTrainerConfig({ dataset: { format: 'nnunet', path: dir } }).dataset)).rejects.toThrow(
+      /1 problem\(s\) found before loading.*\n.*_0000\.nii\.gz: holds 608 bytes but the header describes 416/,
+    );
   });
 
   it('a search phase on a dataset with a NaN image exits with status 2 naming the file', async () => {

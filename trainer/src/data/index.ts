@@ -133,5 +133,9 @@ export function splitCases(name: string, reader: CaseReader, config: DatasetConf
   if (reader.cases.length < 3) {
     throw new DataError(`dataset ${name}: ${reader.cases.length} case(s); a train/val/test split needs at least 3 patients`);
   }
-  return splitPatients(reader.cases.map((c) => c.id), config.split, config.seed);
+  return splitPatients(
+    reader.cases.map((c) => c.id),
+    config.split,
+    config.seed,
+  );
 }

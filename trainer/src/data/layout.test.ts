@@ -34,7 +34,10 @@ function msd(extra: { image: string; label: string }[] = []): string {
     writeNifti(join(root, 'labelsTr', `${id}.nii.gz`), { shape, datatype: 'uint8', data: labels });
     return { image: `./imagesTr/${id}.nii.gz`, label: `./labelsTr/${id}.nii.gz` };
   });
-  writeFileSync(join(root, 'dataset.json'), JSON.stringify({ name: 't', modality: { 0: 'MRI' }, labels: { 0: 'background', 1: 'x' }, training: [...training, ...extra] }));
+  writeFileSync(
+    join(root, 'dataset.json'),
+    JSON.stringify({ name: 't', modality: { 0: 'MRI' }, labels: { 0: 'background', 1: 'x' }, training: [...training, ...extra] }),
+  );
   return root;
 }
 
@@ -67,13 +70,15 @@ describe('dataset.json paths stay inside the dataset directory', () => {
     expect(err?.name).toBe('DataError');
     expect(err?.message).toMatch(/leads outside the dataset directory/);
     // A valid NIfTI outside is refused just the same (it would otherwise be trained on).
-    const root2 = msd([{ image: '../../../../../../../../..' + join(outside, 'img.nii.gz'), label: './labelsTr/a.nii.gz' }]);
+    const root2 = msd([{ image: `../../../../../../../../..${join(outside, 'img.nii.gz')}`, label: './labelsTr/a.nii.gz' }]);
     expect(() => readLayout(root2, 'msd')).toThrow(/training\[3\]\.image .* leads outside/);
   });
 
   it('refuses absolute paths', async () => {
     const root = msd([{ image: join(outside, 'img.nii.gz'), label: join(outside, 'lbl.nii.gz') }]);
-    expect(() => readLayout(root, 'msd')).toThrow(/dataset\.json: training\[3\]\.image is the absolute path ".*img\.nii\.gz"; paths in dataset\.json must be relative/);
+    expect(() => readLayout(root, 'msd')).toThrow(
+      /dataset\.json: training\[3\]\.image is the absolute path ".*img\.nii\.gz"; paths in dataset\.json must be relative/,
+    );
     const out: string[] = [];
     vi.spyOn(console, 'log').mockImplementation(() => undefined);
     vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
@@ -87,7 +92,10 @@ describe('dataset.json paths stay inside the dataset directory', () => {
     symlinkSync(join(root, 'labelsTr', 'a.nii.gz'), join(root, 'labelsTr', 'd.nii.gz')); // inside: fine
     writeFileSync(
       join(root, 'dataset.json'),
-      JSON.stringify({ labels: { 0: 'background', 1: 'x' }, training: ['a', 'b', 'c', 'd'].map((id) => ({ image: `./imagesTr/${id}.nii.gz`, label: `./labelsTr/${id}.nii.gz` })) }),
+      JSON.stringify({
+        labels: { 0: 'background', 1: 'x' },
+        training: ['a', 'b', 'c', 'd'].map((id) => ({ image: `./imagesTr/${id}.nii.gz`, label: `./labelsTr/${id}.nii.gz` })),
+      }),
     );
     const report = checkDataset(root);
     expect(report.problems).toEqual([expect.stringMatching(/imagesTr\/d\.nii\.gz: a symbolic link to a file outside the dataset directory/)]);

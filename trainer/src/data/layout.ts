@@ -75,7 +75,8 @@ function readJson(file: string): Record<string, unknown> {
     try {
       const st = fstatSync(fd);
       if (!st.isFile()) throw new DataError(`${file}: not a regular file; dataset.json must be a JSON file`, file);
-      if (st.size > MAX_JSON_BYTES) throw new DataError(`${file}: ${st.size} bytes, more than the ${MAX_JSON_BYTES / 1024 / 1024} MiB a dataset.json may have`, file);
+      if (st.size > MAX_JSON_BYTES)
+        throw new DataError(`${file}: ${st.size} bytes, more than the ${MAX_JSON_BYTES / 1024 / 1024} MiB a dataset.json may have`, file);
       const bytes = new Uint8Array(st.size);
       let done = 0;
       while (done < bytes.length) {
@@ -294,7 +295,9 @@ export function checkLabelValues(cases: readonly CaseHeaders[], numClasses: numb
       let max = 0;
       for (let i = 0; i < labels.length; i++) if (labels[i] > max) max = labels[i];
       if (max >= numClasses) {
-        problems.push(`${c.files.label}: label value ${max} but dataset.json names only ${numClasses} classes (0..${numClasses - 1}); add it to 'labels' or fix the label file`);
+        problems.push(
+          `${c.files.label}: label value ${max} but dataset.json names only ${numClasses} classes (0..${numClasses - 1}); add it to 'labels' or fix the label file`,
+        );
       }
     } catch (e) {
       problems.push((e as Error).message);

@@ -8,17 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { constants as zc, crc32, deflateRawSync, gunzipSync } from 'node:zlib';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import {
-  DEFAULT_MAX_BYTES,
-  DEFAULT_MAX_VOXELS,
-  DataError,
-  dataLimits,
-  encodeNifti,
-  readNifti,
-  readNiftiHeader,
-  setDataLimits,
-  writeNifti,
-} from './nifti.ts';
+import { DEFAULT_MAX_BYTES, DEFAULT_MAX_VOXELS, DataError, dataLimits, encodeNifti, readNifti, readNiftiHeader, setDataLimits, writeNifti } from './nifti.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'limits-'));
 const MiB = 1024 * 1024;
@@ -136,7 +126,9 @@ describe('size limits', () => {
     for (const call of ['readNifti', 'checkDataset'] as const) {
       const target = call === 'checkDataset' ? datasetWith(gzipBomb(header([2048, 2048, 1024]), GiB4), 'bomb.nii.gz') : file;
       const r = probe(call, target);
-      console.log(`4 GiB header bomb, ${call}: refused in ${r.ms.toFixed(0)} ms, peak RSS ${r.peakMiB.toFixed(0)} MiB (${r.beforeMiB.toFixed(0)} MiB after start-up)`);
+      console.log(
+        `4 GiB header bomb, ${call}: refused in ${r.ms.toFixed(0)} ms, peak RSS ${r.peakMiB.toFixed(0)} MiB (${r.beforeMiB.toFixed(0)} MiB after start-up)`,
+      );
       expect(r.message).toMatch(/bomb(4g)?\.nii\.gz: the header claims .* more than the limit/);
       expect(r.peakMiB - r.beforeMiB).toBeLessThan(50);
       expect(r.peakMiB).toBeLessThan(200);
@@ -151,9 +143,13 @@ describe('size limits', () => {
     const file = join(dir, 'liar.nii.gz');
     writeFileSync(file, gzipBomb(header([64, 64, 1024]), GiB4 + claim));
     expect(readNiftiHeader(file).shape).toEqual([64, 64, 1024]);
-    expect(() => readNifti(file)).toThrow(/liar\.nii\.gz: holds more than 4194656 decompressed bytes but the header describes 4194656 .* do not match the data/);
+    expect(() => readNifti(file)).toThrow(
+      /liar\.nii\.gz: holds more than 4194656 decompressed bytes but the header describes 4194656 .* do not match the data/,
+    );
     const r = probe('readNifti', file);
-    console.log(`4 GiB stream behind a 4 MiB header, readNifti: refused in ${r.ms.toFixed(0)} ms, peak RSS ${r.peakMiB.toFixed(0)} MiB (${r.beforeMiB.toFixed(0)} MiB after start-up)`);
+    console.log(
+      `4 GiB stream behind a 4 MiB header, readNifti: refused in ${r.ms.toFixed(0)} ms, peak RSS ${r.peakMiB.toFixed(0)} MiB (${r.beforeMiB.toFixed(0)} MiB after start-up)`,
+    );
     expect(r.message).toMatch(/liar\.nii\.gz: holds more than/);
     expect(r.peakMiB - r.beforeMiB).toBeLessThan(50);
     // Without the ISIZE coincidence the cheap header check already decompresses (as far
@@ -195,7 +191,9 @@ describe('size limits', () => {
     [1024, 1024, 300].forEach((s, d) => view.setInt16(42 + 2 * d, s, true));
     view.setInt16(70, 64, true); // float64: 2.4 GiB of data
     writeFileSync(file, gzipBomb(h, 0));
-    expect(() => readNiftiHeader(file)).toThrow(/wide\.nii\.gz: the header claims 2516582752 bytes of data \(1024x1024x300 float64 from vox_offset 352\), more than the limit of 2048 MiB/);
+    expect(() => readNiftiHeader(file)).toThrow(
+      /wide\.nii\.gz: the header claims 2516582752 bytes of data \(1024x1024x300 float64 from vox_offset 352\), more than the limit of 2048 MiB/,
+    );
   });
 
   it('has defaults that fit real CT and MRI, and can be changed by the environment or setDataLimits', () => {

@@ -154,18 +154,30 @@ describe('header consistency', () => {
     for (const file of patched('u8-on-f32', (v) => v.setInt16(70, 2, true))) {
       const what = file.endsWith('.gz') ? 'more than 412 decompressed' : '592';
       expect(() => readNiftiHeader(file)).toThrow(
-        new RegExp(`u8-on-f32\\.nii(\\.gz)?: holds ${what} bytes but the header describes 412 \\(vox_offset 352 \\+ 3x4x5 voxels x 1 byte\\(s\\) of uint8\\); the datatype or dimensions`),
+        new RegExp(
+          `u8-on-f32\\.nii(\\.gz)?: holds ${what} bytes but the header describes 412 \\(vox_offset 352 \\+ 3x4x5 voxels x 1 byte\\(s\\) of uint8\\); the datatype or dimensions`,
+        ),
       );
       expect(() => readNifti(file)).toThrow(DataError);
     }
     // Dimensions that promise less than the file holds, too.
-    for (const file of patched('short-dims', (v) => v.setInt16(46, 4, true))) expect(() => readNifti(file)).toThrow(/short-dims\.nii(\.gz)?: holds .* describes 544 \(vox_offset 352 \+ 3x4x4 voxels/);
+    for (const file of patched('short-dims', (v) => v.setInt16(46, 4, true)))
+      expect(() => readNifti(file)).toThrow(/short-dims\.nii(\.gz)?: holds .* describes 544 \(vox_offset 352 \+ 3x4x4 voxels/);
   });
 
   it('refuses a vox_offset that is NaN, negative, inside the header or fractional, naming the field', () => {
-    for (const [name, offset] of [['nan', NaN], ['negative', -16], ['348', 348], ['zero', 0], ['frac', 352.5], ['inf', Infinity]] as const) {
+    for (const [name, offset] of [
+      ['nan', NaN],
+      ['negative', -16],
+      ['348', 348],
+      ['zero', 0],
+      ['frac', 352.5],
+      ['inf', Infinity],
+    ] as const) {
       for (const file of patched(`off-${name}`, (v) => v.setFloat32(108, offset, true))) {
-        expect(() => readNiftiHeader(file)).toThrow(new RegExp(`off-${name}\\.nii(\\.gz)?: invalid vox_offset ${String(offset).replace('.', '\\.')} \\(header field at byte 108\\)`));
+        expect(() => readNiftiHeader(file)).toThrow(
+          new RegExp(`off-${name}\\.nii(\\.gz)?: invalid vox_offset ${String(offset).replace('.', '\\.')} \\(header field at byte 108\\)`),
+        );
         expect(() => readNifti(file)).toThrow(/invalid vox_offset/);
       }
     }

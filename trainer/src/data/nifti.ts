@@ -198,7 +198,9 @@ export function parseNiftiHeader(bytes: Uint8Array, file: string): NiftiHeader {
   const datatype = datatypeName(code);
   if (!datatype) {
     throw new DataError(
-      `${file}: unsupported NIfTI datatype code ${code}; supported: ${Object.entries(NIFTI_DATATYPES).map(([n, c]) => `${n} (${c})`).join(', ')}`,
+      `${file}: unsupported NIfTI datatype code ${code}; supported: ${Object.entries(NIFTI_DATATYPES)
+        .map(([n, c]) => `${n} (${c})`)
+        .join(', ')}`,
       file,
     );
   }

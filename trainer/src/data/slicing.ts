@@ -36,13 +36,7 @@ export function slicedSpacing(shape: readonly number[], spacing: readonly number
 }
 
 /** Extracts slice `s` across `axis` as a rows x cols array (row-major). */
-export function extractSlice<T extends Float32Array | Uint8Array>(
-  vol: T,
-  shape: readonly number[],
-  axis: Axis,
-  s: number,
-  out: T,
-): T {
+export function extractSlice<T extends Float32Array | Uint8Array>(vol: T, shape: readonly number[], axis: Axis, s: number, out: T): T {
   const [nx, ny] = shape;
   const [ra, ca] = planeAxes(axis);
   const rows = shape[ra];
@@ -63,7 +57,14 @@ export function extractSlice<T extends Float32Array | Uint8Array>(
  * aligned (align_corners = false, edges clamped). The forward resize of training
  * slices (resizeLinear) and the resize of predictions back to a scan's grid.
  */
-export function resampleLinear(src: Float32Array, rows: number, cols: number, outRows: number, outCols: number, out = new Float32Array(outRows * outCols)): Float32Array {
+export function resampleLinear(
+  src: Float32Array,
+  rows: number,
+  cols: number,
+  outRows: number,
+  outCols: number,
+  out = new Float32Array(outRows * outCols),
+): Float32Array {
   const sy = rows / outRows;
   const sx = cols / outCols;
   for (let y = 0; y < outRows; y++) {
@@ -148,13 +149,7 @@ export interface SliceStack {
  * Slices a normalised image volume and its label volume across `axis` and resizes
  * every slice to size x size.
  */
-export function sliceVolume(
-  image: Float32Array,
-  labels: Uint8Array,
-  shape: readonly number[],
-  axis: Axis,
-  size: number,
-): SliceStack {
+export function sliceVolume(image: Float32Array, labels: Uint8Array, shape: readonly number[], axis: Axis, size: number): SliceStack {
   const [ra, ca] = planeAxes(axis);
   const rows = shape[ra];
   const cols = shape[ca];

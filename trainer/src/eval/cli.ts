@@ -152,7 +152,10 @@ export async function evaluateMain(argv: string[], io: CliIO = {}): Promise<numb
           .map(([c, d]) => `${c} ${d.toFixed(4)}`)
           .join(', ')})${r.meanHd95 !== null ? `, mean HD95 ${r.meanHd95.toFixed(2)} mm` : ''}; on the resized slices ${r.sliceMeanDice.toFixed(4)}`;
       stdout.write(`${dataset.name}: ${dataset.ids.length} cases\n${line('IAC model', model)}\n`);
-      if (baseline) stdout.write(`${line('U-Net baseline', baseline)}\ngain of the cells over the U-Net trained with the same budget: ${(model.meanDice - baseline.meanDice).toFixed(4)}\n`);
+      if (baseline)
+        stdout.write(
+          `${line('U-Net baseline', baseline)}\ngain of the cells over the U-Net trained with the same budget: ${(model.meanDice - baseline.meanDice).toFixed(4)}\n`,
+        );
       stdout.write(`results: ${join(out, RESULTS_FILE)}, ${join(out, PATIENTS_FILE)}\n`);
       return EXIT_OK;
     } finally {

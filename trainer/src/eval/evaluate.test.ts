@@ -51,7 +51,8 @@ describe('evaluation on the native grid', () => {
       // as [k][j][i] its spacing is [3, 0.875, 0.75].
       const [nx, ny, nz] = tc.shape;
       const expected = new Uint8Array(tc.labels.length);
-      for (let k = 0; k < nz; k++) for (let j = 1; j < ny; j++) for (let i = 0; i < nx; i++) expected[i + nx * (j + ny * k)] = tc.labels[i + nx * (j - 1 + ny * k)];
+      for (let k = 0; k < nz; k++)
+        for (let j = 1; j < ny; j++) for (let i = 0; i < nx; i++) expected[i + nx * (j + ny * k)] = tc.labels[i + nx * (j - 1 + ny * k)];
       expect(shift[c].dice[0]).toBeCloseTo(bruteDice(expected, tc.labels, 1), 12);
       expect(shift[c].dice[0]).toBeLessThan(1);
       const hd = bruteHd95(expected, tc.labels, 1, [nz, ny, nx], [3, 0.875, 0.75])!;
@@ -62,7 +63,9 @@ describe('evaluation on the native grid', () => {
       expect(none[c].hd95[0]).toBeCloseTo(Math.hypot(16 * 0.75, 16 * 0.875, 6 * 3), 9);
     }
     expect(lines).toHaveLength(2);
-    expect(lines[0]).toMatch(/^evaluate \[1\/2\] t_0 \(16x16x6, slices across k\): IAC Dice 1\.0000, HD95 0\.00 mm; shifted Dice 0\.8667, HD95 0\.88 mm; U-Net Dice 0\.0000, HD95 25\.77 mm/);
+    expect(lines[0]).toMatch(
+      /^evaluate \[1\/2\] t_0 \(16x16x6, slices across k\): IAC Dice 1\.0000, HD95 0\.00 mm; shifted Dice 0\.8667, HD95 0\.88 mm; U-Net Dice 0\.0000, HD95 25\.77 mm/,
+    );
   });
 
   it('resamples back to a scan whose slices are not the slice size, along any axis', async () => {
@@ -87,11 +90,32 @@ describe('evaluation on the native grid', () => {
 describe('the evaluate phase', () => {
   function workdirWith(opts: { baseline: boolean }): { workdir: string; genotype: unknown; training: Record<string, unknown> } {
     const workdir = mkdtempSync(join(tmpdir(), 'evaluate-'));
-    const genotype = { cells: [{ nodes: [[{ input: 0, op: 'conv_3x3' }, { input: 1, op: 'skip_connect' }]] }] };
+    const genotype = {
+      cells: [
+        {
+          nodes: [
+            [
+              { input: 0, op: 'conv_3x3' },
+              { input: 1, op: 'skip_connect' },
+            ],
+          ],
+        },
+      ],
+    };
     writeFileSync(join(workdir, 'genotype.json'), JSON.stringify(genotype));
     mkdirSync(join(workdir, 'retrain', 'model'), { recursive: true });
     writeFileSync(join(workdir, 'retrain', 'model', 'weights.json'), JSON.stringify({ mode: 'sign' }));
-    const training = { cells: 'none', startedFrom: 'backbone', epochs: 7, maxEpochs: 10, stepsPerEpoch: 4, batchSize: 8, learningRate: 0.001, seed: 0, bestValDice: 0.5 };
+    const training = {
+      cells: 'none',
+      startedFrom: 'backbone',
+      epochs: 7,
+      maxEpochs: 10,
+      stepsPerEpoch: 4,
+      batchSize: 8,
+      learningRate: 0.001,
+      seed: 0,
+      bestValDice: 0.5,
+    };
     if (opts.baseline) {
       mkdirSync(join(workdir, 'baseline', 'model'), { recursive: true });
       writeFileSync(join(workdir, 'baseline', 'model', 'weights.json'), JSON.stringify({ mode: 'background' }));
@@ -120,7 +144,16 @@ describe('the evaluate phase', () => {
     expect(r.external).toEqual([{ name: 'other-site', cases: 3, meanDice: 1, dicePerClass: { lesion: 1 }, hd95: 0 }]);
 
     const results = JSON.parse(readFileSync(join(workdir, 'results.json'), 'utf8'));
-    expect(results).toMatchObject({ dataset: 'TestSet', split: 'test', grid: 'native', classNames: LESION, sliceSize: 16, modality: 'MRI', axis: 'auto', diceGain: 1 });
+    expect(results).toMatchObject({
+      dataset: 'TestSet',
+      split: 'test',
+      grid: 'native',
+      classNames: LESION,
+      sliceSize: 16,
+      modality: 'MRI',
+      axis: 'auto',
+      diceGain: 1,
+    });
     expect(results.model.patients).toHaveLength(1); // 20 % of 5 patients
     expect(results.model.patients[0]).toMatchObject({ dice: [1], hd95: [0], sliceDice: [1], shape: [16, 16, 6], spacing: SPACING, axis: 'k' });
     expect(results.model.sliceMeanDice).toBe(1);
@@ -133,7 +166,11 @@ describe('the evaluate phase', () => {
     const extResults = JSON.parse(readFileSync(join(workdir, 'external', 'other-site', 'results.json'), 'utf8'));
     expect(extResults).toMatchObject({ split: 'all', grid: 'native', path: ext, run: workdir });
     expect(extResults.model.patients.map((p: { id: string }) => p.id)).toEqual(['site2_0', 'site2_1', 'site2_2']);
-    expect(readFileSync(join(workdir, 'external', 'other-site', 'patients.csv'), 'utf8').trim().split('\n')).toHaveLength(1 + 6);
+    expect(
+      readFileSync(join(workdir, 'external', 'other-site', 'patients.csv'), 'utf8')
+        .trim()
+        .split('\n'),
+    ).toHaveLength(1 + 6);
 
     const csv = readFileSync(join(workdir, 'patients.csv'), 'utf8').trim().split('\n');
     expect(csv[0]).toBe('patient,model,dice_lesion,dice_mean,hd95_lesion_mm,slice_dice_mean');
@@ -152,10 +189,26 @@ describe('the evaluate phase', () => {
     const dataset = { format: 'msd', path: own, sliceSize: 16 };
 
     const empty = mkdtempSync(join(tmpdir(), 'evaluate-missing-'));
-    await expect(runEvaluate({ config: parseTrainerConfig({ dataset }), workdir: empty, kit })).rejects.toThrow(/genotype\.json not found: run the prune phase first/);
-    writeFileSync(join(empty, 'genotype.json'), JSON.stringify({ cells: [[[[0, 'conv_3x3'], [1, 'skip_connect']]]] }));
+    await expect(runEvaluate({ config: parseTrainerConfig({ dataset }), workdir: empty, kit })).rejects.toThrow(
+      /genotype\.json not found: run the prune phase first/,
+    );
+    writeFileSync(
+      join(empty, 'genotype.json'),
+      JSON.stringify({
+        cells: [
+          [
+            [
+              [0, 'conv_3x3'],
+              [1, 'skip_connect'],
+            ],
+          ],
+        ],
+      }),
+    );
     expect(readGenotype(join(empty, 'genotype.json')).cells[0].nodes[0][1]).toEqual({ input: 1, op: 'skip_connect' });
-    await expect(runEvaluate({ config: parseTrainerConfig({ dataset }), workdir: empty, kit })).rejects.toThrow(/retrain[/\\]model not found: run the retrain phase first/);
+    await expect(runEvaluate({ config: parseTrainerConfig({ dataset }), workdir: empty, kit })).rejects.toThrow(
+      /retrain[/\\]model not found: run the retrain phase first/,
+    );
 
     const { workdir } = workdirWith({ baseline: false });
     await expect(runEvaluate({ config: parseTrainerConfig({ dataset, evaluate: { baseline: true } }), workdir, kit })).rejects.toMatchObject({
@@ -166,15 +219,29 @@ describe('the evaluate phase', () => {
     const mismatch = parseTrainerConfig({ dataset, evaluate: { external: [{ name: 'three', format: 'msd', path: three }] } });
     await expect(runEvaluate({ config: mismatch, workdir, kit })).rejects.toMatchObject({
       kind: 'data',
-      message: expect.stringMatching(/^evaluate\.external\[0\] \(three\): .* labels 3 classes \(background, a, b\) but the model predicts 2 \(background, lesion\)/),
+      message: expect.stringMatching(
+        /^evaluate\.external\[0\] \(three\): .* labels 3 classes \(background, a, b\) but the model predicts 2 \(background, lesion\)/,
+      ),
     });
     const missing = parseTrainerConfig({ dataset, evaluate: { external: [{ name: 'gone', format: 'nnunet', path: join(root, 'nowhere') }] } });
-    await expect(runEvaluate({ config: missing, workdir, kit })).rejects.toMatchObject({ name: 'DataError', message: expect.stringMatching(/^evaluate\.external\[0\] \(gone\): .*dataset\.json: missing/) });
+    await expect(runEvaluate({ config: missing, workdir, kit })).rejects.toMatchObject({
+      name: 'DataError',
+      message: expect.stringMatching(/^evaluate\.external\[0\] \(gone\): .*dataset\.json: missing/),
+    });
     expect(existsSync(join(workdir, 'results.json'))).toBe(false);
 
-    expect(() => parseTrainerConfig({ evaluate: { external: [{ name: 'a', format: 'msd', path: own }, { name: 'a', format: 'nnunet', path: three }] } })).toThrow(
-      /evaluate\.external\.1\.name: 'a' is used twice/,
+    expect(() =>
+      parseTrainerConfig({
+        evaluate: {
+          external: [
+            { name: 'a', format: 'msd', path: own },
+            { name: 'a', format: 'nnunet', path: three },
+          ],
+        },
+      }),
+    ).toThrow(/evaluate\.external\.1\.name: 'a' is used twice/);
+    expect(() => parseTrainerConfig({ evaluate: { external: [{ name: 'Site_2', format: 'msd', path: own }] } })).toThrow(
+      /evaluate\.external\.0\.name: must be a DNS label/,
     );
-    expect(() => parseTrainerConfig({ evaluate: { external: [{ name: 'Site_2', format: 'msd', path: own }] } })).toThrow(/evaluate\.external\.0\.name: must be a DNS label/);
   });
 });

@@ -366,7 +366,11 @@ async function openTestCases(config: TrainerConfig): Promise<EvalCases> {
 
 function readBaselineTraining(file: string, baselineDir: string): BaselineTraining {
   const missing = () =>
-    badInput('file', `evaluate.baseline: ${file} not found or unreadable: run the retrain phase again with evaluate.baseline: true (it trains the U-Net baseline with the same budget and writes ${baselineDir})`, { file });
+    badInput(
+      'file',
+      `evaluate.baseline: ${file} not found or unreadable: run the retrain phase again with evaluate.baseline: true (it trains the U-Net baseline with the same budget and writes ${baselineDir})`,
+      { file },
+    );
   if (!existsSync(file)) throw missing();
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as BaselineTraining;
@@ -394,7 +398,8 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
   const layout = workdirLayout(workdir);
   const genotype = readGenotype(layout.genotype);
   const modelDir = layout.retrainModel;
-  if (!existsSync(modelDir)) throw badInput('file', `${modelDir} not found: run the retrain phase first (it writes the trained model there)`, { file: modelDir });
+  if (!existsSync(modelDir))
+    throw badInput('file', `${modelDir} not found: run the retrain phase first (it writes the trained model there)`, { file: modelDir });
   const baselineDir = layout.baselineModel;
   let baselineTraining: BaselineTraining | undefined;
   if (config.evaluate.baseline) {
@@ -415,7 +420,10 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
   const externals: { item: ExternalDatasetConfig; cases: EvalCases }[] = [];
   for (const [i, item] of config.evaluate.external.entries()) {
     const where = `evaluate.external[${i}] (${item.name})`;
-    externals.push({ item, cases: await openLabelledDataset(item, { dataset: config.dataset, modality, numClasses, classNames: cases.classNames }, where, log) });
+    externals.push({
+      item,
+      cases: await openLabelledDataset(item, { dataset: config.dataset, modality, numClasses, classNames: cases.classNames }, where, log),
+    });
   }
 
   const space = { operations: config.search.operations, nodes: config.search.nodes, partialChannels: config.search.partialChannels };
@@ -443,15 +451,24 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
     const [modelPatients, baselinePatients] = await evaluateCases(nets, cases, { ...opts, what: 'evaluate' });
     const model = summarise(modelPatients, cases.classNames);
     const baseline = baselinePatients ? summarise(baselinePatients, cases.classNames) : undefined;
-    log(`evaluate: IAC model mean Dice ${f4(model.meanDice)}${model.meanHd95 !== null ? `, HD95 ${model.meanHd95.toFixed(2)} mm` : ''} (on the resized slices ${f4(model.sliceMeanDice)})`);
-    if (baseline) log(`evaluate: U-Net baseline (same budget) mean Dice ${f4(baseline.meanDice)}; gain of the cells ${(model.meanDice - baseline.meanDice).toFixed(4)}`);
+    log(
+      `evaluate: IAC model mean Dice ${f4(model.meanDice)}${model.meanHd95 !== null ? `, HD95 ${model.meanHd95.toFixed(2)} mm` : ''} (on the resized slices ${f4(model.sliceMeanDice)})`,
+    );
+    if (baseline)
+      log(`evaluate: U-Net baseline (same budget) mean Dice ${f4(baseline.meanDice)}; gain of the cells ${(model.meanDice - baseline.meanDice).toFixed(4)}`);
 
     const external: ExternalResults[] = [];
     for (const { item, cases: ext } of externals) {
       const t0 = performance.now();
       log(`evaluate: external dataset ${item.name} (${ext.name}, ${item.path}): ${ext.ids.length} cases`);
       const [mp, bp] = await evaluateCases(nets, ext, { ...opts, what: `evaluate ${item.name}` });
-      const r: ExternalResults = { name: item.name, path: item.path, cases: ext.ids.length, model: summarise(mp, ext.classNames), ...(bp ? { baseline: summarise(bp, ext.classNames) } : {}) };
+      const r: ExternalResults = {
+        name: item.name,
+        path: item.path,
+        cases: ext.ids.length,
+        model: summarise(mp, ext.classNames),
+        ...(bp ? { baseline: summarise(bp, ext.classNames) } : {}),
+      };
       external.push(r);
       const seconds = (performance.now() - t0) / 1000;
       writeResults(layout.external(item.name), {
@@ -470,7 +487,9 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
         seconds,
         time: new Date().toISOString(),
       });
-      log(`evaluate: ${item.name}: IAC model mean Dice ${f4(r.model.meanDice)}${r.baseline ? `, U-Net baseline ${f4(r.baseline.meanDice)}` : ''}; results in ${layout.external(item.name)}`);
+      log(
+        `evaluate: ${item.name}: IAC model mean Dice ${f4(r.model.meanDice)}${r.baseline ? `, U-Net baseline ${f4(r.baseline.meanDice)}` : ''}; results in ${layout.external(item.name)}`,
+      );
     }
 
     const seconds = (performance.now() - started) / 1000;
@@ -493,7 +512,12 @@ export async function runEvaluate(o: RunEvaluateOptions): Promise<EvaluateOutcom
     if (o.report ?? true) {
       try {
         const { writeReport } = await import('../report/html.ts');
-        writeReport(workdir, { title: config.name, operations: config.search.operations, threshold: config.search.stability.threshold, autoScale: config.search.stability.autoScale });
+        writeReport(workdir, {
+          title: config.name,
+          operations: config.search.operations,
+          threshold: config.search.stability.threshold,
+          autoScale: config.search.stability.autoScale,
+        });
       } catch (e) {
         log(`evaluate: could not write report.html: ${(e as Error).message}`);
       }

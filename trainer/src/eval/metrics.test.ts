@@ -120,10 +120,12 @@ describe('Dice and HD95 on an anisotropic grid', () => {
     const n = 6 * 7 * 8;
     const random = mulberry32(1234);
     const blob = (vol: Uint8Array, c: number, centre: number[], r: number[]) => {
-      for (let a = 0; a < 6; a++) for (let b = 0; b < 7; b++) for (let d = 0; d < 8; d++) {
-        const q = ((a - centre[0]) / r[0]) ** 2 + ((b - centre[1]) / r[1]) ** 2 + ((d - centre[2]) / r[2]) ** 2;
-        if (q <= 1 && random() < 0.9) vol[(a * 7 + b) * 8 + d] = c;
-      }
+      for (let a = 0; a < 6; a++)
+        for (let b = 0; b < 7; b++)
+          for (let d = 0; d < 8; d++) {
+            const q = ((a - centre[0]) / r[0]) ** 2 + ((b - centre[1]) / r[1]) ** 2 + ((d - centre[2]) / r[2]) ** 2;
+            if (q <= 1 && random() < 0.9) vol[(a * 7 + b) * 8 + d] = c;
+          }
     };
     let compared = 0;
     for (let trial = 0; trial < 12; trial++) {

@@ -40,8 +40,18 @@ export function surface(mask: Uint8Array, shape: Shape3): Uint8Array {
         const i = (a * n1 + b) * n2 + c;
         if (!mask[i]) continue;
         const edge =
-          a === 0 || a === n0 - 1 || b === 0 || b === n1 - 1 || c === 0 || c === n2 - 1 ||
-          !mask[i - n1 * n2] || !mask[i + n1 * n2] || !mask[i - n2] || !mask[i + n2] || !mask[i - 1] || !mask[i + 1];
+          a === 0 ||
+          a === n0 - 1 ||
+          b === 0 ||
+          b === n1 - 1 ||
+          c === 0 ||
+          c === n2 - 1 ||
+          !mask[i - n1 * n2] ||
+          !mask[i + n1 * n2] ||
+          !mask[i - n2] ||
+          !mask[i + n2] ||
+          !mask[i - 1] ||
+          !mask[i + 1];
         if (edge) out[i] = 1;
       }
     }

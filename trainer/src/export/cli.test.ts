@@ -22,8 +22,26 @@ const spec = {
   evaluate: { metrics: ['dice'] },
 };
 const genotype = genotypeOf([
-  [[[0, 'sep_conv_3x3'], [1, 'skip_connect']], [[2, 'dil_conv_5x5'], [0, 'avg_pool_3x3']]],
-  [[[1, 'conv_3x3'], [0, 'max_pool_3x3']], [[2, 'none'], [1, 'conv_5x5']]],
+  [
+    [
+      [0, 'sep_conv_3x3'],
+      [1, 'skip_connect'],
+    ],
+    [
+      [2, 'dil_conv_5x5'],
+      [0, 'avg_pool_3x3'],
+    ],
+  ],
+  [
+    [
+      [1, 'conv_3x3'],
+      [0, 'max_pool_3x3'],
+    ],
+    [
+      [2, 'none'],
+      [1, 'conv_5x5'],
+    ],
+  ],
 ]);
 
 function capture() {
@@ -68,7 +86,10 @@ describe('iacnas export', () => {
       path.join(runDir, 'search.json'),
       JSON.stringify([spec.seed, spec.dataset, spec.backbone, spec.search, spec.retrain, spec.evaluate, null, null, null]),
     );
-    writeFileSync(path.join(root, 'trainer.yaml'), `name: hippo-work\nseed: 5\ndataset: {format: phantom, sliceSize: 16}\nbackbone: {depth: 2, baseFilters: 8}\nsearch: {nodes: 2, partialChannels: 2}\n`);
+    writeFileSync(
+      path.join(root, 'trainer.yaml'),
+      `name: hippo-work\nseed: 5\ndataset: {format: phantom, sliceSize: 16}\nbackbone: {depth: 2, baseFilters: 8}\nsearch: {nodes: 2, partialChannels: 2}\n`,
+    );
   });
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -112,11 +133,21 @@ describe('iacnas export', () => {
 
   it('reads search.json holding the IACSearch itself', async () => {
     const dir = path.join(root, 'runs', 'object');
-    const net = createNetwork({ backbone: { ...spec.backbone, pretrainEpochs: 1, learningRate: 1e-3 }, inChannels: 1, numClasses: 4, cells: genotype, space: { operations: [...OPERATIONS], ...spec.search }, seed: 5 });
+    const net = createNetwork({
+      backbone: { ...spec.backbone, pretrainEpochs: 1, learningRate: 1e-3 },
+      inChannels: 1,
+      numClasses: 4,
+      cells: genotype,
+      space: { operations: [...OPERATIONS], ...spec.search },
+      seed: 5,
+    });
     saveWeights(net, path.join(dir, 'retrain', 'model'));
     net.dispose();
     writeFileSync(path.join(dir, 'genotype.json'), JSON.stringify(genotype));
-    writeFileSync(path.join(dir, 'search.json'), JSON.stringify({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 'from-object' }, spec }));
+    writeFileSync(
+      path.join(dir, 'search.json'),
+      JSON.stringify({ apiVersion: 'nas.iac.dev/v1alpha1', kind: 'IACSearch', metadata: { name: 'from-object' }, spec }),
+    );
     const r = await run([dir]);
     expect(r.code, r.stderr).toBe(0);
     expect(readModelSummary(readFileSync(path.join(dir, 'model.onnx'))).metadata.name).toBe('from-object');
@@ -124,7 +155,10 @@ describe('iacnas export', () => {
 
   it("records an unknown modality as such, or the one --modality gives, when the run's dataset is not on this machine", async () => {
     const config = path.join(root, 'elsewhere.yaml');
-    writeFileSync(config, `seed: 5\ndataset: {format: msd, path: ${path.join(root, 'not-here')}, sliceSize: 16}\nbackbone: {depth: 2, baseFilters: 8}\nsearch: {nodes: 2, partialChannels: 2}\n`);
+    writeFileSync(
+      config,
+      `seed: 5\ndataset: {format: msd, path: ${path.join(root, 'not-here')}, sliceSize: 16}\nbackbone: {depth: 2, baseFilters: 8}\nsearch: {nodes: 2, partialChannels: 2}\n`,
+    );
     const out = path.join(root, 'elsewhere.onnx');
     let r = await run([workdir, '--config', config, '--out', out]);
     expect(r.code, r.stderr).toBe(0);
@@ -169,7 +203,10 @@ describe('iacnas export', () => {
     expect(r.stderr).toMatch(/retrain phase/);
 
     // A configuration that does not fit the saved model (another baseFilters) names both.
-    writeFileSync(path.join(root, 'wide.yaml'), `seed: 5\ndataset: {format: phantom, sliceSize: 16}\nbackbone: {depth: 2, baseFilters: 16}\nsearch: {nodes: 2, partialChannels: 2}\n`);
+    writeFileSync(
+      path.join(root, 'wide.yaml'),
+      `seed: 5\ndataset: {format: phantom, sliceSize: 16}\nbackbone: {depth: 2, baseFilters: 16}\nsearch: {nodes: 2, partialChannels: 2}\n`,
+    );
     r = await run([workdir, '--config', path.join(root, 'wide.yaml')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/shapes differ/);

@@ -79,7 +79,6 @@ function datasetName(run: RunInfo): string | undefined {
   }
 }
 
-
 function packageVersion(): string {
   try {
     return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '';
@@ -96,9 +95,15 @@ export async function exportRun(o: ExportRunOptions): Promise<ExportRunOutcome> 
   log(`export: configuration from ${run.configSource}`);
   const size = config.dataset.sliceSize;
   const step = 2 ** config.backbone.depth;
-  if (size % step !== 0) throw badInput('config', `dataset.sliceSize ${size} is not a multiple of 2^backbone.depth = ${step}: not the configuration the model was trained with`, { path: 'dataset.sliceSize' });
+  if (size % step !== 0)
+    throw badInput('config', `dataset.sliceSize ${size} is not a multiple of 2^backbone.depth = ${step}: not the configuration the model was trained with`, {
+      path: 'dataset.sliceSize',
+    });
   if (o.modality && run.modality && o.modality !== run.modality) {
-    throw badInput('usage', `--modality ${o.modality}: the run was trained with ${run.modality} normalisation (from ${run.configSource} or its results.json / dataset.json); leave --modality out`);
+    throw badInput(
+      'usage',
+      `--modality ${o.modality}: the run was trained with ${run.modality} normalisation (from ${run.configSource} or its results.json / dataset.json); leave --modality out`,
+    );
   }
 
   const { initBackend } = await import('../backend/index.ts');
@@ -111,12 +116,17 @@ export async function exportRun(o: ExportRunOptions): Promise<ExportRunOutcome> 
     log(`export: genotype from ${workdirLayout(run.workdir).genotype}, weights from ${run.modelDir}`);
     const dataset = datasetName(run);
     const modality = run.modality ?? o.modality;
-    if (!modality) log(`export: the run does not tell its modality (dataset.modality auto, no results.json or dataset.json to read): the metadata says 'unknown'; give --modality MRI|CT`);
+    if (!modality)
+      log(
+        `export: the run does not tell its modality (dataset.modality auto, no results.json or dataset.json to read): the metadata says 'unknown'; give --modality MRI|CT`,
+      );
     const metadata: Record<string, string> = {
       name: config.name,
       ...(dataset ? { dataset } : {}),
       modality: modality ?? 'unknown',
-      normalization: modality ? NORMALISATION[modality] : `per the dataset's modality, which the run does not tell (MRI: ${NORMALISATION.MRI}; CT: ${NORMALISATION.CT})`,
+      normalization: modality
+        ? NORMALISATION[modality]
+        : `per the dataset's modality, which the run does not tell (MRI: ${NORMALISATION.MRI}; CT: ${NORMALISATION.CT})`,
       axis: config.dataset.axis,
       slicing: `2-D slices across ${AXIS_RULE[config.dataset.axis]}; rows are the lower-numbered in-plane voxel axis, columns the higher (a slice across k is [i, j])`,
       resize: `each slice resampled bilinearly to ${size}x${size} (pixel centres aligned, align_corners=false), after normalisation`,
@@ -138,7 +148,15 @@ export async function exportRun(o: ExportRunOptions): Promise<ExportRunOutcome> 
         x.dispose();
       }
     }
-    return { file, bytes: result.bytes.length, export: result, configSource: run.configSource, classNames: run.classNames, modality: modality ?? 'unknown', verify };
+    return {
+      file,
+      bytes: result.bytes.length,
+      export: result,
+      configSource: run.configSource,
+      classNames: run.classNames,
+      modality: modality ?? 'unknown',
+      verify,
+    };
   } finally {
     net.dispose();
   }
@@ -170,7 +188,9 @@ export async function exportMain(argv: string[], io: CommandIO = {}): Promise<nu
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
   if (positionals.length !== 1) {
-    stderr.write(`iacnas export: give exactly one run directory or trainer workdir${positionals.length > 1 ? ` (got ${positionals.join(', ')})` : ''}\n\n${USAGE}\n`);
+    stderr.write(
+      `iacnas export: give exactly one run directory or trainer workdir${positionals.length > 1 ? ` (got ${positionals.join(', ')})` : ''}\n\n${USAGE}\n`,
+    );
     return 2;
   }
   const modality = values.modality;
@@ -180,7 +200,14 @@ export async function exportMain(argv: string[], io: CommandIO = {}): Promise<nu
   }
   let outcome: ExportRunOutcome;
   try {
-    outcome = await exportRun({ dir: positionals[0], config: values.config, out: values.out, verify: values.verify, modality, log: (line) => stderr.write(`${line}\n`) });
+    outcome = await exportRun({
+      dir: positionals[0],
+      config: values.config,
+      out: values.out,
+      verify: values.verify,
+      modality,
+      log: (line) => stderr.write(`${line}\n`),
+    });
   } catch (e) {
     const bad = isBadInput(e);
     stderr.write(`iacnas export: ${bad ? (e as Error).message : e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);

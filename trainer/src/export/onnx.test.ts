@@ -49,8 +49,42 @@ const CASES: Case[] = [
     baseFilters: 8,
     k: 4,
     genotype: genotypeOf([
-      [[[0, 'conv_3x3'], [1, 'sep_conv_3x3']], [[0, 'dil_conv_3x3'], [2, 'avg_pool_3x3']], [[1, 'max_pool_3x3'], [3, 'skip_connect']], [[2, 'conv_5x5'], [4, 'none']]],
-      [[[0, 'sep_conv_5x5'], [1, 'dil_conv_5x5']], [[1, 'none'], [2, 'skip_connect']], [[0, 'avg_pool_3x3'], [3, 'max_pool_3x3']], [[3, 'conv_3x3'], [4, 'sep_conv_3x3']]],
+      [
+        [
+          [0, 'conv_3x3'],
+          [1, 'sep_conv_3x3'],
+        ],
+        [
+          [0, 'dil_conv_3x3'],
+          [2, 'avg_pool_3x3'],
+        ],
+        [
+          [1, 'max_pool_3x3'],
+          [3, 'skip_connect'],
+        ],
+        [
+          [2, 'conv_5x5'],
+          [4, 'none'],
+        ],
+      ],
+      [
+        [
+          [0, 'sep_conv_5x5'],
+          [1, 'dil_conv_5x5'],
+        ],
+        [
+          [1, 'none'],
+          [2, 'skip_connect'],
+        ],
+        [
+          [0, 'avg_pool_3x3'],
+          [3, 'max_pool_3x3'],
+        ],
+        [
+          [3, 'conv_3x3'],
+          [4, 'sep_conv_3x3'],
+        ],
+      ],
     ]),
     n: 2,
     height: 24,
@@ -62,8 +96,34 @@ const CASES: Case[] = [
     baseFilters: 8,
     k: 1,
     genotype: genotypeOf([
-      [[[0, 'sep_conv_5x5'], [1, 'avg_pool_3x3']], [[0, 'none'], [2, 'dil_conv_5x5']], [[1, 'conv_5x5'], [3, 'max_pool_3x3']]],
-      [[[0, 'skip_connect'], [1, 'conv_3x3']], [[2, 'dil_conv_3x3'], [1, 'sep_conv_3x3']], [[3, 'skip_connect'], [0, 'avg_pool_3x3']]],
+      [
+        [
+          [0, 'sep_conv_5x5'],
+          [1, 'avg_pool_3x3'],
+        ],
+        [
+          [0, 'none'],
+          [2, 'dil_conv_5x5'],
+        ],
+        [
+          [1, 'conv_5x5'],
+          [3, 'max_pool_3x3'],
+        ],
+      ],
+      [
+        [
+          [0, 'skip_connect'],
+          [1, 'conv_3x3'],
+        ],
+        [
+          [2, 'dil_conv_3x3'],
+          [1, 'sep_conv_3x3'],
+        ],
+        [
+          [3, 'skip_connect'],
+          [0, 'avg_pool_3x3'],
+        ],
+      ],
     ]),
     n: 3,
     height: 20,
@@ -76,9 +136,36 @@ const CASES: Case[] = [
     baseFilters: 8,
     k: 2,
     genotype: genotypeOf([
-      [[[0, 'none'], [1, 'none']], [[2, 'conv_3x3'], [0, 'sep_conv_3x3']]],
-      [[[1, 'max_pool_3x3'], [1, 'dil_conv_3x3']], [[0, 'avg_pool_3x3'], [2, 'skip_connect']]],
-      [[[0, 'conv_5x5'], [1, 'skip_connect']], [[2, 'sep_conv_5x5'], [1, 'dil_conv_5x5']]],
+      [
+        [
+          [0, 'none'],
+          [1, 'none'],
+        ],
+        [
+          [2, 'conv_3x3'],
+          [0, 'sep_conv_3x3'],
+        ],
+      ],
+      [
+        [
+          [1, 'max_pool_3x3'],
+          [1, 'dil_conv_3x3'],
+        ],
+        [
+          [0, 'avg_pool_3x3'],
+          [2, 'skip_connect'],
+        ],
+      ],
+      [
+        [
+          [0, 'conv_5x5'],
+          [1, 'skip_connect'],
+        ],
+        [
+          [2, 'sep_conv_5x5'],
+          [1, 'dil_conv_5x5'],
+        ],
+      ],
     ]),
     n: 2,
     height: 32,
@@ -157,7 +244,9 @@ describeEachBackend('ONNX export vs the tfjs forward pass', (backend) => {
     const x = tf.tensor4d(b.images, [b.n, 32, 32, 1]);
     try {
       const r = await compareWithOnnxRuntime(net, networkToOnnx(net, { height: 32 }).bytes, x);
-      console.log(`${backend}: ${b.n} hippocampus slices, 32x32, case 1 network: max |logit diff| ${r.maxAbsDiff.toExponential(2)} at max |logit| ${r.maxAbsLogit.toFixed(3)} (relative ${r.relative.toExponential(2)})`);
+      console.log(
+        `${backend}: ${b.n} hippocampus slices, 32x32, case 1 network: max |logit diff| ${r.maxAbsDiff.toExponential(2)} at max |logit| ${r.maxAbsLogit.toFixed(3)} (relative ${r.relative.toExponential(2)})`,
+      );
       expect(b.n).toBe(8);
       expect(r.relative).toBeLessThan(RELATIVE_TOLERANCE);
       expect(r.argmaxAgreement).toBeGreaterThanOrEqual(0.999);
@@ -168,12 +257,20 @@ describeEachBackend('ONNX export vs the tfjs forward pass', (backend) => {
   });
 
   it('exports the plain U-Net (no cells) too', async () => {
-    const net = createNetwork({ backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 1, learningRate: 1e-3 }, inChannels: 2, numClasses: 2, cells: 'none', seed: 2 });
+    const net = createNetwork({
+      backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 1, learningRate: 1e-3 },
+      inChannels: 2,
+      numClasses: 2,
+      cells: 'none',
+      seed: 2,
+    });
     randomizeWeights(net, 2);
     const x = randomSlices(2, 18, 14, 2, 4);
     try {
       const r = await compareWithOnnxRuntime(net, networkToOnnx(net, { height: 18, width: 14 }).bytes, x);
-      console.log(`${backend}: plain U-Net, 2 input channels, 18x14 (odd 9x7 bottleneck): max |logit diff| ${r.maxAbsDiff.toExponential(2)} (relative ${r.relative.toExponential(2)})`);
+      console.log(
+        `${backend}: plain U-Net, 2 input channels, 18x14 (odd 9x7 bottleneck): max |logit diff| ${r.maxAbsDiff.toExponential(2)} (relative ${r.relative.toExponential(2)})`,
+      );
       expect(r.shape).toEqual([2, 2, 18, 14]);
       expect(r.relative).toBeLessThan(RELATIVE_TOLERANCE);
     } finally {
@@ -210,7 +307,20 @@ describe('the exported model', () => {
     expect(new Set(s.initializerNames).size).toBe(s.initializerNames.length);
     for (const w of weights) expect(s.initializerNames).toContain(w);
     expect(s.parameters).toBeGreaterThanOrEqual([...net.namedWeights().values()].reduce((a, v) => a + v.size, 0));
-    for (const op of ['Conv', 'InstanceNormalization', 'Relu', 'MaxPool', 'AveragePool', 'Resize', 'Concat', 'Gather', 'Sum', 'ConstantOfShape', 'Add', 'Softmax']) {
+    for (const op of [
+      'Conv',
+      'InstanceNormalization',
+      'Relu',
+      'MaxPool',
+      'AveragePool',
+      'Resize',
+      'Concat',
+      'Gather',
+      'Sum',
+      'ConstantOfShape',
+      'Add',
+      'Softmax',
+    ]) {
       expect(s.opTypes[op], op).toBeGreaterThan(0);
     }
     const session = await ort.InferenceSession.create(bytes);

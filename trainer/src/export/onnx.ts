@@ -423,7 +423,8 @@ function cellGraph(
     const pairs = new Map<string, { input: number; op: Operation }>();
     for (const { input, op } of cell.nodes[j]) {
       if (!(OPERATIONS as readonly string[]).includes(op)) throw new Error(`ONNX export: ${name}: unknown operation ${op}`);
-      if (!Number.isInteger(input) || input < 0 || input > j + 1) throw new Error(`ONNX export: ${name}: node ${j} reads input ${input}; valid inputs are 0..${j + 1}`);
+      if (!Number.isInteger(input) || input < 0 || input > j + 1)
+        throw new Error(`ONNX export: ${name}: node ${j} reads input ${input}; valid inputs are 0..${j + 1}`);
       pairs.set(`${input}/${op}`, { input, op });
     }
     const inputs = [...new Set([...pairs.values()].map((p) => p.input))].sort((a, b) => a - b);
@@ -433,7 +434,10 @@ function cellGraph(
       pTerms.push(operation(op, states[input], edgeIndex(j, input), input));
     }
     // A node whose edges are all 'none' has operated channels of zero.
-    const p = pTerms.length > 0 ? sum(pTerms, `${name}.node${j}.operated`) : g.op('ConstantOfShape', [g.op('Shape', [states[0].p], `${name}.node${j}.shape`)], `${name}.node${j}.zeros`);
+    const p =
+      pTerms.length > 0
+        ? sum(pTerms, `${name}.node${j}.operated`)
+        : g.op('ConstantOfShape', [g.op('Shape', [states[0].p], `${name}.node${j}.shape`)], `${name}.node${j}.zeros`);
     nodesP.push(p);
     if (k > 1) {
       const q = sum(

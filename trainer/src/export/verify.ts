@@ -42,8 +42,7 @@ export function toNchw(values: Float32Array, [n, h, w, c]: readonly number[]): F
   const out = new Float32Array(values.length);
   for (let b = 0; b < n; b++)
     for (let y = 0; y < h; y++)
-      for (let x = 0; x < w; x++)
-        for (let ch = 0; ch < c; ch++) out[((b * c + ch) * h + y) * w + x] = values[((b * h + y) * w + x) * c + ch];
+      for (let x = 0; x < w; x++) for (let ch = 0; ch < c; ch++) out[((b * c + ch) * h + y) * w + x] = values[((b * h + y) * w + x) * c + ch];
   return out;
 }
 
@@ -53,7 +52,10 @@ export async function compareWithOnnxRuntime(net: Network, model: Uint8Array, x:
   try {
     ort = await import('onnxruntime-node');
   } catch (e) {
-    throw badInput('usage', `checking the export needs onnxruntime-node, a development dependency of the project (${(e as Error).message.split('\n')[0]}); install it with 'npm ci' (without --omit=dev), or export without --verify`);
+    throw badInput(
+      'usage',
+      `checking the export needs onnxruntime-node, a development dependency of the project (${(e as Error).message.split('\n')[0]}); install it with 'npm ci' (without --omit=dev), or export without --verify`,
+    );
   }
   const [n, h, w, c] = x.shape;
   const reference = tf.tidy(() => tf.transpose(net.apply(x, { training: false }), [0, 3, 1, 2]));

@@ -62,10 +62,16 @@ function referenceCell(net: UNet, level: number, s0: tf.Tensor4D, s1: tf.Tensor4
   }
   // Output kernel rows: [operated channels of every node | bypass channels of every node].
   const out = w.get(`cell${level}/out/kernel`)! as unknown as tf.Tensor2D;
-  const p = tf.concat(unshuffled.map((u) => tf.slice(u, [0, 0, 0, 0], [-1, -1, -1, cp])), 3) as tf.Tensor4D;
+  const p = tf.concat(
+    unshuffled.map((u) => tf.slice(u, [0, 0, 0, 0], [-1, -1, -1, cp])),
+    3,
+  ) as tf.Tensor4D;
   let y = pointwise(p, tf.slice(out, [0, 0], [n * cp, c]));
   if (k > 1) {
-    const q = tf.concat(unshuffled.map((u) => tf.slice(u, [0, 0, 0, cp], [-1, -1, -1, c - cp])), 3) as tf.Tensor4D;
+    const q = tf.concat(
+      unshuffled.map((u) => tf.slice(u, [0, 0, 0, cp], [-1, -1, -1, c - cp])),
+      3,
+    ) as tf.Tensor4D;
     y = tf.add(y, pointwise(q, tf.slice(out, [n * cp, 0], [n * (c - cp), c])));
   }
   return tf.add(s0, y);

@@ -71,9 +71,7 @@ interface Plan {
   inputs: InputPlan[];
 }
 
-export type CellMode =
-  | { kind: 'supernet'; arch: SupernetArchitecture; index: number }
-  | { kind: 'discrete'; genotype: GenotypeCell };
+export type CellMode = { kind: 'supernet'; arch: SupernetArchitecture; index: number } | { kind: 'discrete'; genotype: GenotypeCell };
 
 export interface CellOptions {
   name: string;
@@ -148,7 +146,8 @@ export class IacCell {
     g.nodes.forEach((edges, j) => {
       if (edges.length === 0) throw new Error(`${this.name}: genotype node ${j} has no incoming edges`);
       for (const { input, op } of edges) {
-        if (!Number.isInteger(input) || input < 0 || input > j + 1) throw new Error(`${this.name}: genotype node ${j} reads input ${input}; valid inputs are 0..${j + 1}`);
+        if (!Number.isInteger(input) || input < 0 || input > j + 1)
+          throw new Error(`${this.name}: genotype node ${j} reads input ${input}; valid inputs are 0..${j + 1}`);
         if (!this.operations.includes(op)) throw new Error(`${this.name}: genotype operation ${op} is not one of ${this.operations.join(', ')}`);
       }
     });
@@ -331,7 +330,8 @@ export class IacCell {
         return tf.split(y, [cp, cb], 1) as [tf.Tensor2D, tf.Tensor2D];
       }
       const r = tf.relu(x);
-      const part = (from: number, width: number) => tf.reshape(instanceNorm(pointwise(r, tf.slice(kernel, [0, from], [-1, width]) as tf.Tensor2D)), [bhw, width]) as tf.Tensor2D;
+      const part = (from: number, width: number) =>
+        tf.reshape(instanceNorm(pointwise(r, tf.slice(kernel, [0, from], [-1, width]) as tf.Tensor2D)), [bhw, width]) as tf.Tensor2D;
       return [part(0, cp), part(cp, cb)];
     };
     const states: [tf.Tensor2D, tf.Tensor2D | undefined][] = [pre(s0, this.pre0), pre(s1, this.pre1)];
@@ -383,7 +383,8 @@ export class IacCell {
     if (!sumP && !sumQ) throw new Error(`${this.name}: the cell has no active edges`);
     // Output: 1x1 conv of the concatenated nodes; kernel rows are [P of every node | Q of every node].
     const outKernel = this.out as unknown as tf.Tensor2D;
-    const nodesFirst = (sum: tf.Tensor2D, width: number) => tf.reshape(tf.transpose(tf.reshape(sum, [n, bhw, width]), [1, 0, 2]), [bhw, n * width]) as tf.Tensor2D;
+    const nodesFirst = (sum: tf.Tensor2D, width: number) =>
+      tf.reshape(tf.transpose(tf.reshape(sum, [n, bhw, width]), [1, 0, 2]), [bhw, n * width]) as tf.Tensor2D;
     let y: tf.Tensor2D | undefined;
     if (sumP) {
       // [N, B, C', HW] -> [B, HW, N, C']: pixels by (node, channel).
@@ -398,7 +399,13 @@ export class IacCell {
   }
 
   /** Node j as an input: its shuffled channels split into (partial [BHW, C'], bypass [BHW, C-C']). */
-  private nodeState(sumP: tf.Tensor2D | undefined, sumQ: tf.Tensor2D | undefined, j: number, shape: [number, number, number], split: boolean): [tf.Tensor2D, tf.Tensor2D | undefined] {
+  private nodeState(
+    sumP: tf.Tensor2D | undefined,
+    sumQ: tf.Tensor2D | undefined,
+    j: number,
+    shape: [number, number, number],
+    split: boolean,
+  ): [tf.Tensor2D, tf.Tensor2D | undefined] {
     const [b, hw, bhw] = shape;
     const cp = this.partial;
     const cb = this.channels - cp;

@@ -81,7 +81,17 @@ describe('deriveGenotype', () => {
 
   it('derives one cell per snapshot cell and rejects a snapshot of the wrong size', () => {
     const z = Array.from({ length: 5 }, () => [0, 0, 1, 0]);
-    const g = deriveGenotype({ alphas: [z, z], betas: [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0]], active: [Array(5).fill(all), Array(5).fill(all)] }, space);
+    const g = deriveGenotype(
+      {
+        alphas: [z, z],
+        betas: [
+          [0, 0, 0, 0, 0],
+          [0, 0, 0, 0, 0],
+        ],
+        active: [Array(5).fill(all), Array(5).fill(all)],
+      },
+      space,
+    );
     expect(g.cells).toHaveLength(2);
     expect(g.cells[1].nodes.map((n) => n.length)).toEqual([2, 2]);
     expect(() => deriveGenotype({ alphas: [z.slice(0, 3)], betas: [[0, 0, 0]], active: [Array(3).fill(all)] }, space)).toThrow(/search.nodes/);

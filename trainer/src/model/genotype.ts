@@ -46,7 +46,8 @@ export function deriveGenotype(snapshot: Snapshot, space: CellSearchSpace): Geno
       const candidates: Candidate[] = [];
       for (let i = 0; i < j + 2; i++) {
         const e = edgeIndex(j, i);
-        if (alphas[e].length !== ops.length) throw new Error(`alphas of cell ${c}, edge ${e} have ${alphas[e].length} entries; search.operations has ${ops.length}`);
+        if (alphas[e].length !== ops.length)
+          throw new Error(`alphas of cell ${c}, edge ${e} have ${alphas[e].length} entries; search.operations has ${ops.length}`);
         const w = operationWeights(alphas[e], active[e]);
         let best = -1;
         for (const o of active[e]) if (ops[o] !== 'none' && (best < 0 || w[o] > w[best])) best = o;

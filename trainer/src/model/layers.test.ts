@@ -130,10 +130,11 @@ describeEachBackend(
         // Changing sample 1 and channel 2 of sample 0 leaves sample 0's other channels as they were.
         const changed = tf.tidy(() => {
           const v = x.bufferSync();
-          for (let i = 0; i < 4; i++) for (let j = 0; j < 6; j++) {
-            v.set(v.get(0, i, j, 2) * 5 + 1, 0, i, j, 2);
-            for (let c = 0; c < 3; c++) v.set(-(v.get(1, i, j, c) ** 3), 1, i, j, c);
-          }
+          for (let i = 0; i < 4; i++)
+            for (let j = 0; j < 6; j++) {
+              v.set(v.get(0, i, j, 2) * 5 + 1, 0, i, j, 2);
+              for (let c = 0; c < 3; c++) v.set(-(v.get(1, i, j, c) ** 3), 1, i, j, c);
+            }
           return instanceNorm(v.toTensor() as tf.Tensor4D);
         });
         const keep = (t: tf.Tensor) => tf.slice(t, [0, 0, 0, 0], [1, 4, 6, 2]);
@@ -166,7 +167,9 @@ describeEachBackend(
         return n;
       });
       expect(scale).toBeGreaterThan(0.1);
-      numeric.forEach((n, i) => expect(Math.abs(analytic[i] - n), `element ${i}: analytic ${analytic[i]}, numeric ${n}`).toBeLessThan(5e-3 * Math.max(scale, 1)));
+      numeric.forEach((n, i) =>
+        expect(Math.abs(analytic[i] - n), `element ${i}: analytic ${analytic[i]}, numeric ${n}`).toBeLessThan(5e-3 * Math.max(scale, 1)),
+      );
       // Its value is the normalisation: mean 0, variance 1 per (sample, channel).
       const { mean, variance } = tf.moments(normalizeSpatial(x), [1, 2]);
       for (const m of mean.dataSync()) expect(Math.abs(m)).toBeLessThan(1e-5);

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../../testing/backend.ts';
 import { accumulateDiceCounts, diceCrossEntropyLoss, diceFromCounts, emptyCounts, hardDice } from './loss.ts';

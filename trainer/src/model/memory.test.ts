@@ -5,7 +5,16 @@ import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../../testing/backend.ts';
 import type { NetworkOptions } from './api.ts';
 import { diceCrossEntropyLoss } from './loss.ts';
-import { assertFitsInMemory, estimateTrainingMemory, memoryBudget, memoryLimit, processMemory, runningBackend, tensorShare, WASM_HEAP_BYTES } from './memory.ts';
+import {
+  assertFitsInMemory,
+  estimateTrainingMemory,
+  memoryBudget,
+  memoryLimit,
+  processMemory,
+  runningBackend,
+  tensorShare,
+  WASM_HEAP_BYTES,
+} from './memory.ts';
 import { createNetwork } from './network.ts';
 
 const options: NetworkOptions = {

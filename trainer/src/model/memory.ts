@@ -210,7 +210,7 @@ export async function assertFitsInMemory(
   const estimate = await estimateTrainingMemory(options, batch, sliceSize);
   const budget = limit.bytes;
   if (budget === undefined) {
-    (opts.log ?? ((line) => process.stderr.write(line + '\n')))(
+    (opts.log ?? ((line) => process.stderr.write(`${line}\n`)))(
       `iacnas: memory ${limit.description}; a training step needs about ${fmt(estimate.bytes)} of tensors (batch ${batch}, ${sliceSize}x${sliceSize} slices)`,
     );
     return estimate;
@@ -239,8 +239,7 @@ export async function assertFitsInMemory(
       }
     }
   }
-  const counting =
-    share === 1 ? '' : `; ${share * 100}% of the ${fmt(estimate.bytes)} of tensors tfjs counts, as TensorFlow shares and reuses buffers`;
+  const counting = share === 1 ? '' : `; ${share * 100}% of the ${fmt(estimate.bytes)} of tensors tfjs counts, as TensorFlow shares and reuses buffers`;
   throw new Error(
     `a training step needs about ${fmt(estimate.bytes * share)} (batch ${batch}, ${sliceSize}x${sliceSize} slices${counting}) ` +
       `but the ${limit.backend} backend can give it ${fmt(budget)} (${limit.description}): ` +

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../../testing/backend.ts';
 import { OPERATIONS } from '../config/index.ts';
@@ -25,7 +25,18 @@ describeEachBackend('U-Net with IAC cells', (backend) => {
     const plain = createNetwork(opts('none'));
     const supernet = createNetwork(opts('supernet'));
     const genotype: Genotype = {
-      cells: [0, 1].map(() => ({ nodes: [[{ input: 0, op: 'sep_conv_3x3' }, { input: 1, op: 'max_pool_3x3' }], [{ input: 2, op: 'dil_conv_5x5' }, { input: 0, op: 'skip_connect' }]] })),
+      cells: [0, 1].map(() => ({
+        nodes: [
+          [
+            { input: 0, op: 'sep_conv_3x3' },
+            { input: 1, op: 'max_pool_3x3' },
+          ],
+          [
+            { input: 2, op: 'dil_conv_5x5' },
+            { input: 0, op: 'skip_connect' },
+          ],
+        ],
+      })),
     };
     const discrete = createNetwork(opts(genotype));
     const x = tf.randomNormal([2, 16, 16, 1], 0, 1, 'float32', 1) as tf.Tensor4D;

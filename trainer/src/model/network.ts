@@ -57,7 +57,8 @@ export class UNet implements Network {
     this.options = options;
     const { depth, baseFilters } = options.backbone;
     if (!Number.isInteger(options.inChannels) || options.inChannels < 1) throw new Error(`inChannels must be a positive integer, got ${options.inChannels}`);
-    if (!Number.isInteger(options.numClasses) || options.numClasses < 2) throw new Error(`numClasses must be at least 2 (background and one class), got ${options.numClasses}`);
+    if (!Number.isInteger(options.numClasses) || options.numClasses < 2)
+      throw new Error(`numClasses must be at least 2 (background and one class), got ${options.numClasses}`);
     const store = new WeightStore(options.seed);
     this.store = store;
     const ch = (l: number) => baseFilters * 2 ** l;

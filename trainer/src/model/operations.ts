@@ -79,7 +79,13 @@ export function createOpWeights(store: WeightStore, prefix: string, op: Operatio
 export function rawOutput(op: Operation, x: tf.Tensor4D, weights: readonly EdgeOpWeights[] = [], relu?: tf.Tensor4D): tf.Tensor4D {
   const spec = OP_SPECS[op];
   const m = weights.length;
-  const cat = (key: string, axis: number) => (m === 1 ? weights[0][key] : tf.concat(weights.map((w) => w[key]), axis)) as tf.Tensor4D;
+  const cat = (key: string, axis: number) =>
+    (m === 1
+      ? weights[0][key]
+      : tf.concat(
+          weights.map((w) => w[key]),
+          axis,
+        )) as tf.Tensor4D;
   switch (spec.kind) {
     case 'identity':
       return x;
@@ -89,13 +95,33 @@ export function rawOutput(op: Operation, x: tf.Tensor4D, weights: readonly EdgeO
       return tf.conv2d(relu ?? tf.relu(x), cat('kernel', 3), 1, 'same');
     case 'dil': {
       const dw = depthwiseSameDilated(relu ?? tf.relu(x), cat('dw', 3), spec.dilation);
-      return pointwise(dw, blockDiagonal(weights.map((w) => w.pw), true));
+      return pointwise(
+        dw,
+        blockDiagonal(
+          weights.map((w) => w.pw),
+          true,
+        ),
+      );
     }
     case 'sep': {
       const dw1 = tf.depthwiseConv2d(relu ?? tf.relu(x), cat('dw1', 3), 1, 'same');
-      const h = instanceNorm(pointwise(dw1, blockDiagonal(weights.map((w) => w.pw1), true)));
+      const h = instanceNorm(
+        pointwise(
+          dw1,
+          blockDiagonal(
+            weights.map((w) => w.pw1),
+            true,
+          ),
+        ),
+      );
       const dw2 = tf.depthwiseConv2d(tf.relu(h), cat('dw2', 2), 1, 'same');
-      return pointwise(dw2, blockDiagonal(weights.map((w) => w.pw2), false));
+      return pointwise(
+        dw2,
+        blockDiagonal(
+          weights.map((w) => w.pw2),
+          false,
+        ),
+      );
     }
     case 'none':
       throw new Error("operation 'none' has no output");

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../../testing/backend.ts';
 import type { NetworkOptions } from './api.ts';
@@ -29,10 +29,20 @@ describeEachBackend('weight serialisation', (backend) => {
     const d = path.join(dir, 'named');
     const a = tf.tensor2d([1, 2, 3, 4.5], [2, 2]);
     const b = tf.tensor1d([7, -1], 'int32');
-    saveNamedTensors(d, new Map<string, tf.Tensor>([['a', a], ['opt/step', b]]), { epoch: 3 });
+    saveNamedTensors(
+      d,
+      new Map<string, tf.Tensor>([
+        ['a', a],
+        ['opt/step', b],
+      ]),
+      { epoch: 3 },
+    );
     const { tensors, meta } = loadNamedTensors(d);
     expect(meta).toEqual({ epoch: 3 });
-    expect(tensors.get('a')!.arraySync()).toEqual([[1, 2], [3, 4.5]]);
+    expect(tensors.get('a')!.arraySync()).toEqual([
+      [1, 2],
+      [3, 4.5],
+    ]);
     expect(tensors.get('opt/step')!.dtype).toBe('int32');
     expect(Array.from(tensors.get('opt/step')!.dataSync())).toEqual([7, -1]);
     tf.dispose([a, b, ...tensors.values()]);
@@ -57,7 +67,9 @@ describeEachBackend('weight serialisation', (backend) => {
     expect(report.missing).toEqual([]);
     expect(report.loaded.length).toBe(n1.namedWeights().size);
     expect(tf.tidy(() => tf.max(tf.abs(tf.sub(n2.apply(x), y1))).dataSync()[0])).toBe(0);
-    n1.namedWeights().get('head/bias')!.assign(tf.ones([3]));
+    n1.namedWeights()
+      .get('head/bias')!
+      .assign(tf.ones([3]));
     saveWeights(n1, d);
     const bins = readdirSync(d).filter((f) => f.endsWith('.bin'));
     expect(bins).toHaveLength(1);
@@ -75,7 +87,9 @@ describeEachBackend('weight serialisation', (backend) => {
     const report = loadWeights(supernet, d, { strict: false });
     expect(report.loaded.length).toBe(plain.namedWeights().size);
     expect(report.missing.every((n) => n.startsWith('cell'))).toBe(true);
-    expect(Array.from(supernet.namedWeights().get('enc0/conv1/kernel')!.dataSync())).toEqual(Array.from(plain.namedWeights().get('enc0/conv1/kernel')!.dataSync()));
+    expect(Array.from(supernet.namedWeights().get('enc0/conv1/kernel')!.dataSync())).toEqual(
+      Array.from(plain.namedWeights().get('enc0/conv1/kernel')!.dataSync()),
+    );
     const wider = createNetwork({ ...base, backbone: { ...base.backbone, baseFilters: 8 }, cells: 'none' });
     expect(() => loadWeights(wider, d, { strict: false })).toThrow(/shapes differ:\n {2}enc0\/conv1\/kernel: checkpoint \[3,3,1,4\] vs network \[3,3,1,8\]/);
     plain.dispose();

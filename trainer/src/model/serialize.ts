@@ -145,7 +145,9 @@ export function loadWeights(network: Network, dir: string, opts: { strict?: bool
     if (strict && missing.length > 0) problems.push(`missing from the checkpoint: ${missing.join(', ')}`);
     if (strict && unexpected.length > 0) problems.push(`not in the network: ${unexpected.join(', ')}`);
     if (problems.length > 0) {
-      throw new Error(`cannot load weights from ${dir} (was it saved from a network with the same backbone.depth, backbone.baseFilters, cells and classes?):\n${problems.join('\n')}`);
+      throw new Error(
+        `cannot load weights from ${dir} (was it saved from a network with the same backbone.depth, backbone.baseFilters, cells and classes?):\n${problems.join('\n')}`,
+      );
     }
     const loaded: string[] = [];
     for (const [name, t] of tensors) {

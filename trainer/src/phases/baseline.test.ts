@@ -38,7 +38,11 @@ async function phase(argv: string[], stop?: (line: string) => void) {
     stderr: { write: (t: string) => err.push(t) },
     env: {},
   });
-  const lines = out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const lines = out
+    .join('')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   return { code, lines, stderr: err.join('') };
 }
 
@@ -61,7 +65,7 @@ describeEachBackend(
       }
     });
 
-    it('trains the plain U-Net from the backbone with exactly the cell model\'s steps, and writes its model and record', async () => {
+    it("trains the plain U-Net from the backbone with exactly the cell model's steps, and writes its model and record", async () => {
       whole = mkdtempSync(join(tmpdir(), 'baseline-whole-'));
       cpSync(searched, whole, { recursive: true });
       const r = await phase(['retrain', '--workdir', whole, '--config-json', cfg]);

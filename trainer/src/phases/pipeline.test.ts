@@ -25,7 +25,11 @@ async function phase(argv: string[]) {
   const out: string[] = [];
   const err: string[] = [];
   const code = await trainerMain(argv, { stdout: { write: (t: string) => out.push(t) }, stderr: { write: (t: string) => err.push(t) }, env: {} });
-  const lines = out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const lines = out
+    .join('')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
   return { code, lines, result: PhaseResult.parse(lines.at(-1)), stderr: err.join('') };
 }
 
@@ -40,7 +44,7 @@ describeEachBackend('search, prune, retrain, evaluate', (backend) => {
     workdir = mkdtempSync(join(tmpdir(), 'pipeline-'));
   });
 
-  it('runs every phase and leaves each phase\'s artifacts', async () => {
+  it("runs every phase and leaves each phase's artifacts", async () => {
     const s = await phase(['search', '--workdir', workdir, '--config-json', cfg]);
     expect(s.code, s.stderr).toBe(0);
     expect(s.lines.slice(0, -1).every((l) => ProgressEvent.safeParse(l).success)).toBe(true);
@@ -99,7 +103,10 @@ describeEachBackend('search, prune, retrain, evaluate', (backend) => {
       let stderr = '';
       child.stdout.on('data', (c) => (stdout += c));
       child.stderr.on('data', (c) => (stderr += c));
-      return { child, done: new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => child.on('close', (code) => res({ code, stdout, stderr }))) };
+      return {
+        child,
+        done: new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => child.on('close', (code) => res({ code, stdout, stderr }))),
+      };
     };
     const epochOf = () => {
       try {
@@ -123,14 +130,17 @@ describeEachBackend('search, prune, retrain, evaluate', (backend) => {
     expect(atKill).toBeLessThan(6);
     const second = await run().done;
     expect(second.code, second.stderr).toBe(0);
-    const lines = second.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const lines = second.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     expect(lines.filter((l) => l.type === 'progress').map((l) => l.epoch)).toEqual(Array.from({ length: 6 - atKill }, (_, i) => atKill + 1 + i));
     expect(lines.at(-1)).toMatchObject({ type: 'result', ok: true, epochs: 6 });
     expect(readHistory(join(dir, 'retrain', 'history.jsonl')).map((h) => h.epoch)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(existsSync(join(dir, 'retrain', 'model'))).toBe(true);
   });
 
-  it('refuses a configuration that cannot fit in memory, with the model\'s advice', async () => {
+  it("refuses a configuration that cannot fit in memory, with the model's advice", async () => {
     const saved = process.env.IACNAS_MEMORY_LIMIT_MB;
     process.env.IACNAS_MEMORY_LIMIT_MB = '1';
     try {

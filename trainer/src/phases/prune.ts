@@ -47,11 +47,18 @@ export function readFinalArchitecture(o: { workdir: string; history?: string; ch
     }>(o.history);
     const last = lines.at(-1);
     if (!last) throw badInput('file', `--history ${o.history}: no complete epoch line (is it the search's history.jsonl?)`, { file: o.history });
-    if (!last.alphas || !last.betas || !last.active) throw badInput('file', `--history ${o.history}: epoch ${last.epoch} has no alphas/betas/active; give the search's history.jsonl`, { file: o.history });
+    if (!last.alphas || !last.betas || !last.active)
+      throw badInput('file', `--history ${o.history}: epoch ${last.epoch} has no alphas/betas/active; give the search's history.jsonl`, { file: o.history });
     // A history line holds that epoch's alphas and the active operations after its pruning.
     const stable = last.stable?.flat();
     const stableEdges = last.settled?.flat().filter((settled, i) => settled || stable?.[i]).length;
-    return { arch: { alphas: last.alphas, betas: last.betas, active: last.active }, epoch: last.epoch, stoppedBy: last.stoppedBy ?? null, source: o.history, stableEdges };
+    return {
+      arch: { alphas: last.alphas, betas: last.betas, active: last.active },
+      epoch: last.epoch,
+      stoppedBy: last.stoppedBy ?? null,
+      source: o.history,
+      stableEdges,
+    };
   }
   const dir = o.checkpoint ?? workdirLayout(o.workdir).searchCheckpoint;
   let ck: ReturnType<typeof readCheckpoint<SearchState>>;

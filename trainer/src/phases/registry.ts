@@ -75,7 +75,20 @@ writes <workdir>/genotype.json. Needs no GPU.`,
     run: async (ctx) => (await import('./prune.ts')).runPrunePhase(ctx),
     simulate: {
       epochs: 0,
-      result: () => ({ genotype: { cells: [[[[0, 'skip_connect'], [1, 'conv_3x3']]]] }, activeOperations: 2, totalOperations: 8 }),
+      result: () => ({
+        genotype: {
+          cells: [
+            [
+              [
+                [0, 'skip_connect'],
+                [1, 'conv_3x3'],
+              ],
+            ],
+          ],
+        },
+        activeOperations: 2,
+        totalOperations: 8,
+      }),
     },
   },
   retrain: {

@@ -16,7 +16,7 @@ import type { TrainerConfig } from '../config/index.ts';
 import type { SliceDataset } from '../data/types.ts';
 import { type BaselineTraining, readGenotype } from '../eval/evaluate.ts';
 import type { Genotype, NetworkOptions } from '../model/api.ts';
-import type { ProgressReporter, ResultFields } from '../report/progress.ts';
+import type { ResultFields } from '../report/progress.ts';
 import { validateForTraining } from '../config/validate.ts';
 import { readBackboneInfo } from '../training/backbone.ts';
 import { writeFileAtomic } from '../util/atomic.ts';
@@ -46,7 +46,10 @@ interface TrainOne {
 function backboneDirOf(workdir: string, config: TrainerConfig): string {
   const dir = readBackboneInfo(workdir)?.dir ?? config.backbone.pretrained;
   if (!dir) {
-    throw badInput('file', `retrain: no trained backbone in ${workdirLayout(workdir).backbone} and no backbone.pretrained; run the search phase first, or set retrain.fromScratch: true`);
+    throw badInput(
+      'file',
+      `retrain: no trained backbone in ${workdirLayout(workdir).backbone} and no backbone.pretrained; run the search phase first, or set retrain.fromScratch: true`,
+    );
   }
   return dir;
 }
@@ -57,7 +60,14 @@ async function trainOne(o: TrainOne): Promise<SupervisedResult> {
   const { config, workdir, reporter } = o.ctx;
   const rc = config.retrain;
   const space = { operations: config.search.operations, nodes: config.search.nodes, partialChannels: config.search.partialChannels };
-  const net = o.kit.createNetwork({ backbone: config.backbone, inChannels: o.data.channels, numClasses: o.data.numClasses, cells: o.cells, space, seed: config.seed });
+  const net = o.kit.createNetwork({
+    backbone: config.backbone,
+    inChannels: o.data.channels,
+    numClasses: o.data.numClasses,
+    cells: o.cells,
+    space,
+    seed: config.seed,
+  });
   try {
     const paths = trainingPaths(o.root);
     const resumed = existsSync(join(paths.dir, CHECKPOINT_STATE_FILE));
@@ -132,7 +142,16 @@ export async function runRetrainPhase(ctx: PhaseContext): Promise<ResultFields> 
   let baseline: SupervisedResult | undefined;
   if (withBaseline) {
     const root = layout.baseline;
-    baseline = await trainOne({ ctx, kit, data, cells: 'none', root, model: 'baseline', fingerprint: JSON.stringify({ ...common, cells: 'none' }), followingEpochs: 0 });
+    baseline = await trainOne({
+      ctx,
+      kit,
+      data,
+      cells: 'none',
+      root,
+      model: 'baseline',
+      fingerprint: JSON.stringify({ ...common, cells: 'none' }),
+      followingEpochs: 0,
+    });
     const training: BaselineTraining = {
       cells: 'none',
       startedFrom: rc.fromScratch ? 'scratch' : 'backbone',

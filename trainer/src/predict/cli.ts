@@ -85,7 +85,10 @@ export async function predictMain(argv: string[], io: CliIO = {}): Promise<numbe
     }
     modality ??= run.modality;
     if (!modality) {
-      throw badInput('usage', `cannot tell the intensity normalisation the run was trained with (dataset.modality is auto, and neither ${workdirLayout(run.workdir).results} nor the run's dataset.json is readable here); give --modality MRI or --modality CT`);
+      throw badInput(
+        'usage',
+        `cannot tell the intensity normalisation the run was trained with (dataset.modality is auto, and neither ${workdirLayout(run.workdir).results} nor the run's dataset.json is readable here); give --modality MRI or --modality CT`,
+      );
     }
     if (values.baseline && !run.baselineDir) {
       throw badInput('usage', `--baseline: ${workdirLayout(run.workdir).baselineModel} not found; the run was retrained without evaluate.baseline`);
@@ -132,7 +135,7 @@ export async function predictMain(argv: string[], io: CliIO = {}): Promise<numbe
     for (const w of outcome.written) stdout.write(`${w.output}\n`);
     if (outcome.failed.length > 0) {
       stderr.write(
-        `iacnas predict: ${outcome.written.length} of ${inputs.length} scan(s) segmented; ${outcome.failed.length} failed:\n  ${outcome.failed.map((f) => f.message.startsWith(f.input) ? f.message : `${f.input}: ${f.message}`).join('\n  ')}\n`,
+        `iacnas predict: ${outcome.written.length} of ${inputs.length} scan(s) segmented; ${outcome.failed.length} failed:\n  ${outcome.failed.map((f) => (f.message.startsWith(f.input) ? f.message : `${f.input}: ${f.message}`)).join('\n  ')}\n`,
       );
       return EXIT_BAD_INPUT;
     }

@@ -30,7 +30,18 @@ const spec = {
   retrain: { epochs: 2 },
   evaluate: { baseline: true },
 };
-const genotype: Genotype = { cells: [{ nodes: [[{ input: 0, op: 'conv_3x3' }, { input: 1, op: 'skip_connect' }]] }] };
+const genotype: Genotype = {
+  cells: [
+    {
+      nodes: [
+        [
+          { input: 0, op: 'conv_3x3' },
+          { input: 1, op: 'skip_connect' },
+        ],
+      ],
+    },
+  ],
+};
 
 let root: string;
 let runDir: string;
@@ -41,7 +52,10 @@ async function makeRun(dir: string): Promise<void> {
   // search.json: [seed, dataset, backbone, search, retrain, evaluate, resources, image, artifacts]
   // Claims as a cluster spec has them: the trainer reads the paths.
   const evaluate = { ...spec.evaluate, external: [{ name: 'site-b', format: 'msd', path: '/data/site-b', pvc: { claimName: 'site-b' } }] };
-  writeFileSync(join(dir, 'search.json'), JSON.stringify([spec.seed, { ...spec.dataset, pvc: { claimName: 'data' } }, spec.backbone, spec.search, spec.retrain, evaluate, {}, 'local', {}]));
+  writeFileSync(
+    join(dir, 'search.json'),
+    JSON.stringify([spec.seed, { ...spec.dataset, pvc: { claimName: 'data' } }, spec.backbone, spec.search, spec.retrain, evaluate, {}, 'local', {}]),
+  );
   writeFileSync(join(dir, 'genotype.json'), JSON.stringify({ genotype }));
   const c = parseTrainerConfig({ name: 'tiny', ...spec });
   const space = { operations: c.search.operations, nodes: c.search.nodes, partialChannels: c.search.partialChannels };
@@ -53,7 +67,17 @@ async function makeRun(dir: string): Promise<void> {
     await modelKit.saveWeights(net, join(dir, sub, 'model'));
     net.dispose();
   }
-  const training = { cells: 'none', startedFrom: 'backbone', epochs: 2, maxEpochs: 2, stepsPerEpoch: 1, batchSize: 8, learningRate: 0.001, seed: 3, bestValDice: 0.1 };
+  const training = {
+    cells: 'none',
+    startedFrom: 'backbone',
+    epochs: 2,
+    maxEpochs: 2,
+    stepsPerEpoch: 1,
+    batchSize: 8,
+    learningRate: 0.001,
+    seed: 3,
+    bestValDice: 0.1,
+  };
   writeFileSync(join(dir, 'baseline', 'training.json'), JSON.stringify(training));
   // The run's own evaluation, which nothing here may change.
   writeFileSync(join(dir, 'results.json'), JSON.stringify({ split: 'test', classNames: ['background', 'Anterior', 'Posterior'] }));
@@ -164,7 +188,9 @@ describe('iacnas predict', () => {
     const before = readFileSync(join(dir, 'hippocampus_006.nii.gz'));
     const refused = io();
     expect(await predictMain([runDir, dir, '--keep-names', '--out', dir], refused.io)).toBe(2);
-    expect(refused.err.join('')).toMatch(/refusing to overwrite the input \S+hippocampus_006\.nii\.gz with its label map; choose another --out or drop --keep-names/);
+    expect(refused.err.join('')).toMatch(
+      /refusing to overwrite the input \S+hippocampus_006\.nii\.gz with its label map; choose another --out or drop --keep-names/,
+    );
     expect(readFileSync(join(dir, 'hippocampus_006.nii.gz'))).toEqual(before);
 
     const kept = io();
@@ -186,30 +212,41 @@ describe('iacnas predict', () => {
     }
     const noConfig = io();
     expect(await predictMain([workdir, image('hippocampus_003')], noConfig.io)).toBe(2);
-    expect(noConfig.err.join('')).toMatch(/neither trainer-config\.json \(written by every trainer phase\) nor search\.json \(of 'iacnas run'\) is there; give the trainer configuration with --config <file>/);
+    expect(noConfig.err.join('')).toMatch(
+      /neither trainer-config\.json \(written by every trainer phase\) nor search\.json \(of 'iacnas run'\) is there; give the trainer configuration with --config <file>/,
+    );
 
     const config = join(root, 'trainer.json');
     writeFileSync(config, JSON.stringify({ name: 'tiny', ...spec }));
     const r = io();
     expect(await predictMain([workdir, image('hippocampus_003'), '--config', config, '--baseline', '--out', join(root, 'base')], r.io), r.err.join('')).toBe(0);
-    expect(r.err.join('')).toMatch(/1 scan\(s\) with the U-Net baseline of \S+workdir \(3 classes: background, Anterior, Posterior; MRI normalisation, slices of 16x16, axis auto\)/);
+    expect(r.err.join('')).toMatch(
+      /1 scan\(s\) with the U-Net baseline of \S+workdir \(3 classes: background, Anterior, Posterior; MRI normalisation, slices of 16x16, axis auto\)/,
+    );
     expect(existsSync(join(root, 'base', 'hippocampus_003_seg.nii.gz'))).toBe(true);
 
     // A configuration that does not describe the saved network is refused by name.
     writeFileSync(config, JSON.stringify({ name: 'tiny', ...spec, backbone: { depth: 2, baseFilters: 4 } }));
     const wrong = io();
     expect(await predictMain([workdir, image('hippocampus_003'), '--config', config, '--out', join(root, 'wrong')], wrong.io), wrong.err.join('')).toBe(2);
-    expect(wrong.err.join('')).toMatch(/cannot build the trained cell model of \S+workdir with the configuration of \S+trainer\.json: the genotype has 1 cells but backbone\.depth 2/);
+    expect(wrong.err.join('')).toMatch(
+      /cannot build the trained cell model of \S+workdir with the configuration of \S+trainer\.json: the genotype has 1 cells but backbone\.depth 2/,
+    );
     writeFileSync(config, JSON.stringify({ name: 'tiny', ...spec, backbone: { depth: 1, baseFilters: 8 } }));
     const wider = io();
     expect(await predictMain([workdir, image('hippocampus_003'), '--config', config, '--out', join(root, 'wrong')], wider.io)).toBe(2);
-    expect(wider.err.join('')).toMatch(/cannot load the trained cell model from \S+retrain[/\\]model with the configuration of \S+trainer\.json: [\s\S]*shapes differ/);
+    expect(wider.err.join('')).toMatch(
+      /cannot load the trained cell model from \S+retrain[/\\]model with the configuration of \S+trainer\.json: [\s\S]*shapes differ/,
+    );
     expect(existsSync(join(root, 'wrong'))).toBe(false);
 
     // The configuration every trainer phase records in its work directory stands in for --config.
     writeFileSync(config, JSON.stringify({ name: 'tiny', ...spec }));
     const configured = io();
-    expect(await predictMain([workdir, image('hippocampus_003'), '--config', config, '--out', join(root, 'configured')], configured.io), configured.err.join('')).toBe(0);
+    expect(
+      await predictMain([workdir, image('hippocampus_003'), '--config', config, '--out', join(root, 'configured')], configured.io),
+      configured.err.join(''),
+    ).toBe(0);
     writeFileSync(join(workdir, 'trainer-config.json'), JSON.stringify(parseTrainerConfig({ name: 'tiny', ...spec })));
     const recorded = io();
     expect(await predictMain([workdir, image('hippocampus_003'), '--out', join(root, 'recorded')], recorded.io), recorded.err.join('')).toBe(0);
@@ -220,10 +257,21 @@ describe('iacnas predict', () => {
 
   it('reads the trainer configuration of an iacnas run directory from search.json', () => {
     const c = configFromSearchJson(join(runDir, 'search.json'), 'tiny');
-    expect(c).toMatchObject({ name: 'tiny', seed: 3, dataset: { format: 'msd', path: HIPPO, sliceSize: 16 }, backbone: { depth: 1, baseFilters: 4 }, evaluate: { baseline: true } });
+    expect(c).toMatchObject({
+      name: 'tiny',
+      seed: 3,
+      dataset: { format: 'msd', path: HIPPO, sliceSize: 16 },
+      backbone: { depth: 1, baseFilters: 4 },
+      evaluate: { baseline: true },
+    });
     expect(c.evaluate.external).toEqual([{ name: 'site-b', format: 'msd', path: '/data/site-b' }]);
     const run = openRun(runDir);
-    expect(run).toMatchObject({ numClasses: 3, classNames: ['background', 'Anterior', 'Posterior'], modality: 'MRI', baselineDir: join(runDir, 'baseline', 'model') });
+    expect(run).toMatchObject({
+      numClasses: 3,
+      classNames: ['background', 'Anterior', 'Posterior'],
+      modality: 'MRI',
+      baselineDir: join(runDir, 'baseline', 'model'),
+    });
   });
 });
 
@@ -261,7 +309,14 @@ describe('iacnas evaluate', () => {
     const code = await evaluateMain([runDir, '--data', data, '--out', out], r.io);
     expect(code, r.err.join('')).toBe(0);
     const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
-    expect(json).toMatchObject({ dataset: 'HippoSubset', split: 'all', grid: 'native', classNames: ['background', 'Anterior', 'Posterior'], path: data, run: runDir });
+    expect(json).toMatchObject({
+      dataset: 'HippoSubset',
+      split: 'all',
+      grid: 'native',
+      classNames: ['background', 'Anterior', 'Posterior'],
+      path: data,
+      run: runDir,
+    });
     expect(json.model.patients.map((p: { id: string }) => p.id)).toEqual(IDS);
     expect(json.model.patients[0]).toMatchObject({ shape: [34, 52, 35], spacing: [1, 1, 1], axis: 'k' });
     expect(json.baseline.patients).toHaveLength(3);
@@ -283,7 +338,9 @@ describe('iacnas evaluate', () => {
     const data = hippocampusSubset(join(root, 'four'), { 0: 'background', 1: 'Anterior', 2: 'Posterior', 3: 'Other' });
     const r = io();
     expect(await evaluateMain([runDir, '--data', data, '--out', join(root, 'four-eval')], r.io)).toBe(2);
-    expect(r.err.join('')).toMatch(/--data \S+four: \S+four labels 4 classes \(background, Anterior, Posterior, Other\) but the model predicts 3 \(background, Anterior, Posterior\)/);
+    expect(r.err.join('')).toMatch(
+      /--data \S+four: \S+four labels 4 classes \(background, Anterior, Posterior, Other\) but the model predicts 3 \(background, Anterior, Posterior\)/,
+    );
     expect(existsSync(join(root, 'four-eval'))).toBe(false);
   });
 });

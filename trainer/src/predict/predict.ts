@@ -150,7 +150,11 @@ export async function predictFiles(o: PredictOptions): Promise<PredictOutcome> {
       const { header, data } = readNifti(input);
       checkIntensities(input, data, header.shape);
       const axis = chooseAxis(o.axis, header.spacing);
-      const seg = await segmentVolume(o.net, data, header.shape, axis, o.modality, { sliceSize: o.sliceSize, numClasses: o.numClasses, batchSize: o.batchSize });
+      const seg = await segmentVolume(o.net, data, header.shape, axis, o.modality, {
+        sliceSize: o.sliceSize,
+        numClasses: o.numClasses,
+        batchSize: o.batchSize,
+      });
       mkdirSync(dirname(output), { recursive: true });
       writeFileAtomic(output, encodeLabelNifti(template, seg.labels, { numClasses: o.numClasses, description: o.description, gzip: output.endsWith('.gz') }));
       const seconds = (performance.now() - started) / 1000;

@@ -57,7 +57,11 @@ export function configFromSearchJson(file: string, name: string): TrainerConfig 
     // [seed, dataset, backbone, search, retrain, evaluate, resources, image, artifacts]
     const [seed, dataset] = json as unknown[];
     if (json.length < SPEC_FIELDS.length || !(seed === null || typeof seed === 'number') || typeof dataset !== 'object') {
-      throw badInput('file', `${file}: not the search definition 'iacnas run' writes ([seed, dataset, backbone, search, retrain, evaluate, ...]); give the trainer configuration with --config`, { file });
+      throw badInput(
+        'file',
+        `${file}: not the search definition 'iacnas run' writes ([seed, dataset, backbone, search, retrain, evaluate, ...]); give the trainer configuration with --config`,
+        { file },
+      );
     }
     spec = Object.fromEntries(SPEC_FIELDS.map((f, i) => [f, json[i]]));
   } else if (json && typeof json === 'object') {
@@ -131,7 +135,11 @@ export function openRun(run: string, opts: { config?: string } = {}): RunInfo {
   const workdir = resolve(run);
   const layout = workdirLayout(workdir);
   if (!existsSync(workdir) || !statSync(workdir).isDirectory()) {
-    throw badInput('usage', `${run}: no such directory; give the run directory (runs/<name>/ of 'iacnas run'), or a trainer work directory with --config <file>`, { file: run });
+    throw badInput(
+      'usage',
+      `${run}: no such directory; give the run directory (runs/<name>/ of 'iacnas run'), or a trainer work directory with --config <file>`,
+      { file: run },
+    );
   }
   let config: TrainerConfig;
   let configSource: string;
@@ -170,7 +178,11 @@ export function openRun(run: string, opts: { config?: string } = {}): RunInfo {
   classNames ??= dataset().classNames;
   const numClasses = modelClasses(modelDir) ?? classNames?.length;
   if (numClasses === undefined) {
-    throw badInput('file', `${modelDir}/weights.json: cannot tell how many classes the model predicts (no head/bias tensor); was it written by the retrain phase?`, { file: `${modelDir}/weights.json` });
+    throw badInput(
+      'file',
+      `${modelDir}/weights.json: cannot tell how many classes the model predicts (no head/bias tensor); was it written by the retrain phase?`,
+      { file: `${modelDir}/weights.json` },
+    );
   }
   if (classNames?.length !== numClasses) classNames = Array.from({ length: numClasses }, (_, v) => (v === 0 ? 'background' : `class_${v}`));
   let modality: Modality | undefined = config.dataset.modality !== 'auto' ? config.dataset.modality : undefined;

@@ -49,10 +49,12 @@ describe('segmentVolume', () => {
     const shape: [number, number, number] = [24, 10, 4];
     const image = new Float32Array(24 * 10 * 4);
     const truth = new Uint8Array(image.length);
-    for (let k = 0; k < 4; k++) for (let j = 2; j < 8; j++) for (let i = 6; i < 18; i++) {
-      image[i + 24 * (j + 10 * k)] = 50;
-      truth[i + 24 * (j + 10 * k)] = 1;
-    }
+    for (let k = 0; k < 4; k++)
+      for (let j = 2; j < 8; j++)
+        for (let i = 6; i < 18; i++) {
+          image[i + 24 * (j + 10 * k)] = 50;
+          truth[i + 24 * (j + 10 * k)] = 1;
+        }
     const seg = await segmentVolume(net, image, shape, 2, 'MRI', { sliceSize: 16, numClasses: 2, truth });
     expect(seg.labels).toHaveLength(image.length);
     // The box's edges fall between resampled pixels; away from them the answer is exact.

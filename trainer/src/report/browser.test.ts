@@ -71,7 +71,9 @@ describe('report.html in headless Chromium', () => {
     const report = await checkLayout(html, { chromium: findChromium(), fonts: FONTS });
     const page = report.findings.filter((f) => f.font === 'page');
     const kinds = (svg: string) => page.filter((f) => f.svg === svg).map((f) => `${f.kind}: ${f.text}${f.other ? ` / ${f.other}` : ''}`);
-    expect(kinds('broken')).toEqual(expect.arrayContaining(['overlap: first label / second label', 'outside: runs past the right edge', 'on-node: sep_conv_3x3 / n0']));
+    expect(kinds('broken')).toEqual(
+      expect.arrayContaining(['overlap: first label / second label', 'outside: runs past the right edge', 'on-node: sep_conv_3x3 / n0']),
+    );
     // Close, rotated and beside-the-node labels that do not touch are not findings.
     expect(kinds('fine'), describeFindings(page)).toEqual([]);
     // Every forced font finds the same defects.

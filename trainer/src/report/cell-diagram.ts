@@ -124,7 +124,7 @@ const INPUT_NOTES = ['encoder skip', 'decoder (upsampled)'];
 function layout(cell: GenotypeCell, spread: number, loose: boolean): Layout {
   const nodes = cell.nodes.length;
   const widest = Math.max(60, ...cell.nodes.flat().map((e) => textWidth(e.op, LABEL_SIZE) + 10));
-  const colGap = (Math.max(150, widest + 2 * R + 50) * spread);
+  const colGap = Math.max(150, widest + 2 * R + 50) * spread;
   const rowGap = 120 * (1 + (spread - 1) / 2);
   const shapes: Shape[] = [
     { center: [0, -rowGap], r: R },
@@ -221,13 +221,19 @@ export function cellDiagram(cell: GenotypeCell, title: string): string {
   const names = ['s0 (encoder)', 's1 (decoder)', ...Array.from({ length: l.shapes.length - 3 }, (_, i) => `node ${i}`)];
 
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" font-family="sans-serif">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" font-family="sans-serif">`,
+  );
   parts.push(`<title>${escapeXml(title)}</title>`);
-  parts.push('<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>');
+  parts.push(
+    '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
+  );
   parts.push(head.svg);
   for (const r of l.outputs) parts.push(`<path d="${path(r)}" stroke="#aaa" stroke-dasharray="4 3" fill="none" marker-end="url(#arrow)"/>`);
   for (const e of l.edges) {
-    parts.push(`<path d="${path(e.route)}" fill="none" stroke="${e.color}" stroke-width="2.2" marker-end="url(#arrow)"><title>${escapeXml(`${names[e.from]} -> ${names[e.to]}: ${e.op}`)}</title></path>`);
+    parts.push(
+      `<path d="${path(e.route)}" fill="none" stroke="${e.color}" stroke-width="2.2" marker-end="url(#arrow)"><title>${escapeXml(`${names[e.from]} -> ${names[e.to]}: ${e.op}`)}</title></path>`,
+    );
   }
   l.shapes.forEach((s, n) => {
     const [x, y] = s.center;
@@ -238,9 +244,12 @@ export function cellDiagram(cell: GenotypeCell, title: string): string {
       return;
     }
     const input = n < 2;
-    parts.push(`<g class="node"><circle cx="${X(x)}" cy="${Y(y)}" r="${R}" fill="${input ? '#fde9c9' : '#dbe9f6'}" stroke="#555"/><text x="${X(x)}" y="${Y(y + 4)}" font-size="12" text-anchor="middle">${input ? `s${n}` : `n${n - 2}`}</text></g>`);
+    parts.push(
+      `<g class="node"><circle cx="${X(x)}" cy="${Y(y)}" r="${R}" fill="${input ? '#fde9c9' : '#dbe9f6'}" stroke="#555"/><text x="${X(x)}" y="${Y(y + 4)}" font-size="12" text-anchor="middle">${input ? `s${n}` : `n${n - 2}`}</text></g>`,
+    );
   });
-  for (const n of l.notes) parts.push(`<text x="${X(n.x)}" y="${Y(n.y)}" font-size="${NOTE_SIZE}" text-anchor="middle" fill="#666" ${HALO}>${escapeXml(n.text)}</text>`);
+  for (const n of l.notes)
+    parts.push(`<text x="${X(n.x)}" y="${Y(n.y)}" font-size="${NOTE_SIZE}" text-anchor="middle" fill="#666" ${HALO}>${escapeXml(n.text)}</text>`);
   for (const e of l.edges) {
     const b = e.label!.box;
     parts.push(

@@ -13,23 +13,35 @@ export function escapeXml(s: string): string {
 
 /** A categorical palette that stays distinguishable for up to ~14 series. */
 export const PALETTE = [
-  '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2',
-  '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#ad494a', '#637939', '#7b4173',
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf',
+  '#393b79',
+  '#ad494a',
+  '#637939',
+  '#7b4173',
 ];
 
 // Advance widths (1/1000 em) of the printable ASCII characters 32..126: per character
 // the larger of DejaVu Sans and Liberation Sans (metric-compatible with Arial).
 const WIDTHS_REGULAR = [
-  318, 401, 460, 838, 636, 950, 780, 275, 390, 390, 500, 838, 318, 361, 318, 337, 636, 636, 636, 636, 636, 636, 636, 636,
-  636, 636, 337, 337, 838, 838, 838, 556, 1015, 684, 686, 722, 770, 667, 611, 778, 752, 295, 500, 667, 557, 863, 748, 787,
-  667, 787, 722, 667, 611, 732, 684, 989, 685, 667, 685, 390, 337, 390, 838, 556, 500, 613, 635, 550, 635, 615, 352, 635,
-  634, 278, 278, 579, 278, 974, 634, 612, 635, 635, 411, 521, 392, 634, 592, 818, 592, 592, 525, 636, 337, 636, 838,
+  318, 401, 460, 838, 636, 950, 780, 275, 390, 390, 500, 838, 318, 361, 318, 337, 636, 636, 636, 636, 636, 636, 636, 636, 636, 636, 337, 337, 838, 838, 838,
+  556, 1015, 684, 686, 722, 770, 667, 611, 778, 752, 295, 500, 667, 557, 863, 748, 787, 667, 787, 722, 667, 611, 732, 684, 989, 685, 667, 685, 390, 337, 390,
+  838, 556, 500, 613, 635, 550, 635, 615, 352, 635, 634, 278, 278, 579, 278, 974, 634, 612, 635, 635, 411, 521, 392, 634, 592, 818, 592, 592, 525, 636, 337,
+  636, 838,
 ];
 const WIDTHS_BOLD = [
-  348, 456, 521, 838, 696, 1002, 872, 306, 457, 457, 523, 838, 380, 415, 380, 365, 696, 696, 696, 696, 696, 696, 696, 696,
-  696, 696, 400, 400, 838, 838, 838, 611, 1000, 774, 762, 734, 830, 683, 683, 821, 837, 372, 556, 775, 637, 995, 837, 850,
-  733, 850, 770, 720, 682, 812, 774, 1103, 771, 724, 725, 457, 365, 457, 838, 556, 500, 675, 716, 593, 716, 678, 435, 716,
-  712, 343, 343, 665, 343, 1042, 712, 687, 716, 716, 493, 595, 478, 712, 652, 924, 645, 652, 582, 712, 365, 712, 838,
+  348, 456, 521, 838, 696, 1002, 872, 306, 457, 457, 523, 838, 380, 415, 380, 365, 696, 696, 696, 696, 696, 696, 696, 696, 696, 696, 400, 400, 838, 838, 838,
+  611, 1000, 774, 762, 734, 830, 683, 683, 821, 837, 372, 556, 775, 637, 995, 837, 850, 733, 850, 770, 720, 682, 812, 774, 1103, 771, 724, 725, 457, 365, 457,
+  838, 556, 500, 675, 716, 593, 716, 678, 435, 716, 712, 343, 343, 665, 343, 1042, 712, 687, 716, 716, 493, 595, 478, 712, 652, 924, 645, 652, 582, 712, 365,
+  712, 838,
 ];
 /** Ascent and descent of a text line as a fraction of the font size (DejaVu Sans, the taller one). */
 const ASCENT = 0.93;
@@ -113,7 +125,9 @@ const TITLE_LINE = 18;
 /** A bold title wrapped to `width`, at the top left of an SVG; returns the markup and the y below it. */
 export function titleText(title: string, width: number, x = 8): { svg: string; bottom: number; lines: string[] } {
   const lines = wrapText(title, width - 2 * x, TITLE_SIZE, true);
-  const svg = lines.map((l, i) => `<text x="${x}" y="${6 + TITLE_SIZE + i * TITLE_LINE}" font-size="${TITLE_SIZE}" font-weight="bold">${escapeXml(l)}</text>`).join('\n');
+  const svg = lines
+    .map((l, i) => `<text x="${x}" y="${6 + TITLE_SIZE + i * TITLE_LINE}" font-size="${TITLE_SIZE}" font-weight="bold">${escapeXml(l)}</text>`)
+    .join('\n');
   return { svg, bottom: 6 + TITLE_SIZE + (lines.length - 1) * TITLE_LINE + DESCENT * TITLE_SIZE, lines };
 }
 
@@ -195,7 +209,7 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
   }
 
   // x range: the data, widened to xMin/xMax.
-  let x0 = Math.min(...all.map((p) => p[0]), o.xMin ?? Infinity);
+  const x0 = Math.min(...all.map((p) => p[0]), o.xMin ?? Infinity);
   let x1 = Math.max(...all.map((p) => p[0]), o.xMax ?? -Infinity);
   if (x1 === x0) x1 = x0 + 1;
 
@@ -275,7 +289,9 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
   const sx = (x: number) => left + ((x - x0) / (x1 - x0)) * pw;
   const sy = (y: number) => top + ph - ((tr(y) - y0) / (y1 - y0)) * ph;
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" font-family="sans-serif">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" font-family="sans-serif">`,
+  );
   parts.push(`<title>${escapeXml(o.title)}</title>`);
   parts.push(title.svg);
   yTicks.forEach((t, i) => {
@@ -291,7 +307,9 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
   parts.push(`<rect x="${left}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`);
   const xLabel = fitText(o.xLabel, pw, AXIS_LABEL);
   parts.push(`<text x="${left + pw / 2}" y="${height - 8}" font-size="${AXIS_LABEL}" text-anchor="middle">${escapeXml(xLabel)}</text>`);
-  parts.push(`<text transform="translate(${8 + AXIS_LABEL * ASCENT} ${top + ph / 2}) rotate(-90)" font-size="${AXIS_LABEL}" text-anchor="middle">${escapeXml(o.yLabel)}</text>`);
+  parts.push(
+    `<text transform="translate(${8 + AXIS_LABEL * ASCENT} ${top + ph / 2}) rotate(-90)" font-size="${AXIS_LABEL}" text-anchor="middle">${escapeXml(o.yLabel)}</text>`,
+  );
 
   // Reference lines, their labels placed inside the plot where no other label is.
   const plotArea: Box = { x: left + 1, y: top + 1, w: pw - 2, h: ph - 2 };
@@ -310,7 +328,9 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
     ].map((c) => ({ ...c, box: textBox(label, c.x, c.y, REF, c.anchor) }));
     const p = placeLabel(candidates, taken, plotArea);
     taken.push(p.box);
-    refLabels.push(`<text x="${p.x.toFixed(1)}" y="${p.y.toFixed(1)}" font-size="${REF}" text-anchor="${p.anchor}" fill="#c00" ${HALO}>${escapeXml(label)}</text>`);
+    refLabels.push(
+      `<text x="${p.x.toFixed(1)}" y="${p.y.toFixed(1)}" font-size="${REF}" text-anchor="${p.anchor}" fill="#c00" ${HALO}>${escapeXml(label)}</text>`,
+    );
   }
   for (const v of o.vlines ?? []) {
     if (v.x < x0 || v.x > x1) continue;
@@ -329,7 +349,9 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
     }
     const p = placeLabel(candidates, taken, plotArea);
     taken.push(p.box);
-    refLabels.push(`<text x="${p.x.toFixed(1)}" y="${p.y.toFixed(1)}" font-size="${REF}" text-anchor="${p.anchor}" fill="#555" ${HALO}>${escapeXml(label)}</text>`);
+    refLabels.push(
+      `<text x="${p.x.toFixed(1)}" y="${p.y.toFixed(1)}" font-size="${REF}" text-anchor="${p.anchor}" fill="#555" ${HALO}>${escapeXml(label)}</text>`,
+    );
   }
 
   series.forEach((s, i) => {
@@ -338,7 +360,9 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
     if (pts.length === 0) return;
     const breaks = (k: number) => k === 0 || (s.gapX !== undefined && pts[k][0] - pts[k - 1][0] > s.gapX);
     const d = pts.map(([x, y], k) => `${breaks(k) ? 'M' : 'L'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
-    parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''}><title>${escapeXml(s.name)}</title></path>`);
+    parts.push(
+      `<path d="${d}" fill="none" stroke="${color}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''}><title>${escapeXml(s.name)}</title></path>`,
+    );
     // A point with no neighbour on its line (a one-point series, or one between two breaks) is a dot.
     pts.forEach(([x, y], k) => {
       const alone = breaks(k) && (k === pts.length - 1 || breaks(k + 1));
@@ -353,7 +377,10 @@ export function lineChart(series: Series[], o: LineChartOptions): string {
   legendEntries.forEach((e, i) => {
     const ly = top + 10 + i * LEGEND_ROW;
     if (e.cross) parts.push(cross(legendX + 9, ly - 4, e.color));
-    else parts.push(`<line x1="${legendX}" x2="${legendX + 18}" y1="${ly - 4}" y2="${ly - 4}" stroke="${e.color}" stroke-width="2"${e.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
+    else
+      parts.push(
+        `<line x1="${legendX}" x2="${legendX + 18}" y1="${ly - 4}" y2="${ly - 4}" stroke="${e.color}" stroke-width="2"${e.dashed ? ' stroke-dasharray="5 3"' : ''}/>`,
+      );
     parts.push(`<text x="${legendX + 23}" y="${ly}" font-size="${LEGEND}">${escapeXml(fitText(e.name, legendText, LEGEND))}</text>`);
   });
   parts.push('</svg>');
@@ -387,11 +414,17 @@ export function heatMap(
   const top = Math.ceil(subBottom + 10 + Math.max(0, ...colWidths) * sin + 10);
   const height = top + o.rowLabels.length * cs + 12;
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" font-family="sans-serif">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" font-family="sans-serif">`,
+  );
   parts.push(`<title>${escapeXml(o.title)}</title>`);
-  parts.push(`<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#f2f2f2"/><line x1="0" y1="0" x2="0" y2="6" stroke="#bbb" stroke-width="2"/></pattern></defs>`);
+  parts.push(
+    `<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#f2f2f2"/><line x1="0" y1="0" x2="0" y2="6" stroke="#bbb" stroke-width="2"/></pattern></defs>`,
+  );
   parts.push(title.svg);
-  subtitle.forEach((l, i) => parts.push(`<text x="8" y="${(subTop + size * ASCENT + i * 15).toFixed(1)}" font-size="${size}" fill="#555">${escapeXml(l)}</text>`));
+  subtitle.forEach((l, i) =>
+    parts.push(`<text x="8" y="${(subTop + size * ASCENT + i * 15).toFixed(1)}" font-size="${size}" fill="#555">${escapeXml(l)}</text>`),
+  );
   o.colLabels.forEach((c, j) => {
     const x = left + j * cs + cs / 2;
     parts.push(`<text transform="translate(${x + 4} ${top - 6}) rotate(-60)" font-size="${size}">${escapeXml(c)}</text>`);
@@ -403,7 +436,9 @@ export function heatMap(
       const y = top + i * cs;
       const fill = v === null ? 'url(#hatch)' : `rgb(${Math.round(255 - 225 * v)},${Math.round(255 - 150 * v)},${Math.round(255 - 40 * v)})`;
       const label = v === null ? 'pruned' : v.toFixed(3);
-      parts.push(`<rect x="${x}" y="${y}" width="${cs}" height="${cs}" fill="${fill}" stroke="#fff"><title>${escapeXml(`${r} ${o.colLabels[j]}: ${label}`)}</title></rect>`);
+      parts.push(
+        `<rect x="${x}" y="${y}" width="${cs}" height="${cs}" fill="${fill}" stroke="#fff"><title>${escapeXml(`${r} ${o.colLabels[j]}: ${label}`)}</title></rect>`,
+      );
       if (o.marks?.[i]?.[j]) parts.push(`<rect x="${x + 2}" y="${y + 2}" width="${cs - 4}" height="${cs - 4}" fill="none" stroke="#d62728" stroke-width="2"/>`);
     });
   });

@@ -44,7 +44,10 @@ describe('report.html', () => {
     const dir = mkdtempSync(join(tmpdir(), 'report-auto-'));
     writeSampleWorkdir(dir, { cells: 2 });
     const file = join(dir, 'search', 'history.jsonl');
-    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     for (const l of lines) l.drift = l.jsd.map((cell: number[]) => cell.map((_, e) => (l.archUpdates ? (e % 3) / 2 : null)));
     writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`);
     const expected = decisionEpochs(lines);
@@ -80,7 +83,9 @@ describe('report.html', () => {
     expect(results).toMatch(/U-Net, same budget \(baseline\)<\/th>.*?<td>0\.790<\/td><\/tr>/);
     expect(results).toContain('mean Dice, slice grid');
     // How the baseline was trained, from results.json's baselineTraining.
-    expect(results).toMatch(/trained from the trained backbone with the retraining budget.*15 of at most 20 epochs, 24 steps per epoch, batch size 8, learning rate 0\.001, seed 7; best validation Dice 0\.840/);
+    expect(results).toMatch(
+      /trained from the trained backbone with the retraining budget.*15 of at most 20 epochs, 24 steps per epoch, batch size 8, learning rate 0\.001, seed 7; best validation Dice 0\.840/,
+    );
     expect(results).toContain('+4.00</b> points (mean Dice 0.820 against 0.780)');
     // One section per external dataset, with its own table and the gain there.
     const external = html.slice(html.indexOf('<h2>External dataset: phantom-external'), html.indexOf('<h2>Found cells'));
@@ -113,7 +118,10 @@ describe('report.html', () => {
     const dir = mkdtempSync(join(tmpdir(), 'report-tracking-'));
     writeSampleWorkdir(dir, { cells: 2 });
     const html = readFileSync(writeReport(dir, { threshold: 1e-3 }), 'utf8');
-    const history = readFileSync(join(dir, 'search', 'history.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const history = readFileSync(join(dir, 'search', 'history.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const lastPositive = (c: number) => Math.max(...history.filter((h) => h.jsd[c].some((v: number) => v > 0)).map((h) => h.epoch));
     const last = history.at(-1).epoch;
     // The fixture's first cell is all pruned to one operation well before the search ends.
@@ -122,7 +130,9 @@ describe('report.html', () => {
     const split = jsd.indexOf('<title>cell 1: JS divergence');
     const cell0 = jsd.slice(0, split);
     const cell1 = jsd.slice(split);
-    expect(cell0).toContain(`The plot of cell 0 ends at epoch ${lastPositive(0)}: by then every one of its edges was pruned to a single operation, while the search ran until epoch ${last}.`);
+    expect(cell0).toContain(
+      `The plot of cell 0 ends at epoch ${lastPositive(0)}: by then every one of its edges was pruned to a single operation, while the search ran until epoch ${last}.`,
+    );
     expect(cell0).toContain('all edges pruned to one operation');
     expect(cell0).toContain('no longer tracked');
     // Both plots span the whole search, so the shorter curves visibly end early.
@@ -164,13 +174,32 @@ describe('report.html', () => {
 describe('charts', () => {
   it('puts epoch ticks on whole numbers only', async () => {
     const { lineChart } = await import('./charts.ts');
-    const svg = lineChart([{ name: 'a', points: [[4, 1], [5, 2], [6, 1], [7, 3]] }], { title: 't', xLabel: 'epoch', yLabel: 'y' });
+    const svg = lineChart(
+      [
+        {
+          name: 'a',
+          points: [
+            [4, 1],
+            [5, 2],
+            [6, 1],
+            [7, 3],
+          ],
+        },
+      ],
+      { title: 't', xLabel: 'epoch', yLabel: 'y' },
+    );
     const xTicks = [...svg.matchAll(/text-anchor="middle" fill="#444">([^<]+)</g)].map((m) => m[1]);
     expect(xTicks).toEqual(['4', '5', '6', '7']);
   });
 
   it('breaks a line over epochs without a value when asked, and dots a point left alone', () => {
-    const points: [number, number][] = [[4, 1], [5, 2], [8, 1], [9, 3], [12, 2]];
+    const points: [number, number][] = [
+      [4, 1],
+      [5, 2],
+      [8, 1],
+      [9, 3],
+      [12, 2],
+    ];
     const line = (gapX?: number) => lineChart([{ name: 'a', points, gapX }], { title: 't', xLabel: 'epoch', yLabel: 'y' });
     const path = (svg: string) => svg.match(/<path d="([^"]+)" fill="none" stroke="[^"]+" stroke-width="1.6"><title>a</)![1];
     expect(path(line()).match(/M/g)).toHaveLength(1);
@@ -182,9 +211,30 @@ describe('charts', () => {
 
   it('leaves headroom between the highest curve and the plot frame, on linear and log axes', () => {
     for (const [points, logY] of [
-      [[[1, 0.2], [2, 1], [3, 0.6]], false],
-      [[[1, 0.2], [2, 0.5], [3, 0.6]], false],
-      [[[1, 1e-4], [2, 0.1], [3, 1e-3]], true],
+      [
+        [
+          [1, 0.2],
+          [2, 1],
+          [3, 0.6],
+        ],
+        false,
+      ],
+      [
+        [
+          [1, 0.2],
+          [2, 0.5],
+          [3, 0.6],
+        ],
+        false,
+      ],
+      [
+        [
+          [1, 1e-4],
+          [2, 0.1],
+          [3, 1e-3],
+        ],
+        true,
+      ],
     ] as [[number, number][], boolean][]) {
       const svg = lineChart([{ name: 'a', points }], { title: 't', xLabel: 'epoch', yLabel: 'y', yMin: logY ? undefined : 0, logY });
       const frame = /<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="none" stroke="#888"\/>/.exec(svg)!;
@@ -199,13 +249,29 @@ describe('charts', () => {
   it('wraps a title of any length inside the SVG box and grows the box for long labels', () => {
     const title = `cell 0: ${'a very long figure title '.repeat(8)}with an unbreakable_${'x'.repeat(90)}`;
     for (const svg of [
-      lineChart([{ name: 'a series name that is long', points: [[1, 1], [2, 2]] }], { title, xLabel: 'epoch', yLabel: 'a y axis label', width: 400 }),
+      lineChart(
+        [
+          {
+            name: 'a series name that is long',
+            points: [
+              [1, 1],
+              [2, 2],
+            ],
+          },
+        ],
+        { title, xLabel: 'epoch', yLabel: 'a y axis label', width: 400 },
+      ),
       heatMap([[0.5, null]], { title, subtitle: title, rowLabels: ['edge 0'], colLabels: ['an_operation_with_a_long_name', 'b'] }),
     ]) {
       const width = Number(/<svg [^>]*width="(\d+)"/.exec(svg)![1]);
       const lines = [...svg.matchAll(/<text x="([\d.]+)" y="[\d.]+" font-size="14" font-weight="bold">([^<]*)</g)];
       expect(lines.length).toBeGreaterThan(2);
-      expect(lines.map((m) => m[2]).join(' ').replace(/\s+/g, '')).toBe(title.replace(/\s+/g, ''));
+      expect(
+        lines
+          .map((m) => m[2])
+          .join(' ')
+          .replace(/\s+/g, ''),
+      ).toBe(title.replace(/\s+/g, ''));
       for (const m of lines) expect(Number(m[1]) + textWidth(m[2], 14, true)).toBeLessThanOrEqual(width);
     }
   });
@@ -226,13 +292,34 @@ interface Circle {
 /** Nodes, edges and label boxes of a cell diagram, read back from its SVG. */
 function readDiagram(svg: string) {
   const num = (s: string) => Number(s);
-  const circles: Circle[] = [...svg.matchAll(/<g class="node"><circle cx="([-\d.]+)" cy="([-\d.]+)" r="([\d.]+)"/g)].map((m) => ({ cx: num(m[1]), cy: num(m[2]), r: num(m[3]) }));
-  const rects = [...svg.matchAll(/<g class="node"><rect x="([-\d.]+)" y="([-\d.]+)" width="([\d.]+)" height="([\d.]+)"/g)].map((m) => ({ x: num(m[1]), y: num(m[2]), w: num(m[3]), h: num(m[4]) }));
+  const circles: Circle[] = [...svg.matchAll(/<g class="node"><circle cx="([-\d.]+)" cy="([-\d.]+)" r="([\d.]+)"/g)].map((m) => ({
+    cx: num(m[1]),
+    cy: num(m[2]),
+    r: num(m[3]),
+  }));
+  const rects = [...svg.matchAll(/<g class="node"><rect x="([-\d.]+)" y="([-\d.]+)" width="([\d.]+)" height="([\d.]+)"/g)].map((m) => ({
+    x: num(m[1]),
+    y: num(m[2]),
+    w: num(m[3]),
+    h: num(m[4]),
+  }));
   const paths = [...svg.matchAll(/<path d="M([-\d.]+),([-\d.]+) Q([-\d.]+),([-\d.]+) ([-\d.]+),([-\d.]+)"([^>]*)>/g)].map((m) => ({
-    p: [m.slice(1, 7).map(num)].map(([a, b, c, d, e, f]) => [[a, b], [c, d], [e, f]] as [number, number][])[0],
+    p: [m.slice(1, 7).map(num)].map(
+      ([a, b, c, d, e, f]) =>
+        [
+          [a, b],
+          [c, d],
+          [e, f],
+        ] as [number, number][],
+    )[0],
     labelled: m[7].includes('stroke-width="2.2"'),
   }));
-  const labels = [...svg.matchAll(/<g class="op-label"><rect x="([-\d.]+)" y="([-\d.]+)" width="([\d.]+)" height="([\d.]+)"/g)].map((m) => ({ x: num(m[1]), y: num(m[2]), w: num(m[3]), h: num(m[4]) }));
+  const labels = [...svg.matchAll(/<g class="op-label"><rect x="([-\d.]+)" y="([-\d.]+)" width="([\d.]+)" height="([\d.]+)"/g)].map((m) => ({
+    x: num(m[1]),
+    y: num(m[2]),
+    w: num(m[3]),
+    h: num(m[4]),
+  }));
   const [, width, height] = /<svg [^>]*width="(\d+)" height="(\d+)"/.exec(svg)!.map(Number);
   return { circles, rects, paths, labels, width, height };
 }
@@ -277,7 +364,9 @@ describe('cell diagram', () => {
     // Each label is centred on one of the labelled edges.
     for (const l of d.labels) {
       const [cx, cy] = [l.x + l.w / 2, l.y + l.h / 2];
-      const near = d.paths.filter((p) => p.labelled).some((p) => Array.from({ length: 201 }, (_, i) => bezierPoint(p.p, i / 200)).some(([x, y]) => Math.hypot(x - cx, y - cy) < 27));
+      const near = d.paths
+        .filter((p) => p.labelled)
+        .some((p) => Array.from({ length: 201 }, (_, i) => bezierPoint(p.p, i / 200)).some(([x, y]) => Math.hypot(x - cx, y - cy) < 27));
       expect(near).toBe(true);
     }
   });

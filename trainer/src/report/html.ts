@@ -195,8 +195,14 @@ function decisionTable(s: SearchEpoch[]): string {
         `<tr><td>${c}</td>${cell.map((ep, e) => `<td${kept?.[c]?.[e] ? ' style="font-weight:bold"' : ''}>${ep.length ? ep.join(', ') : '-'}</td>`).join('')}</tr>`,
     )
     .join('');
-  const first = d.flat().filter((e) => e.length).map((e) => e[0]);
-  const last = d.flat().filter((e) => e.length > 1).map((e) => e.at(-1)!);
+  const first = d
+    .flat()
+    .filter((e) => e.length)
+    .map((e) => e[0]);
+  const last = d
+    .flat()
+    .filter((e) => e.length > 1)
+    .map((e) => e.at(-1)!);
   const range = (xs: number[]) => (xs.length ? `${Math.min(...xs)} to ${Math.max(...xs)} (median ${medianOf(xs)}, ${xs.length} edges)` : 'none');
   return `<h3>Decision epochs</h3><p class="note">The epochs at which each edge was pruned (first to its top operations, then to one); bold: edges of the found cells. First decisions: epochs ${range(first)}; last: ${range(last)}.</p><table class="results decisions">${head}${rows}</table>`;
 }
@@ -261,7 +267,14 @@ function gainLine(r: ResultsLike, model: ModelResultsLike | undefined, baseline:
 
 /** How the baseline was trained (baseline/training.json), in one sentence. */
 function baselineTrainingLine(t: BaselineTrainingLike): string {
-  const from = t.startedFrom === 'scratch' ? 'from scratch' : t.startedFrom === 'backbone' ? 'from the trained backbone' : t.startedFrom ? `from ${escapeXml(t.startedFrom)}` : '';
+  const from =
+    t.startedFrom === 'scratch'
+      ? 'from scratch'
+      : t.startedFrom === 'backbone'
+        ? 'from the trained backbone'
+        : t.startedFrom
+          ? `from ${escapeXml(t.startedFrom)}`
+          : '';
   const epochs = t.epochs !== undefined ? `${t.epochs}${t.maxEpochs !== undefined ? ` of at most ${t.maxEpochs}` : ''} epochs` : undefined;
   const facts = [
     epochs,
@@ -351,9 +364,7 @@ const INPUT_NAMES = ['s0', 's1'];
 
 /** The cell as text, under its diagram: "n0 = sep_conv_3x3(s0) + conv_5x5(s1); ...". */
 function cellEdgeList(cell: GenotypeCell): string {
-  return cell.nodes
-    .map((edges, i) => `n${i} = ${edges.map((e) => `${escapeXml(e.op)}(${INPUT_NAMES[e.input] ?? `n${e.input - 2}`})`).join(' + ')}`)
-    .join('; ');
+  return cell.nodes.map((edges, i) => `n${i} = ${edges.map((e) => `${escapeXml(e.op)}(${INPUT_NAMES[e.input] ?? `n${e.input - 2}`})`).join(' + ')}`).join('; ');
 }
 
 function trainingChart(title: string, h: TrainEpoch[]): string {
@@ -376,7 +387,14 @@ function edgeTracking(s: SearchEpoch[], c: number, e: number, noneIndex: number)
 }
 
 /** Says under a divergence plot which edges stopped being tracked, when, and why. */
-function trackingCaption(c: number, nEdges: number, ended: { edge: number; last?: number; single: boolean }[], cellEnd: number, lastEpoch: number, allSingle: boolean): string {
+function trackingCaption(
+  c: number,
+  nEdges: number,
+  ended: { edge: number; last?: number; single: boolean }[],
+  cellEnd: number,
+  lastEpoch: number,
+  allSingle: boolean,
+): string {
   if (ended.length === 0) return '';
   const byEpoch = new Map<number, number[]>();
   for (const t of ended) byEpoch.set(t.last!, [...(byEpoch.get(t.last!) ?? []), t.edge]);
@@ -406,21 +424,32 @@ export function renderReport(inp: ReportInputs): string {
   const stableNow = last?.stable ? stableCount(last) : undefined;
   const edges = last?.stable?.flat().length;
   const facts: string[] = [];
-  if (s.length) facts.push(`<li>cell search: <b>${s.length}</b> epochs in ${searchSeconds.toFixed(0)} s${last?.stoppedBy ? `, stopped by <b>${escapeXml(last.stoppedBy)}</b>` : ''}</li>`);
+  if (s.length)
+    facts.push(
+      `<li>cell search: <b>${s.length}</b> epochs in ${searchSeconds.toFixed(0)} s${last?.stoppedBy ? `, stopped by <b>${escapeXml(last.stoppedBy)}</b>` : ''}</li>`,
+    );
   if (activeNow !== undefined && totalOps) facts.push(`<li>active operations at the end: <b>${activeNow}</b> of ${totalOps}</li>`);
   if (stableNow !== undefined && edges) facts.push(`<li>stable edges at the end: <b>${stableNow}</b> of ${edges}</li>`);
   if (inp.backbone.length) facts.push(`<li>backbone U-Net training: ${inp.backbone.length} epochs</li>`);
-  if (inp.retrain.length) facts.push(`<li>retraining with the found cells: ${inp.retrain.length} epochs, best validation Dice ${fmt(Math.max(...inp.retrain.map((e) => e.bestValDice ?? e.valDice ?? 0)))}</li>`);
+  if (inp.retrain.length)
+    facts.push(
+      `<li>retraining with the found cells: ${inp.retrain.length} epochs, best validation Dice ${fmt(Math.max(...inp.retrain.map((e) => e.bestValDice ?? e.valDice ?? 0)))}</li>`,
+    );
   const r = inp.results;
   // Older results.json files have no `external`; a malformed one is left out.
   const external = (Array.isArray(r?.external) ? r.external : []).filter((x): x is ExternalResultsLike => typeof x?.name === 'string');
   if (r?.model?.meanDice !== undefined) {
-    facts.push(`<li>test mean foreground Dice${r.grid === 'native' ? ' (native grid)' : ''}: <b>${fmt(r.model.meanDice)}</b>, HD95 ${fmt(r.model.meanHd95, 2)} mm</li>`);
+    facts.push(
+      `<li>test mean foreground Dice${r.grid === 'native' ? ' (native grid)' : ''}: <b>${fmt(r.model.meanDice)}</b>, HD95 ${fmt(r.model.meanHd95, 2)} mm</li>`,
+    );
   }
   const gain = r ? gainOf(r, r.model, r.baseline, r.diceGain) : undefined;
   if (gain !== undefined) facts.push(`<li>Dice ${GAIN_NAME}: <b>${points(gain)}</b> points</li>`);
   for (const x of external) {
-    if (x.model?.meanDice !== undefined) facts.push(`<li>external dataset ${escapeXml(x.name)}: mean Dice <b>${fmt(x.model.meanDice)}</b> over ${x.cases ?? x.model.patients?.length ?? '?'} cases</li>`);
+    if (x.model?.meanDice !== undefined)
+      facts.push(
+        `<li>external dataset ${escapeXml(x.name)}: mean Dice <b>${fmt(x.model.meanDice)}</b> over ${x.cases ?? x.model.patients?.length ?? '?'} cases</li>`,
+      );
   }
   sections.push(`<section><h2>Summary</h2><ul>${facts.join('') || '<li>no search history yet</li>'}</ul></section>`);
 
@@ -456,7 +485,8 @@ export function renderReport(inp: ReportInputs): string {
       }));
       const cellEnd = Math.max(0, ...tracking.map((t) => t.last ?? 0));
       const allSingle = ended.length === nEdges && ended.every((t) => t.single);
-      const endLines = cellEnd > 0 && cellEnd < lastEpoch ? [{ x: cellEnd, label: allSingle ? 'all edges pruned to one operation' : 'last divergence of this cell' }] : [];
+      const endLines =
+        cellEnd > 0 && cellEnd < lastEpoch ? [{ x: cellEnd, label: allSingle ? 'all edges pruned to one operation' : 'last divergence of this cell' }] : [];
       const chart = lineChart(series, {
         title: `cell ${c}: JS divergence per edge (between consecutive epochs)`,
         xLabel: 'epoch',
@@ -549,7 +579,9 @@ export function renderReport(inp: ReportInputs): string {
       { name: 'active operations', points: s.filter((e) => e.active).map((e) => [e.epoch, e.active!.flat().reduce((a, x) => a + x.length, 0)]) },
       { name: 'stable edges', points: s.filter((e) => e.stable).map((e) => [e.epoch, stableCount(e)]) },
     ];
-    sections.push(`<section><h2>Pruning</h2>${lineChart(series, { title: 'active operations and stable edges', xLabel: 'epoch', yLabel: 'count', vlines, yMin: 0 })}</section>`);
+    sections.push(
+      `<section><h2>Pruning</h2>${lineChart(series, { title: 'active operations and stable edges', xLabel: 'epoch', yLabel: 'count', vlines, yMin: 0 })}</section>`,
+    );
   }
 
   const curves: string[] = [];

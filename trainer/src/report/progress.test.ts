@@ -41,7 +41,17 @@ describe('ProgressReporter', () => {
     const out = sink();
     const err = sink();
     const r = new ProgressReporter({ phase: 'search', stdout: out, stderr: err, env: {} });
-    r.progress({ epoch: 3, maxEpochs: 20, trainLoss: 0.51234, valDice: 0.8, activeOperations: 40, totalOperations: 126, stableEdges: 5, totalEdges: 14, etaSeconds: 125 });
+    r.progress({
+      epoch: 3,
+      maxEpochs: 20,
+      trainLoss: 0.51234,
+      valDice: 0.8,
+      activeOperations: 40,
+      totalOperations: 126,
+      stableEdges: 5,
+      totalEdges: 14,
+      etaSeconds: 125,
+    });
     expect(out.lines).toHaveLength(1);
     const ev = ProgressEvent.parse(JSON.parse(out.lines[0]));
     expect(ev).toMatchObject({ type: 'progress', phase: 'search', epoch: 3, stableEdges: 5 });
@@ -80,7 +90,12 @@ describe('ProgressReporter', () => {
     expect(performance.now() - t0).toBeLessThan(100);
     await r.flush();
     expect(r.failedPosts).toBe(6); // 4 timed out, 2 dropped while 4 were pending
-    const bad = new ProgressReporter({ phase: 'search', stdout: sink(), stderr: sink(), env: { IACNAS_PROGRESS_URL: 'http://127.0.0.1:1/x', IACNAS_PROGRESS_TOKEN: 't' } });
+    const bad = new ProgressReporter({
+      phase: 'search',
+      stdout: sink(),
+      stderr: sink(),
+      env: { IACNAS_PROGRESS_URL: 'http://127.0.0.1:1/x', IACNAS_PROGRESS_TOKEN: 't' },
+    });
     bad.progress({ epoch: 1, maxEpochs: 1 });
     await bad.flush();
     expect(bad.failedPosts).toBe(1);
@@ -122,8 +137,12 @@ describe('ProgressReporter', () => {
   });
 
   it('says what the ETA counts: the stability criterion against the budget, or the budget as an upper bound', () => {
-    expect(humanLine('search', { epoch: 9, maxEpochs: 30, etaSeconds: 240, etaBasis: 'stable', etaMaxSeconds: 2520 })).toContain('| ETA 4m (stability), <= 42m (maxEpochs)');
-    expect(humanLine('search', { epoch: 9, maxEpochs: 30, etaSeconds: 120, etaBasis: 'genotype-unchanged', etaMaxSeconds: 2520 })).toContain('| ETA 2m (genotype unchanged), <= 42m (maxEpochs)');
+    expect(humanLine('search', { epoch: 9, maxEpochs: 30, etaSeconds: 240, etaBasis: 'stable', etaMaxSeconds: 2520 })).toContain(
+      '| ETA 4m (stability), <= 42m (maxEpochs)',
+    );
+    expect(humanLine('search', { epoch: 9, maxEpochs: 30, etaSeconds: 120, etaBasis: 'genotype-unchanged', etaMaxSeconds: 2520 })).toContain(
+      '| ETA 2m (genotype unchanged), <= 42m (maxEpochs)',
+    );
     expect(humanLine('search', { epoch: 9, maxEpochs: 30, etaSeconds: 2520, etaBasis: 'max-epochs' })).toContain('| ETA <= 42m (maxEpochs)');
     expect(humanLine('retrain', { epoch: 2, maxEpochs: 30, etaSeconds: 600, etaBasis: 'max-epochs' })).toContain('| ETA <= 10m (epochs)');
     expect(humanLine('search', { epoch: 12, maxEpochs: 30, etaSeconds: 0, etaBasis: 'stable' })).toMatch(/\| ETA 0s$/);
@@ -132,11 +151,19 @@ describe('ProgressReporter', () => {
   it('names the model a retrain epoch trained', () => {
     expect(humanLine('retrain', { epoch: 2, maxEpochs: 30, model: 'cells' })).toBe('retrain (cell model) epoch 2/30');
     expect(humanLine('retrain', { epoch: 2, maxEpochs: 30, model: 'baseline' })).toBe('retrain (U-Net baseline) epoch 2/30');
-    expect(ProgressEvent.parse({ type: 'progress', phase: 'retrain', epoch: 1, maxEpochs: 2, model: 'baseline', etaBasis: 'max-epochs' }).model).toBe('baseline');
+    expect(ProgressEvent.parse({ type: 'progress', phase: 'retrain', epoch: 1, maxEpochs: 2, model: 'baseline', etaBasis: 'max-epochs' }).model).toBe(
+      'baseline',
+    );
   });
 
-  it('drops the external datasets\' per-class figures, then the list, before the result outgrows the termination message', () => {
-    const external = Array.from({ length: 12 }, (_, i) => ({ name: `set-${i}`, cases: 10, meanDice: 0.5, hd95: 3, dicePerClass: Object.fromEntries(Array.from({ length: 12 }, (_, c) => [`a-long-class-name-${c}`, 0.5])) }));
+  it("drops the external datasets' per-class figures, then the list, before the result outgrows the termination message", () => {
+    const external = Array.from({ length: 12 }, (_, i) => ({
+      name: `set-${i}`,
+      cases: 10,
+      meanDice: 0.5,
+      hd95: 3,
+      dicePerClass: Object.fromEntries(Array.from({ length: 12 }, (_, c) => [`a-long-class-name-${c}`, 0.5])),
+    }));
     const text = encodeResult({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, baselineMeanDice: 0.75, diceGain: 0.05, external });
     expect(Buffer.byteLength(text)).toBeLessThanOrEqual(RESULT_LIMIT_BYTES);
     const r = PhaseResult.parse(JSON.parse(text));
@@ -144,7 +171,10 @@ describe('ProgressReporter', () => {
     expect(r.external).toHaveLength(12);
     expect(r.external!.every((e) => e.dicePerClass === undefined && e.meanDice === 0.5)).toBe(true);
     // A malformed list reads as none: the rest of the result is kept.
-    expect(PhaseResult.parse({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, external: [{ name: 1 }] })).toMatchObject({ meanDice: 0.8, external: undefined });
+    expect(PhaseResult.parse({ type: 'result', phase: 'evaluate', ok: true, meanDice: 0.8, external: [{ name: 1 }] })).toMatchObject({
+      meanDice: 0.8,
+      external: undefined,
+    });
   });
 
   it('keeps the result under the termination-message limit', () => {

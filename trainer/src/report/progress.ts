@@ -90,7 +90,7 @@ export function encodeResult(result: PhaseResult): string {
     if (Buffer.byteLength(text) <= RESULT_LIMIT_BYTES) return text;
   }
   const over = Buffer.byteLength(text) - RESULT_LIMIT_BYTES;
-  r = { ...r, message: (r.message ?? '').slice(0, Math.max(0, (r.message ?? '').length - over - 16)) + '...' };
+  r = { ...r, message: `${(r.message ?? '').slice(0, Math.max(0, (r.message ?? '').length - over - 16))}...` };
   return JSON.stringify(r);
 }
 

@@ -48,12 +48,7 @@ export function candidateOps(active: readonly number[], noneIndex: number): numb
  * taken over the edge's current candidate operations (after a pruning step the
  * previous distribution is renormalised over the operations that are left).
  */
-export function edgeDivergence(
-  previousAlphas: ArrayLike<number>,
-  currentAlphas: ArrayLike<number>,
-  active: readonly number[],
-  noneIndex: number,
-): number {
+export function edgeDivergence(previousAlphas: ArrayLike<number>, currentAlphas: ArrayLike<number>, active: readonly number[], noneIndex: number): number {
   const ops = candidateOps(active, noneIndex);
   if (ops.length <= 1) return 0;
   return jensenShannon(softmaxAt(previousAlphas, ops), softmaxAt(currentAlphas, ops));

@@ -29,15 +29,21 @@ const config = JSON.stringify({
 });
 
 function start(workdir: string, backend: string): { child: ChildProcess; done: Promise<{ code: number | null; stdout: string; stderr: string }> } {
-  const child = spawn(process.execPath, [join(root, 'bin', 'iacnas.ts'), 'trainer', 'search', '--workdir', workdir, '--config-json', config, '--result-file', join(workdir, 'result.json')], {
-    env: { ...process.env, IACNAS_BACKEND: backend, IACNAS_PROGRESS_URL: '', IACNAS_RESULT_FILE: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [join(root, 'bin', 'iacnas.ts'), 'trainer', 'search', '--workdir', workdir, '--config-json', config, '--result-file', join(workdir, 'result.json')],
+    {
+      env: { ...process.env, IACNAS_BACKEND: backend, IACNAS_PROGRESS_URL: '', IACNAS_RESULT_FILE: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
   child.stderr!.on('data', (d) => (stderr += d));
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('close', (code) => resolve({ code, stdout, stderr })),
+  );
   return { child, done };
 }
 

@@ -72,8 +72,12 @@ describe('thresholdCheck: an absolute threshold against the first windows', () =
     });
   });
   it('warns above the largest divergence and below the calmest edge, not in between', () => {
-    expect(thresholdCheck(1e-3, range).warning).toMatch(/^search\.stability\.threshold 0\.001 is above every divergence of the first windows \(largest 4\.3e-5 at epoch 5\): every edge is stable at its first check/);
-    expect(thresholdCheck(1e-6, range).warning).toMatch(/^search\.stability\.threshold 0\.000001 is below the largest divergence of every edge's first window \(the calmest edge reached 1\.5e-6 by epoch 5\): no edge is stable/);
+    expect(thresholdCheck(1e-3, range).warning).toMatch(
+      /^search\.stability\.threshold 0\.001 is above every divergence of the first windows \(largest 4\.3e-5 at epoch 5\): every edge is stable at its first check/,
+    );
+    expect(thresholdCheck(1e-6, range).warning).toMatch(
+      /^search\.stability\.threshold 0\.000001 is below the largest divergence of every edge's first window \(the calmest edge reached 1\.5e-6 by epoch 5\): no edge is stable/,
+    );
     expect(thresholdCheck(1e-5, range).warning).toBeUndefined();
     expect(thresholdCheck(1e-5, range).info).toContain('search.stability.threshold is 0.00001');
   });
@@ -83,7 +87,9 @@ describe('searchFingerprint across the automatic test', () => {
   it('is, with a threshold, what it was before autoScale existed', () => {
     const c = config({ search: { stability: { window: 2, threshold: 1e-3, patience: 50 } } });
     const { autoScale: _, ...before } = c.search.stability;
-    expect(searchFingerprint(c)).toBe(JSON.stringify({ seed: c.seed, dataset: resultRelevant(c.dataset), backbone: c.backbone, search: { ...c.search, stability: before } }));
+    expect(searchFingerprint(c)).toBe(
+      JSON.stringify({ seed: c.seed, dataset: resultRelevant(c.dataset), backbone: c.backbone, search: { ...c.search, stability: before } }),
+    );
     // Without one, autoScale decides the search and is part of it.
     const auto = config({ search: { stability: { window: 2, patience: 50, autoScale: 0.5 } } });
     expect(searchFingerprint(auto)).not.toBe(searchFingerprint(config({ search: { stability: { window: 2, patience: 50 } } })));
@@ -109,10 +115,18 @@ describeEachBackend('runSearch', (backend) => {
   it('warns when an absolute threshold is outside every divergence of the first windows, on the events and the result', async () => {
     const out: string[] = [];
     const dir = tmp();
-    const r = await search(dir, config({ search: { stability: { window: 2, threshold: 0.9, patience: 50 } } }), undefined, { write: (t: string) => out.push(t) });
+    const r = await search(dir, config({ search: { stability: { window: 2, threshold: 0.9, patience: 50 } } }), undefined, {
+      write: (t: string) => out.push(t),
+    });
     expect(r.warnings).toHaveLength(1);
-    expect(r.warnings[0]).toMatch(/^search\.stability\.threshold 0\.9 is above every divergence of the first windows \(largest .* at epoch 4\).*leave search\.stability\.threshold unset/);
-    const events = out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) as ProgressEvent[];
+    expect(r.warnings[0]).toMatch(
+      /^search\.stability\.threshold 0\.9 is above every divergence of the first windows \(largest .* at epoch 4\).*leave search\.stability\.threshold unset/,
+    );
+    const events = out
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l)) as ProgressEvent[];
     // From the epoch the first windows fill (warm-up 2 + window 2) on, every event repeats it.
     expect(events.filter((e) => e.warnings).map((e) => e.epoch)).toEqual(events.filter((e) => e.epoch >= 4).map((e) => e.epoch));
     // Every edge was stable, and pruned, at its first check.
@@ -120,7 +134,7 @@ describeEachBackend('runSearch', (backend) => {
     expect(history[3].prunes).toHaveLength(10);
   });
 
-  it('decides with the automatic test by default, recording each edge\'s drift ratio and decision epochs', async () => {
+  it("decides with the automatic test by default, recording each edge's drift ratio and decision epochs", async () => {
     const dir = tmp();
     const cfg = config({ search: { stability: { window: 2, patience: 50 } } });
     expect(cfg.search.stability.threshold).toBeUndefined();
@@ -158,7 +172,11 @@ describeEachBackend('runSearch', (backend) => {
   it('estimates the time left from the stop rules, with maxEpochs as the upper bound', async () => {
     const out: string[] = [];
     const r = await search(tmp(), config(), undefined, { write: (t: string) => out.push(t) });
-    const events = out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) as ProgressEvent[];
+    const events = out
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l)) as ProgressEvent[];
     expect(events.map((e) => e.epoch)).toEqual(Array.from({ length: r.epochs }, (_, i) => i + 1));
     expect(events.every((e) => e.etaBasis !== undefined)).toBe(true);
     // Before the end, somewhere the criterion needed fewer epochs than the budget had left.
@@ -249,6 +267,8 @@ describeEachBackend('runSearch', (backend) => {
       Array.from(readCheckpoint(join(first, 'backbone'))!.tensors.get('enc/w')!.values),
     );
     const missing = parseTrainerConfig({ ...config(), backbone: { ...config().backbone, pretrained: join(first, 'nowhere') } });
-    await expect(ensureBackbone({ config: missing, workdir: tmp(), data, kit: fakeModelKit, reporter })).rejects.toThrow(/backbone.pretrained: .* does not exist/);
+    await expect(ensureBackbone({ config: missing, workdir: tmp(), data, kit: fakeModelKit, reporter })).rejects.toThrow(
+      /backbone.pretrained: .* does not exist/,
+    );
   });
 });

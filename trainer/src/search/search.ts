@@ -72,7 +72,11 @@ export interface SearchState {
 export function halvePatients(source: SliceSource, seed: number): { weights: number[]; arch: number[] } {
   const patients = [...source.patients].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   if (patients.length < 2) {
-    throw badInput('config', `dataset.split.train: the search needs at least 2 training patients (the weights and the architecture train on different halves), got ${patients.length}; add cases or raise the train fraction`, { path: 'dataset.split.train' });
+    throw badInput(
+      'config',
+      `dataset.split.train: the search needs at least 2 training patients (the weights and the architecture train on different halves), got ${patients.length}; add cases or raise the train fraction`,
+      { path: 'dataset.split.train' },
+    );
   }
   const order = shuffled(patients, mulberry32(mixSeed(seed, 'search-halves')));
   const half = Math.ceil(order.length / 2);
@@ -242,7 +246,9 @@ export async function runSearch(o: SearchOptions): Promise<SearchOutcome> {
       const wRandom = mulberry32(mixSeed(config.seed, 'search-weights', epoch));
       const aRandom = mulberry32(mixSeed(config.seed, 'search-arch', epoch));
       const wLoader = new BatchLoader(data.train, stepBatches(halves.weights, sc.batchSize, steps, wRandom), { augment: true, random: wRandom });
-      const aLoader = archLearns ? new BatchLoader(data.train, stepBatches(halves.arch, sc.batchSize, steps, aRandom), { augment: true, random: aRandom }) : undefined;
+      const aLoader = archLearns
+        ? new BatchLoader(data.train, stepBatches(halves.arch, sc.batchSize, steps, aRandom), { augment: true, random: aRandom })
+        : undefined;
       let lossSum: tf.Scalar = tf.scalar(0);
       for (let step = 0; step < steps; step++) {
         const [wb, ab] = await Promise.all([wLoader.take(), aLoader?.take()]);

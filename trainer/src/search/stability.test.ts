@@ -90,13 +90,7 @@ describe('StabilityTracker', () => {
 
   it('waits only for the edges the derived genotype keeps', () => {
     // Node 1 (edges 2-4) keeps two of three edges; edge 4 keeps oscillating but is weak.
-    const alphas = (t: number) => [
-      [0, 1, 0.5, 0.2, 0.1],
-      [0, 2, 0, 0.1, 0],
-      [0, 5, 0, 0, 0],
-      [0, 0, 5, 0, 0],
-      t % 2 ? [0, 1, 0, 0, 0] : [0, 0, 1, 0, 0],
-    ];
+    const alphas = (t: number) => [[0, 1, 0.5, 0.2, 0.1], [0, 2, 0, 0.1, 0], [0, 5, 0, 0, 0], [0, 0, 5, 0, 0], t % 2 ? [0, 1, 0, 0, 0] : [0, 0, 1, 0, 0]];
     const { decisions } = run(base, 2, alphas);
     const last = decisions.at(-1)!;
     expect(last.epoch).toBe(6);
@@ -135,9 +129,7 @@ describe('StabilityTracker', () => {
     const state = JSON.parse(JSON.stringify(first.tracker.state()));
     const tracker = new StabilityTracker(base, { edgesPerCell: [2] }, state);
     const rest = run(base, 1, twoEdges, { tracker, active: first.active, epoch: 5 }).decisions;
-    expect([...first.decisions, ...rest].map((d) => [d.epoch, d.prunes, d.stop])).toEqual(
-      whole.map((d) => [d.epoch, d.prunes, d.stop]),
-    );
+    expect([...first.decisions, ...rest].map((d) => [d.epoch, d.prunes, d.stop])).toEqual(whole.map((d) => [d.epoch, d.prunes, d.stop]));
   });
 
   describe('the automatic test (threshold null): no consistent direction over the window', () => {
@@ -194,7 +186,12 @@ describe('StabilityTracker', () => {
       const state = first.tracker.state();
       for (const st of state.edges.flat()) delete st.origins;
       const tracker = new StabilityTracker(auto, { edgesPerCell: [5] }, state);
-      expect(tracker.state().edges.flat().every((st) => st.window.length === 0)).toBe(true);
+      expect(
+        tracker
+          .state()
+          .edges.flat()
+          .every((st) => st.window.length === 0),
+      ).toBe(true);
       const rest = run(auto, 2, alphas, { tracker, active: first.active, epoch: 5 }).decisions;
       expect(rest[0].drift.flat().every((d) => d === null)).toBe(true); // epoch 6: one epoch in each window
       expect(rest[1].drift.flat().some((d) => d !== null)).toBe(true);
@@ -206,9 +203,7 @@ describe('StabilityTracker', () => {
       const first = run(auto, 2, alphas, undefined, 9);
       const tracker = new StabilityTracker(auto, { edgesPerCell: [5] }, JSON.parse(JSON.stringify(first.tracker.state())));
       const rest = run(auto, 2, alphas, { tracker, active: first.active, epoch: 9 }).decisions;
-      expect([...first.decisions, ...rest].map((d) => [d.epoch, d.prunes, d.stop, d.drift])).toEqual(
-        whole.map((d) => [d.epoch, d.prunes, d.stop, d.drift]),
-      );
+      expect([...first.decisions, ...rest].map((d) => [d.epoch, d.prunes, d.stop, d.drift])).toEqual(whole.map((d) => [d.epoch, d.prunes, d.stop, d.drift]));
     });
   });
 
@@ -264,7 +259,9 @@ describe('StabilityTracker', () => {
       expect(short.at(-1)!.d.stop).toBe('max-epochs');
       expect(short[6].left).toEqual({ epochs: 1, basis: 'max-epochs' }); // after epoch 7 the criterion needs 3 more
       const off = trace({ ...base, enabled: false, maxEpochs: 12 }, 1, twoEdges);
-      expect(off.map(({ left }) => left)).toEqual(off.map(({ d }) => (d.epoch === 12 ? { epochs: 0, basis: 'max-epochs' } : { epochs: 12 - d.epoch, basis: 'max-epochs' })));
+      expect(off.map(({ left }) => left)).toEqual(
+        off.map(({ d }) => (d.epoch === 12 ? { epochs: 0, basis: 'max-epochs' } : { epochs: 12 - d.epoch, basis: 'max-epochs' })),
+      );
     });
   });
 

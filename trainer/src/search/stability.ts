@@ -119,9 +119,7 @@ export function keptEdges(genotype: Genotype, edgesPerCell: readonly number[]): 
 
 /** A canonical string of a genotype: the order of a node's two edges does not matter. */
 export function genotypeKey(genotype: Genotype): string {
-  return JSON.stringify(
-    genotype.cells.map((c) => c.nodes.map((n) => n.map((e) => `${e.input}:${e.op}`).sort())),
-  );
+  return JSON.stringify(genotype.cells.map((c) => c.nodes.map((n) => n.map((e) => `${e.input}:${e.op}`).sort())));
 }
 
 /** How many more epochs the search needs at the least, and which stop rule could end it then. */
@@ -304,7 +302,10 @@ export class StabilityTracker {
     if (archLearns) this.s.unchangedEpochs = changed ? 0 : this.s.unchangedEpochs + 1;
     this.s.genotypeKey = key;
 
-    const kept = keptEdges(genotype, snap.alphas.map((a) => a.length));
+    const kept = keptEdges(
+      genotype,
+      snap.alphas.map((a) => a.length),
+    );
     const settled = active.map((cell, c) =>
       cell.map((ops, e) => {
         const n = candidateOps(ops, o.noneIndex).length;

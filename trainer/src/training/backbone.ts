@@ -61,7 +61,11 @@ export async function ensureBackbone(o: {
     let info: Omit<BackboneInfo, 'dir'>;
     if (config.backbone.pretrained) {
       if (!existsSync(config.backbone.pretrained)) {
-        throw badInput('config', `backbone.pretrained: ${config.backbone.pretrained} does not exist; give a directory written by the trainer, or unset it to train the backbone`, { path: 'backbone.pretrained' });
+        throw badInput(
+          'config',
+          `backbone.pretrained: ${config.backbone.pretrained} does not exist; give a directory written by the trainer, or unset it to train the backbone`,
+          { path: 'backbone.pretrained' },
+        );
       }
       try {
         await kit.loadWeights(net, config.backbone.pretrained);

@@ -21,7 +21,9 @@ export const modelKit: ModelKit = {
     const backbone = new Set(net.backboneVariables);
     const missing = [...net.namedWeights()].filter(([name, v]) => backbone.has(v) && report.missing.includes(name)).map(([name]) => name);
     if (missing.length > 0) {
-      throw new Error(`${dir} lacks U-Net weights ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}; was it saved from a U-Net with the same backbone.depth and backbone.baseFilters?`);
+      throw new Error(
+        `${dir} lacks U-Net weights ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}; was it saved from a U-Net with the same backbone.depth and backbone.baseFilters?`,
+      );
     }
   },
   checkMemory: async ({ options, batchSize, sliceSize, batchField }) => {

@@ -65,9 +65,19 @@ describe('optimizers', () => {
 describe('checkpoints and history', () => {
   it('round-trips tensors and state, replacing the previous checkpoint', async () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'ckpt-')), 'search');
-    const a = tf.variable(tf.tensor2d([[1, 2], [3, 4]]));
+    const a = tf.variable(
+      tf.tensor2d([
+        [1, 2],
+        [3, 4],
+      ]),
+    );
     await writeCheckpoint(dir, { epoch: 1 }, new Map([['a', a]]));
-    a.assign(tf.tensor2d([[5, 6], [7, 8]]));
+    a.assign(
+      tf.tensor2d([
+        [5, 6],
+        [7, 8],
+      ]),
+    );
     await writeCheckpoint(dir, { epoch: 2 }, new Map([['a', a]]));
     expect(readdirSync(dir).filter((f) => f.startsWith('tensors-'))).toHaveLength(1);
     const ck = readCheckpoint<{ epoch: number }>(dir)!;
@@ -84,7 +94,12 @@ describe('checkpoints and history', () => {
   it('cuts the history back to the checkpoint and ignores a torn line', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'hist-')), 'history.jsonl');
     for (let e = 1; e <= 4; e++) appendHistory(file, { epoch: e, loss: e / 10 });
-    writeFileSync(file, readHistory(file).map((r) => JSON.stringify(r) + '\n').join('') + '{"epoch": 5, "lo');
+    writeFileSync(
+      file,
+      `${readHistory(file)
+        .map((r) => `${JSON.stringify(r)}\n`)
+        .join('')}{"epoch": 5, "lo`,
+    );
     expect(readHistory(file).map((r) => r.epoch)).toEqual([1, 2, 3, 4]);
     truncateHistory(file, 2);
     expect(readHistory(file).map((r) => r.epoch)).toEqual([1, 2]);
@@ -283,7 +298,10 @@ describeEachBackend(
           useStackedUpdates(true);
         }
       };
-      for (const make of [(vars: NamedVariable[]) => new SgdMomentum(vars, { momentum: 0.9, weightDecay: 0.05, gradClip: GRAD_CLIP }), (vars: NamedVariable[]) => new Adam(vars, { weightDecay: 0.01, gradClip: GRAD_CLIP })]) {
+      for (const make of [
+        (vars: NamedVariable[]) => new SgdMomentum(vars, { momentum: 0.9, weightDecay: 0.05, gradClip: GRAD_CLIP }),
+        (vars: NamedVariable[]) => new Adam(vars, { weightDecay: 0.01, gradClip: GRAD_CLIP }),
+      ]) {
         const stacked = await packs(true, make);
         const single = await packs(false, make);
         // Step 1 has gradients for all four [3, 3, 2, 4], two [5, 6] and both [2, 2]: three stacked groups.
@@ -299,7 +317,10 @@ describeEachBackend(
         const opts = { momentum: 0.9, weightDecay: 0.05, gradClip: GRAD_CLIP };
         const p = problem(1, true);
         const ref = sgdReference(p, opts);
-        expect(ref.coefficients.map((c) => c < 1), 'the clip is active in steps 1 and 3 only').toEqual([true, false, true]);
+        expect(
+          ref.coefficients.map((c) => c < 1),
+          'the clip is active in steps 1 and 3 only',
+        ).toEqual([true, false, true]);
         const got = runOptimizer((vars) => new SgdMomentum(vars, opts), p);
         expect(got.step).toBe(3);
         expect(got.slotNames).toEqual(SPECS.map((s) => `${s.name}/velocity`));
@@ -308,12 +329,18 @@ describeEachBackend(
           expectRelClose(got.slots.get(`${s.name}/velocity`)!, ref.slots.velocity[i], `${s.name}/velocity`);
           if (p.grads.every((g) => !g[i])) {
             expect(Array.from(got.params[i]), `${s.name} has no gradient and keeps its value`).toEqual(Array.from(p.init[i]));
-            expect(got.slots.get(`${s.name}/velocity`)!.every((v) => v === 0), `${s.name}/velocity stays 0`).toBe(true);
+            expect(
+              got.slots.get(`${s.name}/velocity`)!.every((v) => v === 0),
+              `${s.name}/velocity stays 0`,
+            ).toBe(true);
           }
         });
         // Not vacuous: had the skipping variable had a gradient in step 2, it would have ended elsewhere.
         const skipped = SPECS.findIndex((s) => s.name === 'cell1/norm/gamma');
-        const withStep2 = sgdReference({ init: p.init, grads: p.grads.map((g, step) => g.map((x, i) => (i === skipped && step === 1 ? p.grads[0][i] : x))) }, opts);
+        const withStep2 = sgdReference(
+          { init: p.init, grads: p.grads.map((g, step) => g.map((x, i) => (i === skipped && step === 1 ? p.grads[0][i] : x))) },
+          opts,
+        );
         expect(Math.abs(withStep2.params[skipped][0] - ref.params[skipped][0])).toBeGreaterThan(1e-4);
       });
     }
@@ -324,7 +351,10 @@ describeEachBackend(
         const opts = { beta1: 0.5, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01, gradClip: GRAD_CLIP };
         const p = problem(2, false);
         const ref = adamReference(p, opts);
-        expect(ref.coefficients.map((c) => c < 1), 'the clip is active in steps 1 and 3 only').toEqual([true, false, true]);
+        expect(
+          ref.coefficients.map((c) => c < 1),
+          'the clip is active in steps 1 and 3 only',
+        ).toEqual([true, false, true]);
         const got = runOptimizer((vars) => new Adam(vars, opts), p);
         expect(got.step).toBe(3);
         expect(got.slotNames).toEqual([...SPECS.map((s) => `${s.name}/m`), ...SPECS.map((s) => `${s.name}/v`)]);
@@ -334,7 +364,10 @@ describeEachBackend(
           expectRelClose(got.slots.get(`${s.name}/v`)!, ref.slots.v[i], `${s.name}/v`);
           if (p.grads.every((g) => !g[i])) {
             expect(Array.from(got.params[i]), `${s.name} has no gradient and keeps its value`).toEqual(Array.from(p.init[i]));
-            expect([...got.slots.get(`${s.name}/m`)!, ...got.slots.get(`${s.name}/v`)!].every((v) => v === 0), `${s.name} moments stay 0`).toBe(true);
+            expect(
+              [...got.slots.get(`${s.name}/m`)!, ...got.slots.get(`${s.name}/v`)!].every((v) => v === 0),
+              `${s.name} moments stay 0`,
+            ).toBe(true);
           }
         });
       });

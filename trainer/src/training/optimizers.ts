@@ -127,12 +127,15 @@ export class Adam implements Optimizer {
   private readonly v: Map<string, tf.Variable>;
   private readonly opts: { beta1: number; beta2: number; weightDecay: number; epsilon: number; gradClip?: number };
 
-  constructor(
-    vars: readonly NamedVariable[],
-    opts: { beta1?: number; beta2?: number; weightDecay?: number; epsilon?: number; gradClip?: number } = {},
-  ) {
+  constructor(vars: readonly NamedVariable[], opts: { beta1?: number; beta2?: number; weightDecay?: number; epsilon?: number; gradClip?: number } = {}) {
     this.vars = vars;
-    this.opts = { beta1: opts.beta1 ?? 0.9, beta2: opts.beta2 ?? 0.999, weightDecay: opts.weightDecay ?? 0, epsilon: opts.epsilon ?? 1e-8, gradClip: opts.gradClip };
+    this.opts = {
+      beta1: opts.beta1 ?? 0.9,
+      beta2: opts.beta2 ?? 0.999,
+      weightDecay: opts.weightDecay ?? 0,
+      epsilon: opts.epsilon ?? 1e-8,
+      gradClip: opts.gradClip,
+    };
     this.m = zerosLike(vars, 'm');
     this.v = zerosLike(vars, 'v');
   }

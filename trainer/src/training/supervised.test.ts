@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, expect, it } from 'vitest';
 import { initBackend } from '../backend/index.ts';
 import { describeEachBackend } from '../../testing/backend.ts';
 import { ProgressReporter } from '../report/progress.ts';
@@ -15,7 +15,13 @@ import { type SupervisedOptions, nearZeroDiceLine, trainSupervised, trainingPath
 const data = fakeDataset({ patients: 6 });
 
 async function train(root: string, over: Partial<SupervisedOptions> = {}, prepare?: (net: ReturnType<typeof fakeModelKit.createNetwork>) => void) {
-  const net = fakeModelKit.createNetwork({ backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 1, learningRate: 1e-3 }, inChannels: 1, numClasses: 2, cells: 'none', seed: 1 });
+  const net = fakeModelKit.createNetwork({
+    backbone: { depth: 1, baseFilters: 4, pretrainEpochs: 1, learningRate: 1e-3 },
+    inChannels: 1,
+    numClasses: 2,
+    cells: 'none',
+    seed: 1,
+  });
   prepare?.(net);
   const events: string[] = [];
   const lines: string[] = [];
@@ -32,7 +38,12 @@ async function train(root: string, over: Partial<SupervisedOptions> = {}, prepar
       stream: 'test',
       ...trainingPaths(root),
       fingerprint: 'f',
-      reporter: new ProgressReporter({ phase: 'retrain', stdout: { write: (t: string) => events.push(t) }, stderr: { write: (t: string) => lines.push(t) }, env: {} }),
+      reporter: new ProgressReporter({
+        phase: 'retrain',
+        stdout: { write: (t: string) => events.push(t) },
+        stderr: { write: (t: string) => lines.push(t) },
+        env: {},
+      }),
       events: true,
       label: 'retrain',
       ...over,
@@ -105,20 +116,37 @@ describeEachBackend('trainSupervised', (backend) => {
       const head = net.backboneVariables[1];
       head.assign(tf.tidy(() => tf.concat([tf.ones([...head.shape.slice(0, 3), 1]), tf.fill([...head.shape.slice(0, 3), 1], -1)], 3)));
     };
-    const { r, stderr, events } = await train(tmp(), { learningRate: 1e-12, epochs: 6, label: 'backbone', fields: { learningRate: 'backbone.learningRate', stepsPerEpoch: 'search.stepsPerEpoch' } }, background);
+    const { r, stderr, events } = await train(
+      tmp(),
+      { learningRate: 1e-12, epochs: 6, label: 'backbone', fields: { learningRate: 'backbone.learningRate', stepsPerEpoch: 'search.stepsPerEpoch' } },
+      background,
+    );
     expect(r.bestValDice).toBe(0);
     const expected = stderr.split('\n').filter((l) => l.includes('is expected in the first epochs'));
     expect(expected).toHaveLength(1);
-    expect(expected[0]).toMatch(/^backbone: validation Dice 0\.0000 in epoch 1 is expected in the first epochs: the foreground is \d+(\.\d)?% of the validation pixels, .* still near 0 at epoch 4 of 6/);
+    expect(expected[0]).toMatch(
+      /^backbone: validation Dice 0\.0000 in epoch 1 is expected in the first epochs: the foreground is \d+(\.\d)?% of the validation pixels, .* still near 0 at epoch 4 of 6/,
+    );
     const problem = stderr.split('\n').filter((l) => l.includes('still 0.0000'));
-    expect(problem).toEqual([expect.stringMatching(/^backbone: validation Dice is still 0\.0000 after 4 of 6 epochs: .* raise backbone\.learningRate or search\.stepsPerEpoch/)]);
+    expect(problem).toEqual([
+      expect.stringMatching(/^backbone: validation Dice is still 0\.0000 after 4 of 6 epochs: .* raise backbone\.learningRate or search\.stepsPerEpoch/),
+    ]);
     // The progress events are unchanged by it.
     expect(events.filter((e) => e.includes('"progress"'))).toHaveLength(6);
   });
 
   it('explains a Dice of 0 once while it is early, and warns once at two thirds of the epochs', () => {
     const at = (o: Partial<Parameters<typeof nearZeroDiceLine>[0]>) =>
-      nearZeroDiceLine({ label: 'retrain', epoch: 3, epochs: 30, valDice: 0, foreground: 0.016, noted: false, fields: { learningRate: 'lr', stepsPerEpoch: 'steps' }, ...o });
+      nearZeroDiceLine({
+        label: 'retrain',
+        epoch: 3,
+        epochs: 30,
+        valDice: 0,
+        foreground: 0.016,
+        noted: false,
+        fields: { learningRate: 'lr', stepsPerEpoch: 'steps' },
+        ...o,
+      });
     // Dice 0.04 by chance in epoch 1, then 0 while the network learns the background: explained.
     expect(at({ epoch: 1, valDice: 0.04 })).toBeUndefined();
     expect(at({})?.kind).toBe('expected');

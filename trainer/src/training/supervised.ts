@@ -188,7 +188,9 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
       const trainLoss = (await lossSum.data())[0] / loader.length;
       lossSum.dispose();
       if (!Number.isFinite(trainLoss)) {
-        throw new Error(`${o.label}: the training loss became ${trainLoss} in epoch ${epoch}; lower the learning rate (the checkpoint of epoch ${s.epoch} is kept)`);
+        throw new Error(
+          `${o.label}: the training loss became ${trainLoss} in epoch ${epoch}; lower the learning rate (the checkpoint of epoch ${s.epoch} is kept)`,
+        );
       }
       const val = await validate(net, data, data.val, o.loss, o.batchSize);
       if (val.dice > s.bestValDice) {
@@ -240,7 +242,10 @@ export async function trainSupervised(o: SupervisedOptions): Promise<SupervisedR
       if (o.events) {
         o.reporter.progress(progress);
         await o.reporter.settle();
-      } else o.reporter.log(`${o.label} epoch ${epoch}/${o.epochs} | loss ${trainLoss.toFixed(4)} | val Dice ${val.dice.toFixed(4)} | ${epochSeconds.toFixed(1)}s/epoch`);
+      } else
+        o.reporter.log(
+          `${o.label} epoch ${epoch}/${o.epochs} | loss ${trainLoss.toFixed(4)} | val Dice ${val.dice.toFixed(4)} | ${epochSeconds.toFixed(1)}s/epoch`,
+        );
       if (zero) o.reporter.log(zero.line);
       if (s.stoppedEarly) o.reporter.log(`${o.label}: validation Dice has not improved for ${o.earlyStoppingPatience} epochs; stopping`);
       o.onEpoch?.(epoch);

@@ -7,5 +7,7 @@ import { BadInputError, type BadInputKind } from '../../../contract/src/index.ts
 export function badInput(kind: BadInputKind, message: string, where: { path?: string; file?: string } = {}): BadInputError {
   const prefix = where.path ?? where.file;
   const rest = prefix !== undefined && message.startsWith(`${prefix}: `) ? message.slice(prefix.length + 2) : message;
-  return new BadInputError(kind, message, [{ ...(where.path !== undefined && { path: where.path }), ...(where.file !== undefined && { file: where.file }), message: rest }]);
+  return new BadInputError(kind, message, [
+    { ...(where.path !== undefined && { path: where.path }), ...(where.file !== undefined && { file: where.file }), message: rest },
+  ]);
 }

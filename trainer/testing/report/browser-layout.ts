@@ -187,7 +187,16 @@ const MEASURE = String.raw`
 `;
 
 function chromiumArgs(profile: string, width: number, height: number): string[] {
-  return ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--hide-scrollbars', `--user-data-dir=${profile}`, `--window-size=${width},${height}`];
+  return [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    '--no-first-run',
+    '--hide-scrollbars',
+    `--user-data-dir=${profile}`,
+    `--window-size=${width},${height}`,
+  ];
 }
 
 /** Opens `html` in headless Chromium and measures its SVG texts; optionally writes a screenshot. */
@@ -199,7 +208,9 @@ export async function checkLayout(html: string, o: LayoutCheckOptions = {}): Pro
     const script = `<script>${MEASURE.replace('__FONTS__', () => JSON.stringify(o.fonts ?? []))}</script>`;
     const page = join(dir, 'page.html');
     writeFileSync(page, html.includes('</body>') ? html.replace(/<\/body>(?![\s\S]*<\/body>)/, () => `${script}</body>`) : `${html}${script}`);
-    const { stdout } = await run(chromium, [...chromiumArgs(join(dir, 'profile'), width, 900), '--dump-dom', `file://${page}`], { maxBuffer: 256 * 1024 * 1024 });
+    const { stdout } = await run(chromium, [...chromiumArgs(join(dir, 'profile'), width, 900), '--dump-dom', `file://${page}`], {
+      maxBuffer: 256 * 1024 * 1024,
+    });
     const encoded = /<pre id="layout-check-result">([A-Za-z0-9+/=]*)<\/pre>/.exec(stdout)?.[1];
     if (!encoded) throw new Error(`the layout check found no result in the DOM Chromium printed (${stdout.length} characters); did the page's script run?`);
     const report = JSON.parse(Buffer.from(encoded, 'base64').toString('utf8')) as LayoutReport;
@@ -207,9 +218,13 @@ export async function checkLayout(html: string, o: LayoutCheckOptions = {}): Pro
       // The page without the measuring script, in a window as tall as the page.
       const plain = join(dir, 'plain.html');
       writeFileSync(plain, html);
-      await run(chromium, [...chromiumArgs(join(dir, 'profile-shot'), width, Math.max(600, report.pageHeight)), `--screenshot=${o.screenshot}`, `file://${plain}`], {
-        maxBuffer: 64 * 1024 * 1024,
-      });
+      await run(
+        chromium,
+        [...chromiumArgs(join(dir, 'profile-shot'), width, Math.max(600, report.pageHeight)), `--screenshot=${o.screenshot}`, `file://${plain}`],
+        {
+          maxBuffer: 64 * 1024 * 1024,
+        },
+      );
     }
     return report;
   } finally {

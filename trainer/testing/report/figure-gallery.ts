@@ -18,12 +18,72 @@ function cell(nodes: [number, string][][]): GenotypeCell {
 
 /** Genotypes of every shape the layout has to handle. */
 export const GALLERY_GENOTYPES: [string, GenotypeCell][] = [
-  ['every node from both inputs', cell(Array.from({ length: 4 }, (_, i) => [[0, OPS[i]], [1, OPS[i + 1]]]))],
-  ['a chain', cell(Array.from({ length: 4 }, (_, i) => [[i, OPS[i]], [i + 1, OPS[i + 2]]]))],
-  ['each node from s0 and the first node', cell([[[0, 'conv_3x3'], [1, 'conv_5x5']], ...Array.from({ length: 3 }, (_, i) => [[0, OPS[i]], [2, OPS[i + 3]]] as [number, string][])])],
-  ['eight nodes with long edges', cell(Array.from({ length: 8 }, (_, i) => [[i % 2, OPS[i % 9]], [Math.min(i + 1, Math.max(2, i - 1)), OPS[(i + 4) % 9]]] as [number, string][]))],
-  ['long operation names', cell(Array.from({ length: 4 }, (_, i) => [[0, `operation_with_a_much_longer_name_${i}`], [i + 1, `another_long_operation_${i}`]]))],
-  ['one node', cell([[[0, 'skip_connect'], [1, 'sep_conv_5x5']]])],
+  [
+    'every node from both inputs',
+    cell(
+      Array.from({ length: 4 }, (_, i) => [
+        [0, OPS[i]],
+        [1, OPS[i + 1]],
+      ]),
+    ),
+  ],
+  [
+    'a chain',
+    cell(
+      Array.from({ length: 4 }, (_, i) => [
+        [i, OPS[i]],
+        [i + 1, OPS[i + 2]],
+      ]),
+    ),
+  ],
+  [
+    'each node from s0 and the first node',
+    cell([
+      [
+        [0, 'conv_3x3'],
+        [1, 'conv_5x5'],
+      ],
+      ...Array.from(
+        { length: 3 },
+        (_, i) =>
+          [
+            [0, OPS[i]],
+            [2, OPS[i + 3]],
+          ] as [number, string][],
+      ),
+    ]),
+  ],
+  [
+    'eight nodes with long edges',
+    cell(
+      Array.from(
+        { length: 8 },
+        (_, i) =>
+          [
+            [i % 2, OPS[i % 9]],
+            [Math.min(i + 1, Math.max(2, i - 1)), OPS[(i + 4) % 9]],
+          ] as [number, string][],
+      ),
+    ),
+  ],
+  [
+    'long operation names',
+    cell(
+      Array.from({ length: 4 }, (_, i) => [
+        [0, `operation_with_a_much_longer_name_${i}`],
+        [i + 1, `another_long_operation_${i}`],
+      ]),
+    ),
+  ],
+  [
+    'one node',
+    cell([
+      [
+        [0, 'skip_connect'],
+        [1, 'sep_conv_5x5'],
+      ],
+    ]),
+  ],
 ];
 
 export function figureGallery(): string {
@@ -42,7 +102,10 @@ export function figureGallery(): string {
       logY: true,
       xMin: 1,
       xMax: 60,
-      hlines: [{ y: 1e-3, label: 'stability threshold 0.001' }, { y: 2e-3, label: 'a second reference line close to the first' }],
+      hlines: [
+        { y: 1e-3, label: 'stability threshold 0.001' },
+        { y: 2e-3, label: 'a second reference line close to the first' },
+      ],
       vlines: [
         { x: 3, label: 'architecture updates start' },
         { x: 4, label: 'a second marker one epoch later' },
@@ -56,11 +119,26 @@ export function figureGallery(): string {
     points: Array.from({ length: 40 }, (_, t) => [t + 1, k === 0 ? Math.min(1, 0.1 + t * 0.05) : 0.1 * Math.exp(-t / (5 + k))] as [number, number]),
   }));
   figures.push(lineChart(importance, { title: `${LONG_TITLE} (importance)`, xLabel: 'epoch', yLabel: 'softmax(alpha)', yMin: 0, width: 420, height: 200 }));
-  figures.push(lineChart([{ name: 'val Dice', points: [[1, 0.5], [2, 1]] }], { title: 'x'.repeat(150), xLabel: 'epoch', yLabel: 'a y axis label longer than the plot is high', height: 120 }));
+  figures.push(
+    lineChart(
+      [
+        {
+          name: 'val Dice',
+          points: [
+            [1, 0.5],
+            [2, 1],
+          ],
+        },
+      ],
+      { title: 'x'.repeat(150), xLabel: 'epoch', yLabel: 'a y axis label longer than the plot is high', height: 120 },
+    ),
+  );
   figures.push(lineChart([{ name: 'empty', points: [] }], { title: `${LONG_TITLE} without data`, xLabel: 'epoch', yLabel: 'y', width: 300 }));
   figures.push(
     heatMap(
-      Array.from({ length: edges }, (_, e) => OPS.concat(['none', 'an_operation_with_an_unusually_long_name']).map((_, k) => (k % 3 === e % 3 ? null : ((e + k) % 7) / 7))),
+      Array.from({ length: edges }, (_, e) =>
+        OPS.concat(['none', 'an_operation_with_an_unusually_long_name']).map((_, k) => (k % 3 === e % 3 ? null : ((e + k) % 7) / 7)),
+      ),
       {
         title: `${LONG_TITLE} (final importance per edge)`,
         subtitle: 'hatched: pruned; red frame: in the found cell',

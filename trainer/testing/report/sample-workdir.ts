@@ -88,7 +88,9 @@ export function writeSampleWorkdir(dir: string, o: SampleWorkdirOptions = {}): v
         return false;
       }),
     );
-    const settled = active.map((cell, c) => cell.map((a, e) => candidates(a).length <= 1 || (stable[c][e] && !PRUNE_TO.slice(steps[c][e]).some((k) => k < candidates(a).length))));
+    const settled = active.map((cell, c) =>
+      cell.map((a, e) => candidates(a).length <= 1 || (stable[c][e] && !PRUNE_TO.slice(steps[c][e]).some((k) => k < candidates(a).length))),
+    );
     const stoppedBy = settled.every((cell) => cell.every(Boolean)) ? 'stable' : epoch === maxEpochs ? 'max-epochs' : null;
     lines.push(
       JSON.stringify({
@@ -133,7 +135,15 @@ export function writeSampleWorkdir(dir: string, o: SampleWorkdirOptions = {}): v
   writeFileSync(join(dir, 'search', 'history.jsonl'), `${lines.join('\n')}\n`);
   writeFileSync(join(dir, 'genotype.json'), JSON.stringify(genotype));
   const train = (n: number, top: number) =>
-    Array.from({ length: n }, (_, i) => JSON.stringify({ epoch: i + 1, trainLoss: Math.exp(-i / 5) + 0.1, valLoss: Math.exp(-i / 5) + 0.15, valDice: top - 0.5 * Math.exp(-i / 4), bestValDice: top - 0.5 * Math.exp(-i / 4) })).join('\n') + '\n';
+    `${Array.from({ length: n }, (_, i) =>
+      JSON.stringify({
+        epoch: i + 1,
+        trainLoss: Math.exp(-i / 5) + 0.1,
+        valLoss: Math.exp(-i / 5) + 0.15,
+        valDice: top - 0.5 * Math.exp(-i / 4),
+        bestValDice: top - 0.5 * Math.exp(-i / 4),
+      }),
+    ).join('\n')}\n`;
   writeFileSync(join(dir, 'backbone-training', 'history.jsonl'), train(10, 0.8));
   writeFileSync(join(dir, 'retrain', 'history.jsonl'), train(15, 0.86));
 
@@ -157,8 +167,20 @@ export function writeSampleWorkdir(dir: string, o: SampleWorkdirOptions = {}): v
         split: 'test',
         classNames,
         conventions,
-        model: { dicePerClass: { LV: 0.89, MYO: 0.8, RV: 0.77 }, meanDice: 0.82, hd95PerClass: { LV: 2.1, MYO: 4.4, RV: 4.2 }, meanHd95: 3.57, patients: patients(testIds, 0, false) },
-        baseline: { dicePerClass: { LV: 0.86, MYO: 0.76, RV: 0.72 }, meanDice: 0.78, hd95PerClass: { LV: 2.5, MYO: 5.1, RV: 5.0 }, meanHd95: 4.2, patients: patients(testIds, 0.04, false) },
+        model: {
+          dicePerClass: { LV: 0.89, MYO: 0.8, RV: 0.77 },
+          meanDice: 0.82,
+          hd95PerClass: { LV: 2.1, MYO: 4.4, RV: 4.2 },
+          meanHd95: 3.57,
+          patients: patients(testIds, 0, false),
+        },
+        baseline: {
+          dicePerClass: { LV: 0.86, MYO: 0.76, RV: 0.72 },
+          meanDice: 0.78,
+          hd95PerClass: { LV: 2.5, MYO: 5.1, RV: 5.0 },
+          meanHd95: 4.2,
+          patients: patients(testIds, 0.04, false),
+        },
         diceGain: 0.04,
       }),
     );
@@ -176,17 +198,55 @@ export function writeSampleWorkdir(dir: string, o: SampleWorkdirOptions = {}): v
       classNames,
       grid: 'native',
       conventions,
-      model: { dicePerClass: { LV: 0.89, MYO: 0.8, RV: 0.77 }, meanDice: 0.82, hd95PerClass: { LV: 2.1, MYO: 4.4, RV: 4.2 }, meanHd95: 3.57, sliceMeanDice: 0.835, patients: patients(testIds, 0, true) },
-      baseline: { dicePerClass: { LV: 0.86, MYO: 0.76, RV: 0.72 }, meanDice: 0.78, hd95PerClass: { LV: 2.5, MYO: 5.1, RV: 5.0 }, meanHd95: 4.2, sliceMeanDice: 0.79, patients: patients(testIds, 0.04, true) },
-      baselineTraining: { cells: 'none', startedFrom: 'backbone', epochs: 15, maxEpochs: 20, stepsPerEpoch: 24, batchSize: 8, learningRate: 0.001, seed: 7, bestValDice: 0.84 },
+      model: {
+        dicePerClass: { LV: 0.89, MYO: 0.8, RV: 0.77 },
+        meanDice: 0.82,
+        hd95PerClass: { LV: 2.1, MYO: 4.4, RV: 4.2 },
+        meanHd95: 3.57,
+        sliceMeanDice: 0.835,
+        patients: patients(testIds, 0, true),
+      },
+      baseline: {
+        dicePerClass: { LV: 0.86, MYO: 0.76, RV: 0.72 },
+        meanDice: 0.78,
+        hd95PerClass: { LV: 2.5, MYO: 5.1, RV: 5.0 },
+        meanHd95: 4.2,
+        sliceMeanDice: 0.79,
+        patients: patients(testIds, 0.04, true),
+      },
+      baselineTraining: {
+        cells: 'none',
+        startedFrom: 'backbone',
+        epochs: 15,
+        maxEpochs: 20,
+        stepsPerEpoch: 24,
+        batchSize: 8,
+        learningRate: 0.001,
+        seed: 7,
+        bestValDice: 0.84,
+      },
       diceGain: 0.04,
       external: [
         {
           name: 'phantom-external',
           path: '/data/phantom-external',
           cases: extIds.length,
-          model: { dicePerClass: { LV: 0.81, MYO: 0.7, RV: 0.66 }, meanDice: 0.7233, hd95PerClass: { LV: 3.1, MYO: 6.4, RV: 7.2 }, meanHd95: 5.57, sliceMeanDice: 0.74, patients: patients(extIds, 0.08, true) },
-          baseline: { dicePerClass: { LV: 0.79, MYO: 0.66, RV: 0.61 }, meanDice: 0.6867, hd95PerClass: { LV: 3.5, MYO: 7.1, RV: 8.0 }, meanHd95: 6.2, sliceMeanDice: 0.7, patients: patients(extIds, 0.12, true) },
+          model: {
+            dicePerClass: { LV: 0.81, MYO: 0.7, RV: 0.66 },
+            meanDice: 0.7233,
+            hd95PerClass: { LV: 3.1, MYO: 6.4, RV: 7.2 },
+            meanHd95: 5.57,
+            sliceMeanDice: 0.74,
+            patients: patients(extIds, 0.08, true),
+          },
+          baseline: {
+            dicePerClass: { LV: 0.79, MYO: 0.66, RV: 0.61 },
+            meanDice: 0.6867,
+            hd95PerClass: { LV: 3.5, MYO: 7.1, RV: 8.0 },
+            meanHd95: 6.2,
+            sliceMeanDice: 0.7,
+            patients: patients(extIds, 0.12, true),
+          },
         },
       ],
     }),

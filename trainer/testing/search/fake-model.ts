@@ -162,7 +162,9 @@ class FakeNetwork implements Network {
 export const fakeModelKit: ModelKit = {
   createNetwork: (o) => new FakeNetwork(o),
   loss: (logits, labels, numClasses) =>
-    tf.tidy(() => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.reshape(labels, [-1]) as tf.Tensor1D, numClasses), tf.reshape(logits, [-1, numClasses])) as tf.Scalar),
+    tf.tidy(
+      () => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.reshape(labels, [-1]) as tf.Tensor1D, numClasses), tf.reshape(logits, [-1, numClasses])) as tf.Scalar,
+    ),
   deriveGenotype,
   saveWeights: async (net, dir) => writeCheckpoint(dir, {}, net.namedWeights()),
   loadWeights: async (net, dir) => restoreVariables(readCheckpoint(dir)!.tensors, net.namedWeights(), dir),
