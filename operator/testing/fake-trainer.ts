@@ -6,6 +6,7 @@
 // baseline with evaluate.baseline and figures for each dataset of evaluate.external.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { workdirLayout } from '../../contract/src/index.ts';
 
 const argv = process.argv.slice(2);
 const [command, phase] = argv;
@@ -78,7 +79,7 @@ switch (phase) {
     });
     break;
   case 'prune':
-    writeFileSync(join(workdir, 'genotype.json'), '{}');
+    writeFileSync(workdirLayout(workdir).genotype, '{}');
     result({
       ok: true,
       genotype: {
@@ -99,12 +100,13 @@ switch (phase) {
   case 'evaluate': {
     // evaluate.baseline: a U-Net without cells 0.05 below; evaluate.external: 0.6, 0.61, ... on 4 cases each.
     const external = (config.evaluate?.external ?? []).map((e, i) => {
-      mkdirSync(join(workdir, 'external', e.name), { recursive: true });
-      writeFileSync(join(workdir, 'external', e.name, 'results.json'), JSON.stringify({ path: e.path }));
+      const dir = workdirLayout(workdir).external(e.name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(workdirLayout(dir).results, JSON.stringify({ path: e.path }));
       return { name: e.name, cases: 4, meanDice: 0.6 + i / 100, dicePerClass: { '1': 0.6, '2': 0.6 + i / 50 }, hd95: 4 };
     });
     const baseline = config.evaluate?.baseline ? { baselineMeanDice: 0.7, diceGain: 0.05 } : {};
-    writeFileSync(join(workdir, 'results.json'), JSON.stringify({ meanDice: 0.75 }));
+    writeFileSync(workdirLayout(workdir).results, JSON.stringify({ meanDice: 0.75 }));
     result({ ok: true, meanDice: 0.75, dicePerClass: { '1': 0.7, '2': 0.8 }, hd95: 3.2, ...baseline, ...(external.length > 0 && { external }) });
     break;
   }

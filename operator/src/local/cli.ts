@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { EXIT_BAD_INPUT, parseCommandLine, type CommandIO, type ProgressEvent } from '../../../contract/src/index.ts';
+import { EXIT_BAD_INPUT, parseCommandLine, workdirLayout, type CommandIO, type ProgressEvent } from '../../../contract/src/index.ts';
 import { IMMUTABLE_SPEC_FIELDS, KIND, parseIACSearch, type IACSearchStatus } from '../api/index.ts';
 import { reconcile } from '../reconcile/index.ts';
 import type { KubeObject } from '../reconcile/types.ts';
@@ -87,8 +87,10 @@ export function loadSearchFile(opts: RunOptions): KubeObject {
   if (!obj.metadata?.name) throw new RunError(`${opts.file}: metadata.name is required (it names the run directory)`);
   const now = new Date().toISOString();
   obj.metadata = { namespace: 'local', uid: `local-${obj.metadata.name}`, generation: 1, creationTimestamp: now, ...obj.metadata };
-  const spec = (obj.spec ??= {}) as Record<string, unknown>;
-  const dataset = (spec.dataset ??= {}) as Record<string, unknown>;
+  obj.spec ??= {};
+  const spec = obj.spec as Record<string, unknown>;
+  spec.dataset ??= {};
+  const dataset = spec.dataset as Record<string, unknown>;
   // Locally there is no claim: the dataset is a directory on this machine.
   delete dataset.pvc;
   if (opts.data) {
@@ -153,7 +155,7 @@ export async function runSearch(opts: RunOptions, io: RunIO = {}): Promise<numbe
   const runDir = resolve(opts.out, name);
   mkdirSync(runDir, { recursive: true });
   const statusFile = join(runDir, 'status.yaml');
-  const definitionFile = join(runDir, 'search.json');
+  const definitionFile = workdirLayout(runDir).searchDefinition;
 
   // The search definition of a run directory never changes, as in a cluster (CEL rule).
   const definition = definitionOf(parsed.search.spec as unknown as Record<string, unknown>);
@@ -241,7 +243,7 @@ export async function runSearch(opts: RunOptions, io: RunIO = {}): Promise<numbe
   if (phase === 'Succeeded') {
     const dice = st.results?.meanDice;
     display.message(
-      `${name} succeeded${dice !== undefined ? `: test mean Dice ${dice.toFixed(4)}` : ''}. Report: ${join(runDir, 'report.html')}, results: ${join(runDir, 'results.json')}`,
+      `${name} succeeded${dice !== undefined ? `: test mean Dice ${dice.toFixed(4)}` : ''}. Report: ${workdirLayout(runDir).report}, results: ${workdirLayout(runDir).results}`,
     );
     for (const line of resultLines(st.results ?? {}, runDir)) display.message(`  ${line}`);
     return 0;
