@@ -315,6 +315,7 @@ export const panels: PanelSpec[] = [
   },
 ];
 
+// biome-ignore lint/suspicious/noTemplateCurlyInString: ${datasource} is Grafana's dashboard variable, written literally into the JSON
 const DS = { type: 'prometheus', uid: '${datasource}' };
 
 function grafanaPanels(): unknown[] {

@@ -2,6 +2,7 @@
 // IACSearches, on the in-memory API: the pod policy from the flags, a create the API
 // server refuses shown on the search, and a status written by someone else corrected at once.
 import { describe, expect, it } from 'vitest';
+import type { IACSearchStatus } from './api/status.ts';
 import { silentLogger } from './controller/log.ts';
 import { FakeKubeApi } from '../testing/fake-kube-api.ts';
 import { IACSearchType } from './k8s/resources.ts';
@@ -26,7 +27,7 @@ const search = (name: string, spec: Record<string, unknown>): KubeObject => ({
   spec,
 });
 const statusOf = (api: FakeKubeApi, name: string) =>
-  api.objects('IACSearch', 'lab').find((o) => o.metadata.name === name)?.status as Record<string, any> | undefined;
+  api.objects('IACSearch', 'lab').find((o) => o.metadata.name === name)?.status as IACSearchStatus | undefined;
 const stalled = (api: FakeKubeApi, name: string) => statusOf(api, name)?.conditions?.find((c: { type: string }) => c.type === 'Stalled');
 const events = (api: FakeKubeApi, reason: string) =>
   api.objects('Event', 'lab').filter((e) => e.reason === reason) as Array<KubeObject & { note: string; type: string }>;
@@ -111,7 +112,7 @@ describe('iacnas operator: what the API server refuses shows on the search', () 
       const [event] = await until('the Warning event', () => (events(api, 'CreateRefused').length ? events(api, 'CreateRefused') : undefined));
       expect(event).toMatchObject({ type: 'Warning', note: expect.stringContaining(message) });
       expect(api.objects('Pod', 'lab').map((p) => p.metadata.name)).toEqual(['pc-search-1']);
-      expect(statusOf(api, 'pc')?.phases.search.attempts).toBe(1);
+      expect(statusOf(api, 'pc')?.phases?.search?.attempts).toBe(1);
     });
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { IACSearchStatus } from './api/status.ts';
 import { silentLogger } from './controller/log.ts';
 import { FakeKubeApi } from '../testing/fake-kube-api.ts';
 import type { KubeObject } from './k8s/types.ts';
@@ -26,7 +27,7 @@ function config(over: Partial<OperatorConfig> = {}): OperatorConfig {
 }
 
 const statusOf = (api: FakeKubeApi, name: string) =>
-  api.objects('IACSearch', 'lab').find((o) => o.metadata.name === name)?.status as Record<string, any> | undefined;
+  api.objects('IACSearch', 'lab').find((o) => o.metadata.name === name)?.status as IACSearchStatus | undefined;
 
 describe('iacnas operator', () => {
   it('parses its flags and documents every one in --help', () => {

@@ -162,6 +162,7 @@ export class World {
     };
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: tests read the written status by path and assert on fields its schema keeps optional
   get status(): any {
     return this.search.status;
   }

@@ -131,7 +131,9 @@ if (!args.includes('--check-only') && (mine.refusal === null || args.includes('-
     const start = tf.memory().numBytes;
     const t0 = performance.now();
     const c0 = process.cpuUsage();
-    const info = profiled ? await tf.profile(step) : (await step(), undefined);
+    let info: Awaited<ReturnType<typeof tf.profile>> | undefined;
+    if (profiled) info = await tf.profile(step);
+    else await step();
     const c = process.cpuUsage(c0);
     const f: StepFigure = { step: s, wallMs: Math.round(performance.now() - t0), cpuMs: Math.round((c.user + c.system) / 1000), peakRssMiB: mib(peakRss()) };
     // Weights and optimizer slots were live before the step: the estimate counts them.

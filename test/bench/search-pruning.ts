@@ -65,7 +65,7 @@ const totalOps = activeOps(hp[0]);
 const firstPrune = hp.findIndex((l) => l.prunes.length > 0);
 // Epochs with every operation and architecture updates, vs epochs that ran with fewer operations.
 const before = hp.filter((l, i) => l.archUpdates && (firstPrune < 0 || i <= firstPrune));
-const after = hp.filter((l, i) => i > 0 && activeOps(hp[i - 1]) < totalOps);
+const after = hp.filter((_l, i) => i > 0 && activeOps(hp[i - 1]) < totalOps);
 const fig = (ls: Line[]) => ({
   epochs: ls.map((l) => l.epoch),
   meanWallSeconds: ls.length ? mean(ls.map((l) => l.epochSeconds)) : null,

@@ -95,10 +95,13 @@ interface Row {
 async function measureBackend(backend: 'wasm' | 'tensorflow'): Promise<Row[]> {
   await initBackend({ backend, quiet: true });
   const changes = CHANGES.filter((c) => c.on.includes(backend));
+  const setEach = (enabled: (c: Change) => boolean) => {
+    for (const c of changes) c.set(enabled(c));
+  };
   const configs: { name: string; apply: () => void; off?: Change }[] = [
-    { name: 'after (all changes)', apply: () => changes.forEach((c) => c.set(true)) },
-    ...changes.map((off) => ({ name: `without: ${off.name}`, off, apply: () => changes.forEach((c) => c.set(c !== off)) })),
-    { name: 'before (no change)', apply: () => changes.forEach((c) => c.set(false)) },
+    { name: 'after (all changes)', apply: () => setEach(() => true) },
+    ...changes.map((off) => ({ name: `without: ${off.name}`, off, apply: () => setEach((c) => c !== off) })),
+    { name: 'before (no change)', apply: () => setEach(() => false) },
   ];
   const rows: Row[] = [];
   for (const { size, batch } of sizes) {

@@ -25,7 +25,7 @@ export class KubeApiError extends Error {
 
 export type WatchEvent = { type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'; object: KubeJSON };
 // Objects are handled as plain JSON; tests read the fields they need.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: objects from the API server are read by path in the cluster tests, without a schema
 export type KubeJSON = any;
 
 export interface Watch {
@@ -179,8 +179,7 @@ export class KubeClient {
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
           buf += chunk;
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
+          for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
             const line = buf.slice(0, nl).trim();
             buf = buf.slice(nl + 1);
             if (!line) continue;

@@ -50,8 +50,7 @@ function installExitHook(): void {
   });
   // The reaper: a shell in its own group that outlives this process by at most a second
   // and then kills every group still listed.
-  const script =
-    `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; [ -f "$1" ] && for g in $(cat "$1"); do kill -9 -- -"$g" 2>/dev/null; done; rm -f "$1"`;
+  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; [ -f "$1" ] && for g in $(cat "$1"); do kill -9 -- -"$g" 2>/dev/null; done; rm -f "$1"`;
   const reaper = spawn('sh', ['-c', script, 'iacnas-harness-reaper', groupsFile], { detached: true, stdio: 'ignore' });
   reaper.unref();
 }

@@ -34,6 +34,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseIACSearch } from '../../operator/src/api/index.ts';
 import { STAGES } from '../../operator/src/api/status.ts';
 import { buildPod } from '../../operator/src/reconcile/children.ts';
+import type { KubeObject } from '../../operator/src/reconcile/types.ts';
 import { findBinaries } from '../cluster/binaries.ts';
 import { freePort, waitFor } from '../cluster/control-plane.ts';
 import { startE2E, type E2EEnv } from '../e2e/env.ts';
@@ -81,7 +82,11 @@ function firstOwnLine(stderr: string): string {
 }
 
 function tinySearch() {
-  const doc = parseYaml(readFileSync(path.join(repoRoot, 'deploy/examples/phantom-quick.yaml'), 'utf8')) as Record<string, any>;
+  type Section = Record<string, unknown>;
+  const doc = parseYaml(readFileSync(path.join(repoRoot, 'deploy/examples/phantom-quick.yaml'), 'utf8')) as {
+    metadata?: unknown;
+    spec: { dataset: Section; backbone: Section; search: Section & { stability?: Section }; retrain: Section };
+  };
   doc.metadata = { name: 'image-test', namespace: 'default' };
   doc.spec.dataset.cases = 8;
   doc.spec.backbone.pretrainEpochs = 6;
@@ -93,8 +98,35 @@ function tinySearch() {
   return parsed.search;
 }
 
+interface SecurityContext {
+  runAsUser?: number;
+  runAsGroup?: number;
+  readOnlyRootFilesystem?: boolean;
+  capabilities?: { drop?: string[] };
+  allowPrivilegeEscalation?: boolean;
+  privileged?: boolean;
+  seccompProfile?: { type: string };
+}
+
+/** The parts of a trainer pod that the podman run stands in for. */
+type TrainerPod = KubeObject & {
+  spec: {
+    securityContext: SecurityContext;
+    containers: {
+      image: string;
+      command: string[];
+      args: string[];
+      securityContext: SecurityContext;
+      volumeMounts: { name: string; mountPath: string }[];
+      resources: { limits: { cpu: string; memory: string } };
+      env: { name: string; value?: string }[];
+    }[];
+    volumes: { name: string; emptyDir?: object; persistentVolumeClaim?: object }[];
+  };
+};
+
 /** podman flags of a pod container's securityContext, resources and volumes (trainer pods). */
-function podmanFlags(pod: any, artifactsDir: string): string[] {
+function podmanFlags(pod: TrainerPod, artifactsDir: string): string[] {
   const podSc = pod.spec.securityContext;
   const c = pod.spec.containers[0];
   const sc = c.securityContext;
@@ -105,11 +137,11 @@ function podmanFlags(pod: any, artifactsDir: string): string[] {
   if (sc.privileged) flags.push('--privileged');
   // seccompProfile RuntimeDefault: podman's default profile.
   expect(sc.seccompProfile?.type ?? podSc.seccompProfile?.type).toBe('RuntimeDefault');
-  const volumes = new Map<string, any>(pod.spec.volumes.map((v: any) => [v.name, v]));
+  const volumes = new Map(pod.spec.volumes.map((v) => [v.name, v]));
   for (const m of c.volumeMounts) {
     const v = volumes.get(m.name);
-    if (v.emptyDir) flags.push(`--tmpfs=${m.mountPath}:rw,mode=1777,size=1g`);
-    else if (v.persistentVolumeClaim && m.mountPath === '/artifacts') flags.push(`--volume=${artifactsDir}:${m.mountPath}:rw`);
+    if (v?.emptyDir) flags.push(`--tmpfs=${m.mountPath}:rw,mode=1777,size=1g`);
+    else if (v?.persistentVolumeClaim && m.mountPath === '/artifacts') flags.push(`--volume=${artifactsDir}:${m.mountPath}:rw`);
     else throw new Error(`no stand-in for volume ${m.name}`);
   }
   const lim = c.resources.limits;
@@ -258,7 +290,7 @@ describe.skipIf(!lookup.ok && !inCI)('container images (test/images/build.sh)', 
     const t0 = Date.now();
     const firstLines: string[] = [];
     for (const stage of STAGES) {
-      const pod = buildPod(search, stage, 0, { defaultImage: refs['trainer-cpu'] }) as any;
+      const pod = buildPod(search, stage, 0, { defaultImage: refs['trainer-cpu'] }) as TrainerPod;
       const c = pod.spec.containers[0];
       expect(c.image).toBe(refs['trainer-cpu']);
       const flags = podmanFlags(pod, artifacts);

@@ -103,11 +103,13 @@ describe('operator image (deploy/docker/operator.Dockerfile)', () => {
 
 describe.each(['operator', 'trainer', 'trainer-gpu'])('base image of %s.Dockerfile', (name) => {
   const file = `deploy/docker/${name}.Dockerfile`;
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the title names the Dockerfile's ${NODE_IMAGE} build argument
   it('every stage starts FROM ${NODE_IMAGE}, by default a public Debian bookworm Node 24 image (never musl)', () => {
     const text = read(file);
     expect(text).toMatch(/^ARG NODE_IMAGE=node:24-bookworm-slim$/m);
     const froms = [...text.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
     expect(froms.length).toBeGreaterThan(1);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's FROM lines hold a literal ${NODE_IMAGE}
     for (const f of froms) expect(f).toBe('${NODE_IMAGE}');
     expect(text).not.toMatch(/alpine|nvidia\/cuda/);
   });

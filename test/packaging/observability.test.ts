@@ -186,6 +186,7 @@ describe('dashboard and alert queries against the operator metrics', () => {
     };
     expect(d.templating.list.map((v) => v.name)).toEqual(['datasource', 'namespace', 'search']);
     for (const p of d.panels.filter((x) => x.type !== 'row')) {
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the dashboard JSON holds Grafana's literal ${datasource} variable
       expect(p.datasource).toEqual({ type: 'prometheus', uid: '${datasource}' });
       expect(p.targets?.length).toBeGreaterThan(0);
     }

@@ -37,6 +37,7 @@ type Obj = {
   kind: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
   rules?: Rule[];
+  // biome-ignore lint/suspicious/noExplicitAny: rendered manifests are read by path; each test reads the fields it checks
   [k: string]: any;
 };
 
@@ -60,7 +61,10 @@ const describeRequest = (q: Request) => `${q.verb} ${q.group || 'core'}/${q.reso
 
 /** The RBAC authorizer, for the rendered objects: may the service account make this request? */
 function allowed(objs: Obj[], sa: { name: string; namespace: string }, q: Request): boolean {
-  const boundToSA = (b: Obj) => (b.subjects ?? []).some((s: any) => s.kind === 'ServiceAccount' && s.name === sa.name && s.namespace === sa.namespace);
+  const boundToSA = (b: Obj) =>
+    (b.subjects ?? []).some(
+      (s: { kind: string; name: string; namespace?: string }) => s.kind === 'ServiceAccount' && s.name === sa.name && s.namespace === sa.namespace,
+    );
   const role = (kind: string, name: string, namespace?: string) =>
     objs.find((o) => o.kind === kind && o.metadata.name === name && (kind === 'ClusterRole' || o.metadata.namespace === namespace));
   const rules: Rule[] = [];
@@ -98,7 +102,10 @@ function docTables(file: string, section: string): Array<Set<string>> {
       if (!cells) current = undefined;
       continue;
     }
-    if (!current) tables.push((current = new Set()));
+    if (!current) {
+      current = new Set();
+      tables.push(current);
+    }
     const group = cells[0] === 'core' ? '' : cells[0].replace(/`/g, '');
     const resource = /`([^`]+)`/.exec(cells[1])![1];
     for (const m of cells[2].matchAll(/`([^`]+)`/g)) current.add(`${group}|${resource}|${m[1]}`);

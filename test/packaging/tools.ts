@@ -114,6 +114,7 @@ export type RenderedObject = {
   apiVersion: string;
   kind: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  // biome-ignore lint/suspicious/noExplicitAny: rendered manifests are read by path; each test reads the fields it checks
   [k: string]: any;
 };
 

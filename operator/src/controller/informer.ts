@@ -282,7 +282,10 @@ export class Informer {
     }
     if (after !== undefined && obj) {
       let set = this.index.get(after);
-      if (!set) this.index.set(after, (set = new Map()));
+      if (!set) {
+        set = new Map();
+        this.index.set(after, set);
+      }
       set.set(key, obj);
     }
   }

@@ -20,7 +20,7 @@ export interface ProgressSink {
   /** 'ok' only for the token in the progress Secret the operator created for that search. */
   checkToken(namespace: string, name: string, token: string): TokenCheck;
   /** Keeps the event; or returns the fields that do not fit the search's spec (answered with 400). */
-  accept(namespace: string, name: string, event: ProgressEvent): ProgressIssue[] | undefined | void;
+  accept(namespace: string, name: string, event: ProgressEvent): ProgressIssue[] | undefined;
 }
 
 export interface RateLimit {

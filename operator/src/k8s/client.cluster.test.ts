@@ -104,7 +104,7 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
     expect(await rec.record(regarding, 'Normal', 'Checked', 'a note')).toBe(name);
     const ev = await api.get({ apiVersion: 'events.k8s.io/v1', kind: 'Event', plural: 'events', namespaced: true }, ns, name);
     expect(ev?.eventTime).toMatch(/\.\d{6}Z$/);
-    expect((ev?.series as { count: number }).count).toBe(2);
+    expect((ev!.series as { count: number }).count).toBe(2);
   });
 
   it('elects one leader on a real Lease; a racing candidate gets 409', async () => {
@@ -186,6 +186,6 @@ describe.skipIf(availability.skip)('operator on a real API server', () => {
       'iac-system',
       'iac-operator-leader',
     );
-    expect((lease?.spec as { holderIdentity?: string }).holderIdentity ?? '').toBe(''); // released on stop
+    expect((lease!.spec as { holderIdentity?: string }).holderIdentity ?? '').toBe(''); // released on stop
   });
 });

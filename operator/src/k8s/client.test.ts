@@ -339,6 +339,7 @@ describe('HttpKubeApi', () => {
         "appendFileSync(process.env.RUNS, 'x');",
         "const n = readFileSync(process.env.RUNS, 'utf8').length;",
         'const ttl = Number(process.env.TTL_MS);',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: a line of the plugin's source, whose own template literal runs in the plugin
         'const status = { token: `exec-${process.argv[2]}-${n}` };',
         'if (ttl > 0) status.expirationTimestamp = new Date(Date.now() + ttl).toISOString();',
         'console.log(JSON.stringify({ apiVersion: info.apiVersion, kind: "ExecCredential", status }));',

@@ -10,7 +10,7 @@
 // requests and watches in flight are done.
 import http from 'node:http';
 import https from 'node:https';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { type Credentials, inClusterNamespace, KubeConfig, loadKubeConfig, type LoadKubeConfigOptions } from './kubeconfig.ts';
 import { resourcePath, resourceTypeOf } from './resources.ts';
 import {
@@ -158,7 +158,7 @@ export class HttpKubeApi implements KubeApi {
     }
     // One TLS context (CA, certificate and key parsed once) for every connection of the pool.
     const { ca, cert, key, rejectUnauthorized, servername } = creds.tls;
-    let secureContext;
+    let secureContext: SecureContext;
     try {
       secureContext = createSecureContext({ ca, cert, key });
     } catch (err) {
@@ -382,8 +382,7 @@ export class HttpKubeApi implements KubeApi {
         arm();
         buffered += chunk;
         if (code >= 400) return;
-        let nl: number;
-        while ((nl = buffered.indexOf('\n')) >= 0 && !ended) {
+        for (let nl = buffered.indexOf('\n'); nl >= 0 && !ended; nl = buffered.indexOf('\n')) {
           const text = buffered.slice(0, nl);
           buffered = buffered.slice(nl + 1);
           line(text);

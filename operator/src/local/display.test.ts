@@ -43,7 +43,7 @@ describe('run display', () => {
       baselineMeanDice: 0.8123,
       diceGain: -0.0123,
       external: [
-        { name: 'site-b', cases: 12, meanDice: 0.71234, hd95: 3.14159 },
+        { name: 'site-b', cases: 12, meanDice: 0.71234, hd95: Math.PI },
         { name: 'one', cases: 1, meanDice: 0.5 },
       ],
     };

@@ -29,7 +29,7 @@ describe('deploy/examples', () => {
     const expected = resolve(root, '..', 'shared', 'data', 'msd-hippocampus');
     const file = join(examples, 'msd-hippocampus.yaml');
     if (existsSync(expected)) {
-      expect((loadSearchFile({ file, out: 'runs' }).spec as any).dataset.path).toBe(expected);
+      expect((loadSearchFile({ file, out: 'runs' }).spec as { dataset: { path: string } }).dataset.path).toBe(expected);
     } else {
       expect(() => loadSearchFile({ file, out: 'runs' })).toThrow(expected);
     }

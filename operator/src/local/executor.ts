@@ -191,8 +191,7 @@ export class LocalExecutor {
     let buffered = '';
     child.stdout!.on('data', (chunk: Buffer) => {
       buffered += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
         const line = buffered.slice(0, nl).trim();
         buffered = buffered.slice(nl + 1);
         this.onStdoutLine(line);
@@ -202,8 +201,7 @@ export class LocalExecutor {
     child.stderr!.on('data', (chunk: Buffer) => {
       log.write(chunk);
       logBuffered += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = logBuffered.indexOf('\n')) >= 0) {
+      for (let nl = logBuffered.indexOf('\n'); nl >= 0; nl = logBuffered.indexOf('\n')) {
         this.opts.onLog?.(pod, logBuffered.slice(0, nl));
         logBuffered = logBuffered.slice(nl + 1);
       }

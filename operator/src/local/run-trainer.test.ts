@@ -39,7 +39,12 @@ describe('iacnas run through the real trainer', () => {
         return true;
       },
     };
-    const stderr = { write: (t: string) => ((out += t), true) };
+    const stderr = {
+      write(t: string) {
+        out += t;
+        return true;
+      },
+    };
     const first = await runSearch({ file, out: join(dir, 'runs') }, { stdout, stderr, env, interrupt: interrupted, pollMs: 200 });
     expect(first, out).toBe(130);
     const runDir = join(dir, 'runs', 'tiny');
@@ -47,7 +52,12 @@ describe('iacnas run through the real trainer', () => {
 
     // Second run: resumes the search from its checkpoint and finishes.
     let out2 = '';
-    const sink = { write: (t: string) => ((out2 += t), true) };
+    const sink = {
+      write(t: string) {
+        out2 += t;
+        return true;
+      },
+    };
     const second = await runSearch({ file, out: join(dir, 'runs') }, { stdout: sink, stderr: sink, env, pollMs: 200 });
     expect(second, out2).toBe(0);
     const resumedAfter = Number(/\[search\] search: resuming after epoch (\d+) /.exec(out2)?.[1]);
@@ -96,7 +106,12 @@ describe('iacnas run through the real trainer', () => {
     const file = join(dir, 'hippo.yaml');
     writeFileSync(file, `apiVersion: nas.iac.dev/v1alpha1\nkind: IACSearch\nmetadata:\n  name: hippo\nspec: ${JSON.stringify(hippo)}\n`);
     let out = '';
-    const sink = { write: (t: string) => ((out += t), true) };
+    const sink = {
+      write(t: string) {
+        out += t;
+        return true;
+      },
+    };
     const code = await runSearch({ file, out: join(dir, 'runs') }, { stdout: sink, stderr: sink, env: { IACNAS_BACKEND: 'cpu' }, pollMs: 200 });
     expect(code, out).toBe(0);
 

@@ -3,6 +3,7 @@ import { parseTrainerConfig } from '../../../trainer/src/config/index.ts';
 import { parseIACSearch, type IACSearch } from '../api/index.ts';
 import { buildArtifactsClaim, buildPod, buildProgressSecret, TRAINER_COMMAND } from './children.ts';
 import { observePod, parseResult } from './observe.ts';
+import type { KubeObject } from './types.ts';
 import { at, searchObject, setPodState } from '../../testing/world.ts';
 
 const settings = { defaultImage: 'ghcr.io/example/iacnas-trainer:0.1.0', progressURL: 'http://iac-operator.iac-system.svc:8080/v1/progress' };
@@ -13,7 +14,30 @@ function search(spec: Record<string, unknown> = {}): IACSearch {
   return r.search;
 }
 
-type Pod = { metadata: any; spec: any; [k: string]: unknown };
+/** The parts of a phase pod the tests read. */
+type Pod = {
+  metadata: { name: string; labels: Record<string, string>; ownerReferences: unknown[] };
+  spec: {
+    restartPolicy: string;
+    containers: {
+      image: string;
+      command: string[];
+      args: string[];
+      env: { name: string }[];
+      volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[];
+      resources: { limits: Record<string, string>; requests: Record<string, string> };
+      securityContext: Record<string, unknown>;
+      terminationMessagePath: string;
+      terminationMessagePolicy: string;
+    }[];
+    volumes: { name: string }[];
+    securityContext: Record<string, unknown>;
+    nodeSelector?: Record<string, string>;
+    tolerations?: unknown[];
+    priorityClassName?: string;
+  };
+  [k: string]: unknown;
+};
 
 describe('phase pod', () => {
   const spec = {
@@ -150,10 +174,10 @@ describe('external evaluation datasets', () => {
 
 describe('progress Secret and artifacts claim', () => {
   it('stores the token and sizes the claim from the template', () => {
-    const secret = buildProgressSecret(search(), 'abc') as any;
+    const secret = buildProgressSecret(search(), 'abc') as KubeObject & { data: { token: string } };
     expect(secret.metadata.name).toBe('demo-progress');
     expect(Buffer.from(secret.data.token, 'base64').toString()).toBe('abc');
-    const claim = buildArtifactsClaim(search({ artifacts: { size: '50Gi', storageClassName: 'fast' } })) as any;
+    const claim = buildArtifactsClaim(search({ artifacts: { size: '50Gi', storageClassName: 'fast' } })) as KubeObject & { spec: unknown };
     expect(claim.metadata.name).toBe('demo-artifacts');
     expect(claim.spec).toEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '50Gi' } }, storageClassName: 'fast' });
   });

@@ -55,7 +55,9 @@ export const namespaceOf = (d: Draft) => d.search.metadata.namespace ?? 'default
 
 /** The record of `stage`, made when missing. */
 export function record(d: Draft, stage: Stage): PhaseRecord {
-  return ((d.status.phases ??= {})[stage] ??= { attempts: 0, failures: 0, preemptions: 0, gpuSeconds: 0 });
+  d.status.phases ??= {};
+  d.status.phases[stage] ??= { attempts: 0, failures: 0, preemptions: 0, gpuSeconds: 0 };
+  return d.status.phases[stage];
 }
 
 export function event(d: Draft, eventType: 'Normal' | 'Warning', reason: string, message: string) {

@@ -19,7 +19,8 @@ export function stableText(p: { stableEdges?: number; totalEdges?: number }): st
  */
 export function noteWarnings(d: Draft, warnings: readonly string[] | undefined) {
   if (!warnings?.length) return;
-  const p = (d.status.progress ??= {});
+  d.status.progress ??= {};
+  const p = d.status.progress;
   const known = p.warnings ?? [];
   const fresh = [...new Set(warnings)].filter((w) => !known.includes(w)).slice(0, Math.max(0, MAX_WARNINGS - known.length));
   if (fresh.length === 0) return;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backoffSeconds, CREATE_GRACE_SECONDS } from './index.ts';
+import type { KubeObject } from './types.ts';
 import { at, result, runningWorld, setPodState, World } from '../../testing/world.ts';
 
 const creates = (r: { actions: Array<{ type: string; object?: { kind: string; metadata: { name: string } } }> }, kind = 'Pod') =>
@@ -134,7 +135,7 @@ describe('reconcile: the happy path', () => {
     expect(w.status.cost).toMatchObject({ savedGPUSeconds: 600, projectedFullSearchGPUSeconds: 1000, speedup: 2.5 });
     expect(w.status.progress).toMatchObject({ phase: 'prune', stable: '14/14' });
 
-    const prunePod = w.pod('demo-prune-1') as any;
+    const prunePod = w.pod('demo-prune-1') as KubeObject & { spec: { containers: { resources: { limits: Record<string, string> } }[] } };
     expect(prunePod.spec.containers[0].resources.limits).not.toHaveProperty(['nvidia.com/gpu']);
     const genotype = {
       cells: [

@@ -137,7 +137,8 @@ export function run(d: Draft, stage: Stage) {
       requeueAfter(d, WAIT_RESYNC_SECONDS);
       return;
     }
-    (r.history ??= []).push({ pod: r.pod, outcome: 'Disrupted', gpuSeconds: 0, endTime: iso(d.now), reason: 'PodVanished' });
+    r.history ??= [];
+    r.history.push({ pod: r.pod, outcome: 'Disrupted', gpuSeconds: 0, endTime: iso(d.now), reason: 'PodVanished' });
     r.preemptions += 1;
     event(d, 'Warning', 'AttemptDisrupted', `${stage} pod ${r.pod} vanished; starting a new attempt from the checkpoint`);
   }

@@ -254,7 +254,8 @@ function worst(report: Report): Record<string, { relative: string; ofTolerance: 
   const out: Record<string, { relative: number; ofTolerance: number }> = {};
   for (const [name, c] of Object.entries(report.tensors)) {
     const kind = name.split('/')[0];
-    const w = (out[kind] ??= { relative: 0, ofTolerance: 0 });
+    out[kind] ??= { relative: 0, ofTolerance: 0 };
+    const w = out[kind];
     w.relative = Math.max(w.relative, c.maxAbs > 0 ? c.maxAbsDiff / c.maxAbs : c.maxAbsDiff === 0 ? 0 : Infinity);
     w.ofTolerance = Math.max(w.ofTolerance, c.maxAbsDiff / allowed(name, c));
   }

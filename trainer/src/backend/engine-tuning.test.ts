@@ -180,7 +180,9 @@ describeEachBackend(
         });
       const tuned = run(true);
       const engine = run(false);
-      tuned.forEach((g, i) => expectSameValues(g, engine[i], `argument ${i}`));
+      tuned.forEach((g, i) => {
+        expectSameValues(g, engine[i], `argument ${i}`);
+      });
       expect(engine[0].some((v) => v !== 0)).toBe(true);
     });
 

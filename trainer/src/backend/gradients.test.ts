@@ -393,7 +393,9 @@ describe('wasm kernels replaced for speed', () => {
     );
     const source = tf.tidy(() => tf.image.resizeNearestNeighbor(x, [6, 10]).dataSync());
     const expected = new Array<number>(x.size).fill(0);
-    dy.dataSync().forEach((g, i) => (expected[source[i]] += g));
+    dy.dataSync().forEach((g, i) => {
+      expected[source[i]] += g;
+    });
     const grad = tf.tidy(() =>
       Array.from(
         tf

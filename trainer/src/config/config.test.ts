@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseTrainerConfig } from './index.ts';
+import { OPERATIONS } from './search.ts';
 
 describe('trainer configuration', () => {
   it('fills in the documented defaults', () => {
     const c = parseTrainerConfig({});
     expect(c.search.maxEpochs).toBe(200);
-    expect(c.search.operations).toHaveLength(10);
+    expect(c.search.operations).toEqual([...OPERATIONS]); // every candidate
     expect(c.search.stability).toMatchObject({ enabled: true, autoScale: 1, window: 5, pruneTo: [3, 1], patience: 10 });
     expect(c.search.stability.threshold).toBeUndefined(); // the automatic test
     expect(c.search.weights).toMatchObject({ learningRate: 0.025, momentum: 0.9, weightDecay: 3e-4, gradClip: 5 });

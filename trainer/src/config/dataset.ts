@@ -3,8 +3,13 @@
 // default: the CRD schema is generated from these schemas.
 import { z } from 'zod';
 
+/** The raw layouts of a dataset on disk (dataset.json and NIfTI files): data/layout.ts reads each. */
+export const RAW_FORMATS = ['msd', 'nnunet'] as const;
+export type RawFormat = (typeof RAW_FORMATS)[number];
+export const isRawFormat = (s: string): s is RawFormat => (RAW_FORMATS as readonly string[]).includes(s);
+
 export const DatasetFormat = z
-  .enum(['phantom', 'msd', 'nnunet'])
+  .enum(['phantom', ...RAW_FORMATS])
   .describe(
     "Dataset layout: 'phantom' is the built-in synthetic cardiac-MRI dataset; 'msd' is the Medical Segmentation Decathlon raw layout (dataset.json with training: [{image, label}]); 'nnunet' is the nnU-Net v2 raw layout (dataset.json with channel_names, labels, file_ending).",
   );

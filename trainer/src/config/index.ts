@@ -123,7 +123,9 @@ export function unknownKeys(schema: z.ZodType, input: unknown, prefix: readonly 
     const inner = unwrap(s);
     const d = defOf(inner);
     if (Array.isArray(value)) {
-      if (d.type === 'array' && d.element) value.forEach((item, i) => walk(d.element!, item, [...path, String(i)]));
+      if (d.type === 'array' && d.element) {
+        for (const [i, item] of value.entries()) walk(d.element, item, [...path, String(i)]);
+      }
       return;
     }
     if (d.type === 'record' && d.valueType) {

@@ -1,6 +1,7 @@
 // Retrain and evaluate sections of the trainer configuration (and of
 // IACSearch.spec.retrain / spec.evaluate). Owned by trainer/src/train and trainer/src/eval.
 import { z } from 'zod';
+import { RAW_FORMATS } from './dataset.ts';
 
 export const RetrainConfig = z
   .object({
@@ -25,7 +26,7 @@ export const ExternalDatasetConfig = z
       .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label: lower-case letters, digits and hyphens, starting and ending with a letter or digit')
       .describe('Name of the dataset in results.json; its results go to <workdir>/external/<name>/. A DNS label, unique among the external datasets.'),
     format: z
-      .enum(['msd', 'nnunet'])
+      .enum(RAW_FORMATS)
       .describe("Raw layout of the dataset: 'msd' (dataset.json with training: [{image, label}]) or 'nnunet' (nnU-Net v2: imagesTr, labelsTr, dataset.json)."),
     path: z.string().min(1).describe('Directory that holds dataset.json. In a cluster this is the path inside the dataset volume.'),
     cases: z.int().min(1).max(100000).optional().describe('Evaluate only the first N cases (sorted by case id); all when unset.'),

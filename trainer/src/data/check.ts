@@ -3,9 +3,10 @@
 // data holds. Also writes the phantom dataset to disk in nnU-Net v2 layout.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { checkHeaders, checkIntensities, detectFormat, readLayout } from './layout.ts';
+import { checkHeaders, checkIntensities, type DatasetLayout, detectFormat, readLayout } from './layout.ts';
 import { DataError, dataLimits, readNifti, readNiftiLabels, writeNifti } from './nifti.ts';
 import { PHANTOM_CLASSES, phantomVolume } from './phantom.ts';
+import type { RawFormat } from '../config/dataset.ts';
 
 export interface RangeSummary {
   min: number;
@@ -13,7 +14,7 @@ export interface RangeSummary {
 }
 
 export interface DatasetSummary {
-  format: 'msd' | 'nnunet';
+  format: RawFormat;
   name: string;
   modality: string;
   classNames: string[];
@@ -41,11 +42,11 @@ function range(values: number[]): RangeSummary {
 }
 
 /** Checks a dataset directory thoroughly (every voxel of every case). */
-export function checkDataset(dir: string, format?: 'msd' | 'nnunet'): CheckReport {
+export function checkDataset(dir: string, format?: RawFormat): CheckReport {
   const started = performance.now();
   const problems: string[] = [];
   const warnings: string[] = [];
-  let layout;
+  let layout: DatasetLayout;
   try {
     dataLimits(); // a bad IACNAS_MAX_* is reported once, not for every file
     layout = readLayout(dir, format ?? detectFormat(dir));

@@ -2,6 +2,7 @@
 import { EXIT_BAD_INPUT, isBadInput, parseCommandLine } from '../../../contract/src/index.ts';
 import { checkDataset, formatSummary, writePhantomDataset } from './check.ts';
 import { PHANTOM_DEFAULT_CASES } from './phantom.ts';
+import { isRawFormat, RAW_FORMATS } from '../config/dataset.ts';
 
 const usage = `usage:
   iacnas dataset check <dir> [--format msd|nnunet] [--json]
@@ -41,8 +42,8 @@ function runDataset(sub: string, values: { format?: string; json?: boolean; out?
       return 2;
     }
     const format = values.format;
-    if (format !== undefined && format !== 'msd' && format !== 'nnunet') {
-      console.error(`iacnas dataset check: --format must be msd or nnunet, got '${format}'`);
+    if (format !== undefined && !isRawFormat(format)) {
+      console.error(`iacnas dataset check: --format must be ${RAW_FORMATS.join(' or ')}, got '${format}'`);
       return 2;
     }
     const report = checkDataset(positionals[0], format);

@@ -30,7 +30,7 @@ describe('loadDataset on the built-in phantom', () => {
     for (const s of sides) {
       // ref() agrees with patients[].slices, and slices are in slicing-axis order.
       for (const p of s.patients) {
-        p.slices.forEach((si, k) => expect(s.ref(si)).toEqual({ patient: p.id, index: k }));
+        for (const [k, si] of p.slices.entries()) expect(s.ref(si)).toEqual({ patient: p.id, index: k });
         expect(p.slices.length).toBe(p.shape[2]); // the phantom's largest spacing is along k
         expect(p.spacing[2]).toBeGreaterThan(5);
       }
@@ -68,7 +68,10 @@ describe('loadDataset on the built-in phantom', () => {
     const i = ds.train.patients[0].slices[4];
     const plain = await ds.train.batch([i]);
     let seed = 1;
-    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+    const random = () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647;
+    };
     const size = ds.sliceSize;
     let changed = 0;
     for (let t = 0; t < 8; t++) {

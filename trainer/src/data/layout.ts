@@ -8,6 +8,7 @@ import { closeSync, existsSync, fstatSync, openSync, readSync, readdirSync, real
 import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { DataError, type NiftiHeader, readNiftiHeader, readNiftiLabels } from './nifti.ts';
 import type { Modality } from './slicing.ts';
+import type { RawFormat } from '../config/dataset.ts';
 
 export interface CaseFiles {
   id: string;
@@ -16,7 +17,7 @@ export interface CaseFiles {
 }
 
 export interface DatasetLayout {
-  format: 'msd' | 'nnunet';
+  format: RawFormat;
   root: string;
   name: string;
   /** Class names by label value (0 = background). */
@@ -134,7 +135,7 @@ function channelCount(value: unknown): number {
 }
 
 /** Which layout a directory holds, from its dataset.json. */
-export function detectFormat(root: string): 'msd' | 'nnunet' {
+export function detectFormat(root: string): RawFormat {
   confineToRoot(root, join(root, 'dataset.json'));
   const json = readJson(join(root, 'dataset.json'));
   if (Array.isArray(json.training)) return 'msd';
@@ -146,7 +147,7 @@ export function detectFormat(root: string): 'msd' | 'nnunet' {
 }
 
 /** Reads dataset.json and lists the cases, sorted by case id. */
-export function readLayout(rootDir: string, format: 'msd' | 'nnunet'): DatasetLayout {
+export function readLayout(rootDir: string, format: RawFormat): DatasetLayout {
   const root = resolve(rootDir);
   const jsonFile = join(root, 'dataset.json');
   confineToRoot(root, jsonFile);

@@ -19,7 +19,7 @@ const MiB = 1024 * 1024;
 function header(shape: [number, number, number], datatype: 'uint8' | 'float32' = 'uint8'): Uint8Array {
   const tiny = encodeNifti({ shape: [1, 1, 1], datatype, data: [0] }, false).slice(0, 352);
   const view = new DataView(tiny.buffer);
-  shape.forEach((s, d) => view.setInt16(42 + 2 * d, s, true));
+  for (const [d, s] of shape.entries()) view.setInt16(42 + 2 * d, s, true);
   return tiny;
 }
 
@@ -188,7 +188,7 @@ describe('size limits', () => {
     const file = join(dir, 'wide.nii.gz');
     const h = header([1, 1, 1]);
     const view = new DataView(h.buffer);
-    [1024, 1024, 300].forEach((s, d) => view.setInt16(42 + 2 * d, s, true));
+    for (const [d, s] of [1024, 1024, 300].entries()) view.setInt16(42 + 2 * d, s, true);
     view.setInt16(70, 64, true); // float64: 2.4 GiB of data
     writeFileSync(file, gzipBomb(h, 0));
     expect(() => readNiftiHeader(file)).toThrow(

@@ -551,11 +551,11 @@ export function encodeNifti(opts: NiftiWriteOptions, gzip: boolean): Uint8Array 
   view.setInt32(0, HEADER_BYTES, le);
   bytes[38] = 'r'.charCodeAt(0); // regular
   const dims = [3, opts.shape[0], opts.shape[1], opts.shape[2], 1, 1, 1, 1];
-  dims.forEach((d, i) => view.setInt16(40 + 2 * i, d, le));
+  for (const [i, d] of dims.entries()) view.setInt16(40 + 2 * i, d, le);
   view.setInt16(70, NIFTI_DATATYPES[opts.datatype], le);
   view.setInt16(72, bpv * 8, le);
   const pixdim = [1, sp[0], sp[1], sp[2], 1, 1, 1, 1];
-  pixdim.forEach((p, i) => view.setFloat32(76 + 4 * i, p, le));
+  for (const [i, p] of pixdim.entries()) view.setFloat32(76 + 4 * i, p, le);
   view.setFloat32(108, voxOffset, le);
   view.setFloat32(112, opts.sclSlope ?? 1, le);
   view.setFloat32(116, opts.sclInter ?? 0, le);

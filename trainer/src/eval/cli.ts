@@ -10,6 +10,7 @@ import { type CliIO, positiveInt } from '../predict/cli.ts';
 import { loadRunNetwork, openRun } from '../predict/run.ts';
 import { CONVENTIONS, type EvalModel, type EvaluationResults, evaluateCases, openLabelledDataset, summarise, writeResults } from './evaluate.ts';
 import { badInput } from '../util/bad-input.ts';
+import { isRawFormat, RAW_FORMATS } from '../config/dataset.ts';
 
 export const EVALUATE_USAGE = `usage: iacnas evaluate <run> --data <dataset dir> --out <dir> [options]
 
@@ -81,7 +82,7 @@ export async function evaluateMain(argv: string[], io: CliIO = {}): Promise<numb
   const started = performance.now();
   try {
     const { format, modality: modalityFlag, axis } = values;
-    if (format !== undefined && format !== 'msd' && format !== 'nnunet') throw bad(`--format must be msd or nnunet, got '${format}'`);
+    if (format !== undefined && !isRawFormat(format)) throw bad(`--format must be ${RAW_FORMATS.join(' or ')}, got '${format}'`);
     if (modalityFlag !== undefined && !['auto', 'MRI', 'CT'].includes(modalityFlag)) throw bad(`--modality must be auto, MRI or CT, got '${modalityFlag}'`);
     if (axis !== undefined && !['auto', 'i', 'j', 'k'].includes(axis)) throw bad(`--axis must be auto, i, j or k, got '${axis}'`);
     const cases = positiveInt('--cases', values.cases);

@@ -13,6 +13,7 @@
 import { PATIENTS_FILE, RESULTS_FILE, workdirLayout } from '../../../contract/src/index.ts';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RawFormat } from '../config/dataset.ts';
 import type { DatasetConfig, ExternalDatasetConfig, TrainerConfig } from '../config/index.ts';
 import { DataError } from '../data/nifti.ts';
 import { type Axis, type Modality, chooseAxis, normalizeVolume, sliceVolume } from '../data/slicing.ts';
@@ -267,7 +268,7 @@ export function readGenotype(file: string): Genotype {
 
 /** A labelled dataset to evaluate on, every case: where it is and how to prepare it. */
 export interface LabelledDataset {
-  format: 'msd' | 'nnunet';
+  format: RawFormat;
   path: string;
   cases?: number;
   /** Unset: `modality` of the run. */

@@ -25,7 +25,7 @@ import type { SupernetArchitecture } from './arch.ts';
 import type { WeightStore } from './init.ts';
 import { instanceNorm, normalizeRows, pointwise } from './layers.ts';
 import { createOpWeights, hasWeights, isShared, OP_SPECS, rawOutput, type EdgeOpWeights } from './operations.ts';
-import { edgeCount, edgeIndex, edgeOffset } from './topology.ts';
+import { edgeCount, edgeIndex } from './topology.ts';
 
 const MASKED = -1e30;
 
@@ -211,7 +211,7 @@ export class IacCell {
           plan.identityRoute = tf.keep(tf.tensor2d(m, [edges * ops, n]));
           continue;
         }
-        where.forEach(({ e, j }, t) => normedEntries.push([e * ops + o, j, plan.normedBlocks + (shared ? 0 : t)]));
+        for (const [t, { e, j }] of where.entries()) normedEntries.push([e * ops + o, j, plan.normedBlocks + (shared ? 0 : t)]);
         plan.normed.push(group);
         plan.normedBlocks += group.blocks;
       }
@@ -229,12 +229,6 @@ export class IacCell {
       inputs.push(plan);
     }
     return { version: this.version(), inputs };
-  }
-
-  private nodeOf(e: number): number {
-    let j = 0;
-    while (edgeOffset(j + 1) <= e) j++;
-    return j;
   }
 
   private currentPlan(): Plan {

@@ -20,7 +20,7 @@ export function softmax(values: readonly number[]): number[] {
 export function operationWeights(alphas: readonly number[], active: readonly number[]): number[] {
   const w = softmax(active.map((o) => alphas[o]));
   const out = new Array<number>(alphas.length).fill(0);
-  active.forEach((o, t) => (out[o] = w[t]));
+  for (const [t, o] of active.entries()) out[o] = w[t];
   return out;
 }
 

@@ -51,7 +51,7 @@ describeEachBackend('U-Net with IAC cells', (backend) => {
     expect(plain.cellVariables).toHaveLength(0);
     expect(supernet.backboneVariables.length).toBe(plain.backboneVariables.length);
     tf.dispose([x, y]);
-    [plain, supernet, discrete].forEach((n) => n.dispose());
+    for (const n of [plain, supernet, discrete]) n.dispose();
   });
 
   it('initialises weights from the seed: same seed same weights, other seed other weights', () => {
@@ -64,7 +64,7 @@ describeEachBackend('U-Net with IAC cells', (backend) => {
       expect(w(a, name)).not.toEqual(w(c, name));
     }
     expect(a.arch!.snapshot()).toEqual(b.arch!.snapshot());
-    [a, b, c].forEach((n) => n.dispose());
+    for (const n of [a, b, c]) n.dispose();
   });
 
   it('builds a discrete network with weights only for the genotype operations', () => {
@@ -73,13 +73,13 @@ describeEachBackend('U-Net with IAC cells', (backend) => {
     const discrete = createNetwork(opts(genotype));
     const names = [...discrete.namedWeights().keys()].filter((n) => n.includes('/edge'));
     const expected = new Set<string>();
-    genotype.cells.forEach((cell, l) =>
-      cell.nodes.forEach((edges, j) =>
-        edges.forEach(({ input, op }) => {
+    for (const [l, cell] of genotype.cells.entries()) {
+      for (const [j, edges] of cell.nodes.entries()) {
+        for (const { input, op } of edges) {
           if (!['skip_connect', 'avg_pool_3x3', 'max_pool_3x3', 'none'].includes(op)) expected.add(`cell${l}/edge${(j * (j + 3)) / 2 + input}/${op}/`);
-        }),
-      ),
-    );
+        }
+      }
+    }
     for (const n of names) expect([...expected].some((p) => n.startsWith(p))).toBe(true);
     expect(discrete.arch).toBeUndefined();
     supernet.dispose();

@@ -4,7 +4,7 @@ import { type CommandIO, parseCommandLine, isBadInput, workdirLayout } from '../
 import { EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK } from '../../../contract/src/index.ts';
 import type { Modality } from '../data/slicing.ts';
 import type { ModelKit } from '../training/model-kit.ts';
-import { niftiFilesIn, planOutputs, predictFiles } from './predict.ts';
+import { niftiFilesIn, planOutputs, type PredictOutcome, predictFiles } from './predict.ts';
 import { loadRunNetwork, openRun } from './run.ts';
 import { badInput } from '../util/bad-input.ts';
 
@@ -111,7 +111,7 @@ export async function predictMain(argv: string[], io: CliIO = {}): Promise<numbe
     const kit = io.kit ?? (await (await import('../training/model-kit.ts')).loadModelKit());
     const which = values.baseline ? 'baseline' : 'model';
     const net = await loadRunNetwork(kit, run, which);
-    let outcome;
+    let outcome: PredictOutcome;
     try {
       stderr.write(
         `iacnas predict: ${inputs.length} scan(s) with the ${which === 'model' ? 'cell model' : 'U-Net baseline'} of ${run.workdir} ` +

@@ -132,9 +132,9 @@ function writeObliqueScan(file: string): void {
   const b = readFileSync(file);
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   v.setInt16(252, 1, false); // qform_code: scanner
-  [0.1, 0.2, 0.3, -10, 20.5, 33].forEach((x, i) => v.setFloat32(256 + 4 * i, x, false));
+  for (const [i, x] of [0.1, 0.2, 0.3, -10, 20.5, 33].entries()) v.setFloat32(256 + 4 * i, x, false);
   v.setInt16(254, 2, false); // sform_code: aligned
-  [0.58, 0.05, 0.1, -10, -0.04, 0.79, 0.2, 20.5, -0.1, -0.15, 2.49, 33].forEach((x, i) => v.setFloat32(280 + 4 * i, x, false));
+  for (const [i, x] of [0.58, 0.05, 0.1, -10, -0.04, 0.79, 0.2, 20.5, -0.1, -0.15, 2.49, 33].entries()) v.setFloat32(280 + 4 * i, x, false);
   writeFileSync(file, b);
 }
 

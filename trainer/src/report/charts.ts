@@ -422,9 +422,9 @@ export function heatMap(
     `<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#f2f2f2"/><line x1="0" y1="0" x2="0" y2="6" stroke="#bbb" stroke-width="2"/></pattern></defs>`,
   );
   parts.push(title.svg);
-  subtitle.forEach((l, i) =>
-    parts.push(`<text x="8" y="${(subTop + size * ASCENT + i * 15).toFixed(1)}" font-size="${size}" fill="#555">${escapeXml(l)}</text>`),
-  );
+  for (const [i, l] of subtitle.entries()) {
+    parts.push(`<text x="8" y="${(subTop + size * ASCENT + i * 15).toFixed(1)}" font-size="${size}" fill="#555">${escapeXml(l)}</text>`);
+  }
   o.colLabels.forEach((c, j) => {
     const x = left + j * cs + cs / 2;
     parts.push(`<text transform="translate(${x + 4} ${top - 6}) rotate(-60)" font-size="${size}">${escapeXml(c)}</text>`);

@@ -169,7 +169,8 @@ export function decisionEpochs(s: SearchEpoch[]): number[][][] {
   for (const e of s) {
     for (const p of e.prunes ?? []) {
       out[p.cell] ??= [];
-      (out[p.cell][p.edge] ??= []).push(e.epoch);
+      out[p.cell][p.edge] ??= [];
+      out[p.cell][p.edge].push(e.epoch);
     }
   }
   const cells = Math.max(out.length, s.at(-1)?.jsd?.length ?? 0);
@@ -214,7 +215,7 @@ function softmaxActive(logits: number[], active: number[] | undefined): number[]
   const max = Math.max(...idx.map((i) => logits[i]));
   const exps = idx.map((i) => Math.exp(logits[i] - max));
   const sum = exps.reduce((a, b) => a + b, 0);
-  idx.forEach((i, k) => (out[i] = exps[k] / sum));
+  for (const [k, i] of idx.entries()) out[i] = exps[k] / sum;
   return out;
 }
 
@@ -552,13 +553,13 @@ export function renderReport(inp: ReportInputs): string {
           return w.map((v, i) => (active.has(i) ? v : null));
         });
         const marks = values.map(() => new Array<boolean>(inp.operations.length).fill(false));
-        inp.genotype?.cells[c]?.nodes.forEach((edgesOfNode, node) =>
-          edgesOfNode.forEach((ge) => {
+        inp.genotype?.cells[c]?.nodes.forEach((edgesOfNode, node) => {
+          for (const ge of edgesOfNode) {
             const e = (node * (node + 3)) / 2 + ge.input;
             const k = inp.operations.indexOf(ge.op);
             if (marks[e] && k >= 0) marks[e][k] = true;
-          }),
-        );
+          }
+        });
         charts.push(
           heatMap(values, {
             title: `cell ${c}: final importance per edge`,

@@ -12,7 +12,9 @@ function sink() {
 }
 
 const servers: { close(): void }[] = [];
-afterEach(() => servers.splice(0).forEach((s) => s.close()));
+afterEach(() => {
+  for (const s of servers.splice(0)) s.close();
+});
 
 async function server(handler: (req: IncomingMessage, body: string) => number | 'hang') {
   const seen: { headers: IncomingMessage['headers']; body: string }[] = [];

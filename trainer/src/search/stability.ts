@@ -109,11 +109,11 @@ export interface EpochDecision {
 /** kept[cell][edge]: whether the genotype keeps that edge. */
 export function keptEdges(genotype: Genotype, edgesPerCell: readonly number[]): boolean[][] {
   const kept = edgesPerCell.map((n) => new Array<boolean>(n).fill(false));
-  genotype.cells.forEach((cell, c) =>
-    cell.nodes.forEach((edges, node) => {
+  for (const [c, cell] of genotype.cells.entries()) {
+    for (const [node, edges] of cell.nodes.entries()) {
       for (const e of edges) kept[c][edgeIndex(node, e.input)] = true;
-    }),
-  );
+    }
+  }
   return kept;
 }
 
@@ -189,7 +189,7 @@ export class StabilityTracker {
     if (!o.enabled) return { epochs: budget, basis: 'max-epochs' };
     const warmup = Math.max(0, o.warmupEpochs - d.epoch);
     let stable = 0;
-    d.kept.forEach((cell, c) =>
+    d.kept.forEach((cell, c) => {
       cell.forEach((kept, e) => {
         if (!kept || d.settled[c][e]) return;
         const st = this.s.edges[c][e];
@@ -210,8 +210,8 @@ export class StabilityTracker {
         if (n > 1 || stepsLeft === 0) stepsLeft++;
         const epochs = warmup + Math.max(1, o.window - Math.min(calm, o.window)) + o.window * (stepsLeft - 1);
         stable = Math.max(stable, epochs);
-      }),
-    );
+      });
+    });
     const patience = warmup + Math.max(1, o.patience - this.s.unchangedEpochs);
     const best = Math.min(stable, patience);
     if (best >= budget) return { epochs: budget, basis: 'max-epochs' };

@@ -258,11 +258,11 @@ function runOptimizer(
     expect(tf.memory().numTensors, `tensors after step ${step + 1}`).toBe(live);
   });
   const params = vars.map((v) => v.variable.dataSync().slice() as Float32Array);
-  vars.forEach((v, i) => expect(v.variable.shape, `${v.name} keeps its shape`).toEqual(SPECS[i].shape));
+  for (const [i, v] of vars.entries()) expect(v.variable.shape, `${v.name} keeps its shape`).toEqual(SPECS[i].shape);
   const slots = new Map([...opt.slots()].map(([k, t]) => [k, t.dataSync().slice() as Float32Array]));
   const result = { params, slots, step: opt.step, slotNames: [...opt.slots().keys()] };
   opt.dispose();
-  vars.forEach((v) => v.variable.dispose());
+  for (const v of vars) v.variable.dispose();
   return result;
 }
 
@@ -292,7 +292,7 @@ describeEachBackend(
           const kernels = (await tf.profile(() => opt.apply(grads, 0.1))).kernels.map((k) => k.name);
           tf.dispose(grads.filter((g): g is tf.Tensor => g !== undefined));
           opt.dispose();
-          vars.forEach((v) => v.variable.dispose());
+          for (const v of vars) v.variable.dispose();
           return { pack: kernels.filter((k) => k === 'Pack').length, total: kernels.length };
         } finally {
           useStackedUpdates(true);

@@ -54,7 +54,8 @@ const stacked = (ts: tf.Tensor[]): tf.Tensor => (ts.length === 1 ? ts[0] : tf.st
 
 /** Assigns the slices of a stacked tensor to `targets`, in order. */
 function assignStacked(t: tf.Tensor, targets: readonly tf.Variable[]): void {
-  (targets.length === 1 ? [t] : tf.unstack(t)).forEach((x, k) => targets[k].assign(x));
+  const parts = targets.length === 1 ? [t] : tf.unstack(t);
+  for (const [k, x] of parts.entries()) targets[k].assign(x);
 }
 
 /**

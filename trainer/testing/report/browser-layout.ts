@@ -67,7 +67,7 @@ export interface LayoutCheckOptions {
 
 // Runs in the page. Plain JavaScript in a string: it must not depend on how the test
 // file is compiled.
-const MEASURE = String.raw`
+const MEASURE = `
 (function () {
   var EPS = 0.5;
   var fonts = __FONTS__;

@@ -54,13 +54,13 @@ export function writeSampleWorkdir(dir: string, o: SampleWorkdirOptions = {}): v
   const lines: string[] = [];
   for (let epoch = 1; epoch <= maxEpochs; epoch++) {
     const learns = epoch > WARMUP;
-    alphas.forEach((cell, c) =>
-      cell.forEach((edge, e) => {
+    for (const [c, cell] of alphas.entries()) {
+      for (const [e, edge] of cell.entries()) {
         const rate = learns ? 0.3 * Math.exp(-(epoch - WARMUP) / (1.5 * edgeTau(c, e))) : 0;
         edge[fav[c][e]] += rate;
         edge[NONE] -= rate * 0.5;
-      }),
-    );
+      }
+    }
     const jsd = alphas.map((cell, c) =>
       cell.map((_, e) => (learns && candidates(active[c][e]).length > 1 ? 0.05 * Math.exp(-(epoch - WARMUP) / edgeTau(c, e)) * (1 + 0.2 * rnd()) : 0)),
     );

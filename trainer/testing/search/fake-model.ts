@@ -61,8 +61,8 @@ class FakeArch implements ArchitectureParams {
     };
   }
   restore(s: { alphas: number[][][]; betas: number[][]; active: number[][][] }): void {
-    s.alphas.forEach((a, c) => this.alphas[c].assign(tf.tensor2d(a)));
-    s.betas.forEach((b, c) => this.betas[c].assign(tf.tensor1d(b)));
+    for (const [c, a] of s.alphas.entries()) this.alphas[c].assign(tf.tensor2d(a));
+    for (const [c, b] of s.betas.entries()) this.betas[c].assign(tf.tensor1d(b));
     this.activeOps = structuredClone(s.active);
   }
 }
@@ -154,8 +154,10 @@ class FakeNetwork implements Network {
 
   dispose(): void {
     for (const v of this.named.values()) v.dispose();
-    this.arch?.alphas.forEach((a) => a.dispose());
-    this.arch?.betas.forEach((b) => b.dispose());
+    if (this.arch) {
+      for (const a of this.arch.alphas) a.dispose();
+      for (const b of this.arch.betas) b.dispose();
+    }
   }
 }
 
