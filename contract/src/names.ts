@@ -5,6 +5,8 @@
 export const LABEL_SEARCH = 'iac.dev/search';
 export const LABEL_PHASE = 'iac.dev/phase';
 export const LABEL_ATTEMPT = 'iac.dev/attempt';
+/** Label on every IACSearch an IACSearchSet created: the set's name. */
+export const LABEL_SEARCH_SET = 'iac.dev/search-set';
 
 /** Header of a progress POST naming its search as `<namespace>/<name>`. */
 export const HEADER_SEARCH = 'x-iacsearch';

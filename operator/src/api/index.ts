@@ -10,6 +10,7 @@ import { IACSearchStatus } from './status.ts';
 export * from './spec.ts';
 export * from './status.ts';
 export * from './lenient.ts';
+export * from './set.ts';
 
 export const GROUP = 'nas.iac.dev';
 export const VERSION = 'v1alpha1';
