@@ -1,6 +1,7 @@
 // Regenerates the packaging files that are copies or renderings of others, so there is
 // one source for each thing:
-//   crds/nas.iac.dev_iacsearches.yaml  -> charts/iac-operator/crds/, deploy/kustomize/crd/
+//   crds/nas.iac.dev_iacsearches.yaml, crds/nas.iac.dev_iacsearchsets.yaml
+//                                      -> charts/iac-operator/crds/, deploy/kustomize/crd/
 //   deploy/grafana/gen-dashboard.ts    -> deploy/grafana/iac-operator.json, charts/iac-operator/files/
 //   the chart (helm template)          -> deploy/prometheus/rules.yaml, deploy/kustomize/{base,monitoring}/
 // Run after changing the CRD, the chart or the dashboard (needs helm: test/packaging/build-tools.sh):
@@ -15,6 +16,8 @@ import { dashboardJSON } from './grafana/gen-dashboard.ts';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const CRD_SOURCE = 'crds/nas.iac.dev_iacsearches.yaml';
+/** Every generated CRD: each is copied into the chart and the kustomize crd/ folder. */
+export const CRD_SOURCES = [CRD_SOURCE, 'crds/nas.iac.dev_iacsearchsets.yaml'];
 /** The release name and namespace the plain manifests are rendered for. */
 export const RELEASE = 'iac-operator';
 export const NAMESPACE = 'iac-system';
@@ -52,12 +55,15 @@ const yamlDocs = (objs: unknown[]) => objs.map((o) => stringify(o, { lineWidth: 
 /** The copies (CRD, dashboard): repository path -> content. The chart reads its copies, so they are written first. */
 export function copiedFiles(): Map<string, string> {
   const files = new Map<string, string>();
-  const crd = readFileSync(join(root, CRD_SOURCE), 'utf8');
-  files.set('charts/iac-operator/crds/nas.iac.dev_iacsearches.yaml', crd);
-  files.set('deploy/kustomize/crd/nas.iac.dev_iacsearches.yaml', crd);
+  for (const source of CRD_SOURCES) {
+    const crd = readFileSync(join(root, source), 'utf8');
+    const file = source.slice('crds/'.length);
+    files.set(`charts/iac-operator/crds/${file}`, crd);
+    files.set(`deploy/kustomize/crd/${file}`, crd);
+  }
   files.set(
     'deploy/kustomize/crd/kustomization.yaml',
-    `${header(CRD_SOURCE)}apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - nas.iac.dev_iacsearches.yaml\n`,
+    `${header(CRD_SOURCES.join(', '))}apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n${CRD_SOURCES.map((s) => `  - ${s.slice('crds/'.length)}\n`).join('')}`,
   );
 
   const dashboard = dashboardJSON();

@@ -13,12 +13,14 @@ const read = (p: string) => readFileSync(join(repoRoot, p), 'utf8');
 const fix = 'run `scripts/with-node node deploy/generate.ts` and commit the result';
 
 describe('copied packaging files', () => {
-  it.each(['charts/iac-operator/crds/nas.iac.dev_iacsearches.yaml', 'deploy/kustomize/crd/nas.iac.dev_iacsearches.yaml'])(
-    '%s is byte for byte crds/nas.iac.dev_iacsearches.yaml',
-    (copy) => {
-      expect(read(copy) === read('crds/nas.iac.dev_iacsearches.yaml'), `${copy} is stale: ${fix}`).toBe(true);
-    },
-  );
+  it.each(
+    ['nas.iac.dev_iacsearches.yaml', 'nas.iac.dev_iacsearchsets.yaml'].flatMap((crd) => [
+      [`charts/iac-operator/crds/${crd}`, `crds/${crd}`],
+      [`deploy/kustomize/crd/${crd}`, `crds/${crd}`],
+    ]),
+  )('%s is byte for byte %s', (copy, source) => {
+    expect(read(copy) === read(source), `${copy} is stale: ${fix}`).toBe(true);
+  });
 
   it.each(['deploy/grafana/iac-operator.json', 'charts/iac-operator/files/iac-operator.json'])('%s is the generated dashboard', (p) => {
     expect(read(p) === dashboardJSON(), `${p} is stale: ${fix}`).toBe(true);
