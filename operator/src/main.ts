@@ -5,6 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Controller } from './controller/controller.ts';
+import { SetController } from './controller/set-controller.ts';
+import { reconcileSet } from './fleet/index.ts';
 import { LeaderElector } from './controller/leader.ts';
 import { createLogger, parseLogLevel, type Logger } from './controller/log.ts';
 import { buildApp } from './http/app.ts';
@@ -284,6 +286,8 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = proce
 
 export interface RunningOperator {
   controller: Controller;
+  /** The IACSearchSet controller (docs/fleets.md), started and stopped with the search controller. */
+  sets: SetController;
   elector?: LeaderElector;
   /** The HTTP address it listens on. */
   address: string;
@@ -304,6 +308,7 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
     },
     { processMetrics: true },
   );
+  const events = new EventRecorder(api, { instance: cfg.identity });
   controller = new Controller({
     api,
     reconcile,
@@ -311,13 +316,14 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
     namespaces: cfg.namespaces,
     workers: cfg.workers,
     metrics,
-    events: new EventRecorder(api, { instance: cfg.identity }),
+    events,
     log,
     progressIntervalMs: cfg.progressIntervalMs,
   });
+  const sets = new SetController({ api, reconcile: reconcileSet, searches: controller.searches, namespaces: cfg.namespaces, workers: 2, events, log });
   const app = buildApp({
     metrics,
-    isReady: () => controller.hasSynced(),
+    isReady: () => controller.hasSynced() && sets.hasSynced(),
     bodyLimit: cfg.progressBodyLimit,
     timeouts: {
       headersMs: Math.min(cfg.http.headersMs, cfg.http.requestMs),
@@ -338,6 +344,7 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
   const address = await app.listen({ host: cfg.host, port: cfg.port });
   const ownURL = advertiseURL(cfg.advertiseAddress, (app.server.address() as { port: number }).port);
   controller.startInformers();
+  sets.startInformers();
 
   if (cfg.leaderElect) {
     elector = new LeaderElector(api, {
@@ -352,10 +359,12 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
       onStartedLeading: () => {
         metrics.setLeader(true);
         controller.startWorkers();
+        sets.startWorkers();
       },
       onStoppedLeading: () => {
         metrics.setLeader(false);
         void controller.stopWorkers(cfg.shutdownTimeoutMs);
+        void sets.stopWorkers(cfg.shutdownTimeoutMs);
       },
     });
     metrics.setLeader(false);
@@ -363,6 +372,7 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
   } else {
     metrics.setLeader(true);
     controller.startWorkers();
+    sets.startWorkers();
   }
   log.info('operator started', {
     address,
@@ -379,11 +389,12 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
   let stopping: Promise<void> | undefined;
   return {
     controller,
+    sets,
     elector,
     address,
     stop: () =>
       (stopping ??= (async () => {
-        const drained = await controller.shutdown(cfg.shutdownTimeoutMs);
+        const [drained] = await Promise.all([controller.shutdown(cfg.shutdownTimeoutMs), sets.shutdown(cfg.shutdownTimeoutMs)]);
         if (!drained) log.warn('shutdown: reconciles still in flight after the timeout', { timeoutMs: cfg.shutdownTimeoutMs });
         await elector?.stop({ release: true });
         metrics.setLeader(false);

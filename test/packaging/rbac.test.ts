@@ -12,7 +12,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { createLogger } from '../../operator/src/controller/log.ts';
 import { FakeKubeApi } from '../../operator/testing/fake-kube-api.ts';
-import { IACSearchType, PodType, resourceTypeOf } from '../../operator/src/k8s/resources.ts';
+import { IACSearchSetType, IACSearchType, PodType, resourceTypeOf } from '../../operator/src/k8s/resources.ts';
 import {
   ApiError,
   type KubeApi,
@@ -120,6 +120,13 @@ const SEARCH_GRANTS = new Set([
   'nas.iac.dev|iacsearches|delete',
   'nas.iac.dev|iacsearches/status|patch',
   'nas.iac.dev|iacsearches/finalizers|update',
+  // An IACSearchSet's children: created, patched (suspend, an orphan's label and owner), deleted.
+  'nas.iac.dev|iacsearches|create',
+  'nas.iac.dev|iacsearches|patch',
+  'nas.iac.dev|iacsearchsets|list',
+  'nas.iac.dev|iacsearchsets|watch',
+  'nas.iac.dev|iacsearchsets/status|patch',
+  'nas.iac.dev|iacsearchsets/finalizers|update',
   ...['get', 'list', 'watch', 'create', 'delete'].map((v) => `|pods|${v}`),
   ...['get', 'list', 'watch', 'create'].map((v) => `|secrets|${v}`),
   ...['get', 'list', 'watch', 'create'].map((v) => `|persistentvolumeclaims|${v}`),
@@ -233,14 +240,15 @@ describe.skipIf(tools.skip)("the operator's RBAC in the Helm chart", () => {
     expect(allowed(objs, SA, { verb: 'list', group: '', resource: 'secrets' })).toBe(true);
   });
 
-  it('never lets the operator update or patch an IACSearch, nor use wildcards, in any mode', () => {
+  it('never lets the operator update an IACSearch or write an IACSearchSet but its status, nor use wildcards, in any mode', () => {
     for (const sets of [[], ['watchNamespaces={a}'], ['rbac.clusterWide=true']]) {
       const objs = template(sets);
-      for (const verb of ['get', 'update', 'patch', 'create', 'deletecollection']) {
-        expect(
-          allowed(objs, SA, { verb, group: 'nas.iac.dev', resource: 'iacsearches', namespace: sets.length ? 'a' : NS, name: 'x' }),
-          `${verb} ${sets}`,
-        ).toBe(false);
+      const namespace = sets.length ? 'a' : NS;
+      for (const verb of ['get', 'update', 'deletecollection']) {
+        expect(allowed(objs, SA, { verb, group: 'nas.iac.dev', resource: 'iacsearches', namespace, name: 'x' }), `${verb} ${sets}`).toBe(false);
+      }
+      for (const verb of ['get', 'update', 'patch', 'create', 'delete', 'deletecollection']) {
+        expect(allowed(objs, SA, { verb, group: 'nas.iac.dev', resource: 'iacsearchsets', namespace, name: 'x' }), `${verb} sets ${sets}`).toBe(false);
       }
       expect(allowed(objs, SA, { verb: 'update', group: 'nas.iac.dev', resource: 'iacsearches/status', namespace: sets.length ? 'a' : NS, name: 'x' })).toBe(
         false,
@@ -400,6 +408,21 @@ describe.skipIf(tools.skip)('the calls the operator makes are exactly what the c
         const failed = setPodState(pod('a-search-3')!, { phase: 'Failed', startedAt: new Date(Date.now() - 2000), finishedAt: new Date(), exitCode: 1 });
         await fake.mergePatchStatus(PodType, ns, 'a-search-3', { status: failed.status });
         await until('a failed and deleted after its TTL', () => !fake.objects('IACSearch', ns).some((s) => s.metadata.name === 'a'));
+
+        // A set: two children, one held by maxParallel (create), released when it is raised
+        // (patch), and one deleted when its seed leaves the matrix (delete); the set's status.
+        const children = () => fake.objects('IACSearch', ns).filter((s) => s.metadata.labels?.['iac.dev/search-set'] === 'fleet');
+        await fake.create({
+          apiVersion: 'nas.iac.dev/v1alpha1',
+          kind: 'IACSearchSet',
+          metadata: { name: 'fleet', namespace: ns },
+          spec: { template: { dataset: { format: 'phantom' } }, matrix: { seeds: [1, 2] }, maxParallel: 1 },
+        });
+        await until('the set made two children, one held', () => children().filter((c) => (c.spec as { suspend?: boolean }).suspend).length === 1);
+        await fake.mergePatch(IACSearchSetType, ns, 'fleet', { spec: { maxParallel: 2 } });
+        await until('the held child released', () => children().length === 2 && children().every((c) => !(c.spec as { suspend?: boolean }).suspend));
+        await fake.mergePatch(IACSearchSetType, ns, 'fleet', { spec: { matrix: { seeds: [1] } } });
+        await until('the removed seed deleted', () => children().length === 1);
       } finally {
         await op.stop();
         op = undefined;
@@ -413,6 +436,7 @@ describe.skipIf(tools.skip)('the calls the operator makes are exactly what the c
       const used = new Set(api.requests.map((q) => `${q.group}|${q.resource}|${q.verb}`));
       const granted = new Set([...SEARCH_GRANTS, ...LEASE_GRANTS]);
       granted.delete('nas.iac.dev|iacsearches/finalizers|update');
+      granted.delete('nas.iac.dev|iacsearchsets/finalizers|update');
       expect(
         [...granted].filter((g) => !used.has(g)),
         'granted but never used',

@@ -29,10 +29,11 @@ listed with their reasons in docs/rbac.md; test/packaging/rbac.test.ts checks al
 */}}
 {{- define "iac-operator.searchRules" -}}
 # Informers list and watch the searches; ttlSecondsAfterFinished deletes a finished one.
-# No get, update or patch: the operator never writes a search's spec or metadata.
+# An IACSearchSet creates its children, patches their spec.suspend (maxParallel, budget)
+# and, orphaning one, its label and owner reference; it deletes removed children.
 - apiGroups: ["nas.iac.dev"]
   resources: ["iacsearches"]
-  verbs: ["list", "watch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # The status: one JSON merge patch of the status subresource per change.
 - apiGroups: ["nas.iac.dev"]
   resources: ["iacsearches/status"]
@@ -41,8 +42,16 @@ listed with their reasons in docs/rbac.md; test/packaging/rbac.test.ts checks al
 # admission plugin allows only with update on the owner's finalizers. A custom resource
 # serves no finalizers subresource, so this permits nothing else.
 - apiGroups: ["nas.iac.dev"]
-  resources: ["iacsearches/finalizers"]
+  resources: ["iacsearches/finalizers", "iacsearchsets/finalizers"]
   verbs: ["update"]
+# Informers list and watch the sets; their status: one JSON merge patch per change.
+# No get, update or patch of a set itself: the operator never writes its spec or metadata.
+- apiGroups: ["nas.iac.dev"]
+  resources: ["iacsearchsets"]
+  verbs: ["list", "watch"]
+- apiGroups: ["nas.iac.dev"]
+  resources: ["iacsearchsets/status"]
+  verbs: ["patch"]
 # One pod per phase attempt: created, read back when a create answers 409, deleted on
 # suspend, budget, deadline and duplicate attempts.
 - apiGroups: [""]

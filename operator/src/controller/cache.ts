@@ -5,7 +5,7 @@
 // fields below before caching them (Informer's `transform`), and indexes them by the
 // search that owns them (`ownerIndex`), so a reconcile reads its children without a scan.
 import type { KubeObject } from '../k8s/types.ts';
-import { LABEL_SEARCH } from '../../../contract/src/index.ts';
+import { LABEL_SEARCH, LABEL_SEARCH_SET } from '../../../contract/src/index.ts';
 
 type Json = Record<string, unknown>;
 
@@ -13,6 +13,12 @@ type Json = Record<string, unknown>;
 export function ownerIndex(object: KubeObject): string | undefined {
   const search = object.metadata.labels?.[LABEL_SEARCH];
   return search && object.metadata.namespace ? `${object.metadata.namespace}/${search}` : undefined;
+}
+
+/** The set index key of an IACSearch an IACSearchSet created: `<namespace>/<set>` from its set label. */
+export function setIndex(object: KubeObject): string | undefined {
+  const set = object.metadata.labels?.[LABEL_SEARCH_SET];
+  return set && object.metadata.namespace ? `${object.metadata.namespace}/${set}` : undefined;
 }
 
 /** Metadata a reconcile reads of a child (identity, labels, owner, lifecycle). */

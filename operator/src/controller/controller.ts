@@ -15,7 +15,7 @@ import type { Action, OperatorSettings, ReconcileInput, ReconcileResult, Refused
 import { controllerReference } from '../reconcile/children.ts';
 import { Informer } from './informer.ts';
 import { silentLogger, type Logger } from './log.ts';
-import { ownerIndex, slimClaim, slimPod } from './cache.ts';
+import { ownerIndex, setIndex, slimClaim, slimPod } from './cache.ts';
 import { LABEL_SEARCH, progressSecretName } from '../../../contract/src/index.ts';
 import { ProgressStore, checkToken, progressIssuesAgainstSpec, slimSecret, type ProgressIssue, type TokenCheck } from './progress.ts';
 import { isTransition } from './status-change.ts';
@@ -97,7 +97,8 @@ export class Controller {
       log: this.log,
       onRestart: (resource: string) => opts.metrics?.informerRestarts.inc({ resource }),
     };
-    this.searches = new Informer(opts.api, IACSearchType, common);
+    // Indexed by IACSearchSet: the set controller reads a set's children from this cache.
+    this.searches = new Informer(opts.api, IACSearchType, { ...common, indexBy: setIndex });
     // The children: only labelled ones, cached reduced to what the reconcile reads
     // (cache.ts) and indexed by their search.
     const owned = { ...common, labelSelector: LABEL_SEARCH, indexBy: ownerIndex };

@@ -7,6 +7,12 @@ export const IACSearchType: ResourceType = {
   plural: 'iacsearches',
   namespaced: true,
 };
+export const IACSearchSetType: ResourceType = {
+  apiVersion: 'nas.iac.dev/v1alpha1',
+  kind: 'IACSearchSet',
+  plural: 'iacsearchsets',
+  namespaced: true,
+};
 export const PodType: ResourceType = { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true };
 export const SecretType: ResourceType = { apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true };
 export const PersistentVolumeClaimType: ResourceType = {
@@ -28,7 +34,7 @@ export const EventType: ResourceType = {
   namespaced: true,
 };
 
-const byKind = new Map([IACSearchType, PodType, SecretType, PersistentVolumeClaimType, LeaseType, EventType].map((t) => [t.kind, t]));
+const byKind = new Map([IACSearchType, IACSearchSetType, PodType, SecretType, PersistentVolumeClaimType, LeaseType, EventType].map((t) => [t.kind, t]));
 
 /** The resource type of a kind the operator handles; throws for any other kind. */
 export function resourceTypeOf(kind: string): ResourceType {
