@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseIACSearch } from '../api/index.ts';
+import { invalidSetSpec } from '../fleet/index.ts';
 import { loadSearchFile } from './cli.ts';
 
 const root = resolve(import.meta.dirname, '..', '..', '..');
@@ -15,9 +16,24 @@ describe('deploy/examples', () => {
     expect(files).toEqual(expect.arrayContaining(['phantom-quick.yaml', 'msd-hippocampus.yaml']));
   });
 
-  it.each(files)('%s is a valid IACSearch', (file) => {
+  const kindOf = (file: string) => (parse(readFileSync(join(examples, file), 'utf8')) as { kind?: string }).kind;
+  // Sets are checked as the operator checks them: the set's schema, then every child the
+  // matrix makes, each as an IACSearch. (`iacnas run` runs searches only.)
+  const sets = files.filter((f) => kindOf(f) === 'IACSearchSet');
+
+  it('has a fleet example', () => {
+    expect(sets).toContain('fleet-phantom-seeds.yaml');
+  });
+
+  it.each(files.filter((f) => !sets.includes(f)))('%s is a valid IACSearch', (file) => {
     const r = parseIACSearch(parse(readFileSync(join(examples, file), 'utf8')));
     expect(r.ok ? 'valid' : r.message).toBe('valid');
+  });
+
+  it.each(sets)('%s is a valid IACSearchSet, every child a valid IACSearch', (file) => {
+    const set = parse(readFileSync(join(examples, file), 'utf8'));
+    set.metadata.namespace = 'default';
+    expect(invalidSetSpec(set) ?? 'valid').toBe('valid');
   });
 
   it('npm start runs the phantom example', () => {
