@@ -323,7 +323,8 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
   const sets = new SetController({ api, reconcile: reconcileSet, searches: controller.searches, namespaces: cfg.namespaces, workers: 2, events, log });
   const app = buildApp({
     metrics,
-    isReady: () => controller.hasSynced() && sets.hasSynced(),
+    // Not the sets: an operator upgraded before its IACSearchSet CRD still runs searches.
+    isReady: () => controller.hasSynced(),
     bodyLimit: cfg.progressBodyLimit,
     timeouts: {
       headersMs: Math.min(cfg.http.headersMs, cfg.http.requestMs),

@@ -1,6 +1,6 @@
 // Shared set-up of the end-to-end suites: a control plane with the IACSearch CRD
 // installed, test-kubelet nodes, namespaces, and the operator run from this checkout.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { freePort, startCluster, waitFor, type Cluster, type ClusterOptions } from '../cluster/control-plane.ts';
 import type { KubeJSON } from '../cluster/kube-client.ts';
@@ -10,22 +10,29 @@ import { REPO_ROOT, TestKubelet, type TestKubeletOptions } from '../cluster/test
 /** The CRD under test: the generated one, or another copy of it (e.g. a chart's) named by IACNAS_E2E_CRD. */
 export const CRD_PATH = process.env.IACNAS_E2E_CRD ?? path.join(REPO_ROOT, 'crds', 'nas.iac.dev_iacsearches.yaml');
 export const CRD_NAME = 'iacsearches.nas.iac.dev';
+/** The IACSearchSet CRD, beside the IACSearch one (crds/ or a chart's copy). */
+export const SET_CRD_PATH = path.join(path.dirname(CRD_PATH), 'nas.iac.dev_iacsearchsets.yaml');
+export const SET_CRD_NAME = 'iacsearchsets.nas.iac.dev';
 export const IACS_API = '/apis/nas.iac.dev/v1alpha1';
 
+export const setsPath = (namespace: string, name?: string) => `${IACS_API}/namespaces/${namespace}/iacsearchsets${name ? `/${name}` : ''}`;
 export const iacsPath = (namespace: string, name?: string) => `${IACS_API}/namespaces/${namespace}/iacsearches${name ? `/${name}` : ''}`;
 
 /** Installs the generated CRD with server-side apply and waits until it is served. */
 export async function installCRD(cluster: Cluster): Promise<void> {
-  await cluster.kubectl(['apply', '--server-side', '--field-manager=iacnas-e2e', '-f', CRD_PATH]);
+  const crds = existsSync(SET_CRD_PATH) ? [CRD_PATH, SET_CRD_PATH] : [CRD_PATH];
+  await cluster.kubectl(['apply', '--server-side', '--field-manager=iacnas-e2e', ...crds.flatMap((f) => ['-f', f])]);
   // (kubectl wait fails outright while a fresh CRD has no conditions yet.)
-  await waitFor(
-    'CRD Established',
-    async () => {
-      const crd = await cluster.client.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`);
-      return condition(crd, 'Established')?.status === 'True';
-    },
-    60_000,
-  );
+  for (const name of crds.length > 1 ? [CRD_NAME, SET_CRD_NAME] : [CRD_NAME]) {
+    await waitFor(
+      `CRD ${name} Established`,
+      async () => {
+        const crd = await cluster.client.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
+        return condition(crd, 'Established')?.status === 'True';
+      },
+      60_000,
+    );
+  }
   // Discovery and the OpenAPI document follow the Established condition by a moment.
   await waitFor('IACSearch served', () => cluster.client.get(`${IACS_API}/iacsearches`), 30_000);
   await waitFor(
