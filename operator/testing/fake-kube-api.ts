@@ -241,7 +241,7 @@ export class FakeKubeApi implements KubeApi {
     stored.metadata.creationTimestamp ??= this.now()
       .toISOString()
       .replace(/\.\d+Z$/, 'Z');
-    if (type.kind === 'IACSearch') {
+    if (type.kind === 'IACSearch' || type.kind === 'IACSearchSet') {
       const specChanged = !previous || JSON.stringify(previous.spec) !== JSON.stringify(stored.spec);
       stored.metadata.generation = (previous?.metadata.generation ?? 0) + (specChanged && !statusOnly ? 1 : 0);
       if (!previous) stored.metadata.generation = 1;

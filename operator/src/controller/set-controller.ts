@@ -51,7 +51,8 @@ export class SetController {
         event === 'update' &&
         old &&
         old.metadata.generation === obj.metadata.generation &&
-        old.metadata.deletionTimestamp === obj.metadata.deletionTimestamp
+        old.metadata.deletionTimestamp === obj.metadata.deletionTimestamp &&
+        jsonEqual(old.spec, obj.spec)
       ) {
         const key = objectKey(obj);
         if (this.replacedVersion.has(key)) this.enqueue(key);
