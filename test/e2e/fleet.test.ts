@@ -103,6 +103,10 @@ describe.skipIf(availability.skip)('IACSearchSet', () => {
     expect(set.status.bestChild).toEqual({ name: best.metadata.name, testDice: best.status.results.meanDice });
     const usd = finished.reduce((sum, c) => sum + c.status.cost.estimatedUSD, 0);
     expect(set.status.estimatedUSD).toBeCloseTo(usd, 3);
+    // kubectl get iacss: the columns at a glance.
+    const [header, line] = (await env.cluster.kubectl(['get', 'iacss', '-n', ns, 'seeds'])).stdout.trimEnd().split('\n');
+    expect(header.split(/\s+/)).toEqual(['NAME', 'READY', 'RUNNING', 'FAILED', 'BEST-DICE', 'GPU-HOURS', 'COST', 'AGE']);
+    expect(line.split(/\s+/).slice(0, 5)).toEqual(['seeds', '3/3', '0', '0', String(best.status.results.meanDice)]);
 
     // Seed 3 leaves the matrix (Orphan: it stays, without the set's label and owner); seed 4 comes.
     await env.cluster.client.mergePatch(setsPath(ns, 'seeds'), { spec: { matrix: { seeds: [1, 2, 4] } } });
