@@ -2,6 +2,8 @@
 // the dialect Argo CD embeds (gopher-lua), against IACSearch objects in every state; and
 // deploy/argocd/health-set.lua against IACSearchSet objects in every state.
 import { describe, expect, it, beforeAll } from 'vitest';
+import { reconcileSet } from '../../operator/src/fleet/index.ts';
+import type { KubeObject } from '../../operator/src/k8s/types.ts';
 import { argoHealth, SET_HEALTH } from './argocd.ts';
 import { requireTools } from './tools.ts';
 
@@ -228,5 +230,57 @@ describe.skipIf(tools.skip)('Argo CD health check for IACSearchSet (Lua 5.1)', (
       }),
     );
     expect(r).toEqual({ status: 'Suspended', message: 'the children cost 400.2 USD of spec.budget.maxCostUSD 400' });
+  });
+});
+
+describe.skipIf(tools.skip)('Argo CD health check on the statuses the set reconcile writes', () => {
+  beforeAll(() => tools.assertPresent());
+  const now = new Date('2026-01-01T00:00:00Z');
+  const fleet = (spec: Record<string, unknown>) => ({
+    apiVersion: 'nas.iac.dev/v1alpha1',
+    kind: 'IACSearchSet',
+    metadata: { name: 'fleet', namespace: 'ns', uid: 'set-uid', generation: 1 },
+    spec: {
+      template: { dataset: { format: 'phantom' }, search: { maxEpochs: 3, warmupEpochs: 1 }, cost: { gpuHourlyUSD: 3.6 } },
+      matrix: { seeds: [1, 2] },
+      ...spec,
+    },
+  });
+  /** One pass on the given child statuses (by seed order), and the set's health with the status it writes. */
+  function healthAfter(spec: Record<string, unknown>, childStatus: Array<Record<string, unknown> | undefined>) {
+    const set = fleet(spec) as KubeObject;
+    const children = reconcileSet({ set, children: [], now })
+      .actions.flatMap((a) => (a.type === 'create' ? [structuredClone(a.object)] : []))
+      .map((c, i) => (childStatus[i] ? { ...c, status: childStatus[i] } : c));
+    const { status } = reconcileSet({ set, children, now });
+    return setHealth({ ...set, status });
+  }
+  const cost = (usd: number) => ({ gpuSeconds: usd * 1000, gpuHours: usd / 3.6, estimatedUSD: usd });
+
+  it('Progressing while children run or wait, Healthy when both succeeded, Degraded when one failed', () => {
+    expect(healthAfter({ maxParallel: 1 }, [{ phase: 'Searching' }]).status).toBe('Progressing');
+    const done = healthAfter({}, [
+      { phase: 'Succeeded', results: { meanDice: 0.8 } },
+      { phase: 'Succeeded', results: { meanDice: 0.85 } },
+    ]);
+    expect(done).toEqual({ status: 'Healthy', message: '2/2 children succeeded, best test Dice 0.850 (fleet-s2)' });
+    expect(healthAfter({}, [{ phase: 'Succeeded' }, { phase: 'Failed' }]).status).toBe('Degraded');
+  });
+
+  it('Suspended when the budget holds the children, Degraded when the budget fails the set', () => {
+    const over = [
+      { phase: 'Searching', cost: cost(30) },
+      { phase: 'Searching', cost: cost(30) },
+    ];
+    const suspended = healthAfter({ budget: { maxCostUSD: 50, action: 'Suspend' } }, over);
+    expect(suspended.status).toBe('Suspended');
+    expect(suspended.message).toContain('maxCostUSD');
+    const failed = healthAfter({ budget: { maxCostUSD: 50, action: 'Fail' } }, over);
+    expect(failed.status).toBe('Degraded');
+    expect(failed.message).toContain('maxCostUSD');
+  });
+
+  it('Degraded on an invalid matrix', () => {
+    expect(healthAfter({ matrix: { seeds: [1, 1] } }, []).status).toBe('Degraded');
   });
 });
