@@ -8,6 +8,10 @@ import { fileURLToPath } from 'node:url';
 
 /** The selector every per-search query carries, bound to the dashboard's variables. */
 const sel = 'namespace=~"$namespace", name=~"$search"';
+/** The selector of per-set queries (iacsearchset_*). */
+const setSel = 'namespace=~"$namespace", name=~"$set"';
+/** Joins a per-search series to the set of the search, keeping only children of the selected sets. */
+const ofSet = 'on (namespace, name) group_left (set) iacsearch_info{set=~"$set", set!=""}';
 /** GPU-seconds used so far: finished attempts plus the running one (docs/metrics.md). */
 const used = (extra = '') => `{__name__=~"iacsearch_gpu_seconds_total|iacsearch_running_gpu_seconds", ${sel}${extra ? `, ${extra}` : ''}}`;
 
@@ -27,6 +31,8 @@ export interface PanelSpec {
   targets: Target[];
   /** Queries that need a source outside the operator (OpenCost): empty without it. */
   optional?: boolean;
+  /** Queries of IACSearchSets and their children: empty where no set exists. */
+  fleet?: boolean;
 }
 
 const row = (title: string): PanelSpec => ({ title, type: 'row', w: 24, h: 1, targets: [] });
@@ -238,6 +244,93 @@ export const panels: PanelSpec[] = [
     h: 8,
     targets: [{ expr: `max by (namespace, name, dataset) (iacsearch_external_dice{${sel}})`, instant: true, format: 'table' }],
   },
+  row('Fleets'),
+  {
+    title: 'Fleet progress',
+    type: 'bargauge',
+    description: 'Succeeded children over all children of each IACSearchSet.',
+    unit: 'percentunit',
+    fleet: true,
+    w: 8,
+    h: 8,
+    targets: [
+      {
+        expr: `sum by (namespace, name) (iacsearchset_children{phase="Succeeded", ${setSel}}) / sum by (namespace, name) (iacsearchset_children{${setSel}})`,
+        legendFormat: '{{namespace}}/{{name}}',
+        instant: true,
+      },
+    ],
+  },
+  {
+    title: 'Fleet children by state',
+    type: 'timeseries',
+    description: 'Children of the selected sets: Running, Queued (maxParallel), Suspended (budget or by hand), Succeeded, Failed.',
+    fleet: true,
+    w: 16,
+    h: 8,
+    targets: [{ expr: `sum by (namespace, name, phase) (iacsearchset_children{${setSel}})`, legendFormat: '{{namespace}}/{{name}} {{phase}}' }],
+  },
+  {
+    title: 'GPU-hours per set',
+    type: 'timeseries',
+    description: "All children of each set, running attempts included; the set's GPU budget where it sets one.",
+    unit: 'h',
+    fleet: true,
+    w: 12,
+    h: 8,
+    targets: [
+      { expr: `sum by (namespace, name) (iacsearchset_gpu_seconds_total{${setSel}}) / 3600`, legendFormat: '{{namespace}}/{{name}}' },
+      { expr: `max by (namespace, name) (iacsearchset_budget_gpu_seconds{${setSel}}) / 3600`, legendFormat: '{{namespace}}/{{name}} budget' },
+    ],
+  },
+  {
+    title: 'Estimated cost per set',
+    type: 'timeseries',
+    description: "All children of each set, each at its own spec.cost.gpuHourlyUSD; the set's cost budget where it sets one.",
+    unit: 'currencyUSD',
+    fleet: true,
+    w: 12,
+    h: 8,
+    targets: [
+      { expr: `sum by (namespace, name) (iacsearchset_estimated_cost_usd_total{${setSel}})`, legendFormat: '{{namespace}}/{{name}}' },
+      { expr: `max by (namespace, name) (iacsearchset_budget_usd{${setSel}})`, legendFormat: '{{namespace}}/{{name}} budget' },
+    ],
+  },
+  {
+    title: 'Sets: best Dice, GPU-hours saved',
+    type: 'table',
+    description: 'Per set: the test Dice of its best succeeded child and the GPU-hours its children saved by stopping their searches on stability.',
+    fleet: true,
+    w: 8,
+    h: 8,
+    targets: [
+      { expr: `max by (namespace, name) (iacsearchset_best_test_dice{${setSel}})`, instant: true, format: 'table', legendFormat: 'best Dice' },
+      {
+        expr: `sum by (namespace, name) (iacsearchset_saved_gpu_seconds_total{${setSel}}) / 3600`,
+        instant: true,
+        format: 'table',
+        legendFormat: 'saved GPU-hours',
+      },
+    ],
+  },
+  {
+    title: 'Dice vs cost per child',
+    type: 'table',
+    description:
+      'Each child of the selected sets (iacsearch_info{set}): its test Dice and estimated cost, to compare what each dataset, seed and search variant bought. Children still running have a cost and no Dice yet.',
+    fleet: true,
+    w: 16,
+    h: 8,
+    targets: [
+      { expr: `max by (namespace, set, name) (iacsearch_test_dice{${sel}} * ${ofSet})`, instant: true, format: 'table', legendFormat: 'test Dice' },
+      {
+        expr: `max by (namespace, set, name) (iacsearch_estimated_cost_usd_total{${sel}} * ${ofSet})`,
+        instant: true,
+        format: 'table',
+        legendFormat: 'cost USD',
+      },
+    ],
+  },
   row('Failures and preemptions'),
   {
     title: 'Failed searches',
@@ -352,7 +445,15 @@ function grafanaPanels(): unknown[] {
             : p.type === 'table'
               ? { showHeader: true }
               : { legend: { displayMode: 'table', placement: 'bottom', showLegend: true }, tooltip: { mode: 'multi' } },
-      ...(p.type === 'table' ? { transformations: [{ id: 'organize', options: { excludeByName: { Time: true } } }] } : {}),
+      ...(p.type === 'table'
+        ? {
+            transformations: [
+              // Several instant queries of one table: one row per series, one column per query.
+              ...(p.targets.length > 1 ? [{ id: 'merge', options: {} }] : []),
+              { id: 'organize', options: { excludeByName: { Time: true } } },
+            ],
+          }
+        : {}),
       targets: p.targets.map((t, i) => ({
         refId: String.fromCharCode(65 + i),
         datasource: DS,
@@ -387,7 +488,7 @@ export function dashboard(): Record<string, unknown> {
   return {
     uid: 'iac-operator',
     title: 'IAC-LTH searches: cost and progress',
-    description: 'IACSearch GPU time, estimated cost, savings from stability pruning, search progress and operator health (iac-operator).',
+    description: 'IACSearch GPU time, estimated cost, savings from stability pruning, search progress, IACSearchSet fleets and operator health (iac-operator).',
     tags: ['iac-operator', 'neural-architecture-search', 'gpu-cost'],
     editable: true,
     graphTooltip: 1,
@@ -401,6 +502,7 @@ export function dashboard(): Record<string, unknown> {
         { name: 'datasource', label: 'Prometheus', type: 'datasource', query: 'prometheus', current: {}, hide: 0 },
         variable('namespace', 'Namespace', 'label_values(iacsearch_info, namespace)'),
         variable('search', 'Search', 'label_values(iacsearch_info{namespace=~"$namespace"}, name)'),
+        variable('set', 'Search set', 'label_values(iacsearchset_info{namespace=~"$namespace"}, name)'),
       ],
     },
     annotations: { list: [] },

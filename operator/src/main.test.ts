@@ -97,6 +97,26 @@ describe('iacnas operator', () => {
     }
   });
 
+  it('exports the iacsearchset_* series of a set and labels its children with it', async () => {
+    const api = new FakeKubeApi();
+    const op = await startOperator(config(), api, silentLogger);
+    try {
+      await api.create({
+        apiVersion: 'nas.iac.dev/v1alpha1',
+        kind: 'IACSearchSet',
+        metadata: { name: 'fleet', namespace: 'lab' },
+        spec: { template: { dataset: { format: 'phantom' }, search: { maxEpochs: 20 } }, matrix: { seeds: [1, 2] }, maxParallel: 1 },
+      });
+      await until(() => (api.objects('IACSearchSet', 'lab')[0]?.status as { children?: number } | undefined)?.children === 2);
+      const metrics = await (await fetch(`${op.address}/metrics`)).text();
+      expect(metrics).toMatch(/^iacsearchset_info\{namespace="lab",name="fleet"\} 1$/m);
+      expect(metrics).toMatch(/^iacsearchset_children\{namespace="lab",name="fleet",phase="Queued"\} 1$/m);
+      expect(metrics).toMatch(/^iacsearch_info\{namespace="lab",name="fleet-s1",dataset="phantom",stability="jsd",set="fleet"\} 1$/m);
+    } finally {
+      await op.stop();
+    }
+  });
+
   it('with leader election only the leader reconciles; on SIGTERM-style stop it releases the lease and a standby takes over', async () => {
     const api = new FakeKubeApi();
     const le = {

@@ -299,10 +299,12 @@ export interface RunningOperator {
 export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logger): Promise<RunningOperator> {
   let elector: LeaderElector | undefined;
   let controller!: Controller;
+  let sets!: SetController;
   const leading = () => !cfg.leaderElect || (elector?.isLeader() ?? false);
   const metrics = new OperatorMetrics(
     {
       searches: () => controller.searches.list(),
+      sets: () => sets.sets.list(),
       exportsSearchMetrics: leading,
       queueDepth: () => controller.queueDepth(),
     },
@@ -320,7 +322,7 @@ export async function startOperator(cfg: OperatorConfig, api: KubeApi, log: Logg
     log,
     progressIntervalMs: cfg.progressIntervalMs,
   });
-  const sets = new SetController({ api, reconcile: reconcileSet, searches: controller.searches, namespaces: cfg.namespaces, workers: 2, events, log });
+  sets = new SetController({ api, reconcile: reconcileSet, searches: controller.searches, namespaces: cfg.namespaces, workers: 2, events, log });
   const app = buildApp({
     metrics,
     // Not the sets: an operator upgraded before its IACSearchSet CRD still runs searches.

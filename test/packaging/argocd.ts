@@ -1,10 +1,11 @@
-// Runs the Argo CD health check (deploy/argocd/health.lua) on an object in a Lua 5.1
-// interpreter, the way Argo CD does: the object as the global `obj`, the script's return
-// value read back.
+// Runs an Argo CD health check (deploy/argocd/health.lua for IACSearch, health-set.lua for
+// IACSearchSet) on an object in a Lua 5.1 interpreter, the way Argo CD does: the object as
+// the global `obj`, the script's return value read back.
 import { join } from 'node:path';
 import { repoRoot, run } from './tools.ts';
 
-const script = join(repoRoot, 'deploy/argocd/health.lua');
+export const SEARCH_HEALTH = join(repoRoot, 'deploy/argocd/health.lua');
+export const SET_HEALTH = join(repoRoot, 'deploy/argocd/health-set.lua');
 
 /** JSON value -> Lua table constructor, as Argo CD hands the object to the script. */
 export function toLua(v: unknown): string {
@@ -17,7 +18,7 @@ export function toLua(v: unknown): string {
     .join(', ')}}`;
 }
 
-export function argoHealth(lua: string, obj: unknown): { status: string; message: string } {
+export function argoHealth(lua: string, obj: unknown, script = SEARCH_HEALTH): { status: string; message: string } {
   const program = `obj = ${toLua(obj)}\nlocal hs = dofile(${JSON.stringify(script)})\nio.write(hs.status, "\\n", hs.message or "")`;
   const r = run(lua, ['-e', program]);
   if (r.status !== 0) throw new Error(`lua failed (${r.status}): ${r.stderr}`);

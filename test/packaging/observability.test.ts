@@ -10,11 +10,11 @@ import { dashboardQueries, metricNames, ruleQueries, selectors, type Matcher, ty
 const FOREIGN = new Set(['up', 'node_gpu_hourly_cost']);
 
 const finished = (pod: string, outcome: string, gpuSeconds: number) => ({ pod, outcome, gpuSeconds });
-function search(name: string, status: Record<string, unknown>): KubeObject {
+function search(name: string, status: Record<string, unknown>, set?: string): KubeObject {
   return {
     apiVersion: 'nas.iac.dev/v1alpha1',
     kind: 'IACSearch',
-    metadata: { name, namespace: 'lab', uid: `uid-${name}` },
+    metadata: { name, namespace: 'lab', uid: `uid-${name}`, ...(set ? { labels: { 'iac.dev/search-set': set } } : {}) },
     spec: {
       dataset: { format: 'msd', path: 'raw/Task04_Hippocampus' },
       search: { stability: { enabled: true, criterion: 'jsd' } },
@@ -71,6 +71,30 @@ const objects: KubeObject[] = [
     cost: { gpuSeconds: 7400, estimatedUSD: 5, savedGPUSeconds: 14000 },
   }),
   search('broken', { phase: 'Failed', phases: { search: { gpuSeconds: 100, history: [finished('broken-search-1', 'Failed', 100)] } } }),
+  // Two children of the set below, one finished, one running.
+  search('fleet-s1', { phase: 'Succeeded', results: { meanDice: 0.8 }, cost: { gpuSeconds: 3600, estimatedUSD: 2.5, savedGPUSeconds: 7200 } }, 'fleet'),
+  search('fleet-s2', { phase: 'Searching', cost: { gpuSeconds: 900, estimatedUSD: 0.6 } }, 'fleet'),
+];
+const sets: KubeObject[] = [
+  {
+    apiVersion: 'nas.iac.dev/v1alpha1',
+    kind: 'IACSearchSet',
+    metadata: { name: 'fleet', namespace: 'lab', uid: 'uid-fleet' },
+    spec: { template: {}, matrix: { seeds: [1, 2] }, budget: { maxGPUHours: 10, maxCostUSD: 40, action: 'Suspend' } },
+    status: {
+      phase: 'Running',
+      children: 2,
+      running: 1,
+      queued: 0,
+      suspended: 0,
+      succeeded: 1,
+      failed: 0,
+      gpuHours: 1.25,
+      estimatedUSD: 3.1,
+      savedGPUHours: 2,
+      bestChild: { name: 'fleet-s1', testDice: 0.8 },
+    },
+  },
 ];
 
 interface Sample {
@@ -147,7 +171,7 @@ function checkQuery(q: Query, allowMissing: string[] = []): string[] {
 
 describe('dashboard and alert queries against the operator metrics', () => {
   beforeAll(async () => {
-    const m = new OperatorMetrics({ searches: () => objects, exportsSearchMetrics: () => true, queueDepth: () => 2 });
+    const m = new OperatorMetrics({ searches: () => objects, sets: () => sets, exportsSearchMetrics: () => true, queueDepth: () => 2 });
     m.setLeader(true);
     m.reconcileTotal.inc({ result: 'error' });
     m.reconcileTotal.inc({ result: 'success' });
@@ -168,6 +192,13 @@ describe('dashboard and alert queries against the operator metrics', () => {
     expect(problems).toEqual([]);
   });
 
+  it('the Fleets row asks for set metrics and joins children to their set; only its queries are marked fleet', () => {
+    const fleet = dashboardQueries().filter((q) => q.fleet);
+    expect(fleet.length).toBeGreaterThan(5);
+    for (const q of fleet) expect(q.expr, q.source).toMatch(/iacsearchset_|iacsearch_info\{set=~"\$set"/);
+    for (const q of dashboardQueries().filter((x) => !x.fleet)) expect(q.expr, q.source).not.toMatch(/iacsearchset_|\$set/);
+  });
+
   it('only the OpenCost panel needs a metric from outside the operator', () => {
     const foreign = dashboardQueries().filter((q) => [...metricNames(q.expr)].some((n) => FOREIGN.has(n)));
     expect(foreign.map((q) => q.source)).toEqual(['dashboard panel "Cost at OpenCost GPU prices" #1']);
@@ -179,12 +210,12 @@ describe('dashboard and alert queries against the operator metrics', () => {
     expect(problems).toEqual([]);
   });
 
-  it('the dashboard variables list searches from iacsearch_info and every panel has a datasource', () => {
+  it('the dashboard variables list searches from iacsearch_info and sets from iacsearchset_info, and every panel has a datasource', () => {
     const d = dashboard() as {
       templating: { list: Array<{ name: string; definition?: string }> };
       panels: Array<{ type: string; datasource?: unknown; targets?: unknown[] }>;
     };
-    expect(d.templating.list.map((v) => v.name)).toEqual(['datasource', 'namespace', 'search']);
+    expect(d.templating.list.map((v) => v.name)).toEqual(['datasource', 'namespace', 'search', 'set']);
     for (const p of d.panels.filter((x) => x.type !== 'row')) {
       // biome-ignore lint/suspicious/noTemplateCurlyInString: the dashboard JSON holds Grafana's literal ${datasource} variable
       expect(p.datasource).toEqual({ type: 'prometheus', uid: '${datasource}' });
@@ -196,5 +227,9 @@ describe('dashboard and alert queries against the operator metrics', () => {
     expect(checkQuery({ source: 'q', expr: 'sum(iacsearch_gpu_seconds_total{outcome="failed"})', optional: false })).toHaveLength(1);
     expect(checkQuery({ source: 'q', expr: 'iacsearch_gpu_hours_total', optional: false })).toHaveLength(1);
     expect(checkQuery({ source: 'q', expr: 'sum by (dataset) (iacsearch_stable_edges)', optional: false })).toHaveLength(1);
+    expect(checkQuery({ source: 'q', expr: 'iacsearchset_children{phase="Pending"}', optional: false })).toHaveLength(1);
+    expect(
+      checkQuery({ source: 'q', expr: 'iacsearch_test_dice * on (namespace, name) group_left (set) iacsearch_info{set="other"}', optional: false }),
+    ).toHaveLength(1);
   });
 });

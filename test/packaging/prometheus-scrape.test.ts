@@ -192,7 +192,9 @@ describe.skipIf(skip)('Prometheus scraping the operator during a search', () => 
     for (const q of dashboardQueries()) {
       const r = await query(fillGrafanaVariables(q.expr, '1m'));
       expect(r.status, `${q.source}: ${r.error}`).toBe('success');
-      if (r.data.result.length === 0) empty.push(`${q.source}: ${q.expr}`);
+      // This search belongs to no IACSearchSet: the Fleets row only has to be valid PromQL here
+      // (observability.test.ts checks its metrics and labels against the operator's exposition).
+      if (r.data.result.length === 0 && !q.fleet) empty.push(`${q.source}: ${q.expr}`);
     }
     expect(empty).toEqual([]);
 

@@ -16,7 +16,7 @@ export interface Selector {
   matchers: Matcher[];
 }
 
-const METRIC = /\b(iacsearch_[a-z_]+|iac_operator_[a-z_]+|node_gpu_hourly_cost|up)\b/g;
+const METRIC = /\b(iacsearch_[a-z_]+|iacsearchset_[a-z_]+|iac_operator_[a-z_]+|node_gpu_hourly_cost|up)\b/g;
 const SELECTOR = /([a-zA-Z_:][a-zA-Z0-9_:]*)?\{([^{}]*)\}/g;
 const MATCHER = /([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"/g;
 
@@ -41,9 +41,14 @@ export function selectors(expr: string): Selector[] {
   return out;
 }
 
-/** Grafana variables -> values Prometheus accepts (all namespaces and searches, 5 m windows). */
+/** Grafana variables -> values Prometheus accepts (all namespaces, searches and sets, 5 m windows). */
 export function fillGrafanaVariables(expr: string, range = '5m'): string {
-  return expr.replaceAll('$namespace', '.*').replaceAll('$search', '.*').replaceAll('$__rate_interval', range).replaceAll('$__range', range);
+  return expr
+    .replaceAll('$namespace', '.*')
+    .replaceAll('$search', '.*')
+    .replaceAll('$set', '.*')
+    .replaceAll('$__rate_interval', range)
+    .replaceAll('$__range', range);
 }
 
 export interface Query {
@@ -51,10 +56,14 @@ export interface Query {
   expr: string;
   /** Needs something outside the operator (OpenCost). */
   optional: boolean;
+  /** Asks for IACSearchSets or their children: empty where no set exists. */
+  fleet?: boolean;
 }
 
 export function dashboardQueries(): Query[] {
-  return panels.flatMap((p) => p.targets.map((t, i) => ({ source: `dashboard panel "${p.title}" #${i + 1}`, expr: t.expr, optional: p.optional === true })));
+  return panels.flatMap((p) =>
+    p.targets.map((t, i) => ({ source: `dashboard panel "${p.title}" #${i + 1}`, expr: t.expr, optional: p.optional === true, fleet: p.fleet === true })),
+  );
 }
 
 export function ruleQueries(file = 'deploy/prometheus/rules.yaml'): Query[] {

@@ -60,7 +60,7 @@ describe('OperatorMetrics', () => {
   it('derives the iacsearch_* series from the status', async () => {
     const m = new OperatorMetrics(source(() => [search(status)]));
     const s = await samples(m);
-    expect(s.get('iacsearch_info{namespace="lab",name="acdc",dataset="Dataset027_ACDC",stability="jsd"}')).toBe(1);
+    expect(s.get('iacsearch_info{namespace="lab",name="acdc",dataset="Dataset027_ACDC",stability="jsd",set=""}')).toBe(1);
     expect(s.get('iacsearch_phase{namespace="lab",name="acdc",phase="Retraining"}')).toBe(1);
     expect(s.get('iacsearch_phase{namespace="lab",name="acdc",phase="Searching"}')).toBe(0);
     expect(s.get('iacsearch_gpu_seconds_total{namespace="lab",name="acdc",phase="search",outcome="Disrupted"}')).toBe(1000);
@@ -113,7 +113,7 @@ describe('OperatorMetrics', () => {
     );
     const s = await samples(new OperatorMetrics(source(() => [running])));
     expect(s.get('iacsearch_search_epochs_total{namespace="lab",name="acdc"}')).toBe(17);
-    expect(s.get('iacsearch_info{namespace="lab",name="acdc",dataset="phantom",stability="off"}')).toBe(1);
+    expect(s.get('iacsearch_info{namespace="lab",name="acdc",dataset="phantom",stability="off",set=""}')).toBe(1);
   });
 
   it("exports the test Dice, the fair baseline's gain and each external dataset's figures", async () => {
@@ -164,9 +164,148 @@ describe('OperatorMetrics', () => {
   it('drops the series of a deleted search', async () => {
     let objs = [search(status)];
     const m = new OperatorMetrics(source(() => objs));
-    expect((await samples(m)).has('iacsearch_info{namespace="lab",name="acdc",dataset="Dataset027_ACDC",stability="jsd"}')).toBe(true);
+    expect((await samples(m)).has('iacsearch_info{namespace="lab",name="acdc",dataset="Dataset027_ACDC",stability="jsd",set=""}')).toBe(true);
     objs = [];
     const s = await samples(m);
     expect([...s.keys()].filter((k) => k.includes('name="acdc"'))).toEqual([]);
+  });
+});
+
+function set(status: Record<string, unknown> | undefined, spec: Record<string, unknown> = {}, uid = 'set-1'): KubeObject {
+  return {
+    apiVersion: 'nas.iac.dev/v1alpha1',
+    kind: 'IACSearchSet',
+    metadata: { name: 'lth', namespace: 'lab', uid },
+    spec: { template: {}, ...spec },
+    ...(status ? { status } : {}),
+  };
+}
+
+const setStatus = {
+  phase: 'Running',
+  children: 6,
+  running: 2,
+  queued: 1,
+  suspended: 0,
+  succeeded: 2,
+  failed: 1,
+  gpuHours: 1.5,
+  estimatedUSD: 3.75,
+  savedGPUHours: 0.25,
+  bestChild: { name: 'lth-s2', testDice: 0.83 },
+};
+
+function setSource(searches: () => KubeObject[], sets: () => KubeObject[], leader = () => true): MetricsSource {
+  return { searches, sets, exportsSearchMetrics: leader, queueDepth: () => 0 };
+}
+
+describe('OperatorMetrics of IACSearchSets', () => {
+  it('derives the iacsearchset_* series from the status and the budget', async () => {
+    const s = await samples(
+      new OperatorMetrics(
+        setSource(
+          () => [],
+          () => [set(setStatus, { budget: { maxGPUHours: 10, maxCostUSD: 400, action: 'Fail' } })],
+        ),
+      ),
+    );
+    const sel = 'namespace="lab",name="lth"';
+    expect(s.get(`iacsearchset_info{${sel}}`)).toBe(1);
+    expect(s.get(`iacsearchset_phase{${sel},phase="Running"}`)).toBe(1);
+    expect(s.get(`iacsearchset_phase{${sel},phase="Succeeded"}`)).toBe(0);
+    expect(s.get(`iacsearchset_children{${sel},phase="Running"}`)).toBe(2);
+    expect(s.get(`iacsearchset_children{${sel},phase="Queued"}`)).toBe(1);
+    expect(s.get(`iacsearchset_children{${sel},phase="Suspended"}`)).toBe(0);
+    expect(s.get(`iacsearchset_children{${sel},phase="Succeeded"}`)).toBe(2);
+    expect(s.get(`iacsearchset_children{${sel},phase="Failed"}`)).toBe(1);
+    expect(s.get(`iacsearchset_gpu_seconds_total{${sel}}`)).toBe(5400);
+    expect(s.get(`iacsearchset_estimated_cost_usd_total{${sel}}`)).toBe(3.75);
+    expect(s.get(`iacsearchset_saved_gpu_seconds_total{${sel}}`)).toBe(900);
+    expect(s.get(`iacsearchset_best_test_dice{${sel}}`)).toBe(0.83);
+    expect(s.get(`iacsearchset_budget_gpu_seconds{${sel}}`)).toBe(36000);
+    expect(s.get(`iacsearchset_budget_usd{${sel}}`)).toBe(400);
+  });
+
+  it('a set the operator has not seen yet has its info and Pending phase, and nothing it has no figure for', async () => {
+    const s = await samples(
+      new OperatorMetrics(
+        setSource(
+          () => [],
+          () => [set(undefined)],
+        ),
+      ),
+    );
+    expect(s.get('iacsearchset_info{namespace="lab",name="lth"}')).toBe(1);
+    expect(s.get('iacsearchset_phase{namespace="lab",name="lth",phase="Pending"}')).toBe(1);
+    const absent = [...s.keys()].filter((k) => /^iacsearchset_(children|gpu|estimated|saved|best|budget)/.test(k));
+    expect(absent).toEqual([]);
+  });
+
+  it('labels a child with its set in iacsearch_info, and a search of no set with an empty set', async () => {
+    const child = search(status);
+    child.metadata = { ...child.metadata, name: 'lth-s2', uid: 'u-2', labels: { 'iac.dev/search-set': 'lth' } };
+    const s = await samples(
+      new OperatorMetrics(
+        setSource(
+          () => [search(status), child],
+          () => [],
+        ),
+      ),
+    );
+    expect(s.get('iacsearch_info{namespace="lab",name="lth-s2",dataset="Dataset027_ACDC",stability="jsd",set="lth"}')).toBe(1);
+    expect(s.get('iacsearch_info{namespace="lab",name="acdc",dataset="Dataset027_ACDC",stability="jsd",set=""}')).toBe(1);
+  });
+
+  it('never lets a set counter go back within a process (a deleted child leaves the sum), and forgets a deleted set', async () => {
+    let sets = [set(setStatus)];
+    const m = new OperatorMetrics(
+      setSource(
+        () => [],
+        () => sets,
+      ),
+    );
+    await samples(m);
+    sets = [set({ ...setStatus, gpuHours: 1, estimatedUSD: 2.5, savedGPUHours: 0 })];
+    let s = await samples(m);
+    expect(s.get('iacsearchset_gpu_seconds_total{namespace="lab",name="lth"}')).toBe(5400);
+    expect(s.get('iacsearchset_estimated_cost_usd_total{namespace="lab",name="lth"}')).toBe(3.75);
+    expect(s.get('iacsearchset_saved_gpu_seconds_total{namespace="lab",name="lth"}')).toBe(900);
+    sets = [];
+    s = await samples(m);
+    expect([...s.keys()].filter((k) => k.startsWith('iacsearchset_'))).toEqual([]);
+    // Created again under the same name: a new object (uid), counted from its own status.
+    sets = [set({ ...setStatus, gpuHours: 1 }, {}, 'set-2')];
+    s = await samples(m);
+    expect(s.get('iacsearchset_gpu_seconds_total{namespace="lab",name="lth"}')).toBe(3600);
+  });
+
+  it('keeps the set and search high-water marks apart', async () => {
+    let objs = [search(status)];
+    const m = new OperatorMetrics(
+      setSource(
+        () => objs,
+        () => [set(setStatus)],
+      ),
+    );
+    await samples(m);
+    objs = [search({ ...status, cost: { estimatedUSD: 1 } })];
+    const s = await samples(m);
+    expect(s.get('iacsearch_estimated_cost_usd_total{namespace="lab",name="acdc"}')).toBe(2.5);
+    expect(s.get('iacsearchset_estimated_cost_usd_total{namespace="lab",name="lth"}')).toBe(3.75);
+  });
+
+  it('a standby exports no iacsearchset_* series, and an operator without sets none either', async () => {
+    const standby = await samples(
+      new OperatorMetrics(
+        setSource(
+          () => [],
+          () => [set(setStatus)],
+          () => false,
+        ),
+      ),
+    );
+    expect([...standby.keys()].some((k) => k.startsWith('iacsearchset_'))).toBe(false);
+    const none = await samples(new OperatorMetrics(source(() => [search(status)])));
+    expect([...none.keys()].some((k) => k.startsWith('iacsearchset_'))).toBe(false);
   });
 });

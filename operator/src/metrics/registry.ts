@@ -1,20 +1,35 @@
-// The operator's Prometheus metrics. The iacsearch_* series are derived at scrape time
-// from the IACSearch objects in the informer cache (their status is what the API server
-// holds), so a restarted or newly elected operator reports the same totals; a
-// per-process high-water mark keeps every counter from going back. The iac_operator_*
-// series describe this process. docs/metrics.md documents each one.
+// The operator's Prometheus metrics. The iacsearch_* and iacsearchset_* series are derived
+// at scrape time from the IACSearch and IACSearchSet objects in the informer caches (their
+// status is what the API server holds), so a restarted or newly elected operator reports
+// the same totals; a per-process high-water mark keeps every counter from going back. The
+// iac_operator_* series describe this process. docs/metrics.md documents each one.
 import path from 'node:path';
 import { Counter, Gauge, type GaugeConfiguration, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { ExternalResult, IACSearchSpec, IACSearchStatus, readFields, Results, SEARCH_PHASES, STAGES } from '../api/index.ts';
+import { LABEL_SEARCH_SET } from '../../../contract/src/index.ts';
+import {
+  Budget,
+  ExternalResult,
+  type IACSearchSetSpec,
+  IACSearchSetStatus,
+  IACSearchSpec,
+  IACSearchStatus,
+  readFields,
+  Results,
+  SEARCH_PHASES,
+  SET_PHASES,
+  STAGES,
+} from '../api/index.ts';
 import type { KubeObject } from '../k8s/types.ts';
 
 /** Where the derived metrics come from. */
 export interface MetricsSource {
   /** IACSearch objects as cached (status included). */
   searches(): readonly KubeObject[];
+  /** IACSearchSet objects as cached (status included); absent: no iacsearchset_* series. */
+  sets?(): readonly KubeObject[];
   /**
-   * Whether this replica exports the iacsearch_* series. Only the leader does, so that
-   * a sum over replicas never counts a search twice.
+   * Whether this replica exports the iacsearch_* and iacsearchset_* series. Only the
+   * leader does, so that a sum over replicas never counts a search or a set twice.
    */
   exportsSearchMetrics(): boolean;
   /** Keys waiting in the workqueue. */
@@ -25,6 +40,8 @@ export interface MetricsSource {
 export interface SearchView {
   namespace: string;
   name: string;
+  /** The set that controls the search (its iac.dev/search-set label), '' when none. */
+  set: string;
   spec: Partial<IACSearchSpec>;
   status: IACSearchStatus;
   /** status.results.external, read entry by entry: the first MAX_EXTERNAL_SERIES that fit the schema. */
@@ -37,19 +54,30 @@ export interface Sample {
   value: number | undefined;
 }
 
+/** A set as the metrics read it: its identity, its budget and its status, parsed leniently. */
+export interface SetView {
+  namespace: string;
+  name: string;
+  budget: Partial<IACSearchSetSpec['budget']>;
+  status: Partial<IACSearchSetStatus>;
+}
+
 /**
- * One iacsearch_* metric: what it is called and means, and how its series are read from
- * a search. Registration and collection both come from this table; a counter's series
- * never go below what this process already exposed (a per-series high-water mark).
+ * One metric of a table (iacsearch_* of a search, iacsearchset_* of a set): what it is
+ * called and means, and how its series are read from the object. Registration and
+ * collection both come from the table; a counter's series never go below what this
+ * process already exposed (a per-series high-water mark).
  */
-export interface SearchMetric {
+export interface TableMetric<V> {
   name: string;
   help: string;
   type: 'gauge' | 'counter';
   /** Labels beyond namespace and name. */
   labelNames: readonly string[];
-  samples(s: SearchView): Iterable<Sample>;
+  samples(v: V): Iterable<Sample>;
 }
+export type SearchMetric = TableMetric<SearchView>;
+export type SetMetric = TableMetric<SetView>;
 
 /** The dataset label: the dataset directory's name, else its format ("phantom"). */
 export function datasetLabel(spec: Partial<IACSearchSpec>): string {
@@ -111,10 +139,10 @@ function perExternal(read: (e: ExternalResult) => number | undefined) {
 export const SEARCH_METRICS: readonly SearchMetric[] = [
   {
     name: 'iacsearch_info',
-    help: 'Always 1 for each IACSearch; labels name its dataset and stability criterion.',
+    help: "Always 1 for each IACSearch; labels name its dataset, stability criterion and IACSearchSet ('' when none).",
     type: 'gauge',
-    labelNames: ['dataset', 'stability'],
-    samples: (s) => [{ labels: { dataset: datasetLabel(s.spec), stability: stabilityLabel(s.spec) }, value: 1 }],
+    labelNames: ['dataset', 'stability', 'set'],
+    samples: (s) => [{ labels: { dataset: datasetLabel(s.spec), stability: stabilityLabel(s.spec), set: s.set }, value: 1 }],
   },
   {
     name: 'iacsearch_phase',
@@ -237,6 +265,84 @@ export const SEARCH_METRICS: readonly SearchMetric[] = [
   },
 ];
 
+/** Children of a set by state: the status counts, which partition the children. */
+const CHILD_STATES = [
+  ['Running', 'running'],
+  ['Queued', 'queued'],
+  ['Suspended', 'suspended'],
+  ['Succeeded', 'succeeded'],
+  ['Failed', 'failed'],
+] as const;
+
+const hoursToSeconds = (h: number | undefined) => (h === undefined ? undefined : h * 3600);
+
+/** The iacsearchset_* metrics, in the order they are exposed (docs/metrics.md documents each). */
+export const SET_METRICS: readonly SetMetric[] = [
+  {
+    name: 'iacsearchset_info',
+    help: 'Always 1 for each IACSearchSet.',
+    type: 'gauge',
+    labelNames: [],
+    samples: () => one(1),
+  },
+  {
+    name: 'iacsearchset_phase',
+    help: 'Phase of each IACSearchSet: 1 for the current phase, 0 for the others.',
+    type: 'gauge',
+    labelNames: ['phase'],
+    samples: (v) => SET_PHASES.map((p) => ({ labels: { phase: p }, value: p === (v.status.phase ?? 'Pending') ? 1 : 0 })),
+  },
+  {
+    name: 'iacsearchset_children',
+    help: 'Children of each IACSearchSet by state: Running, Queued (maxParallel), Suspended (budget or by hand), Succeeded, Failed.',
+    type: 'gauge',
+    labelNames: ['phase'],
+    samples: (v) => (v.status.children === undefined ? [] : CHILD_STATES.map(([phase, field]) => ({ labels: { phase }, value: v.status[field] ?? 0 }))),
+  },
+  {
+    name: 'iacsearchset_gpu_seconds_total',
+    help: "GPU-seconds of the set's children (the sum of their status.cost), running attempts included.",
+    type: 'counter',
+    labelNames: [],
+    samples: (v) => one(hoursToSeconds(v.status.gpuHours)),
+  },
+  {
+    name: 'iacsearchset_estimated_cost_usd_total',
+    help: "Estimated cost in US dollars of the set's children (the sum of their status.cost.estimatedUSD).",
+    type: 'counter',
+    labelNames: [],
+    samples: (v) => one(v.status.estimatedUSD),
+  },
+  {
+    name: 'iacsearchset_saved_gpu_seconds_total',
+    help: "GPU-seconds the set's children saved by ending their searches early on stability.",
+    type: 'counter',
+    labelNames: [],
+    samples: (v) => one(hoursToSeconds(v.status.savedGPUHours)),
+  },
+  {
+    name: 'iacsearchset_best_test_dice',
+    help: 'Test mean Dice of the best succeeded child of the set (status.bestChild); absent before a child succeeded.',
+    type: 'gauge',
+    labelNames: [],
+    samples: (v) => one(v.status.bestChild?.testDice),
+  },
+  {
+    name: 'iacsearchset_budget_gpu_seconds',
+    help: 'GPU-second budget of the set across its children (spec.budget.maxGPUHours in seconds); absent when unset.',
+    type: 'gauge',
+    labelNames: [],
+    samples: (v) => one(hoursToSeconds(v.budget.maxGPUHours)),
+  },
+  {
+    name: 'iacsearchset_budget_usd',
+    help: 'Cost budget of the set across its children in US dollars (spec.budget.maxCostUSD); absent when unset.',
+    type: 'gauge',
+    labelNames: [],
+    samples: (v) => one(v.budget.maxCostUSD),
+  },
+];
+
 /** A Gauge exposed as a counter: collect() sets each series to its (monotonic) value, no reset and re-increment. */
 class SetCounter extends Gauge<string> {
   constructor(config: GaugeConfiguration<string>) {
@@ -255,6 +361,7 @@ export function viewOf(search: KubeObject): SearchView {
   return {
     namespace: search.metadata.namespace ?? '',
     name: search.metadata.name,
+    set: search.metadata.labels?.[LABEL_SEARCH_SET] ?? '',
     spec: readFields(IACSearchSpec, search.spec),
     status,
     external: rawExternal.slice(0, MAX_EXTERNAL_SERIES).flatMap((e) => {
@@ -262,6 +369,51 @@ export function viewOf(search: KubeObject): SearchView {
       return entry.success ? [entry.data] : [];
     }),
   };
+}
+
+/** A set's budget and status through the api's schemas (a field that does not fit is left out). */
+export function setViewOf(set: KubeObject): SetView {
+  const budget = (set.spec as { budget?: unknown } | undefined)?.budget;
+  return {
+    namespace: set.metadata.namespace ?? '',
+    name: set.metadata.name,
+    budget: readFields(Budget, budget),
+    status: readFields(IACSearchSetStatus, set.status),
+  };
+}
+
+/** The objects of one table as of the current scrape, and the high-water marks of its counters. */
+class TableState<V extends { namespace: string; name: string }> {
+  views: { uid: string; view: V }[] = [];
+  /** Highest value exposed per counter series (keyed with the object's uid). */
+  readonly highWater = new Map<string, number>();
+
+  /** Takes the objects of this scrape and forgets the marks of deleted ones. */
+  take(objects: readonly KubeObject[], view: (o: KubeObject) => V): Set<string> {
+    this.views = objects.map((o) => ({ uid: o.metadata.uid ?? `${o.metadata.namespace ?? ''}/${o.metadata.name}`, view: view(o) }));
+    const uids = new Set(this.views.map((v) => v.uid));
+    for (const k of [...this.highWater.keys()]) if (!uids.has(k.slice(0, k.indexOf('\u0000')))) this.highWater.delete(k);
+    return uids;
+  }
+
+  /** Sets the series of one table metric from the snapshot. */
+  fill(metric: Gauge<string>, def: TableMetric<V>): void {
+    metric.reset();
+    for (const { uid, view } of this.views) {
+      for (const sample of def.samples(view)) {
+        if (sample.value === undefined || !Number.isFinite(sample.value)) continue;
+        const labels = { namespace: view.namespace, name: view.name, ...sample.labels };
+        let value = sample.value;
+        if (def.type === 'counter') {
+          // Never below what this process already exposed for the series.
+          const key = [uid, def.name, ...def.labelNames.map((l) => sample.labels?.[l] ?? '')].join('\u0000');
+          value = Math.max(this.highWater.get(key) ?? 0, value);
+          this.highWater.set(key, value);
+        }
+        metric.set(labels, value);
+      }
+    }
+  }
 }
 
 export class OperatorMetrics {
@@ -274,10 +426,10 @@ export class OperatorMetrics {
   readonly progressEvents: Counter<'code'>;
   private readonly phaseDuration: Histogram<'phase'>;
   private readonly source: MetricsSource;
-  /** The searches of the current scrape. */
-  private views: { uid: string; view: SearchView }[] = [];
-  /** Highest value exposed per counter series (keyed with the object's uid). */
-  private readonly highWater = new Map<string, number>();
+  /** The searches of the current scrape and their counters' high-water marks. */
+  private readonly searchTable = new TableState<SearchView>();
+  /** The sets of the current scrape and their counters' high-water marks. */
+  private readonly setTable = new TableState<SetView>();
   /** Completed phases already observed in the duration histogram (uid/stage). */
   private readonly observedPhases = new Set<string>();
 
@@ -326,27 +478,33 @@ export class OperatorMetrics {
       registers: [r],
     });
 
-    // The first table metric's collect() runs first on every scrape and takes one snapshot
-    // of the cache that every table metric then reads.
-    SEARCH_METRICS.forEach((def, i) => {
-      const config: GaugeConfiguration<string> = {
-        name: def.name,
-        help: def.help,
-        labelNames: ['namespace', 'name', ...def.labelNames],
-        registers: [r],
-        collect: () => {
-          if (i === 0) this.snapshot();
-          this.fill(metric, def);
-        },
-      };
-      const metric = def.type === 'counter' ? new SetCounter(config) : new Gauge(config);
-    });
+    // The first metric of each table runs its collect() first on every scrape and takes one
+    // snapshot of the cache that every metric of the table then reads.
+    const register = <V extends { namespace: string; name: string }>(defs: readonly TableMetric<V>[], table: TableState<V>, snapshot: () => void) =>
+      defs.forEach((def, i) => {
+        const config: GaugeConfiguration<string> = {
+          name: def.name,
+          help: def.help,
+          labelNames: ['namespace', 'name', ...def.labelNames],
+          registers: [r],
+          collect: () => {
+            if (i === 0) snapshot();
+            table.fill(metric, def);
+          },
+        };
+        const metric = def.type === 'counter' ? new SetCounter(config) : new Gauge(config);
+      });
+    register(SEARCH_METRICS, this.searchTable, () => this.snapshot());
     this.phaseDuration = new Histogram({
       name: 'iacsearch_phase_duration_seconds',
       help: 'Wall time of completed phases, first attempt created to success, by trainer phase.',
       labelNames: ['phase'],
       buckets: DURATION_BUCKETS,
       registers: [r],
+    });
+    register(SET_METRICS, this.setTable, () => {
+      if (this.source.exportsSearchMetrics()) this.setTable.take(this.source.sets?.() ?? [], setViewOf);
+      else this.setTable.views = [];
     });
   }
 
@@ -361,12 +519,11 @@ export class OperatorMetrics {
   /** Reads the cached searches once per scrape; observes the phases completed since the last one. */
   private snapshot(): void {
     if (!this.source.exportsSearchMetrics()) {
-      this.views = [];
+      this.searchTable.views = [];
       return;
     }
-    this.views = this.source.searches().map((s) => ({ uid: s.metadata.uid ?? `${s.metadata.namespace ?? ''}/${s.metadata.name}`, view: viewOf(s) }));
-    const uids = new Set(this.views.map((v) => v.uid));
-    for (const { uid, view } of this.views) {
+    const uids = this.searchTable.take(this.source.searches(), viewOf);
+    for (const { uid, view } of this.searchTable.views) {
       for (const stage of STAGES) {
         const r = view.status.phases?.[stage];
         const start = Date.parse(r?.startTime ?? '');
@@ -378,27 +535,7 @@ export class OperatorMetrics {
         }
       }
     }
-    // Forget the high-water marks and observed phases of deleted searches.
-    for (const k of [...this.highWater.keys()]) if (!uids.has(k.slice(0, k.indexOf('\u0000')))) this.highWater.delete(k);
+    // Forget the observed phases of deleted searches.
     for (const k of [...this.observedPhases]) if (!uids.has(k.slice(0, k.lastIndexOf('/')))) this.observedPhases.delete(k);
-  }
-
-  /** Sets the series of one table metric from the snapshot. */
-  private fill(metric: Gauge<string>, def: SearchMetric): void {
-    metric.reset();
-    for (const { uid, view } of this.views) {
-      for (const sample of def.samples(view)) {
-        if (sample.value === undefined || !Number.isFinite(sample.value)) continue;
-        const labels = { namespace: view.namespace, name: view.name, ...sample.labels };
-        let value = sample.value;
-        if (def.type === 'counter') {
-          // Never below what this process already exposed for the series.
-          const key = [uid, def.name, ...def.labelNames.map((l) => sample.labels?.[l] ?? '')].join('\u0000');
-          value = Math.max(this.highWater.get(key) ?? 0, value);
-          this.highWater.set(key, value);
-        }
-        metric.set(labels, value);
-      }
-    }
   }
 }
