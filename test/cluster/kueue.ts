@@ -281,7 +281,10 @@ export async function createGPUQueue(cluster: Cluster, o: GPUQueueOptions): Prom
     metadata: { name: o.clusterQueue },
     spec: {
       namespaceSelector: {},
-      queueingStrategy: 'StrictFIFO',
+      // BestEffortFIFO (Kueue's default) parks a Workload that does not fit until quota is
+      // freed; with StrictFIFO the manager retried its blocked head about 40 times a second.
+      // For Workloads of one size both admit in creation order.
+      queueingStrategy: 'BestEffortFIFO',
       resourceGroups: [
         {
           coveredResources: ['cpu', 'memory', 'nvidia.com/gpu'],

@@ -4,9 +4,9 @@
 // each is charged its containers' run time only. A search without queueName in the same
 // namespace runs at once, whatever the queue holds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../cluster/control-plane.ts';
+import { sleep, waitFor } from '../cluster/control-plane.ts';
 import type { KubeJSON } from '../cluster/kube-client.ts';
-import { ADMISSION_GATE, createGPUQueue, kueueAvailability, QUEUE_LABEL, startKueue } from '../cluster/kueue.ts';
+import { ADMISSION_GATE, createGPUQueue, KUEUE_API, kueueAvailability, QUEUE_LABEL, startKueue } from '../cluster/kueue.ts';
 import { clusterAvailability } from '../cluster/suite.ts';
 import { condition, createNamespace, iacsPath, podGPUSeconds, searchPods, startE2E, startOperator, tinySearch, waitForSearch, type E2EEnv } from './env.ts';
 
@@ -58,10 +58,12 @@ describe.skipIf(cluster.skip || kueue.skip)('GPU quota through Kueue', () => {
 
   it('runs 1-GPU searches two at a time in creation order, shows the waiting ones Queued, and charges only run time', async () => {
     const c = env.cluster.client;
-    // One at a time, each once its first pod exists: Kueue orders Workloads by creation.
+    // One at a time, each once its first pod exists and a second later: Kueue orders
+    // Workloads by their creation timestamps, which have whole seconds.
     for (const n of names) {
       await c.create(iacsPath(ns), tinySearch(n, ns, { searchEpochs: 40, spec: { queueName: queue } }));
       await waitFor(`${n}'s search pod`, async () => (await searchPods(env.cluster, ns, n)).length > 0, 60_000);
+      await sleep(1100);
     }
 
     // Two search pods admitted and running; the other two held by Kueue, their searches Queued.
@@ -115,11 +117,19 @@ describe.skipIf(cluster.skip || kueue.skip)('GPU quota through Kueue', () => {
     // Never more than the quota's 2 GPUs at once among the queued searches, and the quota was used.
     expect(peakConcurrentGPUs(names.flatMap((n) => pods.get(n)!))).toBe(2);
 
-    // Admitted in creation order: c's search starts once a or b freed a GPU, d's after c's.
+    // Admitted in creation order: c's search once a or b freed a GPU, d's after c's (Kueue
+    // writes the Admitted condition on each pod's Workload).
+    const workloads: KubeJSON[] = (await c.get(`${KUEUE_API}/namespaces/${ns}/workloads`)).items;
+    const admitted = (pod: string) => {
+      const wl = workloads.find((w) => w.metadata.ownerReferences?.some((o: KubeJSON) => o.kind === 'Pod' && o.name === pod));
+      const at = (wl?.status?.conditions ?? []).find((x: KubeJSON) => x.type === 'Admitted')?.lastTransitionTime;
+      expect(at, `the Workload of ${pod} was admitted`).toBeDefined();
+      return Date.parse(at);
+    };
+    expect(admitted('kq-c-search-1')).toBeGreaterThanOrEqual(Math.max(admitted('kq-a-search-1'), admitted('kq-b-search-1')));
+    expect(admitted('kq-d-search-1')).toBeGreaterThanOrEqual(admitted('kq-c-search-1'));
     const searchStart = (n: string) =>
       Date.parse(pods.get(n)!.find((p) => p.metadata.name === `${n}-search-1`).status.containerStatuses[0].state.terminated.startedAt);
-    expect(searchStart('kq-c')).toBeGreaterThanOrEqual(Math.min(searchStart('kq-a'), searchStart('kq-b')));
-    expect(searchStart('kq-d')).toBeGreaterThanOrEqual(searchStart('kq-c'));
     // The search without queueName did not wait for the queue: it started while kq-d was still held.
     expect(freeStart).toBeLessThan(searchStart('kq-d'));
 
@@ -136,4 +146,41 @@ describe.skipIf(cluster.skip || kueue.skip)('GPU quota through Kueue', () => {
       expect(s.status.cost.gpuSeconds).toBeLessThan(wall - waited + 1);
     }
   }, 1_500_000);
+
+  it('takes a pod Kueue stops (its Workload deleted) as a disruption: the search resumes from its checkpoint and succeeds', async () => {
+    const c = env.cluster.client;
+    const n = 'kq-evicted';
+    await c.create(iacsPath(ns), tinySearch(n, ns, { searchEpochs: 600, spec: { queueName: queue } }));
+    const pod = await waitFor(
+      `${n}'s search pod running`,
+      async () => {
+        const p = (await searchPods(env.cluster, ns, n)).find((x) => x.metadata.name === `${n}-search-1`);
+        return p?.status?.phase === 'Running' ? p : undefined;
+      },
+      120_000,
+      500,
+    );
+    // Past the operator's grace for a pod missing from its cache, so that a pod gone before
+    // the operator saw it fail is recorded as vanished, not created again under its name.
+    await sleep(Math.max(0, Date.parse(pod.metadata.creationTimestamp) + 32_000 - Date.now()));
+    const now = (await searchPods(env.cluster, ns, n)).find((x) => x.metadata.name === `${n}-search-1`);
+    expect(now?.status?.phase, 'the search phase still runs when its Workload is deleted').toBe('Running');
+    const workloads = await c.get(`${KUEUE_API}/namespaces/${ns}/workloads?labelSelector=${encodeURIComponent(`kueue.x-k8s.io/job-uid=${pod.metadata.uid}`)}`);
+    expect(workloads.items).toHaveLength(1);
+    await c.delete(`${KUEUE_API}/namespaces/${ns}/workloads/${workloads.items[0].metadata.name}`);
+
+    const done = await waitForSearch(env.cluster, ns, n, 'finished', (s) => ['Succeeded', 'Failed'].includes(s.status?.phase), 600_000);
+    expect(done.status.phase, JSON.stringify(done.status.phases?.search)).toBe('Succeeded');
+    const search = done.status.phases.search;
+    expect(search.failures).toBe(0);
+    expect(search.preemptions).toBeGreaterThanOrEqual(1);
+    const first = search.history.find((h: KubeJSON) => h.pod === `${n}-search-1`);
+    expect(first.outcome).toBe('Disrupted');
+    expect(['WorkloadDeleted', 'PodVanished']).toContain(first.reason);
+    expect(search.history.at(-1)).toMatchObject({ outcome: 'Succeeded' });
+    // The stopped attempt's container time is charged (a vanished pod's could not be read);
+    // the pods still there are charged their own run time.
+    if (first.reason === 'WorkloadDeleted') expect(first.gpuSeconds).toBeGreaterThan(20);
+    expect(done.status.cost.gpuSeconds).toBeCloseTo(podGPUSeconds(await searchPods(env.cluster, ns, n)) + first.gpuSeconds, 0);
+  }, 900_000);
 });
