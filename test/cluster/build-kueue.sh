@@ -50,7 +50,7 @@ src=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' "$work/dl.json" | se
 if [ -x "$BIN" ]; then
   echo "build-kueue.sh: $BIN present, not rebuilt"
 else
-  echo "build-kueue.sh: building ${MODULE}/cmd/kueue ${KUEUE_VERSION} (cold: ~4-9 min on 2 busy cores)"
+  echo "build-kueue.sh: building ${MODULE}/cmd/kueue ${KUEUE_VERSION} (cold: about 6 min on 2 busy cores)"
   ld="-s -w -X ${MODULE}/pkg/version.GitVersion=${KUEUE_VERSION} -X ${MODULE}/pkg/version.BuildDate=1970-01-01T00:00:00Z"
   tv=()
   [ -x /usr/bin/time ] && tv=(/usr/bin/time -v -o "$work/time.txt")

@@ -69,7 +69,7 @@ export function kueueAvailability(): KueueAvailability {
     accessSync(path.join(kueueDir(), 'bin', 'kueue'), constants.X_OK);
     accessSync(path.join(kueueDir(), 'webhook', 'manifests.yaml'), constants.R_OK);
   } catch {
-    reason = `Kueue ${KUEUE_VERSION} is not built in ${kueueDir()}; build it once with test/cluster/build-kueue.sh (needs Go; 4-10 min cold on 2 cores)`;
+    reason = `Kueue ${KUEUE_VERSION} is not built in ${kueueDir()}; build it once with test/cluster/build-kueue.sh (needs Go; about 6 min cold on 2 cores)`;
   }
   if (!reason && process.getuid?.() !== 0) {
     reason = "Kueue's manager runs in a private mount namespace (unshare --mount) for its fixed metrics-certificate path, which needs root";
