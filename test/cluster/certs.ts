@@ -135,3 +135,24 @@ export function adminKubeconfig(server: string, certs: ClusterCerts): string {
     '',
   ].join('\n');
 }
+
+/**
+ * A serving certificate for 127.0.0.1 signed by the cluster's CA, for a webhook server the
+ * API server calls on loopback (Kueue's): written as `<name>.crt` and `<name>.key` next to the CA.
+ */
+export function makeLoopbackServingCert(certs: ClusterCerts, name: string): { cert: string; key: string } {
+  const dir = path.dirname(certs.caCert);
+  signed(
+    dir,
+    name,
+    `/CN=${name}`,
+    [
+      'basicConstraints=CA:FALSE',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage=serverAuth',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '',
+    ].join('\n'),
+  );
+  return { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) };
+}

@@ -12,7 +12,7 @@ export const CRD_FILE = `crds/${GROUP}_${PLURAL}.yaml`;
 function immutabilityRules(): Array<{ rule: string; message: string }> {
   return IMMUTABLE_SPEC_FIELDS.map((f) => ({
     rule: `has(self.${f}) == has(oldSelf.${f}) && (!has(self.${f}) || self.${f} == oldSelf.${f})`,
-    message: `spec.${f} is immutable: it defines the search (and where its checkpoints are). Create a new IACSearch to change it; suspend, budget, backoffLimit, cost and the deadlines stay editable.`,
+    message: `spec.${f} is immutable: it defines the search (and where its checkpoints are). Create a new IACSearch to change it; suspend, budget, backoffLimit, cost, the deadlines and queueName stay editable.`,
   }));
 }
 

@@ -252,6 +252,15 @@ export const IACSearchSpec = z
     artifacts: Artifacts.prefault({}),
     cost: Cost.prefault({}),
     budget: Budget.prefault({}),
+    queueName: z
+      .string()
+      .min(1)
+      .max(63)
+      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be the name of a Kueue LocalQueue (a lowercase DNS name of at most 63 characters)')
+      .optional()
+      .describe(
+        "Kueue LocalQueue in the search's namespace that admits its phase pods: each pod gets the label kueue.x-k8s.io/queue-name=<queueName> and waits, gated, until Kueue admits it (status Reconciling=True, reason Queued; queued time is not GPU time). Unset: the pods are not given to Kueue. Editable: a change applies to the pods created after it, never to one already created (docs/kueue.md).",
+      ),
     suspend: z.boolean().default(false).describe('Stop the running phase (its pod is deleted) and resume it from its checkpoint when set back to false.'),
     backoffLimit: z
       .int()
@@ -271,7 +280,7 @@ export const IACSearchSpec = z
   })
   .superRefine(claimModeConflicts)
   .describe(
-    "The search definition and how to run it. seed, dataset, backbone, search, retrain, evaluate, resources, image and artifacts cannot change after creation (as a Job's template); suspend, budget, backoffLimit, cost and the deadlines can.",
+    "The search definition and how to run it. seed, dataset, backbone, search, retrain, evaluate, resources, image and artifacts cannot change after creation (as a Job's template); suspend, budget, backoffLimit, cost, the deadlines and queueName can.",
   );
 
 export type IACSearchSpec = z.infer<typeof IACSearchSpec>;

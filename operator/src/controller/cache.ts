@@ -39,7 +39,7 @@ function pick(from: Json | undefined, keys: readonly string[]): Json | undefined
 
 /**
  * A pod as observePod (reconcile/observe.ts) reads it: labels and lifecycle, each
- * container's name and resources, and the status' phase, reason, conditions and
+ * container's name and resources, its scheduling gates, and the status' phase, reason, conditions and
  * container states (with the termination message, the phase's result).
  */
 export function slimPod(pod: KubeObject): KubeObject {
@@ -48,7 +48,9 @@ export function slimPod(pod: KubeObject): KubeObject {
   const slim: KubeObject = { apiVersion: pod.apiVersion, kind: pod.kind, metadata: childMetadata(pod.metadata) };
   if (spec) {
     const containers = (spec.containers as Json[] | undefined)?.map((c) => pick(c, ['name', 'resources']));
-    slim.spec = { ...pick(spec, ['nodeName']), ...(containers ? { containers } : {}) };
+    // Scheduling gates: Kueue holds a pod back with one (reconcile/kueue.ts).
+    const schedulingGates = (spec.schedulingGates as Json[] | undefined)?.map((g) => pick(g, ['name']));
+    slim.spec = { ...pick(spec, ['nodeName']), ...(containers ? { containers } : {}), ...(schedulingGates?.length ? { schedulingGates } : {}) };
   }
   if (status) {
     const conditions = (status.conditions as Json[] | undefined)?.map((c) => pick(c, ['type', 'status', 'reason', 'message']));

@@ -12,6 +12,7 @@ import {
   progressSecretName,
 } from '../../../contract/src/index.ts';
 import { API_VERSION, KIND, trainerConfigInput, type IACSearch, type Stage } from '../api/index.ts';
+import { KUEUE_QUEUE_LABEL } from './kueue.ts';
 import type { KubeObject, OperatorSettings, OwnerReference } from './types.ts';
 
 export const GPU_RESOURCE = 'nvidia.com/gpu';
@@ -193,10 +194,13 @@ export function buildPod(search: IACSearch, stage: Stage, attempt: number, setti
   if (spec.resources.tolerations) podSpec.tolerations = spec.resources.tolerations;
   if (spec.resources.priorityClassName) podSpec.priorityClassName = spec.resources.priorityClassName;
 
+  // spec.queueName hands the pod to Kueue: it is created gated and runs once its Workload is admitted.
+  const labels: Record<string, string> = { [LABEL_PHASE]: stage, [LABEL_ATTEMPT]: String(attempt) };
+  if (spec.queueName) labels[KUEUE_QUEUE_LABEL] = spec.queueName;
   return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: childMeta(search, podName(metadata.name, stage, attempt), { [LABEL_PHASE]: stage, [LABEL_ATTEMPT]: String(attempt) }),
+    metadata: childMeta(search, podName(metadata.name, stage, attempt), labels),
     spec: podSpec,
   };
 }

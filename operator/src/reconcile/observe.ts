@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { PhaseResult } from '../../../contract/src/index.ts';
 import { LABEL_ATTEMPT, LABEL_PHASE, MAX_CLASS_NAME, MAX_EXTERNAL_DATASETS, MAX_EXTERNAL_NAME, STAGES, type ExternalResult, type Stage } from '../api/index.ts';
 import { GPU_RESOURCE, TRAINER_CONTAINER } from './children.ts';
+import { KUEUE_TERMINATION_TARGET, kueueQueueHolding } from './kueue.ts';
 import type { KubeObject } from './types.ts';
 
 export type PodState = 'Waiting' | 'Running' | 'Succeeded' | 'Failed' | 'Disrupted';
@@ -20,8 +21,10 @@ export interface ObservedAttempt {
   startedAt?: Date;
   finishedAt?: Date;
   exitCode?: number;
-  /** Why the pod waits, failed or was disrupted. */
+  /** Why the pod waits, failed or was disrupted (`Queued`: Kueue holds it back). */
   reason?: string;
+  /** The LocalQueue whose admission the pod waits for (it carries Kueue's admission gate). */
+  queue?: string;
   message?: string;
   result?: ObservedResult;
 }
@@ -63,7 +66,10 @@ interface ContainerStatus {
   state?: ContainerState;
 }
 interface PodShape {
-  spec?: { containers?: Array<{ name?: string; resources?: { limits?: Record<string, string>; requests?: Record<string, string> } }> };
+  spec?: {
+    containers?: Array<{ name?: string; resources?: { limits?: Record<string, string>; requests?: Record<string, string> } }>;
+    schedulingGates?: Array<{ name?: string }>;
+  };
   status?: { phase?: string; reason?: string; message?: string; conditions?: PodCondition[]; containerStatuses?: ContainerStatus[] };
 }
 
@@ -154,7 +160,9 @@ export function observePod(pod: KubeObject): ObservedAttempt | undefined {
     result: parseResult(terminated?.message),
   };
   const conditions = status?.conditions ?? [];
-  const disruption = conditions.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
+  // Kueue writes TerminationTarget before it deletes a pod whose Workload was evicted,
+  // preempted or deleted: taken away like a preempted pod, not failed.
+  const disruption = conditions.find((c) => (c.type === 'DisruptionTarget' || c.type === KUEUE_TERMINATION_TARGET) && c.status === 'True');
   const phase = status?.phase;
 
   if (phase === 'Succeeded') {
@@ -175,10 +183,18 @@ export function observePod(pod: KubeObject): ObservedAttempt | undefined {
   } else if (cs?.state?.running || (terminated && phase === 'Running')) {
     out.state = 'Running';
   } else {
-    // Pending (or Unknown): not scheduled yet, pulling the image, or creating the container.
-    const unscheduled = conditions.find((c) => c.type === 'PodScheduled' && c.status === 'False');
+    // Pending (or Unknown): held by Kueue, not scheduled yet, pulling the image, or creating
+    // the container. Kueue's gate is read from the spec: the PodScheduled=False condition
+    // (reason SchedulingGated) written at creation stays after Kueue removes the gate.
+    const queue = kueueQueueHolding(pod);
+    const gated = (spec?.schedulingGates ?? []).length > 0;
+    const unscheduled = conditions.find((c) => c.type === 'PodScheduled' && c.status === 'False' && (gated || c.reason !== 'SchedulingGated'));
     const waiting = cs?.state?.waiting;
-    if (unscheduled) {
+    if (queue !== undefined) {
+      out.queue = queue;
+      out.reason = 'Queued';
+      out.message = `queued in Kueue LocalQueue ${queue || '(unnamed)'} until its Workload is admitted`;
+    } else if (unscheduled) {
       out.reason = unscheduled.reason ?? 'Unschedulable';
       out.message = unscheduled.message ?? 'no node fits the pod yet';
     } else if (waiting?.reason) {

@@ -99,7 +99,12 @@ export function run(d: Draft, stage: Stage) {
     r.pod = active.name;
     r.attempts = Math.max(r.attempts, active.attempt);
     r.startTime ??= iso(d.now);
-    if (active.state === 'Waiting' && active.reason) {
+    if (active.state === 'Waiting' && active.queue !== undefined) {
+      // Kueue holds the pod until its Workload fits the ClusterQueue's quota; why it waits
+      // is on the Workload (kubectl describe workload), not on the pod.
+      r.message = `${stage} attempt ${active.attempt} queued by Kueue in LocalQueue ${active.queue || '(unnamed)'} until its Workload is admitted (pod ${active.name}; queued time is not GPU time)`;
+      setReadiness(d, 'working', 'Queued', r.message);
+    } else if (active.state === 'Waiting' && active.reason) {
       const waiting = active.reason === 'Unschedulable' ? 'waiting for a node (waiting time is not GPU time)' : `waiting (${active.reason})`;
       r.message = `${stage} attempt ${active.attempt} ${waiting}: ${active.message ?? ''}`.trim();
       setReadiness(d, 'working', active.reason === 'Unschedulable' ? 'WaitingForResources' : active.reason, r.message);
