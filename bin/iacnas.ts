@@ -6,6 +6,7 @@ const usage = `usage: iacnas <command> [options]
 
 commands:
   run <IACSearch.yaml> [--out runs/]   run a whole search (search, prune, retrain, evaluate) on this machine
+  run <IACSearchSet.yaml> [--parallel n]  run a fleet's children on this machine, with a table of them
   trainer <phase> ...                  one trainer phase: search | prune | derive | retrain | evaluate
   predict <run> <scans...> [--out d]   segment new scans (NIfTI) with a finished run, on each scan's own grid
   evaluate <run> --data <dir> --out d  evaluate a finished run on another labelled dataset (all of its cases)

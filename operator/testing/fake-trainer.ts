@@ -3,7 +3,9 @@
 // checkpointed to <workdir>/<phase>.epoch, so a stopped phase resumes.
 // FAKE_TRAINER_EPOCHS (default 3), FAKE_TRAINER_EPOCH_MS (default 10),
 // FAKE_TRAINER_FAIL=<phase> exits 2 (bad input) in that phase. The evaluate phase reports a
-// baseline with evaluate.baseline and figures for each dataset of evaluate.external.
+// baseline with evaluate.baseline and figures for each dataset of evaluate.external; with
+// FAKE_TRAINER_DICE_BY_SEED=1 its test Dice is 0.7 + seed/100 (children of a fleet differ).
+// Each phase writes the thread count it was given (TF_NUM_INTRAOP_THREADS) to <workdir>/threads.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { workdirLayout } from '../../contract/src/index.ts';
@@ -18,6 +20,7 @@ const workdir = flag('--workdir')!;
 const resultFile = flag('--result-file') ?? process.env.IACNAS_RESULT_FILE;
 const config = JSON.parse(flag('--config-json') ?? '{}') as {
   name?: string;
+  seed?: number;
   dataset?: { path?: string };
   evaluate?: { baseline?: boolean; external?: Array<{ name: string; path: string }> };
 };
@@ -34,6 +37,7 @@ if (command !== 'trainer' || !workdir) {
   process.stderr.write(`fake trainer: bad command line ${argv.join(' ')}\n`);
   process.exit(2);
 }
+writeFileSync(join(workdir, 'threads'), process.env.TF_NUM_INTRAOP_THREADS ?? '-');
 writeFileSync(join(workdir, 'invocations.log'), `${phase} ${config.name} ${config.dataset?.path ?? '-'}\n`, { flag: 'a' });
 if (process.env.FAKE_TRAINER_FAIL === phase) {
   process.stderr.write(`${phase}: dataset.path: no dataset.json here\n`);
@@ -106,8 +110,9 @@ switch (phase) {
       return { name: e.name, cases: 4, meanDice: 0.6 + i / 100, dicePerClass: { '1': 0.6, '2': 0.6 + i / 50 }, hd95: 4 };
     });
     const baseline = config.evaluate?.baseline ? { baselineMeanDice: 0.7, diceGain: 0.05 } : {};
-    writeFileSync(workdirLayout(workdir).results, JSON.stringify({ meanDice: 0.75 }));
-    result({ ok: true, meanDice: 0.75, dicePerClass: { '1': 0.7, '2': 0.8 }, hd95: 3.2, ...baseline, ...(external.length > 0 && { external }) });
+    const meanDice = process.env.FAKE_TRAINER_DICE_BY_SEED === '1' ? 0.7 + (config.seed ?? 0) / 100 : 0.75;
+    writeFileSync(workdirLayout(workdir).results, JSON.stringify({ meanDice }));
+    result({ ok: true, meanDice, dicePerClass: { '1': 0.7, '2': 0.8 }, hd95: 3.2, ...baseline, ...(external.length > 0 && { external }) });
     break;
   }
 }

@@ -18,7 +18,7 @@ describe('deploy/examples', () => {
 
   const kindOf = (file: string) => (parse(readFileSync(join(examples, file), 'utf8')) as { kind?: string }).kind;
   // Sets are checked as the operator checks them: the set's schema, then every child the
-  // matrix makes, each as an IACSearch. (`iacnas run` runs searches only.)
+  // matrix makes, each as an IACSearch (`iacnas run` runs them: fleet.test.ts).
   const sets = files.filter((f) => kindOf(f) === 'IACSearchSet');
 
   it('has a fleet example', () => {

@@ -137,6 +137,14 @@ describe('iacnas run input', () => {
     expect(r.stderr).toMatch(/spec\.search\.warmupEpoch: unknown key; did you mean warmupEpochs\?/);
   });
 
+  it('refuses --parallel for a single search', async () => {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const code = await runSearch({ file: searchFile(), out: join(dir, 'runs'), parallel: 2 }, { stdout, stderr, trainerCommand: fakeTrainer });
+    expect(code).toBe(2);
+    expect(stderr.text).toMatch(/--parallel is for an IACSearchSet; .* holds an IACSearch/);
+  });
+
   it('refuses to reuse a run directory for a changed search definition', async () => {
     expect((await run(searchFile())).code).toBe(0);
     const r = await run(searchFile({ search: { maxEpochs: 11, warmupEpochs: 2 } }));
@@ -199,7 +207,7 @@ describe('iacnas run input', () => {
     expect(parseRunArgs(['x.yaml', '--out', 'o', '--data=d'], io)).toEqual({ file: 'x.yaml', out: 'o', data: 'd' });
     expect(parseRunArgs(['x.yaml'], io)).toEqual({ file: 'x.yaml', out: 'runs', data: undefined });
     expect(parseRunArgs(['--help'], io)).toBe(0);
-    expect(stdout).toMatch(/^usage: iacnas run <IACSearch.yaml>/);
+    expect(stdout).toMatch(/^usage: iacnas run <IACSearch.yaml \| IACSearchSet.yaml>/);
     expect(parseRunArgs([], io)).toBe(2);
     expect(stderr).toMatch(/^iacnas run: the IACSearch YAML file is missing\n\nusage: iacnas run/);
     stderr = '';
@@ -208,5 +216,9 @@ describe('iacnas run input', () => {
     stderr = '';
     expect(parseRunArgs(['a.yaml', '--out'], io)).toBe(2);
     expect(stderr).toMatch(/--out/);
+    expect(parseRunArgs(['s.yaml', '--parallel', '2'], io)).toEqual({ file: 's.yaml', out: 'runs', parallel: 2 });
+    stderr = '';
+    expect(parseRunArgs(['s.yaml', '--parallel', '0'], io)).toBe(2);
+    expect(stderr).toMatch(/^iacnas run: --parallel takes a whole number of children, at least 1 \(got '0'\)/);
   });
 });
