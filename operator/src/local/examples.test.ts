@@ -21,8 +21,8 @@ describe('deploy/examples', () => {
   // matrix makes, each as an IACSearch (`iacnas run` runs them: fleet.test.ts).
   const sets = files.filter((f) => kindOf(f) === 'IACSearchSet');
 
-  it('has a fleet example', () => {
-    expect(sets).toContain('fleet-phantom-seeds.yaml');
+  it('has the fleet examples: the phantom with three seeds, and the phantom beside the hippocampus', () => {
+    expect(sets).toEqual(expect.arrayContaining(['fleet-phantom-seeds.yaml', 'fleet-phantom-hippocampus.yaml']));
   });
 
   it.each(files.filter((f) => !sets.includes(f)))('%s is a valid IACSearch', (file) => {
