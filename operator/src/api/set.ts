@@ -3,7 +3,7 @@
 // generated from these schemas, as IACSearch's is from spec.ts and status.ts.
 import { z } from 'zod';
 import { Condition } from './status.ts';
-import { Budget, IACSearchDataset, IACSearchSpec } from './spec.ts';
+import { Budget, IACSearchDataset, IACSearchSpec, QueueName } from './spec.ts';
 import { SearchConfig } from '../../../trainer/src/config/index.ts';
 
 export const SET_KIND = 'IACSearchSet';
@@ -97,6 +97,9 @@ export const IACSearchSetSpec = z
     budget: Budget.describe(
       'Limits on what all children together may spend (the sum of their status.cost). Suspend: running children are suspended until the budget is raised; Fail: the set fails and suspends its children.',
     ).prefault({}),
+    queueName: QueueName.optional().describe(
+      "Kueue LocalQueue of every child (the children's spec.queueName): their pods wait, gated, until Kueue admits them within the queue's quota. Give it here or in template.queueName, not both. Like the template, it applies to children created after it is set.",
+    ),
     removedChildren: z
       .enum(['Delete', 'Orphan'])
       .default('Delete')

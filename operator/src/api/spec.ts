@@ -233,6 +233,13 @@ export const Budget = z
   })
   .describe('Limits on what the search may spend. Editable at any time.');
 
+/** A Kueue LocalQueue's name (the value of the kueue.x-k8s.io/queue-name label). */
+export const QueueName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be the name of a Kueue LocalQueue (a lowercase DNS name of at most 63 characters)');
+
 export const IACSearchSpec = z
   .object({
     seed: z.int().min(0).max(2147483647).default(0).describe('Seed of weight initialisation, batch order and augmentation.'),
@@ -252,15 +259,9 @@ export const IACSearchSpec = z
     artifacts: Artifacts.prefault({}),
     cost: Cost.prefault({}),
     budget: Budget.prefault({}),
-    queueName: z
-      .string()
-      .min(1)
-      .max(63)
-      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be the name of a Kueue LocalQueue (a lowercase DNS name of at most 63 characters)')
-      .optional()
-      .describe(
-        "Kueue LocalQueue in the search's namespace that admits its phase pods: each pod gets the label kueue.x-k8s.io/queue-name=<queueName> and waits, gated, until Kueue admits it (status Reconciling=True, reason Queued; queued time is not GPU time). Unset: the pods are not given to Kueue. Editable: a change applies to the pods created after it, never to one already created (docs/kueue.md).",
-      ),
+    queueName: QueueName.optional().describe(
+      "Kueue LocalQueue in the search's namespace that admits its phase pods: each pod gets the label kueue.x-k8s.io/queue-name=<queueName> and waits, gated, until Kueue admits it (status Reconciling=True, reason Queued; queued time is not GPU time). Unset: the pods are not given to Kueue. Editable: a change applies to the pods created after it, never to one already created (docs/kueue.md).",
+    ),
     suspend: z.boolean().default(false).describe('Stop the running phase (its pod is deleted) and resume it from its checkpoint when set back to false.'),
     backoffLimit: z
       .int()

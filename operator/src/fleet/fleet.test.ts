@@ -218,6 +218,19 @@ describe('reconcileSet', () => {
     expect(of(orphan, 'event').map((e) => e.reason)).toEqual(['ChildrenOrphaned']);
   });
 
+  it("puts the set's queueName on every child, and refuses a queue named both there and in the template", () => {
+    const r = reconcileSet({ set: makeSet({ matrix: { seeds: [1, 2] }, queueName: 'team-gpus' }), children: [], now });
+    expect(created(r).map((c) => (c.spec as { queueName?: string }).queueName)).toEqual(['team-gpus', 'team-gpus']);
+    const plain = reconcileSet({ set: makeSet({ matrix: { seeds: [1] } }), children: [], now });
+    expect((created(plain)[0].spec as { queueName?: string }).queueName).toBeUndefined();
+
+    const both = reconcileSet({ set: makeSet({ template: { ...template, queueName: 'a' }, queueName: 'b', matrix: { seeds: [1] } }), children: [], now });
+    expect(created(both)).toEqual([]);
+    const stalled = (both.status.conditions as Array<{ type: string; status: string; message: string }>).find((x) => x.type === 'Stalled');
+    expect(stalled?.status).toBe('True');
+    expect(stalled?.message).toContain('spec.queueName: b, and spec.template.queueName: a');
+  });
+
   it('an invalid spec stalls the set with the field named, and creates nothing', () => {
     const bad = reconcileSet({
       set: makeSet({ template: { ...template, search: { maxEpochs: 3, warmupEpochs: 5 } }, matrix: { seeds: [1] } }),

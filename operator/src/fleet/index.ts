@@ -146,6 +146,10 @@ export function invalidSetSpec(set: KubeObject): string | undefined {
   const parsed = IACSearchSet.safeParse(set);
   if (!parsed.success) return formatIssues(parsed.error).split('\n').map(bracketIndexes).join('\n');
   const spec = set.spec as Json;
+  const templateQueue = (spec.template as Json | undefined)?.queueName;
+  if (spec.queueName !== undefined && templateQueue !== undefined) {
+    return `spec.queueName: ${spec.queueName}, and spec.template.queueName: ${templateQueue}; give the children's queue once (spec.queueName, or the template's)`;
+  }
   const n = combinationCount(spec.matrix as Json | undefined);
   if (n > MAX_CHILDREN) {
     return `spec.matrix: ${n} combinations, over the limit of ${MAX_CHILDREN} children per set; split the fleet into several sets or shorten an axis`;
@@ -153,7 +157,12 @@ export function invalidSetSpec(set: KubeObject): string | undefined {
   const problems: string[] = [];
   for (const c of combinations(spec.matrix as Json | undefined)) {
     const name = childName(set.metadata.name, c);
-    const child = parseIACSearch({ apiVersion: API_VERSION, kind: KIND, metadata: { name }, spec: childSpec(spec.template as Json, c) });
+    const child = parseIACSearch({
+      apiVersion: API_VERSION,
+      kind: KIND,
+      metadata: { name },
+      spec: childSpec(spec.template as Json, c, spec.queueName as string | undefined),
+    });
     if (!child.ok) problems.push(...child.message.split('\n').map((line) => `child ${combinationKey(c)} (spec.template with its matrix items): ${line}`));
   }
   return problems.length ? problems.join('\n') : undefined;
@@ -190,7 +199,7 @@ export function reconcileSet(input: SetReconcileInput): SetReconcileResult {
 
   // What the matrix asks for, in matrix order.
   const desired = combinations(rawSpec.matrix as Json | undefined).map((c) => {
-    const { suspend: _suspend, ...spec } = childSpec(template, c);
+    const { suspend: _suspend, ...spec } = childSpec(template, c, rawSpec.queueName as string | undefined);
     return { name: childName(setName, c), combination: c, spec, hash: shortHash(spec) };
   });
   const desiredNames = new Set(desired.map((d) => d.name));

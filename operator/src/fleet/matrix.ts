@@ -114,9 +114,10 @@ export function childName(set: string, c: Combination): string {
   return readable.length <= MAX_NAME_LENGTH ? readable : `${set}-${shortHash(combinationLabel(c))}`;
 }
 
-/** The spec of a combination's child: the template with the combination merged onto it. */
-export function childSpec(template: Json, c: Combination): Json {
+/** The spec of a combination's child: the template with the combination merged onto it (and the set's queueName, when it has one). */
+export function childSpec(template: Json, c: Combination, queueName?: string): Json {
   let spec = structuredClone(template);
+  if (queueName !== undefined) spec.queueName = queueName;
   if (c.dataset) spec = deepMerge(spec, { dataset: c.dataset.fields });
   if (c.seed !== undefined) spec = deepMerge(spec, { seed: c.seed });
   if (c.search) spec = deepMerge(spec, { search: c.search.fields });

@@ -159,7 +159,7 @@ export async function runSearchSet(setFromFile: KubeObject, opts: RunOptions, io
   const wanted = combinations(rawSpec.matrix as Json | undefined);
   const problems: string[] = [];
   for (const c of wanted) {
-    const spec = childSpec(rawSpec.template as Json, c);
+    const spec = childSpec(rawSpec.template as Json, c, rawSpec.queueName as string | undefined);
     localiseSpec(spec, opts, `child ${combinationKey(c)}: spec`);
     const parsed = parseIACSearch({ apiVersion: API_VERSION, kind: KIND, metadata: { name: childName(setName, c) }, spec }, { unknownFields: 'refuse' });
     if (!parsed.ok) problems.push(...parsed.message.split('\n').map((l) => `child ${combinationKey(c)} (spec.template with its matrix items): ${l}`));
