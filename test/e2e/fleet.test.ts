@@ -57,7 +57,10 @@ describe.skipIf(availability.skip)('IACSearchSet', () => {
   });
 
   it('runs three seeds two at a time, tables their results, and follows a matrix edit', async () => {
-    const created = await env.cluster.client.create(setsPath(ns), fleet('seeds', { matrix: { seeds: [1, 2, 3] }, maxParallel: 2, removedChildren: 'Orphan' }));
+    const created = await env.cluster.client.create(
+      setsPath(ns),
+      fleet('seeds', { matrix: { seeds: [1, 2, 3] }, maxParallel: 2, removedChildren: 'Orphan', budget: { maxGPUHours: 1 } }),
+    );
 
     // Children: stable names, the set's label, the set as controller.
     const first = await waitFor('three children', async () => ((await children(env, 'seeds')).length === 3 ? children(env, 'seeds') : undefined), 60_000);
@@ -103,6 +106,9 @@ describe.skipIf(availability.skip)('IACSearchSet', () => {
     expect(set.status.bestChild).toEqual({ name: best.metadata.name, testDice: best.status.results.meanDice });
     const usd = finished.reduce((sum, c) => sum + c.status.cost.estimatedUSD, 0);
     expect(set.status.estimatedUSD).toBeCloseTo(usd, 3);
+    // All three ran to the end within the set's budget of one GPU-hour.
+    expect(set.status.gpuHours).toBeLessThan(1);
+    expect(condition(set, 'BudgetExceeded')?.status ?? 'False').toBe('False');
     // kubectl get iacss: the columns at a glance.
     const [header, line] = (await env.cluster.kubectl(['get', 'iacss', '-n', ns, 'seeds'])).stdout.trimEnd().split('\n');
     expect(header.split(/\s+/)).toEqual(['NAME', 'READY', 'RUNNING', 'FAILED', 'BEST-DICE', 'GPU-HOURS', 'COST', 'AGE']);
