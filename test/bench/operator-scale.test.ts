@@ -60,5 +60,5 @@ describe.skipIf(availability.skip)('operator-scale benchmark, smallest setting',
     expect(markdown({ benchmark: 'operator-scale', date: r.date, machine: r.machine, runs: [r] }, before)).toMatch(
       /Before and after, N = 3, .*20\.5 requests per search.*this one/,
     );
-  });
+  }, 600_000); // the run's own waits are bounded by events (600 s + 4 s a search), not by vitest's default 120 s
 });
