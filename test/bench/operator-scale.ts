@@ -12,12 +12,11 @@
 //   - as a cross-check, the API server's own apiserver_request_total over all clients.
 //   scripts/with-node node test/bench/operator-scale.ts [--searches 100,500,2000] [--quiet-seconds 60]
 //       [--simulate-seconds 2] [--workers N] [--node-options '<operator node flags>'] [--cpu-prof <dir>] [--no-write]
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { adminKubeconfig } from '../cluster/certs.ts';
+import { adminKubeconfig, makeClientCert } from '../cluster/certs.ts';
 import { freePort, sleep, startCluster, waitFor, type Cluster } from '../cluster/control-plane.ts';
 import type { KubeJSON, Watch } from '../cluster/kube-client.ts';
 import { spawnGroup } from '../cluster/processes.ts';
@@ -204,34 +203,9 @@ function rssMiB(pid: number): { rss: number; hwm: number } {
 /** A kubeconfig for the operator under its own identity (a system:masters certificate, CN iacnas-operator). */
 function operatorKubeconfig(cluster: Cluster): string {
   const dir = path.join(cluster.dir, 'pki');
-  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-  run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'operator.key']);
-  run(['req', '-new', '-key', 'operator.key', '-subj', `/O=system:masters/CN=${OPERATOR_USER}`, '-out', 'operator.csr']);
-  writeFileSync(path.join(dir, 'operator.ext'), 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n');
-  run([
-    'x509',
-    '-req',
-    '-in',
-    'operator.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-days',
-    '7',
-    '-sha256',
-    '-extfile',
-    'operator.ext',
-    '-out',
-    'operator.crt',
-  ]);
+  const client = makeClientCert(dir, 'operator', `/O=system:masters/CN=${OPERATOR_USER}`);
   const file = path.join(cluster.dir, 'operator.kubeconfig');
-  writeFileSync(
-    file,
-    adminKubeconfig(cluster.server, { ...cluster.certs, adminCert: path.join(dir, 'operator.crt'), adminKey: path.join(dir, 'operator.key') }),
-    { mode: 0o600 },
-  );
+  writeFileSync(file, adminKubeconfig(cluster.server, { ...cluster.certs, adminCert: client.cert, adminKey: client.key }), { mode: 0o600 });
   return file;
 }
 

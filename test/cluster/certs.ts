@@ -25,6 +25,12 @@ function keyPair(dir: string, name: string): void {
   openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`], dir);
 }
 
+/** A client certificate `<name>.crt` / `<name>.key` in `dir`, signed by the CA there (ca.crt, ca.key). */
+export function makeClientCert(dir: string, name: string, subject: string): { cert: string; key: string } {
+  signed(dir, name, subject, 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n');
+  return { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) };
+}
+
 function signed(dir: string, name: string, subject: string, extensions: string): void {
   keyPair(dir, name);
   openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], dir);
